@@ -1,0 +1,83 @@
+"""Op registries: one per target, keyed by (domain, op_type, since_version).
+
+A converter registers with ``@REGISTRY.converts("Conv", since=11)``; an optional ``check`` function
+returns a reason string when a particular node (attributes, dtypes, ranks) cannot be converted, so the
+preflight can report every problem before any conversion starts. A node is resolved to the converter with
+the greatest ``since`` not above the node's schema ``since_version`` for the model's opset.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import onnx
+import onnx.defs
+
+from ..errors import UnsupportedOpsError
+
+
+@dataclass(frozen=True)
+class Entry:
+    domain: str
+    op_type: str
+    since: int
+    fn: Callable
+    check: Callable | None
+    doc: str
+
+
+class Registry:
+    def __init__(self, target: str):
+        self.target = target
+        self._entries: dict[tuple[str, str], dict[int, Entry]] = {}
+
+    def converts(self, op_type: str, since: int = 1, *, domain: str = "", check: Callable | None = None):
+        """Decorator registering a converter; registering the same key twice is an error."""
+        def wrap(fn):
+            versions = self._entries.setdefault((domain, op_type), {})
+            if since in versions:
+                raise ValueError(f"{self.target}: {domain or 'ai.onnx'}::{op_type} since {since} registered twice")
+            doc = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
+            versions[since] = Entry(domain, op_type, since, fn, check, doc)
+            return fn
+        return wrap
+
+    def resolve(self, node: onnx.NodeProto, opsets: dict[str, int]) -> Entry | None:
+        versions = self._entries.get((node.domain, node.op_type))
+        if not versions:
+            return None
+        domain = node.domain or ""
+        version = opsets.get(domain, opsets.get("ai.onnx" if domain == "" else domain, 1))
+        try:
+            since = onnx.defs.get_schema(node.op_type, version, domain).since_version
+        except Exception:  # custom domain without a schema: trust the model's opset
+            since = version
+        usable = [v for v in versions if v <= since]
+        return versions[max(usable)] if usable else None
+
+    def entries(self) -> list[Entry]:
+        return sorted((e for vs in self._entries.values() for e in vs.values()),
+                      key=lambda e: (e.domain, e.op_type, e.since))
+
+    def preflight(self, graph: onnx.GraphProto, opsets: dict[str, int], ctx) -> list[Entry]:
+        """Resolve every node; raise UnsupportedOpsError listing *all* problems at once."""
+        problems, resolved = [], []
+        for node in graph.node:
+            opset = opsets.get(node.domain or "", 0)
+            entry = self.resolve(node, opsets)
+            if entry is None:
+                known = self._entries.get((node.domain, node.op_type))
+                reason = (f"only opset >= {min(known)} is supported" if known
+                          else f"no {self.target} converter for this op")
+                problems.append(dict(op_type=node.op_type, node=node.name, opset=opset, reason=reason))
+                continue
+            if entry.check is not None:
+                reason = entry.check(node, ctx)
+                if reason:
+                    problems.append(dict(op_type=node.op_type, node=node.name, opset=opset, reason=reason))
+                    continue
+            resolved.append(entry)
+        if problems:
+            raise UnsupportedOpsError(self.target, problems)
+        return resolved
+

@@ -1,0 +1,297 @@
+"""Layout policy: NCHW in the ONNX model, NHWC inside the TFLite model, next to no TRANSPOSE ops.
+
+Every op falls in one of three classes:
+
+* **layout-transforming** (Conv, ConvTranspose, pools, Resize, LRN, DepthToSpace, InstanceNorm...):
+  TFLite only has NHWC kernels, so the converter wraps the op as
+  ``TRANSPOSE(NCHW->NHWC) -> op -> TRANSPOSE(NHWC->NCHW)``.
+* **layout-agnostic** (elementwise math and activations, Concat, Pad, Slice, Split, reductions, Softmax
+  over an axis that stays last...): the op can run in any layout if its axis-like arguments are permuted,
+  so a TRANSPOSE feeding it is *pushed below it* (``push_rules``), with constant operands permuted at
+  build time.
+* **layout-breaking** (Reshape, Flatten, MatMul, Gather, Softmax over another axis...): the data order
+  matters; a TRANSPOSE stops here unless it only moves size-1 axes, in which case it is a RESHAPE.
+
+The pass pushes transposes downward, composes neighbours (``T_b(T_a(x)) = T_{a[b]}(x)``), drops identity
+permutations, and finally absorbs a transpose that sits directly on a graph input or output into the
+bundle's I/O description (``perm``), which the runtime applies with numpy: users keep feeding the ONNX
+layout, and the model file itself runs NHWC end to end.
+"""
+from __future__ import annotations
+
+import numpy as np
+from ai_edge_litert import schema_py_generated as fb
+
+from .ir import Graph, Op
+
+UNARY = {
+    "ABS", "CAST", "CEIL", "COS", "DEQUANTIZE", "ELU", "EXP", "FLOOR", "GELU", "HARD_SWISH",
+    "LEAKY_RELU", "LOG", "LOGICAL_NOT", "LOGISTIC", "NEG", "QUANTIZE", "RELU", "RELU6", "RELU_N1_TO_1",
+    "RELU_0_TO_1", "ROUND", "RSQRT", "SIGN", "SIN", "SQRT", "SQUARE", "TANH", "ZEROS_LIKE",
+}
+BROADCAST = {
+    "ADD", "SUB", "MUL", "DIV", "MAXIMUM", "MINIMUM", "POW", "SQUARED_DIFFERENCE", "FLOOR_DIV",
+    "FLOOR_MOD", "EQUAL", "NOT_EQUAL", "LESS", "LESS_EQUAL", "GREATER", "GREATER_EQUAL",
+    "LOGICAL_AND", "LOGICAL_OR", "SELECT_V2", "PRELU", "ATAN2",
+}
+REDUCE = {"MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD", "REDUCE_ANY", "REDUCE_ALL"}
+
+
+def perm_of(graph: Graph, op: Op) -> list[int] | None:
+    if op.opcode != "TRANSPOSE":
+        return None
+    data = graph.tensors[op.inputs[1]].data
+    return None if data is None else [int(p) for p in data]
+
+
+def is_pure_reshape(shape, perm) -> bool:
+    """A transpose that keeps the order of all non-1 axes does not move data."""
+    moved = [p for p in perm if shape[p] != 1]
+    return moved == sorted(moved)
+
+
+class _Pass:
+    def __init__(self, graph: Graph):
+        self.g = graph
+
+    def const_perm(self, perm) -> str:
+        return self.g.const(np.asarray(perm, np.int32), "perm")
+
+    # rewrite helpers ----------------------------------------------------------------------
+    def hoist_output(self, op: Op, perm: list[int]) -> None:
+        """``op`` now computes in the pre-transpose layout: re-add TRANSPOSE(perm) after each output."""
+        inv = np.argsort(perm)
+        for i, out in enumerate(op.outputs):
+            t = self.g.tensors[out]
+            inner = self.g.add(f"{out}_nhwc", tuple(t.shape[k] for k in inv), t.dtype)
+            op.outputs[i] = inner
+            self.g.ops.append(Op("TRANSPOSE", [inner, self.const_perm(perm)], [out], None, op.origin))
+
+    def untransposed(self, name: str, perm: list[int], rank: int, prod) -> str | None:
+        """``name`` expressed before a TRANSPOSE(perm): its source, or a permuted constant."""
+        p = prod.get(name)
+        if p is not None and perm_of(self.g, p) == perm:
+            return p.inputs[0]
+        t = self.g.tensors[name]
+        if t.data is not None:
+            data = t.data.reshape((1,) * (rank - t.data.ndim) + t.data.shape)
+            return self.g.const(np.transpose(data, np.argsort(perm)), f"{name}_perm", t.dtype)
+        return None
+
+    def try_push(self, op: Op, prod) -> bool:
+        """Move a TRANSPOSE feeding ``op`` below it when ``op`` is layout-agnostic."""
+        if op.opcode in ("TRANSPOSE", "RESHAPE"):
+            return False
+        feeds = [prod.get(n) for n in op.inputs if n is not None]
+        perms = [perm_of(self.g, p) for p in feeds if p is not None]
+        perms = [p for p in perms if p is not None]
+        if not perms:
+            return False
+        perm = perms[0]
+        rank = len(perm)
+        code = op.opcode
+        if code in UNARY or code in BROADCAST:
+            if any(len(self.g.tensors[o].shape) != rank for o in op.outputs):
+                return False
+            new_inputs = []
+            for n in op.inputs:
+                src = self.untransposed(n, perm, rank, prod)
+                if src is None:
+                    return False
+                new_inputs.append(src)
+            op.inputs = new_inputs
+        elif code in ("CONCATENATION",):
+            new_inputs = [self.untransposed(n, perm, rank, prod) for n in op.inputs]
+            if any(n is None for n in new_inputs):
+                return False
+            op.inputs = new_inputs
+            op.options.axis = int(perm[op.options.axis % rank])
+        elif code in ("SOFTMAX", "LOG_SOFTMAX", "L2_NORMALIZATION"):
+            if perm[-1] != rank - 1 or prod.get(op.inputs[0]) is None or perm_of(self.g, prod[op.inputs[0]]) != perm:
+                return False
+            op.inputs[0] = prod[op.inputs[0]].inputs[0]
+        elif code in ("PAD", "PADV2", "MIRROR_PAD"):
+            src = self.untransposed(op.inputs[0], perm, rank, prod)
+            pads = self.g.tensors[op.inputs[1]].data
+            if src is None or pads is None or self.g.tensors[src].data is not None:
+                return False
+            new = np.zeros_like(pads)
+            new[perm] = pads
+            op.inputs[0], op.inputs[1] = src, self.g.const(new, "paddings")
+        elif code in REDUCE:
+            return self.push_reduce(op, perm, prod)
+        else:
+            return False
+        self.hoist_output(op, perm)
+        return True
+
+    def push_reduce(self, op: Op, perm, prod) -> bool:
+        src = self.untransposed(op.inputs[0], perm, len(perm), prod)
+        axes = self.g.tensors[op.inputs[1]].data
+        if src is None or axes is None or self.g.tensors[src].data is not None:
+            return False
+        rank = len(perm)
+        axes = sorted({int(a) % rank for a in np.ravel(axes)})
+        new_axes = sorted(perm[a] for a in axes)
+        op.inputs[0], op.inputs[1] = src, self.g.const(np.asarray(new_axes, np.int32), "axes")
+        if op.options is not None and op.options.keepDims:
+            self.hoist_output(op, perm)
+            return True
+        kept = [perm[a] for a in range(rank) if a not in axes]     # source axes, in output order
+        ranks = {ax: i for i, ax in enumerate(sorted(kept))}
+        sub = [ranks[ax] for ax in kept]
+        if sub == sorted(sub):
+            return True
+        self.hoist_output(op, sub)
+        return True
+
+    # local simplifications --------------------------------------------------------------
+    def simplify_transpose(self, op: Op, prod) -> bool:
+        perm = perm_of(self.g, op)
+        if perm is None:
+            return False
+        src = self.g.tensors[op.inputs[0]]
+        if src.data is not None:  # fold into the constant
+            self.g.tensors[op.outputs[0]].data = np.ascontiguousarray(np.transpose(src.data, perm))
+            self.g.ops.remove(op)
+            return True
+        if perm == list(range(len(perm))):
+            self.g.replace_uses(op.outputs[0], op.inputs[0]) if op.outputs[0] not in self.g.outputs \
+                else self._as_reshape(op)
+            if op.outputs[0] not in self.g.outputs:
+                self.g.ops.remove(op)
+            return True
+        up = prod.get(op.inputs[0])
+        inner = perm_of(self.g, up) if up is not None else None
+        if inner is not None:
+            op.inputs = [up.inputs[0], self.const_perm([inner[p] for p in perm])]
+            return True
+        if is_pure_reshape(src.shape, perm):
+            self._as_reshape(op)
+            return True
+        return False
+
+    def _as_reshape(self, op: Op) -> None:
+        shape = list(self.g.tensors[op.outputs[0]].shape)
+        op.opcode = "RESHAPE"
+        op.inputs = [op.inputs[0], self.g.const(np.asarray(shape, np.int32), "shape")]
+        op.options = fb.ReshapeOptionsT()
+        op.options.newShape = shape
+
+    def simplify_reshape(self, op: Op, prod) -> bool:
+        if op.opcode != "RESHAPE":
+            return False
+        src = self.g.tensors[op.inputs[0]]
+        out = self.g.tensors[op.outputs[0]]
+        if src.data is not None:
+            out.data = np.ascontiguousarray(src.data.reshape(out.shape))
+            self.g.ops.remove(op)
+            return True
+        up = prod.get(op.inputs[0])
+        if up is not None and up.opcode == "RESHAPE":
+            op.inputs[0] = up.inputs[0]
+            return True
+        if src.shape == out.shape and op.outputs[0] not in self.g.outputs:
+            self.g.replace_uses(op.outputs[0], op.inputs[0])
+            self.g.ops.remove(op)
+            return True
+        return False
+
+    # pulling a transpose up towards a graph input, where ``absorb_io`` removes it -----------
+    def reaches_inputs(self, name: str, users, prod, depth: int = 0) -> bool:
+        """True when ``name`` comes from graph inputs through single-use layout-agnostic ops only."""
+        if name in self.g.inputs or self.g.tensors[name].data is not None:
+            return True
+        op = prod.get(name)
+        if op is None or depth > 32 or len(users.get(name, [])) != 1 or name in self.g.outputs:
+            return False
+        if op.opcode not in UNARY and op.opcode not in BROADCAST and op.opcode not in ("PAD", "PADV2"):
+            return False
+        return all(self.reaches_inputs(n, users, prod, depth + 1) for n in op.inputs[:1 if op.opcode.startswith("PAD") else None]
+                   if n is not None)
+
+    def try_pull(self, op: Op, prod, users) -> bool:
+        """TRANSPOSE(A(x)) -> A'(TRANSPOSE(x)) when A's inputs lead back to graph inputs."""
+        perm = perm_of(self.g, op)
+        src = prod.get(op.inputs[0]) if perm is not None else None
+        if src is None or len(src.outputs) != 1 or not self.reaches_inputs(op.inputs[0], users, prod):
+            return False
+        rank = len(perm)
+        if src.opcode.startswith("PAD"):
+            pads = self.g.tensors[src.inputs[1]].data
+            src.inputs[1] = self.g.const(np.ascontiguousarray(pads[perm]), "paddings")
+            data_inputs = [0]
+        else:
+            data_inputs = range(len(src.inputs))
+        for i in data_inputs:
+            t = self.g.tensors[src.inputs[i]]
+            if t.data is not None:
+                data = t.data.reshape((1,) * (rank - t.data.ndim) + t.data.shape)
+                src.inputs[i] = self.g.const(np.ascontiguousarray(np.transpose(data, perm)), f"{t.name}_perm", t.dtype)
+            else:
+                moved = self.g.add(f"{t.name}_t", tuple(t.shape[p] for p in perm), t.dtype)
+                self.g.ops.append(Op("TRANSPOSE", [t.name, self.const_perm(perm)], [moved], None, op.origin))
+                src.inputs[i] = moved
+        src.outputs[0] = op.outputs[0]
+        self.g.ops.remove(op)
+        return True
+
+    def _sweep(self, rewrite) -> None:
+        for _ in range(1000):
+            changed = False
+            for op in list(self.g.ops):
+                if op not in self.g.ops:
+                    continue
+                prod = self.g.producers()
+                if self.simplify_transpose(op, prod) or self.simplify_reshape(op, prod) or rewrite(op, prod):
+                    changed = True
+                    self.g.prune()
+            self.g.toposort()
+            if not changed:
+                break
+
+    def run(self) -> None:
+        """Push transposes down (they cancel between layout-transforming ops), then pull the
+        remaining ones up to graph inputs; two phases so the two moves never undo each other."""
+        self._sweep(self.try_push)
+        self._sweep(lambda op, prod: self.try_pull(op, prod, self.g.consumers()))
+
+
+def absorb_io(graph: Graph) -> tuple[dict[str, list[int] | None], dict[str, list[int] | None]]:
+    """Absorb transposes touching graph inputs/outputs; return {public name: perm} for inputs/outputs.
+
+    ``perm`` follows the bundle convention: ``internal = np.transpose(public, perm)``.
+    """
+    in_perms: dict[str, list[int] | None] = {n: None for n in graph.inputs}
+    users = graph.consumers()
+    for i, name in enumerate(list(graph.inputs)):
+        ops = users.get(name, [])
+        perms = {tuple(perm_of(graph, o) or ()) for o in ops}
+        if not ops or len(perms) != 1 or () in perms or name in graph.outputs:
+            continue
+        perm = list(perms.pop())
+        t = graph.tensors[name]
+        inner = graph.add(f"{name}_nhwc", tuple(t.shape[p] for p in perm), t.dtype)
+        for o in ops:
+            graph.replace_uses(o.outputs[0], inner)
+            graph.ops.remove(o)
+        graph.inputs[i] = inner
+        in_perms[name] = perm
+    out_perms: dict[str, list[int] | None] = {}
+    prod = graph.producers()
+    for i, name in enumerate(list(graph.outputs)):
+        op = prod.get(name)
+        perm = perm_of(graph, op) if op is not None else None
+        src = op.inputs[0] if op is not None else None
+        if perm is None or src in graph.inputs or src in graph.outputs or graph.tensors[src].data is not None:
+            out_perms[name] = None
+            continue
+        graph.ops.remove(op)
+        graph.outputs[i] = src
+        out_perms[name] = [int(k) for k in np.argsort(perm)]
+    graph.prune()
+    return in_perms, out_perms
+
+
+def optimize_layout(graph: Graph) -> None:
+    _Pass(graph).run()

@@ -1,0 +1,4 @@
+"""The TFLite target's op registry (converters register themselves from ``ops/``)."""
+from ..registry import Registry
+
+TFLITE = Registry("tflite")

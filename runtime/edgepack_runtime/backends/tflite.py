@@ -1,0 +1,69 @@
+"""TFLite interpreters: LiteRT (``ai_edge_litert``) and the older ``tflite_runtime`` share one session."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import BackendError
+
+
+def load_litert(model: bytes, *, num_threads: int | None = None) -> "TFLiteSession":
+    from ai_edge_litert.interpreter import Interpreter
+    return TFLiteSession(Interpreter, model, num_threads, "litert")
+
+
+def load_tflite_runtime(model: bytes, *, num_threads: int | None = None) -> "TFLiteSession":
+    from tflite_runtime.interpreter import Interpreter
+    return TFLiteSession(Interpreter, model, num_threads, "tflite-runtime")
+
+
+class TFLiteSession:
+    """Runs a .tflite model: ``run(arrays in model input order) -> arrays in model output order``.
+
+    Inputs whose shape differs from the allocated one are resized (``resize_tensor_input``, strict so
+    only dims that are -1 in the model's shape signature may change) before ``allocate_tensors``.
+    """
+
+    def __init__(self, interpreter_cls, model: bytes, num_threads: int | None, name: str):
+        self.name = name
+        try:
+            self._interp = interpreter_cls(model_content=model, num_threads=num_threads)
+            self._interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise BackendError(f"{name} could not load the model: {exc}",
+                               hint="rebuild the bundle, or try --backend onnxruntime") from None
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self._inputs = self._interp.get_input_details()
+        self._outputs = self._interp.get_output_details()
+
+    def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        if len(arrays) != len(self._inputs):
+            raise BackendError(f"model takes {len(self._inputs)} inputs, got {len(arrays)}",
+                               hint="the bundle's io table does not match its model; rebuild it")
+        self._resize([np.shape(a) for a in arrays])
+        try:
+            for detail, array in zip(self._inputs, arrays):
+                self._interp.set_tensor(detail["index"], array)
+            self._interp.invoke()
+        except (ValueError, RuntimeError) as exc:
+            raise BackendError(f"{self.name} failed to run the model: {exc}") from None
+        return [self._interp.get_tensor(d["index"]) for d in self._outputs]
+
+    def _resize(self, shapes) -> None:
+        changed = False
+        for detail, shape in zip(self._inputs, shapes):
+            if tuple(detail["shape"]) != tuple(shape):
+                try:
+                    self._interp.resize_tensor_input(detail["index"], list(shape), strict=True)
+                except (ValueError, RuntimeError) as exc:
+                    raise BackendError(f"{self.name} cannot feed shape {list(shape)} to model input "
+                                       f"{detail['name']} of shape {detail['shape'].tolist()}: {exc}",
+                                       hint="the bundle's io table does not match its model") from None
+                changed = True
+        if changed:
+            self._interp.allocate_tensors()
+            self._refresh()
+
+    def close(self) -> None:
+        self._interp = None

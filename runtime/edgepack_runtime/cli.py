@@ -1,0 +1,174 @@
+"""``edgepack-device``: verify, inspect and run bundles on a device (argparse, numpy only).
+
+    edgepack-device run BUNDLE --input NAME=FILE.npy ... [--output-dir DIR] [--backend B] [--threads N]
+    edgepack-device check BUNDLE      verify hashes and run the bundle's own samples
+    edgepack-device info BUNDLE       show the manifest and which backend would run it
+
+Errors print one line ``error: ...`` on stderr and exit with the error class's exit code
+(``--verbose`` prints the traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .backends import BACKENDS, candidates, ordered
+from .bundle import Bundle
+from .errors import BackendError, EdgepackError, InputError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("bundle", help="bundle file (.edgepack tar) or unpacked bundle folder")
+    common.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    common.add_argument("--verbose", "-v", action="store_true", help="show tracebacks on errors")
+    backend = argparse.ArgumentParser(add_help=False)
+    backend.add_argument("--backend", help=f"force a backend ({', '.join(BACKENDS)})")
+    backend.add_argument("--target", help="force a target entry of the bundle by name")
+    backend.add_argument("--threads", type=int, help="number of CPU threads for the backend")
+    parser = argparse.ArgumentParser(prog="edgepack-device", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"edgepack-runtime {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", parents=[common, backend], help="run the model on .npy inputs")
+    run.add_argument("--input", "-i", action="append", default=[], metavar="NAME=FILE.npy",
+                     help="an input array; NAME= may be omitted for single-input models")
+    run.add_argument("--output-dir", "-o", type=Path, help="write <output>.npy files here")
+    sub.add_parser("check", parents=[common, backend], help="verify and self-check with the samples")
+    sub.add_parser("info", parents=[common], help="show what the bundle holds")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code (0 ok, EdgepackError.exit_code on failure)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return {"run": cmd_run, "check": cmd_check, "info": cmd_info}[args.command](args)
+    except EdgepackError as exc:
+        return _fail(args, str(exc), exc.exit_code)
+    except (OSError, ValueError) as exc:
+        return _fail(args, f"{type(exc).__name__}: {exc}", 1)
+
+
+def _fail(args, message: str, code: int) -> int:
+    if args.verbose:
+        traceback.print_exc()
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def _open_runtime(args):
+    from .runtime import Runtime
+    return Runtime.open(args.bundle, args.backend, num_threads=args.threads, target=args.target)
+
+
+def cmd_run(args) -> int:
+    with _open_runtime(args) as rt:
+        outputs = rt.run(_load_inputs(args.input, [s["name"] for s in rt.inputs]))
+        files = _write_outputs(outputs, args.output_dir) if args.output_dir else {}
+        report = {"backend": rt.backend_name, "target": rt.target["name"], "outputs": {
+            name: {"shape": list(a.shape), "dtype": str(a.dtype), "size": int(a.size),
+                   "head": a.ravel()[:8].tolist(),
+                   "file": files.get(name)} for name, a in outputs.items()}}
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return 0
+    print(f"ran on {report['backend']} (target {report['target']})")
+    for name, out in report["outputs"].items():
+        head = ", ".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in out["head"])
+        print(f"  {name}: shape {out['shape']} {out['dtype']}  [{head}{', ...' if out['size'] > 8 else ''}]"
+              + (f"  -> {out['file']}" if out["file"] else ""))
+    return 0
+
+
+def _load_inputs(specs: list[str], names: list[str]) -> dict[str, np.ndarray]:
+    if not specs:
+        raise InputError(f"no inputs given; the model takes: {', '.join(names)}",
+                         hint="pass --input NAME=FILE.npy for each")
+    arrays = {}
+    for item in specs:
+        name, sep, file = item.partition("=")
+        if not sep or name not in names:
+            if sep and not Path(item).exists():
+                raise InputError(f"unknown input name {name!r} in --input {item}; the model takes: "
+                                 f"{', '.join(names)}", hint="use --input NAME=FILE.npy")
+            if len(names) != 1 or len(specs) != 1:
+                raise InputError(f"--input {item!r} does not start with an input name; the model "
+                                 f"takes: {', '.join(names)}", hint="use --input NAME=FILE.npy")
+            name, file = names[0], item
+        try:
+            arrays[name] = np.load(file, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read input file {file}: {exc}",
+                             hint="pass a .npy file written with numpy.save") from None
+    return arrays
+
+
+def _write_outputs(outputs: dict[str, np.ndarray], out_dir: Path) -> dict[str, str]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files, used = {}, set()
+    for name, array in outputs.items():
+        stem = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".") or "output"
+        candidate, n = stem, 1
+        while candidate in used:
+            candidate, n = f"{stem}_{n}", n + 1
+        used.add(candidate)
+        path = out_dir / f"{candidate}.npy"
+        np.save(path, array)
+        files[name] = str(path)
+    return files
+
+
+def cmd_check(args) -> int:
+    with _open_runtime(args) as rt:
+        report = rt.self_check()
+    report["bundle"] = str(args.bundle)
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return 0
+    print(f"bundle {args.bundle}: hashes ok; backend {report['backend']} (target {report['target']})")
+    if not report["samples"]:
+        print("  no samples in the bundle: nothing to self-check")
+    for name, s in report["outputs"].items():
+        print(f"  {name}: max_abs {s['max_abs']:.3g}  max_rel {s['max_rel']:.3g}  cosine {s['cosine']:.6f}")
+    print(f"self-check passed on {report['samples']} sample(s)")
+    return 0
+
+
+def cmd_info(args) -> int:
+    bundle = Bundle.open(args.bundle)
+    m = bundle.manifest
+    try:
+        spec, entry = candidates(m["targets"])[0]
+        selected = {"backend": spec.name, "target": entry["name"]}
+    except BackendError as exc:
+        selected = {"error": str(exc)}
+    backends = {s.name: s.available() for s in ordered()}
+    if args.json:
+        print(json.dumps({"path": str(bundle.path), "manifest": m, "backends": backends,
+                          "selected": selected}, indent=1))
+        return 0
+    print(f"{m['model']['name']} {m['model']['version']}  (bundle format {m['format_version']}, "
+          f"created {m['created']})")
+    for kind in ("inputs", "outputs"):
+        for s in m[kind]:
+            print(f"  {kind[:-1]:6} {s['name']}: {s['shape']} {s['dtype']} {s.get('layout') or ''}")
+    for t in m["targets"]:
+        size = m["files"][t["file"]]["size"]
+        print(f"  target {t['name']}: {t['format']} {t['precision']}  {t['file']} ({size} bytes)")
+    print(f"  samples: {len(m['samples'])}  signed: {'yes' if m.get('signature') else 'no'}")
+    listed = [n + ("" if ok else " (not installed)") for n, ok in backends.items()]
+    print(f"  backends: {', '.join(listed)}")
+    print(f"  would run: {selected.get('backend', '-')}/{selected.get('target', '-')}"
+          if "backend" in selected else f"  cannot run here: {selected['error']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""``Runtime``: open a bundle, pick a backend, run inference in the public layout.
+
+    with Runtime.open("model.edgepack") as rt:
+        outputs = rt.run({"input": x})          # or rt.run([x]) or rt.run(x)
+        report = rt.self_check()                 # runs the bundle's own samples
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import selfcheck
+from .backends import candidates
+from .bundle import Bundle
+from .errors import BackendError, BundleError
+from .inputs import coerce_inputs
+
+
+class Runtime:
+    """A bundle bound to one backend and one target. Create with ``Runtime.open``."""
+
+    def __init__(self, bundle: Bundle, target: dict, backend_name: str, session):
+        self.bundle, self.target, self.backend_name = bundle, target, backend_name
+        self._session = session
+        io = target["io"]
+        self._in_order = [(e["name"], e.get("perm")) for e in io["inputs"]]
+        self._out_order = [(e["name"], e.get("perm")) for e in io["outputs"]]
+
+    @classmethod
+    def open(cls, path: str | Path | Bundle, backend: str | None = None, *,
+             num_threads: int | None = None, target: str | None = None) -> "Runtime":
+        """Verify the bundle at ``path`` and load its best target on the best installed backend.
+
+        ``backend`` forces a backend ("litert", "tflite-runtime", "onnxruntime"); ``target`` forces a
+        target entry by name. BackendError says which backends and targets exist when none fits.
+        """
+        bundle = path if isinstance(path, Bundle) else Bundle.open(path)
+        failures = []
+        for spec, entry in candidates(bundle.manifest["targets"], backend, target):
+            try:
+                session = spec.load(bundle.read(entry["file"]), num_threads=num_threads)
+            except BackendError as exc:
+                if backend is not None:
+                    raise
+                failures.append(f"{spec.name}/{entry['name']}: {exc}")
+                continue
+            return cls(bundle, entry, spec.name, session)
+        raise BackendError("no backend could load this bundle: " + "; ".join(failures),
+                           hint="reinstall a backend, or force one with backend=...")
+
+    @property
+    def inputs(self) -> list[dict]:
+        return self.bundle.manifest["inputs"]
+
+    @property
+    def outputs(self) -> list[dict]:
+        return self.bundle.manifest["outputs"]
+
+    def run(self, inputs) -> dict[str, np.ndarray]:
+        """Run once. ``inputs``: dict name->array, arrays in manifest order, or one array."""
+        if self._session is None:
+            raise BackendError("this Runtime is closed", hint="open a new one with Runtime.open")
+        arrays = coerce_inputs(self.inputs, inputs)
+        public = {spec["name"]: a for spec, a in zip(self.inputs, arrays)}
+        internal = [_to_model(public[name], perm) for name, perm in self._in_order]
+        results = self._session.run(internal)
+        named = {name: _from_model(np.asarray(r), perm) for (name, perm), r in zip(self._out_order, results)}
+        return {spec["name"]: named[spec["name"]] for spec in self.outputs}
+
+    def self_check(self, *, rtol: float | None = None, atol: float | None = None,
+                   min_cosine: float | None = None) -> dict:
+        """Run the bundle's samples and compare with their reference outputs.
+
+        Tolerances default by the target's precision (see ``selfcheck.TOLERANCES``). Returns
+        ``{"backend", "target", "samples", "passed", "tolerance", "outputs": {name: {"max_abs",
+        "max_rel", "cosine", "ref_max"}}}`` with the worst figures over all samples; raises
+        BundleError naming the outputs that are off.
+        """
+        tol = selfcheck.tolerance(self.target.get("precision", ""), rtol, atol, min_cosine)
+        stats, failed = {}, set()
+        samples = self.bundle.samples()
+        for inputs, refs in samples:
+            got = self.run(inputs)
+            for name, ref in refs.items():
+                if np.shape(got[name]) != np.shape(ref):
+                    raise BundleError(f"self-check: output {name!r} has shape {list(np.shape(got[name]))}"
+                                      f" but the sample expects {list(np.shape(ref))}",
+                                      hint="rebuild the bundle")
+                figures = selfcheck.compare(got[name], ref)
+                stats[name] = selfcheck.worst(stats.get(name), figures)
+                if not selfcheck.passes(figures, tol):
+                    failed.add(name)
+        report = {"backend": self.backend_name, "target": self.target["name"], "samples": len(samples),
+                  "passed": not failed, "tolerance": tol, "outputs": stats}
+        if failed:
+            detail = ", ".join(f"{n} (max_abs {stats[n]['max_abs']:.3g}, cosine {stats[n]['cosine']:.6f})"
+                               for n in sorted(failed))
+            raise BundleError(f"self-check failed on {self.backend_name}/{self.target['name']}: {detail}; "
+                              f"tolerance rtol={tol['rtol']}, atol={tol['atol']}, "
+                              f"min_cosine={tol['min_cosine']}",
+                              hint="try another backend, or rebuild the bundle")
+        return report
+
+    def close(self) -> None:
+        """Release the backend session (idempotent)."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def __enter__(self) -> "Runtime":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        name = self.bundle.manifest["model"]["name"]
+        return f"<Runtime {name} target={self.target['name']} backend={self.backend_name}>"
+
+
+def _to_model(array: np.ndarray, perm) -> np.ndarray:
+    return np.ascontiguousarray(array if perm is None else np.transpose(array, perm))
+
+
+def _from_model(array: np.ndarray, perm) -> np.ndarray:
+    return array if perm is None else np.ascontiguousarray(np.transpose(array, np.argsort(perm)))

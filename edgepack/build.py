@@ -1,0 +1,186 @@
+"""``edgepack build``: one ONNX model in, one verified bundle out.
+
+load & normalize -> sample data -> reference outputs (onnxruntime, fp32) -> convert per target ->
+stage the bundle -> run every target in the real runtime against the reference -> write the bundle.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from edgepack_runtime import Runtime
+from edgepack_runtime.bundle import write_bundle
+
+from . import __version__
+from .calibration import load_npz
+from .devices import resolve_targets, suited_profiles
+from .errors import EdgepackError, ParityError
+from .model import load_model, make_inputs
+from .verify.parity import FP32, Thresholds, compare_output, summarize
+
+N_VERIFY = 8          # samples used for parity when no data is given
+N_BUNDLED = 3         # samples shipped in the bundle for the on-device health check
+TOOLS = ("onnx", "onnxruntime", "ai-edge-litert", "numpy")
+
+
+@dataclass
+class BuildResult:
+    path: Path | None
+    manifest: dict
+    warnings: list[str] = field(default_factory=list)
+
+
+def default_output(model_path: Path) -> Path:
+    return model_path.with_suffix(".edgepack")
+
+
+def build(model_path: str | Path, *, targets=("cpu",), input_shapes: dict | None = None,
+          out: str | Path | None = None, calibration: str | Path | None = None, allow_mismatch: bool = False,
+          thresholds: Thresholds = FP32, version: str = "1", num_threads: int | None = None,
+          progress: Callable[[str], None] = lambda step: None) -> BuildResult:
+    """Build a bundle for ``targets`` (target or device-profile names). Raises EdgepackError subclasses."""
+    model_path = Path(model_path)
+    out = Path(out) if out else default_output(model_path)
+    wanted, profiles_named, skipped = resolve_targets(list(targets))
+    warnings = [f"target '{t}' is not built by this version; skipped" for t in skipped]
+
+    progress("loading and normalizing the model")
+    model = load_model(model_path, input_shapes=input_shapes)
+
+    progress("preparing verification data")
+    if calibration:
+        samples, data_kind = load_npz(calibration, model), "calibration"
+    else:
+        samples, data_kind = make_inputs(model, N_VERIFY, seed=0), "synthetic"
+        warnings.append("no --calibration data: parity is measured on synthetic random inputs")
+
+    progress("computing fp32 reference outputs (onnxruntime)")
+    reference = _reference(model, samples)
+
+    files: dict[str, bytes] = {}
+    entries = []
+    for target in wanted:
+        progress(f"converting for target '{target}'")
+        entries.append(_convert(target, model, files))
+
+    manifest = _manifest(model, model_path, version, entries, profiles_named)
+    for i, (inp, outs) in enumerate(zip(samples[:N_BUNDLED], reference[:N_BUNDLED])):
+        files[f"samples/sample_{i:03d}.npz"] = _npz(model, inp, outs)
+        manifest["samples"].append({"file": f"samples/sample_{i:03d}.npz"})
+
+    failures = []
+    with tempfile.TemporaryDirectory(prefix="edgepack-stage-") as tmp:
+        stage = write_bundle(Path(tmp) / "stage.edgepack", manifest, files)
+        for entry in manifest["targets"]:
+            progress(f"verifying target '{entry['name']}' in the runtime ({len(samples)} samples)")
+            entry["parity"] = _verify(stage, entry, model, samples, reference, thresholds, num_threads)
+            entry["parity"]["data"] = data_kind
+            if not entry["parity"]["passed"]:
+                failures.append(entry)
+    manifest["signature"] = None
+    if failures and not allow_mismatch:
+        raise ParityError(_parity_message(failures), hint="inspect the model, or pass --allow-mismatch to ship anyway")
+    for entry in failures:
+        warnings.append(f"target '{entry['name']}' is below the parity thresholds (shipped with --allow-mismatch)")
+    manifest["build"] = {"warnings": warnings}
+    progress(f"writing {out}")
+    path = write_bundle(out, manifest, files)
+    return BuildResult(path, manifest, warnings)
+
+
+def _reference(model: onnx.ModelProto, samples) -> list[dict[str, np.ndarray]]:
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in model.graph.output]
+    return [dict(zip(names, sess.run(names, s))) for s in samples]
+
+
+def _convert(target: str, model: onnx.ModelProto, files: dict[str, bytes]) -> dict:
+    t0 = time.perf_counter()
+    if target == "cpu":
+        from .targets.tflite import convert
+        result = convert(model)
+        rel, data, fmt, io_map, info = "models/cpu/model.tflite", result.data, "tflite", result.io, dict(result.stats)
+    elif target == "onnx":
+        data = model.SerializeToString()
+        rel, fmt, info = "models/onnx/model.onnx", "onnx", {"ops": len(model.graph.node)}
+        io_map = {"inputs": [{"name": i.name, "perm": None} for i in model.graph.input],
+                  "outputs": [{"name": o.name, "perm": None} for o in model.graph.output]}
+    else:  # resolve_targets only lets buildable targets through
+        raise EdgepackError(f"target '{target}' is not built by this version")
+    files[rel] = data
+    info.update(size=len(data), convert_seconds=round(time.perf_counter() - t0, 4))
+    return {"name": target, "format": fmt, "file": rel, "precision": "fp32", "io": io_map,
+            "parity": {}, "info": info, "devices": suited_profiles(target)}
+
+
+def _manifest(model, model_path: Path, version: str, entries, profiles_named) -> dict:
+    def io(values, perms):
+        out = []
+        for v in values:
+            t = v.type.tensor_type
+            perm = perms.get(v.name)
+            layout = "NCHW" if perm == [0, 2, 3, 1] else None
+            out.append({"name": v.name, "shape": [d.dim_value for d in t.shape.dim],
+                        "dtype": np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.elem_type)).name,
+                        "layout": layout})
+        return out
+
+    cpu = next((e for e in entries if e["format"] == "tflite"), None)
+    perms = {x["name"]: x["perm"] for x in cpu["io"]["inputs"]} if cpu else {}
+    return {
+        "model": {"name": model_path.stem, "version": version,
+                  "source_sha256": hashlib.sha256(model_path.read_bytes()).hexdigest(),
+                  "opsets": {(o.domain or "ai.onnx"): o.version for o in model.opset_import}},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "tools": {"edgepack": __version__, **{t: _version(t) for t in TOOLS}},
+        "inputs": io(model.graph.input, perms),
+        "outputs": io(model.graph.output, {}),
+        "targets": entries, "samples": [], "profiles_requested": profiles_named, "signature": None,
+    }
+
+
+def _version(pkg: str) -> str:
+    try:
+        return metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+        return "absent"
+
+
+def _npz(model, inputs: dict, outputs: dict) -> bytes:
+    arrays = {f"input_{i}": inputs[v.name] for i, v in enumerate(model.graph.input)}
+    arrays.update({f"output_{i}": outputs[v.name] for i, v in enumerate(model.graph.output)})
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _verify(stage: Path, entry: dict, model, samples, reference, thresholds, num_threads) -> dict:
+    backend = {"tflite": None, "onnx": "onnxruntime"}[entry["format"]]
+    with Runtime.open(stage, backend=backend, target=entry["name"], num_threads=num_threads) as rt:
+        got = [rt.run(s) for s in samples]
+        backend_name = rt.backend_name
+    per_output = {o.name: compare_output([g[o.name] for g in got], [r[o.name] for r in reference])
+                  for o in model.graph.output}
+    figures = summarize(per_output, thresholds)
+    figures.update(backend=backend_name, samples=len(samples))
+    return figures
+
+
+def _parity_message(failures) -> str:
+    parts = []
+    for e in failures:
+        p = e["parity"]
+        parts.append(f"target '{e['name']}': min cosine {p['min_cosine']:.6f} (need >= "
+                     f"{p['thresholds']['min_cosine']}), max relative error {p['max_rel_error']:.3g} "
+                     f"(need <= {p['thresholds']['max_rel_error']})")
+    return "converted model does not match the ONNX reference: " + "; ".join(parts)

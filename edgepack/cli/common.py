@@ -1,0 +1,42 @@
+"""Shared CLI plumbing: error -> exit code mapping, consoles, JSON output."""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import traceback
+
+import typer
+from rich.console import Console
+
+from ..errors import EdgepackError
+
+err_console = Console(stderr=True, highlight=False)
+out_console = Console(highlight=False)
+
+
+def handle_errors(fn):
+    """Run a command body: EdgepackError -> one readable line and its exit code; --verbose adds the trace."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        verbose = kwargs.get("verbose", False)
+        try:
+            return fn(*args, **kwargs)
+        except EdgepackError as exc:
+            if verbose:
+                traceback.print_exc()
+            err_console.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # a bug: say so, keep the trace one flag away
+            if verbose:
+                traceback.print_exc()
+            err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} "
+                              "(re-run with --verbose and report it)", soft_wrap=True)
+            raise typer.Exit(1) from None
+    return wrapper
+
+
+def print_json(data) -> None:
+    sys.stdout.write(json.dumps(data, indent=1, sort_keys=True, default=str) + "\n")

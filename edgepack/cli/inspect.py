@@ -1,0 +1,46 @@
+"""``edgepack inspect``."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from .common import handle_errors, out_console, print_json
+
+
+@handle_errors
+def inspect(
+    bundle: Annotated[Path, typer.Argument(help="bundle file or unpacked bundle folder")],
+    json_out: Annotated[bool, typer.Option("--json", help="print the manifest as JSON")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show tracebacks")] = False,
+):
+    """Verify a bundle (hashes, format) and show what it holds."""
+    from edgepack_runtime.bundle import Bundle
+    b = Bundle.open(bundle)
+    m = b.manifest
+    if json_out:
+        print_json({"bundle": str(bundle), "verified": True, "manifest": m})
+        return
+    model = m["model"]
+    out_console.print(f"[bold]{model['name']}[/] v{model['version']}  (format {m['format_version']}, "
+                      f"created {m['created']}, signature: {'present' if m.get('signature') else 'none'})")
+    out_console.print("hashes: [green]all members verified[/]")
+    io = Table("", "name", "shape", "dtype", "layout", title="interface (as in the ONNX model)")
+    for kind in ("inputs", "outputs"):
+        for v in m[kind]:
+            io.add_row(kind[:-1], v["name"], str(v["shape"]), v["dtype"], v.get("layout") or "")
+    out_console.print(io)
+    t = Table("target", "format", "precision", "file", "size", "cosine", "rel.err", "verdict", title="targets")
+    for e in m["targets"]:
+        p = e.get("parity") or {}
+        size = m["files"][e["file"]]["size"]
+        verdict = "[green]pass[/]" if p.get("passed") else "[red]FAIL[/]" if p else "unverified"
+        t.add_row(e["name"], e["format"], e["precision"], e["file"], f"{size:,}",
+                  f"{p.get('min_cosine', float('nan')):.6f}", f"{p.get('max_rel_error', float('nan')):.2e}", verdict)
+    out_console.print(t)
+    for e in m["targets"]:
+        devices = ", ".join(e.get("devices", [])) or "-"
+        out_console.print(f"{e['name']}: suits {devices}; info {e.get('info', {})}")
+    out_console.print(f"samples for the on-device check: {len(m.get('samples', []))}")

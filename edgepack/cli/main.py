@@ -1,0 +1,28 @@
+"""The ``edgepack`` command: thin wrappers that parse, call the library and print."""
+from __future__ import annotations
+
+import typer
+
+from .. import __version__
+from .build import build
+from .devices import devices
+from .inspect import inspect
+from .ops import ops
+
+app = typer.Typer(name="edgepack", no_args_is_help=True, add_completion=False,
+                  help="Convert one ONNX model into a verified bundle for edge devices.")
+app.command()(build)
+app.command()(inspect)
+app.command()(ops)
+app.command()(devices)
+
+
+@app.callback(invoke_without_command=True)
+def _root(version: bool = typer.Option(False, "--version", help="print the version and exit")):
+    if version:
+        typer.echo(f"edgepack {__version__}")
+        raise typer.Exit(0)
+
+
+def main() -> None:
+    app()

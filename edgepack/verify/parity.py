@@ -1,0 +1,81 @@
+"""Parity figures between a target's outputs and the fp32 ONNX reference.
+
+Cosine alone is fooled by scale errors and by constant outputs, so every comparison reports cosine,
+max-abs error and max-abs error relative to the reference's range, over several different inputs;
+classifier-like outputs also get top-1 agreement.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    min_cosine: float = 0.9999
+    max_rel_error: float = 1e-3      # max |got - ref| / max |ref|
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+FP32 = Thresholds()
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a = np.asarray(a, np.float64).ravel()
+    b = np.asarray(b, np.float64).ravel()
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    if na == 0.0 and nb == 0.0:
+        return 1.0
+    if na == 0.0 or nb == 0.0:
+        return 0.0
+    return float(np.dot(a, b) / (na * nb))
+
+
+def is_classifier_like(shape) -> bool:
+    """[N, K] (or [N, K, 1, 1]) float scores with K >= 2."""
+    dims = [d for d in shape[1:] if d != 1]
+    return len(shape) >= 2 and len(dims) == 1 and dims[0] >= 2
+
+
+def compare_output(got: list[np.ndarray], ref: list[np.ndarray]) -> dict:
+    """Figures for one output over several samples (lists of arrays, one per sample)."""
+    g = np.stack([np.asarray(x) for x in got])
+    r = np.stack([np.asarray(x) for x in ref])
+    if g.shape != r.shape:
+        return {"shape_mismatch": [list(g.shape), list(r.shape)], "cosine": 0.0,
+                "max_abs": float("inf"), "rel_error": float("inf")}
+    if r.dtype.kind in "biu":
+        agree = float(np.mean(g == r))
+        return {"exact_match": agree, "cosine": 1.0 if agree == 1.0 else agree,
+                "max_abs": float(np.max(np.abs(g.astype(np.int64) - r.astype(np.int64)), initial=0)),
+                "rel_error": 0.0 if agree == 1.0 else 1.0}
+    g64, r64 = g.astype(np.float64), r.astype(np.float64)
+    if not np.all(np.isfinite(g64) == np.isfinite(r64)):
+        return {"cosine": 0.0, "max_abs": float("inf"), "rel_error": float("inf"), "non_finite": True}
+    finite = np.isfinite(r64)
+    diff = np.abs(g64[finite] - r64[finite])
+    max_abs = float(diff.max(initial=0.0))
+    scale = float(np.abs(r64[finite]).max(initial=0.0))
+    per_sample = [cosine(a, b) for a, b in zip(g64, r64)]
+    out = {"cosine": float(min(per_sample)), "cosine_mean": float(np.mean(per_sample)),
+           "max_abs": max_abs, "rel_error": max_abs / scale if scale > 0 else max_abs}
+    if is_classifier_like(r.shape[1:]):
+        k = lambda x: x.reshape(x.shape[0], -1).argmax(axis=1)  # noqa: E731
+        out["top1_agreement"] = float(np.mean(k(g64) == k(r64)))
+    return out
+
+
+def passes(figures: dict, thresholds: Thresholds) -> bool:
+    return figures["cosine"] >= thresholds.min_cosine and figures["rel_error"] <= thresholds.max_rel_error
+
+
+def summarize(per_output: dict[str, dict], thresholds: Thresholds) -> dict:
+    """Worst-case figures over outputs plus the pass/fail verdict."""
+    ok = all(passes(f, thresholds) for f in per_output.values())
+    return {"passed": ok, "thresholds": thresholds.as_dict(),
+            "min_cosine": min(f["cosine"] for f in per_output.values()),
+            "max_rel_error": max(f["rel_error"] for f in per_output.values()),
+            "outputs": per_output}

@@ -47,8 +47,12 @@ def default_output(model_path: Path) -> Path:
 def build(model_path: str | Path, *, targets=("cpu",), input_shapes: dict | None = None,
           out: str | Path | None = None, calibration: str | Path | None = None, allow_mismatch: bool = False,
           thresholds: Thresholds = FP32, version: str = "1", num_threads: int | None = None,
+          samples: list[dict] | None = None,
           progress: Callable[[str], None] = lambda step: None) -> BuildResult:
-    """Build a bundle for ``targets`` (target or device-profile names). Raises EdgepackError subclasses."""
+    """Build a bundle for ``targets`` (target or device-profile names). Raises EdgepackError subclasses.
+
+    Verification data: ``samples`` (input dicts) if given, else the ``calibration`` .npz, else synthetic.
+    """
     model_path = Path(model_path)
     out = Path(out) if out else default_output(model_path)
     wanted, profiles_named, skipped = resolve_targets(list(targets))
@@ -58,7 +62,9 @@ def build(model_path: str | Path, *, targets=("cpu",), input_shapes: dict | None
     model = load_model(model_path, input_shapes=input_shapes)
 
     progress("preparing verification data")
-    if calibration:
+    if samples is not None:
+        data_kind = "given"
+    elif calibration:
         samples, data_kind = load_npz(calibration, model), "calibration"
     else:
         samples, data_kind = make_inputs(model, N_VERIFY, seed=0), "synthetic"

@@ -75,3 +75,10 @@ def test_cnn_chain_has_no_transposes():
                [_w("W1", (8, 3, 3, 3)), _w("W2", (8, 8, 3, 3)), _w("S", (8, 1, 1))])
     res = assert_converts(m, max_transposes=0)
     assert res.stats["op_histogram"].get("RELU") is None  # fused into the first CONV_2D
+
+
+def test_conv_transpose_grouped():
+    m = _model([h.make_node("ConvTranspose", ["x", "W", "B"], ["y"], group=2, strides=[2, 2])],
+               [h.make_tensor_value_info("x", TP.FLOAT, [1, 4, 5, 5])],
+               [h.make_tensor_value_info("y", TP.FLOAT, None)], [_w("W", (4, 3, 3, 3)), _w("B", (6,))])
+    assert_converts(m, max_transposes=0)

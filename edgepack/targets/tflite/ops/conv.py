@@ -105,16 +105,15 @@ def _check_convt(node, ctx) -> str | None:
     reason = _check_conv(node, ctx)
     if reason:
         return reason
-    if int(ctx.attrs(node).get("group", 1)) != 1:
-        return "grouped ConvTranspose is not supported"
     return None
 
 
 @TFLITE.converts("ConvTranspose", since=1, check=_check_convt)
 def conv_transpose(node, ctx):
-    """TRANSPOSE_CONV (+ SLICE/PAD for ONNX pads and output_padding beyond TFLite's VALID output)."""
+    """TRANSPOSE_CONV (+ SLICE/PAD for ONNX pads, output_padding; groups as a block-diagonal kernel)."""
     x, w, a, was_1d = _as_2d(ctx, node)
     n, cin, h, wd = ctx.graph.tensors[x].shape
+    w = _dense_groups(w, int(a.get("group", 1)))
     _, cout, kh, kw = w.shape
     s = list(a.get("strides", [1, 1]))
     d = list(a.get("dilations", [1, 1]))
@@ -142,6 +141,18 @@ def conv_transpose(node, ctx):
         ctx.emit("ADD", [y, _bias(ctx, node, cout)], [yb], fb.AddOptionsT())
         y = yb
     _finish(ctx, node, y, was_1d)
+
+
+def _dense_groups(w: np.ndarray, group: int) -> np.ndarray:
+    """Grouped [Cin, Cout/g, kh, kw] weights as one block-diagonal [Cin, Cout, kh, kw] kernel."""
+    if group == 1:
+        return w
+    cin, per, kh, kw = w.shape
+    step = cin // group
+    dense = np.zeros((cin, per * group, kh, kw), w.dtype)
+    for g in range(group):
+        dense[g * step:(g + 1) * step, g * per:(g + 1) * per] = w[g * step:(g + 1) * step]
+    return dense
 
 
 def _begin_pads(a, full, target, in_spatial, kernel, strides):

@@ -24,7 +24,7 @@ from edgepack_runtime.bundle import write_bundle
 from . import __version__
 from .calibration import load_npz
 from .devices import resolve_targets, suited_profiles
-from .errors import EdgepackError, ParityError
+from .errors import EdgepackError, ModelError, ParityError
 from .model import load_model, make_inputs
 from .verify.parity import FP32, Thresholds, compare_output, summarize
 
@@ -60,6 +60,9 @@ def build(model_path: str | Path, *, targets=("cpu",), input_shapes: dict | None
 
     progress("loading and normalizing the model")
     model = load_model(model_path, input_shapes=input_shapes)
+
+    progress("checking that every op converts")
+    _preflight(wanted, model)
 
     progress("preparing verification data")
     if samples is not None:
@@ -104,10 +107,21 @@ def build(model_path: str | Path, *, targets=("cpu",), input_shapes: dict | None
     return BuildResult(path, manifest, warnings)
 
 
+def _preflight(targets, model: onnx.ModelProto) -> None:
+    if "cpu" in targets:
+        from .targets.tflite import preflight
+        preflight(model)
+
+
 def _reference(model: onnx.ModelProto, samples) -> list[dict[str, np.ndarray]]:
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    names = [o.name for o in model.graph.output]
-    return [dict(zip(names, sess.run(names, s))) for s in samples]
+    try:
+        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        names = [o.name for o in model.graph.output]
+        return [dict(zip(names, sess.run(names, s))) for s in samples]
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"onnxruntime cannot run the model to produce the fp32 reference: {first}",
+                         hint="every target is verified against onnxruntime; make the model run there first")
 
 
 def _convert(target: str, model: onnx.ModelProto, files: dict[str, bytes]) -> dict:

@@ -8,6 +8,7 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from ..errors import ModelError
+from ..verify.parity import FP32, Thresholds
 from .common import err_console, handle_errors, out_console, print_json
 
 
@@ -34,6 +35,8 @@ def build(
     calibration: Annotated[Optional[Path], typer.Option(help=".npz of input name -> [samples, ...] used for "
                                                         "verification")] = None,
     allow_mismatch: Annotated[bool, typer.Option(help="write the bundle even when parity is below threshold")] = False,
+    min_cosine: Annotated[float, typer.Option(help="parity gate: lowest acceptable cosine per output")] = FP32.min_cosine,
+    max_rel_error: Annotated[float, typer.Option(help="parity gate: highest acceptable max|err| / max|ref|")] = FP32.max_rel_error,
     model_version: Annotated[str, typer.Option("--model-version", help="version string stored in the bundle")] = "1",
     json_out: Annotated[bool, typer.Option("--json", help="print the manifest as JSON on stdout")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show tracebacks")] = False,
@@ -46,6 +49,7 @@ def build(
         task = bar.add_task("starting", total=None)
         result = run_build(model, targets=target, input_shapes=shapes, out=output, calibration=calibration,
                            allow_mismatch=allow_mismatch, version=model_version,
+                           thresholds=Thresholds(min_cosine, max_rel_error),
                            progress=lambda step: bar.update(task, description=step))
     for w in result.warnings:
         err_console.print(f"[yellow]warning:[/] {w}")

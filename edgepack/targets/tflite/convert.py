@@ -24,7 +24,8 @@ class TFLiteModel:
 
 def preflight(model: onnx.ModelProto) -> None:
     """Raise UnsupportedOpsError naming every node the TFLite target cannot convert."""
-    TFLITE.preflight(model.graph, Context(model).opsets, Context(model))
+    ctx = Context(model)
+    TFLITE.preflight(model.graph, ctx.opsets, ctx)
 
 
 def convert(model: onnx.ModelProto, *, optimize: bool = True) -> TFLiteModel:

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Install edgepack and build a real model for the CPU target: PaddleOCR's text-direction classifier
+# (from the rapidocr-onnxruntime wheel on PyPI), whose H/W are dynamic and fixed here on the command line.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m pip install -q --disable-pip-version-check -e ./runtime -e .
+model=$(python3 -m edgepack.testing fetch ocr_ppocr_mobile_v2_cls.onnx)
+mkdir -p out
+edgepack build "$model" --target cpu --input-shape x=1,3,48,192 -o out/ppocr_cls.edgepack
+edgepack inspect out/ppocr_cls.edgepack
+edgepack-device check out/ppocr_cls.edgepack

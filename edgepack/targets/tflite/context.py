@@ -26,6 +26,7 @@ class Context:
         self.consts = {i.name: numpy_helper.to_array(i) for i in g.initializer}
         self._info = {v.name: v for v in list(g.input) + list(g.value_info) + list(g.output)}
         self.graph = Graph()
+        self.graph.reserved = set(self.consts) | set(self._info) | {o for n in g.node for o in n.output}
         self.node: onnx.NodeProto | None = None
 
     # --- ONNX side ------------------------------------------------------------------------

@@ -40,12 +40,14 @@ class Graph:
     ops: list[Op] = field(default_factory=list)
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
+    reserved: set[str] = field(default_factory=set)   # source-model names generated tensors must avoid
 
     def unique(self, hint: str) -> str:
-        if hint not in self.tensors:
+        taken = lambda n: n in self.tensors or n in self.reserved  # noqa: E731
+        if not taken(hint):
             return hint
         i = 1
-        while f"{hint}_{i}" in self.tensors:
+        while taken(f"{hint}_{i}"):
             i += 1
         return f"{hint}_{i}"
 

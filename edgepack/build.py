@@ -59,7 +59,7 @@ def build(model_path: str | Path, *, targets=("cpu",), input_shapes: dict | None
     warnings = [f"target '{t}' is not built by this version; skipped" for t in skipped]
 
     progress("loading and normalizing the model")
-    model = load_model(model_path, input_shapes=input_shapes)
+    model = load_model(model_path, input_shapes=input_shapes, preflight=lambda m: _preflight(wanted, m))
 
     progress("checking that every op converts")
     _preflight(wanted, model)

@@ -1,6 +1,8 @@
 """The ``edgepack`` command: thin wrappers that parse, call the library and print."""
 from __future__ import annotations
 
+import logging
+
 import typer
 
 from .. import __version__
@@ -19,6 +21,7 @@ app.command()(devices)
 
 @app.callback(invoke_without_command=True)
 def _root(version: bool = typer.Option(False, "--version", help="print the version and exit")):
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     if version:
         typer.echo(f"edgepack {__version__}")
         raise typer.Exit(0)

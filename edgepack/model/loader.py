@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Callable
 
 import onnx
 from onnx import ModelProto
@@ -24,7 +25,8 @@ log = logging.getLogger("edgepack.model")
 MAX_ROUNDS = 10
 
 
-def load_model(path: str | Path, *, input_shapes: dict[str, list[int]] | None = None) -> ModelProto:
+def load_model(path: str | Path, *, input_shapes: dict[str, list[int]] | None = None,
+               preflight: Callable[[ModelProto], None] | None = None) -> ModelProto:
     """Load an ONNX file and return a normalized model ready for the target converters.
 
     The result has only real inputs (initializers are not inputs), static input shapes (after
@@ -32,6 +34,9 @@ def load_model(path: str | Path, *, input_shapes: dict[str, list[int]] | None = 
     Identity/Dropout/no-op/dead nodes or unused initializers, and a static shape and dtype in
     ``graph.value_info`` (or ``graph.output``) for every other tensor. Graph input and output
     names are unchanged. Raises ``ModelError`` / ``DynamicShapeError`` with what to do next.
+
+    ``preflight`` (a target's op check) runs on the folded graph before onnxruntime is asked for
+    missing shapes, so ops that nothing can run are reported as unsupported, all at once.
     """
     start = time.perf_counter()
     path = Path(path)
@@ -46,6 +51,8 @@ def load_model(path: str | Path, *, input_shapes: dict[str, list[int]] | None = 
     forget_shapes(model)
     simplify(model)
     name_nodes(model)
+    if preflight is not None:
+        preflight(model)
     complete_value_info(model, path)
     _final_check(model, path)
     log.info("loaded %s: %d -> %d nodes in %.2f s", path, nodes_before, len(model.graph.node),

@@ -72,7 +72,10 @@ class Registry:
                 problems.append(dict(op_type=node.op_type, node=node.name, opset=opset, reason=reason))
                 continue
             if entry.check is not None:
-                reason = entry.check(node, ctx)
+                try:
+                    reason = entry.check(node, ctx)
+                except KeyError:  # a shape not known yet (early preflight): the full one decides
+                    reason = None
                 if reason:
                     problems.append(dict(op_type=node.op_type, node=node.name, opset=opset, reason=reason))
                     continue

@@ -1,0 +1,101 @@
+"""Reductions: ReduceMean/Sum/Max/Min/Prod, ReduceL1/L2/SumSquare/LogSum/LogSumExp; ArgMax/ArgMin."""
+from __future__ import annotations
+
+import numpy as np
+from ai_edge_litert import schema_py_generated as fb
+
+from ..registry import TFLITE
+
+_BASIC = {"ReduceMean": "MEAN", "ReduceSum": "SUM", "ReduceMax": "REDUCE_MAX", "ReduceMin": "REDUCE_MIN",
+          "ReduceProd": "REDUCE_PROD"}
+# ONNX op -> (pre-op on x, base reduction, post-op on the result)
+_COMPOSED = {"ReduceL1": ("ABS", "SUM", None), "ReduceL2": ("SQUARE", "SUM", "SQRT"),
+             "ReduceSumSquare": ("SQUARE", "SUM", None), "ReduceLogSum": (None, "SUM", "LOG"),
+             "ReduceLogSumExp": ("EXP", "SUM", "LOG")}
+_AXES_INPUT_SINCE = {"ReduceSum": 13}
+
+
+def _axes(node, ctx):
+    """Reduced axes (sorted, non-negative), or None when the node reduces nothing (noop_with_empty_axes)."""
+    a = ctx.attrs(node)
+    rank = ctx.rank(node.input[0])
+    if "axes" in a:
+        axes = a["axes"]
+    elif ctx.inp(node, 1):
+        axes = ctx.const(node.input[1]).tolist()
+    else:
+        axes = []
+    if not axes:
+        return None if a.get("noop_with_empty_axes", 0) else list(range(rank))
+    return sorted({int(x) % rank for x in axes})
+
+
+def _check(node, ctx):
+    if ctx.inp(node, 1) and ctx.const(node.input[1]) is None:
+        return "axes computed at run time are not supported"
+    return None
+
+
+def _reduce(node, ctx, pre, base, post):
+    x, out = ctx.tensor(node.input[0]), node.output[0]
+    axes = _axes(node, ctx)
+    dt = ctx.dtype(node.input[0])
+    if axes is None:
+        ctx.reshape(x, ctx.shape(out), out=ctx.output(out))
+        return
+    if pre:
+        y = ctx.new(f"{out}_pre", ctx.shape(node.input[0]), dt)
+        ctx.emit(pre, [x], [y])
+        x = y
+    opts = fb.ReducerOptionsT()
+    opts.keepDims = bool(ctx.attrs(node).get("keepdims", 1))
+    r = ctx.new(f"{out}_red", ctx.shape(out), dt) if post else ctx.output(out)
+    ctx.emit(base, [x, ctx.constant(np.asarray(axes, np.int32), "axes")], [r], opts)
+    if post:
+        ctx.emit(post, [r], [ctx.output(out)])
+
+
+def _register(op: str, pre, base, post):
+    def convert(node, ctx):
+        _reduce(node, ctx, pre, base, post)
+    convert.__doc__ = " + ".join(p for p in (pre, base, post) if p)
+    TFLITE.converts(op, since=1, check=_check)(convert)
+
+
+for _op, _code in _BASIC.items():
+    _register(_op, None, _code, None)
+for _op, (_pre, _base, _post) in _COMPOSED.items():
+    _register(_op, _pre, _base, _post)
+
+
+def _check_arg(node, ctx):
+    if ctx.attrs(node).get("select_last_index", 0):
+        return "select_last_index=1 is not supported"
+    return None
+
+
+def _arg(node, ctx, opcode, opt_cls):
+    rank = ctx.rank(node.input[0])
+    a = ctx.attrs(node)
+    axis = int(a.get("axis", 0)) % rank
+    out = node.output[0]
+    opts = opt_cls()
+    opts.outputType = fb.TensorType.INT64
+    reduced = tuple(d for i, d in enumerate(ctx.shape(node.input[0])) if i != axis)
+    keep = a.get("keepdims", 1)
+    y = ctx.new(f"{out}_arg", reduced, np.int64) if keep else ctx.output(out)
+    ctx.emit(opcode, [ctx.tensor(node.input[0]), ctx.constant(np.asarray([axis], np.int32), "axis")], [y], opts)
+    if keep:
+        ctx.reshape(y, ctx.shape(out), out=ctx.output(out))
+
+
+@TFLITE.converts("ArgMax", since=1, check=_check_arg)
+def argmax(node, ctx):
+    """ARG_MAX (int64 output; keepdims via RESHAPE)"""
+    _arg(node, ctx, "ARG_MAX", fb.ArgMaxOptionsT)
+
+
+@TFLITE.converts("ArgMin", since=1, check=_check_arg)
+def argmin(node, ctx):
+    """ARG_MIN (int64 output; keepdims via RESHAPE)"""
+    _arg(node, ctx, "ARG_MIN", fb.ArgMinOptionsT)

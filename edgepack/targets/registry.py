@@ -27,8 +27,9 @@ class Entry:
 
 
 class Registry:
-    def __init__(self, target: str):
+    def __init__(self, target: str, node_check: Callable | None = None):
         self.target = target
+        self.node_check = node_check  # applies to every node before its converter's own check
         self._entries: dict[tuple[str, str], dict[int, Entry]] = {}
 
     def converts(self, op_type: str, since: int = 1, *, domain: str = "", check: Callable | None = None):
@@ -71,14 +72,17 @@ class Registry:
                           else f"no {self.target} converter for this op")
                 problems.append(dict(op_type=node.op_type, node=node.name, opset=opset, reason=reason))
                 continue
-            if entry.check is not None:
+            reason = None
+            for check in (self.node_check, entry.check):
+                if check is None or reason:
+                    continue
                 try:
-                    reason = entry.check(node, ctx)
+                    reason = check(node, ctx)
                 except KeyError:  # a shape not known yet (early preflight): the full one decides
                     reason = None
-                if reason:
-                    problems.append(dict(op_type=node.op_type, node=node.name, opset=opset, reason=reason))
-                    continue
+            if reason:
+                problems.append(dict(op_type=node.op_type, node=node.name, opset=opset, reason=reason))
+                continue
             resolved.append(entry)
         if problems:
             raise UnsupportedOpsError(self.target, problems)

@@ -120,8 +120,9 @@ class Runtime:
 
 
 def _to_model(array: np.ndarray, perm) -> np.ndarray:
-    return np.ascontiguousarray(array if perm is None else np.transpose(array, perm))
+    # np.require, not np.ascontiguousarray: the latter turns 0-d (scalar) inputs into shape (1,)
+    return np.require(array if perm is None else np.transpose(array, perm), requirements="C")
 
 
 def _from_model(array: np.ndarray, perm) -> np.ndarray:
-    return array if perm is None else np.ascontiguousarray(np.transpose(array, np.argsort(perm)))
+    return array if perm is None else np.require(np.transpose(array, np.argsort(perm)), requirements="C")

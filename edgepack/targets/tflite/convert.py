@@ -60,8 +60,8 @@ def convert(model: onnx.ModelProto, *, optimize: bool = True) -> TFLiteModel:
         fuse_activations(g)
     in_perms, out_perms = absorb_io(g)
     g.toposort()
-    io = {"inputs": [{"name": i.name, "perm": in_perms[i.name]} for i in model.graph.input],
-          "outputs": [{"name": o.name, "perm": out_perms[o.name]} for o in model.graph.output]}
+    io = {"inputs": [{"name": i.name, "perm": p} for i, p in zip(model.graph.input, in_perms)],
+          "outputs": [{"name": o.name, "perm": p} for o, p in zip(model.graph.output, out_perms)]}
     stats = {"ops": len(g.ops), "transpose_count": g.count("TRANSPOSE"),
              "transpose_count_unoptimized": transposes_before,
              "op_histogram": dict(Counter(op.opcode for op in g.ops).most_common())}

@@ -257,17 +257,18 @@ class _Pass:
         self._sweep(lambda op, prod: self.try_pull(op, prod, self.g.consumers()))
 
 
-def absorb_io(graph: Graph) -> tuple[dict[str, list[int] | None], dict[str, list[int] | None]]:
-    """Absorb transposes touching graph inputs/outputs; return {public name: perm} for inputs/outputs.
+def absorb_io(graph: Graph) -> tuple[list[list[int] | None], list[list[int] | None]]:
+    """Absorb transposes touching graph inputs/outputs; return the perms of inputs and outputs by position.
 
     ``perm`` follows the bundle convention: ``internal = np.transpose(public, perm)``.
     """
-    in_perms: dict[str, list[int] | None] = {n: None for n in graph.inputs}
+    in_perms: list[list[int] | None] = [None] * len(graph.inputs)
     users = graph.consumers()
     for i, name in enumerate(list(graph.inputs)):
         ops = users.get(name, [])
         perms = {tuple(perm_of(graph, o) or ()) for o in ops}
-        if not ops or len(perms) != 1 or () in perms or name in graph.outputs:
+        if not ops or len(perms) != 1 or () in perms or name in graph.outputs \
+                or any(o.outputs[0] in graph.outputs for o in ops):
             continue
         perm = list(perms.pop())
         t = graph.tensors[name]
@@ -276,19 +277,18 @@ def absorb_io(graph: Graph) -> tuple[dict[str, list[int] | None], dict[str, list
             graph.replace_uses(o.outputs[0], inner)
             graph.ops.remove(o)
         graph.inputs[i] = inner
-        in_perms[name] = perm
-    out_perms: dict[str, list[int] | None] = {}
+        in_perms[i] = perm
+    out_perms: list[list[int] | None] = [None] * len(graph.outputs)
     prod = graph.producers()
     for i, name in enumerate(list(graph.outputs)):
         op = prod.get(name)
         perm = perm_of(graph, op) if op is not None else None
         src = op.inputs[0] if op is not None else None
         if perm is None or src in graph.inputs or src in graph.outputs or graph.tensors[src].data is not None:
-            out_perms[name] = None
             continue
         graph.ops.remove(op)
         graph.outputs[i] = src
-        out_perms[name] = [int(k) for k in np.argsort(perm)]
+        out_perms[i] = [int(k) for k in np.argsort(perm)]
     graph.prune()
     return in_perms, out_perms
 

@@ -17,6 +17,10 @@ _DTYPES = {
 }
 
 
+# Ops whose kernels are registered from a version above 1 (the op resolver rejects version 1).
+MIN_VERSION = {"BROADCAST_TO": 2}
+
+
 def tflite_type(dtype) -> int:
     try:
         return _DTYPES[np.dtype(dtype)]
@@ -73,7 +77,7 @@ def serialize(graph: Graph, description: str = "edgepack") -> bytes:
             code = fb.OperatorCodeT()
             code.builtinCode = getattr(fb.BuiltinOperator, op.opcode)
             code.deprecatedBuiltinCode = min(code.builtinCode, 127)
-            code.version = 1
+            code.version = MIN_VERSION.get(op.opcode, 1)
             codes[op.opcode] = len(codes)
             model.operatorCodes = (model.operatorCodes or []) + [code]
         fop = fb.OperatorT()

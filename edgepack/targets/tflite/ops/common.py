@@ -71,3 +71,34 @@ def expand_rank(ctx, x: str, rank: int) -> str:
     if len(shape) >= rank:
         return x
     return ctx.reshape(x, (1,) * (rank - len(shape)) + tuple(shape))
+
+
+F32 = {np.dtype(np.float32)}
+NUMERIC = {np.dtype(t) for t in (np.float32, np.int32, np.int64)}
+BOOL = {np.dtype(np.bool_)}
+
+
+def dtype_check(allowed: set, *, what: str = "inputs"):
+    """A preflight ``check`` accepting a node only when every input dtype is in ``allowed``.
+
+    TFLite treats int8/uint8/int16 arithmetic as quantized and aborts without quantization
+    parameters, so plain integer tensors of those types are refused here, at build time.
+    """
+    def check(node, ctx):
+        bad = sorted({str(ctx.dtype(n)) for n in node.input if n and ctx.dtype(n) not in allowed})
+        if bad:
+            names = ", ".join(sorted(str(t) for t in allowed))
+            return f"{'/'.join(bad)} {what} are not supported by the TFLite kernel (supported: {names})"
+        return None
+    return check
+
+
+def all_checks(*checks):
+    """Combine preflight checks: the first reason wins."""
+    def check(node, ctx):
+        for c in checks:
+            reason = c(node, ctx)
+            if reason:
+                return reason
+        return None
+    return check

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..registry import TFLITE
+from .common import BOOL, NUMERIC, dtype_check
 
 _CMP = {"Equal": "EQUAL", "Less": "LESS", "Greater": "GREATER", "LessOrEqual": "LESS_EQUAL",
         "GreaterOrEqual": "GREATER_EQUAL", "And": "LOGICAL_AND", "Or": "LOGICAL_OR", "Xor": "NOT_EQUAL"}
@@ -17,10 +18,11 @@ def _binary(opcode):
 
 
 for _op, _code in _CMP.items():
-    TFLITE.converts(_op, since=7)(_binary(_code))
+    _allowed = BOOL if _op in ("And", "Or", "Xor") else NUMERIC | (BOOL if _op == "Equal" else set())
+    TFLITE.converts(_op, since=7, check=dtype_check(_allowed))(_binary(_code))
 
 
-@TFLITE.converts("Not", since=1)
+@TFLITE.converts("Not", since=1, check=dtype_check(BOOL))
 def not_(node, ctx):
     """LOGICAL_NOT"""
     ctx.emit("LOGICAL_NOT", [ctx.tensor(node.input[0])], [ctx.output(node.output[0])])

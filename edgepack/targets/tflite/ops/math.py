@@ -6,6 +6,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as fb
 
 from ..registry import TFLITE
+from .common import F32, NUMERIC, dtype_check
 
 
 def _check_float(node, ctx):
@@ -25,9 +26,7 @@ for _op, _code in (("Sqrt", "SQRT"), ("Exp", "EXP"), ("Log", "LOG"), ("Floor", "
     TFLITE.converts(_op, since=1, check=_check_float)(_unary(_code))
 
 
-def _check_signed(node, ctx):
-    dt = ctx.dtype(node.input[0])
-    return None if dt in (np.float32, np.int32, np.int64) else f"{dt} input is not supported"
+_check_signed = dtype_check(NUMERIC)
 
 
 for _op, _code in (("Abs", "ABS"), ("Neg", "NEG"), ("Sign", "SIGN")):
@@ -78,12 +77,12 @@ def _variadic(opcode: str, options=None):
     return convert
 
 
-TFLITE.converts("Sum", since=6)(_variadic("ADD", fb.AddOptionsT))
-TFLITE.converts("Max", since=6)(_variadic("MAXIMUM"))
-TFLITE.converts("Min", since=6)(_variadic("MINIMUM"))
+TFLITE.converts("Sum", since=6, check=dtype_check(NUMERIC))(_variadic("ADD", fb.AddOptionsT))
+TFLITE.converts("Max", since=6, check=dtype_check(NUMERIC))(_variadic("MAXIMUM"))
+TFLITE.converts("Min", since=6, check=dtype_check(NUMERIC))(_variadic("MINIMUM"))
 
 
-@TFLITE.converts("Mean", since=6)
+@TFLITE.converts("Mean", since=6, check=dtype_check(F32))
 def mean(node, ctx):
     """chain of ADD, then MUL by 1/n"""
     out = node.output[0]

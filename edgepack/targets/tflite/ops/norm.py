@@ -32,7 +32,7 @@ def batch_norm(node, ctx):
              fb.AddOptionsT())
 
 
-def _normalize(ctx, x: str, axes, eps: float, out_hint: str) -> str:
+def _normalize(ctx, x: str, axes, eps: float, out_hint: str, stats: list | None = None) -> str:
     """(x - mean) * rsqrt(var + eps) over ``axes`` with MEAN / SQUARED_DIFFERENCE / RSQRT."""
     shape = ctx.graph.tensors[x].shape
     red = tuple(1 if i in axes else d for i, d in enumerate(shape))
@@ -53,6 +53,8 @@ def _normalize(ctx, x: str, axes, eps: float, out_hint: str) -> str:
     ctx.emit("SUB", [x, mean], [centered], fb.SubOptionsT())
     normed = ctx.new(f"{out_hint}_n", shape, np.float32)
     ctx.emit("MUL", [centered, inv], [normed], fb.MulOptionsT())
+    if stats is not None:
+        stats += [mean, inv]
     return normed
 
 
@@ -85,22 +87,21 @@ def instance_norm(node, ctx):
             ctx.output(out))
 
 
-def _check_ln(node, ctx):
-    if len(node.output) > 1 and any(node.output[1:]):
-        return "LayerNormalization mean/inv_std_dev outputs are not supported"
-    return _check_consts(node, ctx)
-
-
-@TFLITE.converts("LayerNormalization", since=17, check=_check_ln)
+@TFLITE.converts("LayerNormalization", since=17, check=_check_consts)
 def layer_norm(node, ctx):
-    """MEAN/SQUARED_DIFFERENCE/RSQRT over the trailing axes from ``axis``, then MUL + ADD"""
+    """MEAN/SQUARED_DIFFERENCE/RSQRT over the trailing axes from ``axis``, MUL + ADD (Mean/InvStdDev too)"""
     a = ctx.attrs(node)
     rank = ctx.rank(node.input[0])
     axis = int(a.get("axis", -1)) % rank
     out = node.output[0]
-    normed = _normalize(ctx, ctx.tensor(node.input[0]), list(range(axis, rank)), float(a.get("epsilon", 1e-5)), out)
+    stats: list = []
+    normed = _normalize(ctx, ctx.tensor(node.input[0]), list(range(axis, rank)), float(a.get("epsilon", 1e-5)), out,
+                        stats)
     shape = ctx.shape(node.input[0])[axis:]
     _affine(ctx, normed, ctx.const(node.input[1]), ctx.const(ctx.inp(node, 2)), shape, ctx.output(out))
+    for name, value in zip(node.output[1:], stats):  # optional Mean and InvStdDev outputs
+        if name:
+            ctx.reshape(value, ctx.shape(name), out=ctx.output(name))
 
 
 @TFLITE.converts("LRN", since=1)

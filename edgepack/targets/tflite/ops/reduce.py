@@ -5,6 +5,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as fb
 
 from ..registry import TFLITE
+from .common import F32, NUMERIC, all_checks, dtype_check
 
 _BASIC = {"ReduceMean": "MEAN", "ReduceSum": "SUM", "ReduceMax": "REDUCE_MAX", "ReduceMin": "REDUCE_MIN",
           "ReduceProd": "REDUCE_PROD"}
@@ -59,19 +60,19 @@ def _register(op: str, pre, base, post):
     def convert(node, ctx):
         _reduce(node, ctx, pre, base, post)
     convert.__doc__ = " + ".join(p for p in (pre, base, post) if p)
-    TFLITE.converts(op, since=1, check=_check)(convert)
+    types = dtype_check(F32 if pre or post or base == "MEAN" else NUMERIC, what="inputs (data)")
+    TFLITE.converts(op, since=1, check=all_checks(_check, lambda n, c: types(_only_data(n), c)))(convert)
+
+
+class _only_data:  # noqa: N801 - a node view exposing just the data input to dtype_check
+    def __init__(self, node):
+        self.input = node.input[:1]
 
 
 for _op, _code in _BASIC.items():
     _register(_op, None, _code, None)
 for _op, (_pre, _base, _post) in _COMPOSED.items():
     _register(_op, _pre, _base, _post)
-
-
-def _check_arg(node, ctx):
-    if ctx.attrs(node).get("select_last_index", 0):
-        return "select_last_index=1 is not supported"
-    return None
 
 
 def _arg(node, ctx, opcode, opt_cls):
@@ -81,21 +82,31 @@ def _arg(node, ctx, opcode, opt_cls):
     out = node.output[0]
     opts = opt_cls()
     opts.outputType = fb.TensorType.INT64
-    reduced = tuple(d for i, d in enumerate(ctx.shape(node.input[0])) if i != axis)
-    keep = a.get("keepdims", 1)
-    y = ctx.new(f"{out}_arg", reduced, np.int64) if keep else ctx.output(out)
-    ctx.emit(opcode, [ctx.tensor(node.input[0]), ctx.constant(np.asarray([axis], np.int32), "axis")], [y], opts)
+    shape = ctx.shape(node.input[0])
+    reduced = tuple(d for i, d in enumerate(shape) if i != axis)
+    keep, last = a.get("keepdims", 1), a.get("select_last_index", 0)
+    x = ctx.tensor(node.input[0])
+    if last:  # first hit on the reversed axis is the last one: index = dim - 1 - i
+        xr = ctx.new(f"{out}_rev", shape, ctx.dtype(node.input[0]))
+        ctx.emit("REVERSE_V2", [x, ctx.constant(np.asarray([axis], np.int32), "axis")], [xr])
+        x = xr
+    y = ctx.new(f"{out}_arg", reduced, np.int64) if keep or last else ctx.output(out)
+    ctx.emit(opcode, [x, ctx.constant(np.asarray([axis], np.int32), "axis")], [y], opts)
+    if last:
+        flipped = ctx.new(f"{out}_last", reduced, np.int64) if keep else ctx.output(out)
+        ctx.emit("SUB", [ctx.constant(np.asarray(shape[axis] - 1, np.int64)), y], [flipped], fb.SubOptionsT())
+        y = flipped
     if keep:
         ctx.reshape(y, ctx.shape(out), out=ctx.output(out))
 
 
-@TFLITE.converts("ArgMax", since=1, check=_check_arg)
+@TFLITE.converts("ArgMax", since=1)
 def argmax(node, ctx):
-    """ARG_MAX (int64 output; keepdims via RESHAPE)"""
+    """ARG_MAX (int64; keepdims via RESHAPE; select_last_index via REVERSE_V2)"""
     _arg(node, ctx, "ARG_MAX", fb.ArgMaxOptionsT)
 
 
-@TFLITE.converts("ArgMin", since=1, check=_check_arg)
+@TFLITE.converts("ArgMin", since=1)
 def argmin(node, ctx):
-    """ARG_MIN (int64 output; keepdims via RESHAPE)"""
+    """ARG_MIN (int64; keepdims via RESHAPE; select_last_index via REVERSE_V2)"""
     _arg(node, ctx, "ARG_MIN", fb.ArgMinOptionsT)

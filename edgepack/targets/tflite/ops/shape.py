@@ -13,11 +13,19 @@ def _as_reshape(node, ctx):
     ctx.reshape(ctx.tensor(node.input[0]), ctx.shape(out), out=ctx.output(out))
 
 
+def _check_dropout(node, ctx):
+    if len(node.output) > 1 and node.output[1]:
+        return "Dropout's mask output is not supported (export the model for inference)"
+    if ctx.inp(node, 2) and (ctx.const(node.input[2]) is None or bool(ctx.const(node.input[2]))):
+        return "Dropout in training mode is not supported (export the model for inference)"
+    return None
+
+
 for _op, _since in (("Reshape", 5), ("Flatten", 1), ("Squeeze", 1), ("Unsqueeze", 1), ("Identity", 1),
                     ("Dropout", 1)):
     _f = lambda node, ctx: _as_reshape(node, ctx)  # noqa: E731
-    _f.__doc__ = "RESHAPE to the statically known output shape"
-    TFLITE.converts(_op, since=_since)(_f)
+    _f.__doc__ = "RESHAPE to the statically known output shape" + (" (inference)" if _op == "Dropout" else "")
+    TFLITE.converts(_op, since=_since, check=_check_dropout if _op == "Dropout" else None)(_f)
 
 
 @TFLITE.converts("Transpose", since=1)

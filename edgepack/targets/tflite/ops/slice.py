@@ -28,6 +28,8 @@ def _check(node, ctx):
         for i in range(1, min(len(node.input), 5)):
             if node.input[i] and ctx.const(node.input[i]) is None:
                 return "Slice bounds computed at run time are not supported"
+    if 0 in ctx.shape(node.output[0]):
+        return "empty slices (a zero-sized output) are not supported"
     return None
 
 

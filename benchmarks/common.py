@@ -57,3 +57,21 @@ def cosine(a, b) -> float:
     b = np.asarray(b, np.float64).ravel()
     d = np.linalg.norm(a) * np.linalg.norm(b)
     return float(a @ b / d) if d else float(np.array_equal(a, b))
+
+
+def paired_latency(fn_a, fn_b, *, warmup: int = 5, rounds: int = 30, per_round: int = 5,
+                   budget_s: float = 30.0) -> tuple[float, float]:
+    """Median per-call milliseconds of two callables measured in alternating rounds (A, B, A, B...),
+    so that drift in machine load affects both sides alike."""
+    for _ in range(warmup):
+        fn_a()
+        fn_b()
+    a_times, b_times = [], []
+    end = time.perf_counter() + budget_s
+    while len(a_times) < rounds and time.perf_counter() < end:
+        for fn, sink in ((fn_a, a_times), (fn_b, b_times)):
+            t0 = time.perf_counter()
+            for _ in range(per_round):
+                fn()
+            sink.append((time.perf_counter() - t0) * 1e3 / per_round)
+    return statistics.median(a_times), statistics.median(b_times)

@@ -10,7 +10,7 @@ from ...errors import ConversionError, EdgepackError
 from . import ops  # noqa: F401  (registers converters)
 from .context import Context
 from .layout import absorb_io, optimize_layout
-from .passes import fuse_activations
+from .passes import dedupe_constants, fold_pad_into_conv, fuse_activations, remove_identity_slices
 from .registry import TFLITE
 from .writer import serialize
 
@@ -56,8 +56,11 @@ def convert(model: onnx.ModelProto, *, optimize: bool = True) -> TFLiteModel:
         g.outputs.append(name)
     transposes_before = g.count("TRANSPOSE")
     if optimize:
+        remove_identity_slices(g)
         optimize_layout(g)
+        fold_pad_into_conv(g)
         fuse_activations(g)
+    dedupe_constants(g)
     in_perms, out_perms = absorb_io(g)
     g.toposort()
     io = {"inputs": [{"name": i.name, "perm": p} for i, p in zip(model.graph.input, in_perms)],

@@ -73,9 +73,17 @@ class _Pass:
         if p is not None and perm_of(self.g, p) == perm:
             return p.inputs[0]
         t = self.g.tensors[name]
+        inv = [int(k) for k in np.argsort(perm)]
         if t.data is not None:
             data = t.data.reshape((1,) * (rank - t.data.ndim) + t.data.shape)
-            return self.g.const(np.transpose(data, np.argsort(perm)), f"{name}_perm", t.dtype)
+            return self.g.const(np.transpose(data, inv), f"{name}_perm", t.dtype)
+        if len(t.shape) == rank and is_pure_reshape(t.shape, inv):  # moving size-1 axes is a RESHAPE
+            moved = self.g.add(f"{name}_r", tuple(t.shape[k] for k in inv), t.dtype)
+            shape = np.asarray(self.g.tensors[moved].shape, np.int32)
+            opts = fb.ReshapeOptionsT()
+            opts.newShape = shape.tolist()
+            self.g.ops.append(Op("RESHAPE", [name, self.g.const(shape, "shape")], [moved], opts))
+            return moved
         return None
 
     def try_push(self, op: Op, prod) -> bool:

@@ -61,3 +61,11 @@ def test_constant_operand_is_permuted_at_build_time():
     inits = [_w("W", (4, 3, 1, 1)), _w("scale", (4, 1, 1)), _w("bias", (1, 4, 8, 8))]
     res = assert_converts(_model(nodes, inits), max_transposes=0)
     assert res.io["outputs"][0]["perm"] == [0, 2, 3, 1]
+
+
+def test_flatten_before_classifier_permutes_fc_weights_instead_of_transposing():
+    nodes = [h.make_node("Conv", ["x", "W"], ["c"], pads=[1, 1, 1, 1]), h.make_node("Relu", ["c"], ["r"]),
+             h.make_node("Flatten", ["r"], ["f"]), h.make_node("Gemm", ["f", "FC", "B"], ["y"], transB=1)]
+    inits = [_w("W", (4, 3, 3, 3)), _w("FC", (10, 4 * 8 * 8)), _w("B", (10,))]
+    res = assert_converts(_model(nodes, inits), max_transposes=0)
+    assert res.stats["op_histogram"]["FULLY_CONNECTED"] == 1

@@ -10,7 +10,8 @@ from ...errors import ConversionError, EdgepackError
 from . import ops  # noqa: F401  (registers converters)
 from .context import Context
 from .layout import absorb_io, optimize_layout
-from .passes import dedupe_constants, fold_pad_into_conv, fuse_activations, remove_identity_slices
+from .passes import (dedupe_constants, fold_pad_into_conv, fold_transpose_into_fc, fuse_activations,
+                     remove_identity_slices)
 from .registry import TFLITE
 from .writer import serialize
 
@@ -59,6 +60,7 @@ def convert(model: onnx.ModelProto, *, optimize: bool = True) -> TFLiteModel:
         remove_identity_slices(g)
         optimize_layout(g)
         fold_pad_into_conv(g)
+        fold_transpose_into_fc(g)
         fuse_activations(g)
     dedupe_constants(g)
     in_perms, out_perms = absorb_io(g)

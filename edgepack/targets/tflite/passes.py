@@ -102,3 +102,35 @@ def remove_identity_slices(graph: Graph) -> int:
         removed += 1
     graph.prune()
     return removed
+
+
+def fold_transpose_into_fc(graph: Graph) -> int:
+    """TRANSPOSE -> RESHAPE(flatten) -> FULLY_CONNECTED with constant weights: permute the weight columns
+    instead, so a CNN flattening its NCHW features before the classifier keeps NHWC with no TRANSPOSE."""
+    users = graph.consumers()
+    prod = graph.producers()
+    folded = 0
+    for fc in list(graph.ops):
+        if fc.opcode != "FULLY_CONNECTED" or graph.tensors[fc.inputs[1]].data is None:
+            continue
+        rs = prod.get(fc.inputs[0])
+        tr = prod.get(rs.inputs[0]) if rs is not None and rs.opcode == "RESHAPE" else None
+        if tr is None or tr.opcode != "TRANSPOSE" or graph.tensors[tr.inputs[1]].data is None:
+            continue
+        if len(users.get(rs.outputs[0], [])) != 1 or len(users.get(tr.outputs[0], [])) != 1:
+            continue
+        perm = [int(p) for p in graph.tensors[tr.inputs[1]].data]
+        src, flat = graph.tensors[tr.inputs[0]], graph.tensors[rs.outputs[0]]
+        w = graph.tensors[fc.inputs[1]].data
+        k = int(np.prod(src.shape[1:]))
+        if perm[0] != 0 or len(flat.shape) != 2 or flat.shape != (src.shape[0], k) or w.shape[1] != k:
+            continue
+        ids = np.transpose(np.arange(k).reshape((1,) + src.shape[1:]), perm).reshape(-1)
+        w2 = np.empty_like(w)
+        w2[:, ids] = w
+        fc.inputs[1] = graph.const(w2, "weights")
+        rs.inputs[0] = tr.inputs[0]
+        graph.ops.remove(tr)
+        folded += 1
+    graph.prune()
+    return folded

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import onnx
 import onnxruntime as ort
 from edgepack_runtime import Runtime
 from edgepack_runtime.bundle import write_bundle
+from edgepack_runtime.drift import compute_baseline
 
 from . import __version__
 from .calibration import load_npz
@@ -83,6 +85,9 @@ def build(model_path: str | Path, *, targets=("cpu",), input_shapes: dict | None
         entries.append(_convert(target, model, files))
 
     manifest = _manifest(model, model_path, version, entries, profiles_named)
+    baseline = dict(compute_baseline(samples, reference), data=data_kind)
+    files["drift/baseline.json"] = json.dumps(baseline).encode()
+    manifest["drift_baseline"] = "drift/baseline.json"
     for i, (inp, outs) in enumerate(zip(samples[:N_BUNDLED], reference[:N_BUNDLED])):
         files[f"samples/sample_{i:03d}.npz"] = _npz(model, inp, outs)
         manifest["samples"].append({"file": f"samples/sample_{i:03d}.npz"})

@@ -3,6 +3,7 @@
     edgepack-device run BUNDLE --input NAME=FILE.npy ... [--output-dir DIR] [--backend B] [--threads N]
     edgepack-device check BUNDLE      verify hashes and run the bundle's own samples
     edgepack-device info BUNDLE       show the manifest and which backend would run it
+    edgepack-device agent --bundle B [--broker mqtt://HOST:PORT --device-id ID] [--config agent.toml]
 
 Errors print one line ``error: ...`` on stderr and exit with the error class's exit code
 (``--verbose`` prints the traceback).
@@ -42,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output-dir", "-o", type=Path, help="write <output>.npy files here")
     sub.add_parser("check", parents=[common, backend], help="verify and self-check with the samples")
     sub.add_parser("info", parents=[common], help="show what the bundle holds")
+    from .agentcli import add_parser as add_agent
+    add_agent(sub)
     return parser
 
 
@@ -49,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, EdgepackError.exit_code on failure)."""
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "agent":
+            from .agentcli import cmd_agent
+            return cmd_agent(args)
         return {"run": cmd_run, "check": cmd_check, "info": cmd_info}[args.command](args)
     except EdgepackError as exc:
         return _fail(args, str(exc), exc.exit_code)

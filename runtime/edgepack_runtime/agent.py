@@ -55,7 +55,7 @@ class _Cache:
 class Agent:
     def __init__(self, runtime, *, link=None, telemetry_interval: float = 10.0, queue_size: int = 64,
                  cache_size: int = 0, max_batch: int = 1, max_wait_ms: float = 2.0, drift_window: int = 1000,
-                 drift: bool = True):
+                 drift: bool = True, drift_budget: float = 0.01, drift_every: int | None = None):
         self.rt = runtime
         self.link = link
         self.interval = telemetry_interval
@@ -69,6 +69,10 @@ class Agent:
         self.paused = threading.Event()   # tests and maintenance: hold the worker
         self.paused.set()
         self.alerts = 0
+        self.drift_budget = drift_budget     # fraction of inference time drift observation may cost
+        self._fixed_every = drift_every      # observe every N-th call; None adapts N to the budget
+        self._observe_every, self._calls = drift_every or 1, 0
+        self._cost_ema = self._latency_ema = None
 
     def _drift_monitor(self, window: int) -> DriftMonitor | None:
         rel = self.rt.bundle.manifest.get("drift_baseline")
@@ -156,12 +160,27 @@ class Agent:
         except Exception as exc:
             self.telemetry.error(type(exc).__name__)
             raise
-        self.telemetry.record(time.perf_counter() - t0)
-        if self.drift is not None:
-            self.drift.observe(inputs, out)
+        self.account(inputs, out, time.perf_counter() - t0)
         if key is not None:
             self.cache.put(key, out)
         return out
+
+    def account(self, inputs: dict, outputs: dict, latency: float) -> None:
+        """The per-call instrumentation: latency histogram, then (sampled) drift observation."""
+        self.telemetry.record(latency)
+        self._calls += 1
+        if self.drift is not None and self._calls % self._observe_every == 0:
+            self._observe(inputs, outputs, latency)
+
+    def _observe(self, inputs: dict, outputs: dict, latency: float) -> None:
+        """Feed the drift monitor, observing one call in N so that its cost stays within the budget."""
+        t0 = time.perf_counter()
+        self.drift.observe(inputs, outputs)
+        cost = time.perf_counter() - t0
+        ema = lambda old, new: new if old is None else 0.9 * old + 0.1 * new  # noqa: E731
+        self._cost_ema, self._latency_ema = ema(self._cost_ema, cost), ema(self._latency_ema, latency)
+        if self._fixed_every is None:
+            self._observe_every = max(1, int(np.ceil(self._cost_ema / (self.drift_budget * self._latency_ema))))
 
     def _batchable(self, batch) -> bool:
         specs = self.rt.inputs
@@ -197,6 +216,7 @@ class Agent:
 
     def publish_telemetry(self) -> dict:
         snap = self.telemetry.snapshot()
+        snap["drift_observe_every"] = self._observe_every
         if self.link is not None:
             snap["outbox"] = self.link.outbox.stats()
             snap["link"] = dict(self.link.counters, last_error=self.link.last_error)

@@ -104,10 +104,12 @@ class _Tracker:
         self.counts = np.zeros(len(self.edges) + 1, np.int64)
         self.class_counts = None if self.classes is None else np.zeros(len(self.classes), np.int64)
 
-    def add(self, array: np.ndarray) -> None:
-        flat = np.asarray(array, np.float64).ravel()
-        flat = flat[np.isfinite(flat)]
-        self.counts += np.bincount(np.searchsorted(self.edges, flat, side="right"), minlength=len(self.counts))
+    def add(self, array: np.ndarray, max_values: int) -> None:
+        flat = np.asarray(array).reshape(-1)
+        sub = flat[::max(1, flat.size // max_values)]      # a strided view: cost bounded per call
+        if sub.dtype.kind == "f" and not np.isfinite(sub).all():
+            sub = sub[np.isfinite(sub)]
+        self.counts += np.bincount(np.searchsorted(self.edges, sub, side="right"), minlength=len(self.counts))
         if self.class_counts is not None:
             k = len(self.classes)
             top = np.argmax(np.asarray(array).reshape(-1, k), axis=1)
@@ -117,17 +119,20 @@ class _Tracker:
 class DriftMonitor:
     """Streaming drift against a bundle's baseline over count- or time-bounded windows.
 
-    ``observe(inputs, outputs)`` after each inference; ``window_full()`` says when to ``summary()``
-    (which also resets the window). Alerts name every tensor whose distance crosses a threshold.
+    ``observe(inputs, outputs)`` after an inference (the agent samples calls to keep the cost bounded);
+    ``window_full()`` says when to ``summary()`` (which also resets the window). Each observation
+    histograms at most ``max_values`` values per tensor (a strided subsample: counts stay mergeable).
+    Alerts name every tensor whose distance crosses a threshold.
     """
 
     def __init__(self, baseline: dict, *, window_count: int = 1000, window_seconds: float | None = None,
-                 thresholds: Thresholds | None = None, clock=None):
+                 thresholds: Thresholds | None = None, clock=None, max_values: int = 512):
         import time
         self._clock = clock or time.monotonic
         self.thresholds = thresholds or Thresholds()
         self.window_count, self.window_seconds = window_count, window_seconds
-        self._trackers = {(kind, name): _Tracker(np.asarray(s["edges"]), s["counts"], s.get("classes"))
+        self.max_values = max_values     # values histogrammed per tensor and call (strided subsample)
+        self._trackers = {(kind, name): _Tracker(np.asarray(s["edges"], np.float32), s["counts"], s.get("classes"))
                           for kind in ("inputs", "outputs") for name, s in baseline.get(kind, {}).items()}
         self._calls = 0
         self._started = self._clock()
@@ -136,7 +141,7 @@ class DriftMonitor:
         for (kind, name), tracker in self._trackers.items():
             source = inputs if kind == "inputs" else outputs
             if name in source:
-                tracker.add(source[name])
+                tracker.add(source[name], self.max_values)
         self._calls += 1
 
     def window_full(self) -> bool:

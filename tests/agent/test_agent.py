@@ -146,7 +146,7 @@ def test_telemetry_and_drift_alert_over_mqtt(bundle, broker, subscribe, tmp_path
     sub = subscribe("edgepack/v1/lab/cam1/#")
     link = MqttLink(host="127.0.0.1", port=broker.port, device_id="cam1", fleet="lab",
                     outbox=Outbox(tmp_path / "o.db"), backoff_base=0.05)
-    with Agent(Runtime.open(bundle), link=link, telemetry_interval=0.3, drift_window=50) as agent:
+    with Agent(Runtime.open(bundle), link=link, telemetry_interval=0.3, drift_window=50, drift_every=1) as agent:
         assert link.connected.wait(5)
         for _ in range(50):
             agent.infer({"x": RNG.standard_normal((BATCH, 8)).astype(np.float32)})
@@ -191,3 +191,15 @@ def test_agent_config_errors_are_clear(tmp_path):
     conf.write_text('bundle = "x"\nbrokr = "mqtt://h:1"\n')
     assert main(["agent", "--config", str(conf)]) == 1
     assert main(["agent", "--bundle", "b", "--broker", "mqtt://127.0.0.1:1"]) == 1
+
+
+def test_drift_sampling_adapts_to_the_budget(bundle):
+    agent = Agent(Runtime.open(bundle), drift_budget=0.01)
+    x = {"x": np.zeros((BATCH, 8), np.float32)}
+    for _ in range(200):
+        agent.run(x)
+    assert agent._observe_every > 1            # a microsecond model cannot afford a histogram per call
+    fixed = Agent(Runtime.open(bundle), drift_every=1)
+    for _ in range(10):
+        fixed.run(x)
+    assert fixed._observe_every == 1 and fixed.drift._calls == 10

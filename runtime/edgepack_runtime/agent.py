@@ -55,7 +55,8 @@ class _Cache:
 class Agent:
     def __init__(self, runtime, *, link=None, telemetry_interval: float = 10.0, queue_size: int = 64,
                  cache_size: int = 0, max_batch: int = 1, max_wait_ms: float = 2.0, drift_window: int = 1000,
-                 drift: bool = True, drift_budget: float = 0.01, drift_every: int | None = None):
+                 drift: bool = True, drift_budget: float = 0.01, drift_every: int | None = None,
+                 sampler=None):
         self.rt = runtime
         self.link = link
         self.interval = telemetry_interval
@@ -69,6 +70,7 @@ class Agent:
         self.paused = threading.Event()   # tests and maintenance: hold the worker
         self.paused.set()
         self.alerts = 0
+        self.sampler = sampler               # optional RawSampler (off by default)
         self.drift_budget = drift_budget     # fraction of inference time drift observation may cost
         self._fixed_every = drift_every      # observe every N-th call; None adapts N to the budget
         self._observe_every, self._calls = drift_every or 1, 0
@@ -171,6 +173,8 @@ class Agent:
         self._calls += 1
         if self.drift is not None and self._calls % self._observe_every == 0:
             self._observe(inputs, outputs, latency)
+        if self.sampler is not None:
+            self.sampler.offer(inputs, outputs)
 
     def _observe(self, inputs: dict, outputs: dict, latency: float) -> None:
         """Feed the drift monitor, observing one call in N so that its cost stays within the budget."""
@@ -217,6 +221,8 @@ class Agent:
     def publish_telemetry(self) -> dict:
         snap = self.telemetry.snapshot()
         snap["drift_observe_every"] = self._observe_every
+        if self.sampler is not None:
+            snap["sampling"] = self.sampler.stats()
         if self.link is not None:
             snap["outbox"] = self.link.outbox.stats()
             snap["link"] = dict(self.link.counters, last_error=self.link.last_error)

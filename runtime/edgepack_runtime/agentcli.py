@@ -12,7 +12,8 @@ from .errors import EdgepackError
 DEFAULTS = {"fleet": "default", "telemetry_interval": 10.0, "http_host": "127.0.0.1", "http_port": 8470,
             "queue_size": 64, "cache_size": 0, "max_batch": 1, "max_wait_ms": 2.0, "drift_window": 1000,
             "outbox": "edgepack-outbox.db", "outbox_max_messages": 10_000}
-KEYS = set(DEFAULTS) | {"bundle", "broker", "device_id", "username", "password", "threads", "backend", "ca"}
+KEYS = set(DEFAULTS) | {"bundle", "broker", "device_id", "username", "password", "threads", "backend", "ca",
+                        "sample_dir", "sample_per_minute", "sample_max_mb"}
 
 
 def add_parser(sub) -> None:
@@ -32,6 +33,9 @@ def add_parser(sub) -> None:
     p.add_argument("--max-batch", dest="max_batch", type=int)
     p.add_argument("--threads", type=int)
     p.add_argument("--backend")
+    p.add_argument("--sample-dir", dest="sample_dir", help="keep raw inputs/outputs here for labeling (off by default)")
+    p.add_argument("--sample-per-minute", dest="sample_per_minute", type=float)
+    p.add_argument("--sample-max-mb", dest="sample_max_mb", type=float)
     p.add_argument("--verbose", "-v", action="store_true")
     p.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
 
@@ -80,10 +84,15 @@ def cmd_agent(args, stop: threading.Event | None = None) -> int:
     conf = settings(args)
     rt = Runtime.open(conf["bundle"], backend=conf.get("backend"), num_threads=conf.get("threads"))
     link = make_link(conf) if conf.get("broker") else None
+    sampler = None
+    if conf.get("sample_dir"):
+        from .sampler import RawSampler
+        sampler = RawSampler(conf["sample_dir"], per_minute=float(conf.get("sample_per_minute", 6)),
+                             max_bytes=int(float(conf.get("sample_max_mb", 100)) * 2 ** 20))
     agent = Agent(rt, link=link, telemetry_interval=float(conf["telemetry_interval"]),
                   queue_size=int(conf["queue_size"]), cache_size=int(conf["cache_size"]),
                   max_batch=int(conf["max_batch"]), max_wait_ms=float(conf["max_wait_ms"]),
-                  drift_window=int(conf["drift_window"]))
+                  drift_window=int(conf["drift_window"]), sampler=sampler)
     server = AgentServer(agent, conf["http_host"], int(conf["http_port"]))
     stop = stop or threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

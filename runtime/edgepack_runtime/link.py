@@ -33,7 +33,7 @@ class MqttLink:
     def __init__(self, *, host: str, port: int, device_id: str, fleet: str = "default", outbox: Outbox,
                  username: str | None = None, password: str | None = None, tls: bool | dict = False,
                  keepalive: int = 30, on_command: Callable[[str, dict], None] | None = None,
-                 backoff_base: float = 0.5, backoff_cap: float = 30.0):
+                 backoff_base: float = 0.5, backoff_cap: float = 30.0, protocol: str = "auto"):
         self.host, self.port, self.keepalive = host, port, keepalive
         self.device_id, self.fleet = device_id, fleet
         self.base = f"edgepack/v1/{fleet}/{device_id}"
@@ -41,7 +41,10 @@ class MqttLink:
         self.on_command = on_command
         self.username, self.password, self.tls = username, password, tls
         self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
-        self.protocol = "5"
+        if protocol not in ("auto", "5", "3.1.1"):
+            raise ValueError(f"protocol must be auto, 5 or 3.1.1, not {protocol!r}")
+        self.protocol = "3.1.1" if protocol == "3.1.1" else "5"
+        self._fallback = protocol == "auto"
         self.connected = threading.Event()
         self.last_error: str | None = None
         self.counters = {"published": 0, "acked": 0, "reconnects": 0, "bad_commands": 0}
@@ -141,8 +144,8 @@ class MqttLink:
         if reason_code.is_failure:
             self.last_error = f"broker refused the connection: {reason_code}"
             log.warning("%s", self.last_error)
-            if self.protocol == "5" and "protocol" in str(reason_code).lower():
-                self.protocol = "3.1.1"
+            if self._fallback and self.protocol == "5" and "protocol" in str(reason_code).lower():
+                self.protocol = "3.1.1"          # an MQTT 3.1.1 broker: speak its language next time
             client.disconnect()
             return
         self.last_error = None

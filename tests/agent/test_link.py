@@ -111,3 +111,28 @@ def test_full_jitter_backoff_bounds():
     vals = [backoff(a, base=0.5, cap=4.0) for a in range(10) for _ in range(50)]
     assert min(vals) >= 0 and max(vals) <= 4.0
     assert max(backoff(1, base=0.5, cap=4.0) for _ in range(200)) <= 1.0
+
+
+def test_tls_and_mqtt_311(tmp_path, mosquitto_bin, subscribe):
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    b = Broker(tmp_path)
+    b.conf.write_text(b.conf.read_text() + f"certfile {cert}\nkeyfile {key}\n")
+    b.start()
+    try:
+        with MqttLink(host="127.0.0.1", port=b.port, device_id="tls1", fleet="f1", outbox=Outbox(tmp_path / "t.db"),
+                      tls={"ca": str(cert)}, protocol="3.1.1", backoff_base=0.05) as link:
+            assert link.connected.wait(10), link.last_error
+            link.publish("telemetry", {"over": "tls"})
+            deadline = time.monotonic() + 5
+            while len(link.outbox) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert len(link.outbox) == 0                     # acknowledged over TLS, MQTT 3.1.1
+        with MqttLink(host="127.0.0.1", port=b.port, device_id="tls2", fleet="f1", outbox=Outbox(tmp_path / "u.db"),
+                      backoff_base=0.05) as plain:             # plain TCP to a TLS listener: no connection
+            time.sleep(1.0)
+            assert not plain.connected.is_set()
+    finally:
+        b.stop()

@@ -59,3 +59,22 @@ def test_telemetry_snapshot_and_reset():
     assert s["errors"] == {"InputError": 1} and s["input_errors"] == 1 and s["cache_hit_rate"] == 0.5
     assert s["backend"] == "litert" and s["model_version"] == "3" and s["rss_bytes"] > 10 ** 6
     assert t.snapshot()["calls"] == 0
+
+
+def test_raw_sampler_is_rate_limited_and_size_capped(tmp_path):
+    from edgepack_runtime.sampler import RawSampler
+    now = [0.0]
+    s = RawSampler(tmp_path / "s", per_minute=60, max_bytes=10 ** 9, clock=lambda: now[0])
+    x, y = {"x": np.ones((2, 3), np.float32)}, {"y": np.zeros(4, np.float32)}
+    assert s.offer(x, y) and not s.offer(x, y)          # one token, then the bucket is empty
+    now[0] = 1.0
+    assert s.offer(x, y)
+    files = sorted((tmp_path / "s").glob("*.npz"))
+    assert len(files) == 2 and np.load(files[0])["in_0"].shape == (2, 3)
+    small = RawSampler(tmp_path / "t", per_minute=6000, max_bytes=2000, clock=lambda: now[0])
+    kept = []
+    for _ in range(5):
+        now[0] += 1.0                                     # tokens are not the limit here: the size cap is
+        kept.append(small.offer(x, y))
+    assert kept[:3] == [True, True, True] and kept[3:] == [False, False] and small.stats()["skipped_full"] == 2
+    assert sum(p.stat().st_size for p in (tmp_path / "t").glob("*.npz")) <= 2000

@@ -203,3 +203,25 @@ def test_drift_sampling_adapts_to_the_budget(bundle):
     for _ in range(10):
         fixed.run(x)
     assert fixed._observe_every == 1 and fixed.drift._calls == 10
+
+
+def test_full_outbox_disk_and_no_broker_keep_inference_running(bundle, tmp_path):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead_port = s.getsockname()[1]                      # nothing listens here
+    link = MqttLink(host="127.0.0.1", port=dead_port, device_id="d", fleet="f",
+                    outbox=Outbox(tmp_path / "o.db", max_db_pages=4), backoff_base=0.05, backoff_cap=0.2)
+    agent = Agent(Runtime.open(bundle), link=link, telemetry_interval=0.05).start()
+    server = AgentServer(agent).start()
+    try:
+        for _ in range(30):
+            assert _post(server.port, {"inputs": {"x": np.zeros((BATCH, 8)).tolist()}})[0] == 200
+            time.sleep(0.02)
+        health = _get(server.port, "/v1/health")
+        assert health["mqtt_connected"] is False
+        assert health["outbox"]["write_errors"] > 0 and "full" in health["outbox"]["last_error"]
+        assert link.last_error and "cannot reach broker" in link.last_error
+    finally:
+        server.stop()
+        agent.stop()

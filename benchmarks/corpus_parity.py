@@ -13,7 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from edgepack.build import build  # noqa: E402
 from edgepack.testing.corpus import entries, fetch  # noqa: E402
-from tests.e2e.test_corpus import SHAPES  # noqa: E402
+from edgepack.testing.corpus import INPUT_SHAPES as SHAPES  # noqa: E402
 
 
 def main() -> int:

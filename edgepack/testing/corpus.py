@@ -52,6 +52,16 @@ class CorpusEntry:
         return self.inner_path.endswith("/")
 
 
+
+# Dynamic dimensions of the corpus' ONNX models, fixed the way a user would with --input-shape.
+INPUT_SHAPES: dict[str, dict[str, list[int]]] = {
+    "ocr_ppocr_mobile_v2_cls.onnx": {"x": [1, 3, 48, 192]},
+    "audio_oww_melspectrogram.onnx": {"input": [1, 16000]},
+    "audio_oww_embedding_model.onnx": {"input_1": [1, 76, 32, 1]},
+    "audio_basic_pitch_nmp.onnx": {"serving_default_input_2:0": [1, 43844, 1]},
+    "bytes_magika_standard_v3_3.onnx": {"bytes": [1, 2048]},
+}
+
 def _parse_row(row: dict[str, str]) -> CorpusEntry:
     values = {k: (row.get(k) or "").strip() for k in _FIELDS}
     digest, _, note = values["sha256"].partition(" ")

@@ -4,17 +4,10 @@ from __future__ import annotations
 import pytest
 
 from edgepack.build import build
-from edgepack.testing.corpus import entries, fetch
+from edgepack.testing.corpus import INPUT_SHAPES, entries, fetch
 from edgepack_runtime import Runtime
 
-# Dynamic dimensions fixed the way a user would on the command line.
-SHAPES = {
-    "ocr_ppocr_mobile_v2_cls.onnx": {"x": [1, 3, 48, 192]},
-    "audio_oww_melspectrogram.onnx": {"input": [1, 16000]},
-    "audio_oww_embedding_model.onnx": {"input_1": [1, 76, 32, 1]},
-    "audio_basic_pitch_nmp.onnx": {"serving_default_input_2:0": [1, 43844, 1]},
-    "bytes_magika_standard_v3_3.onnx": {"bytes": [1, 2048]},
-}
+SHAPES = INPUT_SHAPES
 ONNX_MODELS = [e.name for e in entries() if e.format == "onnx"]
 
 

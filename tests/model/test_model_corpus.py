@@ -9,13 +9,7 @@ from tests.model.kit import assert_normalized, assert_same_outputs, op_types
 
 corpus = pytest.importorskip("edgepack.testing.corpus")
 
-SHAPES = {
-    "ocr_ppocr_mobile_v2_cls.onnx": {"x": [1, 3, 48, 192]},
-    "audio_oww_melspectrogram.onnx": {"input": [1, 16000]},
-    "audio_oww_embedding_model.onnx": {"input_1": [1, 76, 32, 1]},
-    "audio_basic_pitch_nmp.onnx": {"serving_default_input_2:0": [1, 43844, 1]},
-    "bytes_magika_standard_v3_3.onnx": {"bytes": [1, 2048]},
-}
+SHAPES = corpus.INPUT_SHAPES
 LIGHT = ["alexnet", "densenet121", "inception_v1", "inception_v2", "resnet50", "shufflenet",
          "squeezenet", "vgg19", "zfnet512"]
 NAMES = [f"archonly_light_{n}.onnx" if n != "alexnet" else "archonly_light_bvlc_alexnet.onnx"

@@ -32,25 +32,14 @@ def _softmax(node, ctx, opcode: str, legacy: bool):
     ctx.transpose(yt, perm, out=ctx.output(out))
 
 
-@TFLITE.converts("Softmax", since=1)
-def softmax_legacy(node, ctx):
-    """SOFTMAX over the trailing dims flattened at ``axis`` (opset < 13)"""
-    _softmax(node, ctx, "SOFTMAX", legacy=True)
+def _register(op: str, opcode: str, since: int, legacy: bool) -> None:
+    def convert(node, ctx):
+        _softmax(node, ctx, opcode, legacy=legacy)
+    convert.__doc__ = (f"{opcode} over the trailing dims flattened at ``axis`` (opset < 13)" if legacy
+                       else f"{opcode} (last axis; other axes are transposed last)")
+    TFLITE.converts(op, since=since)(convert)
 
 
-@TFLITE.converts("Softmax", since=13)
-def softmax(node, ctx):
-    """SOFTMAX (last axis; other axes are transposed last)"""
-    _softmax(node, ctx, "SOFTMAX", legacy=False)
-
-
-@TFLITE.converts("LogSoftmax", since=1)
-def log_softmax_legacy(node, ctx):
-    """LOG_SOFTMAX over the trailing dims flattened at ``axis`` (opset < 13)"""
-    _softmax(node, ctx, "LOG_SOFTMAX", legacy=True)
-
-
-@TFLITE.converts("LogSoftmax", since=13)
-def log_softmax(node, ctx):
-    """LOG_SOFTMAX (last axis; other axes are transposed last)"""
-    _softmax(node, ctx, "LOG_SOFTMAX", legacy=False)
+for _op, _code in (("Softmax", "SOFTMAX"), ("LogSoftmax", "LOG_SOFTMAX")):
+    _register(_op, _code, 1, legacy=True)
+    _register(_op, _code, 13, legacy=False)

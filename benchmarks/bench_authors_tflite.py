@@ -19,15 +19,12 @@ import onnxruntime as ort
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import cosine, interpreter, invoke, op_histogram, paired_latency  # noqa: E402
 from edgepack.build import build  # noqa: E402
-from edgepack.testing.corpus import fetch  # noqa: E402
+from edgepack.testing.corpus import INPUT_SHAPES, fetch  # noqa: E402
 from edgepack_runtime.bundle import Bundle  # noqa: E402
 
-PAIRS = [  # (onnx, authors' tflite, input shapes, input generator)
-    ("audio_oww_melspectrogram.onnx", "audio_oww_melspectrogram.tflite", {"input": [1, 16000]}),
-    ("audio_oww_embedding_model.onnx", "audio_oww_embedding_model.tflite", {"input_1": [1, 76, 32, 1]}),
-    ("audio_oww_alexa_v0.1.onnx", "audio_oww_alexa_v0.1.tflite", None),
-    ("audio_basic_pitch_nmp.onnx", "audio_basic_pitch_nmp.tflite", {"serving_default_input_2:0": [1, 43844, 1]}),
-]
+PAIRS = [(f"{stem}.onnx", f"{stem}.tflite", INPUT_SHAPES.get(f"{stem}.onnx"))   # (onnx, authors' tflite, shapes)
+         for stem in ("audio_oww_melspectrogram", "audio_oww_embedding_model", "audio_oww_alexa_v0.1",
+                      "audio_basic_pitch_nmp")]
 
 
 def _inputs(sess: ort.InferenceSession, shapes, seed: int) -> dict[str, np.ndarray]:

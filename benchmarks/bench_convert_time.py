@@ -18,19 +18,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.baseline_env import run_onnx2tf  # noqa: E402
-from edgepack.testing.corpus import fetch  # noqa: E402
+from edgepack.testing.corpus import INPUT_SHAPES, fetch  # noqa: E402
 
-MODELS = {  # name -> {input: shape} for dynamic dims (same fix given to both tools)
-    "archonly_light_squeezenet.onnx": {},
-    "archonly_light_resnet50.onnx": {},
-    "archonly_light_inception_v1.onnx": {},
-    "ocr_ppocr_mobile_v2_cls.onnx": {"x": [1, 3, 48, 192]},
-    "audio_oww_melspectrogram.onnx": {"input": [1, 16000]},
-    "audio_oww_embedding_model.onnx": {"input_1": [1, 76, 32, 1]},
-    "audio_oww_alexa_v0.1.onnx": {},
-    "audio_basic_pitch_nmp.onnx": {"serving_default_input_2:0": [1, 43844, 1]},
-    "bytes_magika_standard_v3_3.onnx": {"bytes": [1, 2048]},
-}
+NAMES = ["archonly_light_squeezenet.onnx", "archonly_light_resnet50.onnx", "archonly_light_inception_v1.onnx",
+         "ocr_ppocr_mobile_v2_cls.onnx", "audio_oww_melspectrogram.onnx", "audio_oww_embedding_model.onnx",
+         "audio_oww_alexa_v0.1.onnx", "audio_basic_pitch_nmp.onnx", "bytes_magika_standard_v3_3.onnx"]
+MODELS = {name: INPUT_SHAPES.get(name, {}) for name in NAMES}   # the same shape fix is given to both tools
 
 
 def edgepack_cli(path: Path, shapes: dict, out: Path) -> float:

@@ -28,7 +28,7 @@ from .calibration import load_npz
 from .devices import resolve_targets, suited_profiles
 from .errors import EdgepackError, ModelError, ParityError
 from .model import load_model, make_inputs
-from .verify.parity import FP32, Thresholds, compare_output, summarize
+from .verify.parity import BY_PRECISION, Thresholds, compare_output, summarize
 
 N_VERIFY = 8          # samples used for parity when no data is given
 N_BUNDLED = 3         # samples shipped in the bundle for the on-device health check
@@ -48,13 +48,17 @@ def default_output(model_path: Path) -> Path:
 
 def build(model_path: str | Path, *, targets=("cpu",), input_shapes: dict | None = None,
           out: str | Path | None = None, calibration: str | Path | None = None, allow_mismatch: bool = False,
-          thresholds: Thresholds = FP32, version: str = "1", num_threads: int | None = None,
-          samples: list[dict] | None = None,
+          thresholds: Thresholds | None = None, version: str = "1", num_threads: int | None = None,
+          samples: list[dict] | None = None, precision: str = "fp32",
           progress: Callable[[str], None] = lambda step: None) -> BuildResult:
     """Build a bundle for ``targets`` (target or device-profile names). Raises EdgepackError subclasses.
 
     Verification data: ``samples`` (input dicts) if given, else the ``calibration`` .npz, else synthetic.
+    ``precision`` (fp32, fp16, int8-dynamic) applies to the cpu target; ``thresholds`` default by precision.
     """
+    if precision not in BY_PRECISION:
+        raise EdgepackError(f"unknown precision '{precision}'", hint=f"choose one of {', '.join(BY_PRECISION)}")
+    thresholds = thresholds or BY_PRECISION[precision]
     model_path = Path(model_path)
     out = Path(out) if out else default_output(model_path)
     wanted, profiles_named, skipped = resolve_targets(list(targets))
@@ -82,7 +86,7 @@ def build(model_path: str | Path, *, targets=("cpu",), input_shapes: dict | None
     entries = []
     for target in wanted:
         progress(f"converting for target '{target}'")
-        entries.append(_convert(target, model, files))
+        entries.append(_convert(target, model, files, precision))
 
     manifest = _manifest(model, model_path, version, entries, profiles_named)
     baseline = dict(compute_baseline(samples, reference), data=data_kind)
@@ -129,12 +133,14 @@ def _reference(model: onnx.ModelProto, samples) -> list[dict[str, np.ndarray]]:
                          hint="every target is verified against onnxruntime; make the model run there first")
 
 
-def _convert(target: str, model: onnx.ModelProto, files: dict[str, bytes]) -> dict:
+def _convert(target: str, model: onnx.ModelProto, files: dict[str, bytes], precision: str) -> dict:
     t0 = time.perf_counter()
+    target_precision = "fp32"
     if target == "cpu":
         from .targets.tflite import convert
-        result = convert(model)
+        result = convert(model, precision=precision)
         rel, data, fmt, io_map, info = "models/cpu/model.tflite", result.data, "tflite", result.io, dict(result.stats)
+        target_precision = precision
     elif target == "onnx":
         data = model.SerializeToString()
         rel, fmt, info = "models/onnx/model.onnx", "onnx", {"ops": len(model.graph.node)}
@@ -144,7 +150,7 @@ def _convert(target: str, model: onnx.ModelProto, files: dict[str, bytes]) -> di
         raise EdgepackError(f"target '{target}' is not built by this version")
     files[rel] = data
     info.update(size=len(data), convert_seconds=round(time.perf_counter() - t0, 4))
-    return {"name": target, "format": fmt, "file": rel, "precision": "fp32", "io": io_map,
+    return {"name": target, "format": fmt, "file": rel, "precision": target_precision, "io": io_map,
             "parity": {}, "info": info, "devices": suited_profiles(target)}
 
 

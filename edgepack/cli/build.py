@@ -8,7 +8,7 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from ..errors import ModelError
-from ..verify.parity import FP32, Thresholds
+from ..verify.parity import BY_PRECISION, Thresholds
 from .common import err_console, handle_errors, out_console, print_json
 
 
@@ -23,6 +23,14 @@ def _shapes(values: list[str]) -> dict[str, list[int]]:
     return shapes
 
 
+def _thresholds(precision: str, min_cosine, max_rel_error) -> Thresholds | None:
+    if min_cosine is None and max_rel_error is None:
+        return None
+    base = BY_PRECISION.get(precision, BY_PRECISION["fp32"])
+    return Thresholds(base.min_cosine if min_cosine is None else min_cosine,
+                      base.max_rel_error if max_rel_error is None else max_rel_error)
+
+
 @handle_errors
 def build(
     model: Annotated[Path, typer.Argument(help="ONNX model file")],
@@ -35,8 +43,12 @@ def build(
     calibration: Annotated[Optional[Path], typer.Option(help=".npz of input name -> [samples, ...] used for "
                                                         "verification")] = None,
     allow_mismatch: Annotated[bool, typer.Option(help="write the bundle even when parity is below threshold")] = False,
-    min_cosine: Annotated[float, typer.Option(help="parity gate: lowest acceptable cosine per output")] = FP32.min_cosine,
-    max_rel_error: Annotated[float, typer.Option(help="parity gate: highest acceptable max|err| / max|ref|")] = FP32.max_rel_error,
+    precision: Annotated[str, typer.Option(help="cpu target precision: fp32 | fp16 (fp16 weights) | "
+                                           "int8-dynamic (int8 weights, hybrid kernels)")] = "fp32",
+    min_cosine: Annotated[Optional[float], typer.Option(help="parity gate: lowest acceptable cosine per output "
+                                                        "(default by precision: 0.9999 / 0.999 / 0.99)")] = None,
+    max_rel_error: Annotated[Optional[float], typer.Option(help="parity gate: highest acceptable max|err| / max|ref| "
+                                                           "(default by precision: 1e-3 / 1e-2 / 0.1)")] = None,
     model_version: Annotated[str, typer.Option("--model-version", help="version string stored in the bundle")] = "1",
     json_out: Annotated[bool, typer.Option("--json", help="print the manifest as JSON on stdout")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show tracebacks")] = False,
@@ -49,7 +61,7 @@ def build(
         task = bar.add_task("starting", total=None)
         result = run_build(model, targets=target, input_shapes=shapes, out=output, calibration=calibration,
                            allow_mismatch=allow_mismatch, version=model_version,
-                           thresholds=Thresholds(min_cosine, max_rel_error),
+                           thresholds=_thresholds(precision, min_cosine, max_rel_error), precision=precision,
                            progress=lambda step: bar.update(task, description=step))
     for w in result.warnings:
         err_console.print(f"[yellow]warning:[/] {w}")

@@ -21,6 +21,7 @@ class Thresholds:
 
 
 FP32 = Thresholds()
+BY_PRECISION = {"fp32": FP32, "fp16": Thresholds(0.999, 1e-2), "int8-dynamic": Thresholds(0.99, 0.1)}
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

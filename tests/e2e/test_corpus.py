@@ -23,3 +23,18 @@ def test_corpus_model_builds_and_matches(name, tmp_path):
     with Runtime.open(result.path) as rt:
         check = rt.self_check()
     assert check["passed"] and check["samples"] == 3
+
+
+@pytest.mark.forked
+@pytest.mark.parametrize("precision,max_ratio", [("fp16", 0.65), ("int8-dynamic", 0.5)])
+def test_compressed_precisions_on_a_real_model(precision, max_ratio, tmp_path):
+    name = "ocr_ppocr_mobile_v2_cls.onnx"
+    ref = build(fetch(name), targets=["cpu"], input_shapes=SHAPES[name], out=tmp_path / "fp32.edgepack")
+    res = build(fetch(name), targets=["cpu"], input_shapes=SHAPES[name], precision=precision,
+                out=tmp_path / f"{precision}.edgepack")
+    cpu, base = res.manifest["targets"][0], ref.manifest["targets"][0]
+    assert cpu["precision"] == precision and cpu["parity"]["passed"]
+    assert cpu["parity"]["outputs"]["save_infer_model/scale_0.tmp_1"]["top1_agreement"] == 1.0
+    assert cpu["info"]["size"] <= max_ratio * base["info"]["size"]
+    with Runtime.open(res.path) as rt:
+        assert rt.self_check()["passed"]

@@ -10,6 +10,7 @@ from ...errors import ConversionError, EdgepackError
 from . import ops  # noqa: F401  (registers converters)
 from .context import Context
 from .layout import absorb_io, optimize_layout
+from .quantize import compress_weights
 from .passes import (dedupe_constants, fold_pad_into_conv, fold_transpose_into_fc, fuse_activations,
                      remove_identity_slices)
 from .registry import TFLITE
@@ -29,8 +30,10 @@ def preflight(model: onnx.ModelProto) -> None:
     TFLITE.preflight(model.graph, ctx.opsets, ctx)
 
 
-def convert(model: onnx.ModelProto, *, optimize: bool = True) -> TFLiteModel:
-    """Convert a normalized ONNX model (static shapes, see ``edgepack.model.load_model``) to TFLite."""
+def convert(model: onnx.ModelProto, *, optimize: bool = True, precision: str = "fp32") -> TFLiteModel:
+    """Convert a normalized ONNX model (static shapes, see ``edgepack.model.load_model``) to TFLite.
+
+    ``precision``: fp32, fp16 (fp16 weights) or int8-dynamic (int8 weights, hybrid kernels)."""
     ctx = Context(model)
     entries = TFLITE.preflight(model.graph, ctx.opsets, ctx)
     g = ctx.graph
@@ -64,12 +67,14 @@ def convert(model: onnx.ModelProto, *, optimize: bool = True) -> TFLiteModel:
         fuse_activations(g)
     dedupe_constants(g)
     in_perms, out_perms = absorb_io(g)
+    compressed = compress_weights(g, precision)
     g.toposort()
     io = {"inputs": [{"name": i.name, "perm": p} for i, p in zip(model.graph.input, in_perms)],
           "outputs": [{"name": o.name, "perm": p} for o, p in zip(model.graph.output, out_perms)]}
     stats = {"ops": len(g.ops), "transpose_count": g.count("TRANSPOSE"),
              "transpose_count_unoptimized": transposes_before,
-             "op_histogram": dict(Counter(op.opcode for op in g.ops).most_common())}
+             "op_histogram": dict(Counter(op.opcode for op in g.ops).most_common()),
+             "precision": precision, "compressed_weights": compressed}
     try:
         data = serialize(g, description=f"edgepack: {model.graph.name}")
     except Exception as exc:

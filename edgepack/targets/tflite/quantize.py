@@ -1,0 +1,81 @@
+"""Weight compression of the TFLite IR: fp16 weights and dynamic-range int8 weights.
+
+* ``fp16``: large float32 constants are stored as float16 and widened by a DEQUANTIZE op in front of
+  their consumer (LiteRT/XNNPACK run such models with fp16 weights natively, fp32 math otherwise).
+* ``int8-dynamic``: CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED weights become int8 with symmetric
+  per-output-channel scales; the kernels quantize activations on the fly ("hybrid" kernels). Other large
+  constants get the fp16 treatment.
+
+Full-integer int8 (calibrated activations) is a separate pass (issue 3).
+"""
+from __future__ import annotations
+
+import numpy as np
+from ai_edge_litert import schema_py_generated as fb
+
+from .ir import Graph, Op
+
+MIN_ELEMENTS = 1024          # smaller constants (biases, scalars, shapes) stay as they are
+_WEIGHT_INPUT = {"CONV_2D": (1, 0), "DEPTHWISE_CONV_2D": (1, 3), "FULLY_CONNECTED": (1, 0)}  # input, channel axis
+PRECISIONS = ("fp32", "fp16", "int8-dynamic")
+
+
+def _fp16(graph: Graph, op: Op, i: int, done: dict) -> None:
+    """One float16 copy and one DEQUANTIZE per constant, shared by all its consumers."""
+    t = graph.tensors[op.inputs[i]]
+    if (t.name, "fp16") not in done:
+        half = graph.add(f"{t.name}_fp16", t.shape, np.float16, np.ascontiguousarray(t.data.astype(np.float16)))
+        wide = graph.add(f"{t.name}_deq", t.shape, np.float32)
+        graph.ops.insert(graph.ops.index(op), Op("DEQUANTIZE", [half], [wide], None, op.origin))
+        done[(t.name, "fp16")] = wide
+    op.inputs[i] = done[(t.name, "fp16")]
+
+
+def _int8(graph: Graph, op: Op, i: int, axis: int, done: dict) -> None:
+    t = graph.tensors[op.inputs[i]]
+    if (t.name, axis) in done:
+        op.inputs[i] = done[(t.name, axis)]
+        if op.opcode == "FULLY_CONNECTED":
+            op.options.asymmetricQuantizeInputs = True
+        return
+    w = t.data.astype(np.float32)
+    other = tuple(a for a in range(w.ndim) if a != axis)
+    amax = np.max(np.abs(w), axis=other)
+    scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    q = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)
+    name = graph.add(f"{t.name}_int8", t.shape, np.int8, np.ascontiguousarray(q))
+    qp = fb.QuantizationParametersT()
+    qp.scale = scale.tolist()
+    qp.zeroPoint = [0] * len(scale)
+    qp.quantizedDimension = axis
+    graph.tensors[name].quant = qp
+    done[(t.name, axis)] = name
+    op.inputs[i] = name
+    if op.opcode == "FULLY_CONNECTED":
+        op.options.asymmetricQuantizeInputs = True
+
+
+def compress_weights(graph: Graph, precision: str) -> dict:
+    """Rewrite constant weights for ``precision``; return counts for the build report."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}")
+    done = {"fp16": 0, "int8": 0}
+    if precision == "fp32":
+        return done
+    made: dict = {}
+    for op in list(graph.ops):
+        for i, name in enumerate(op.inputs):
+            t = graph.tensors.get(name) if name is not None else None
+            if t is None or t.data is None or t.dtype != np.float32 or t.data.size < MIN_ELEMENTS:
+                continue
+            spec = _WEIGHT_INPUT.get(op.opcode)
+            if precision == "int8-dynamic" and spec is not None and spec[0] == i:
+                done["int8"] += (name, spec[1]) not in made
+                _int8(graph, op, i, spec[1], made)
+            else:
+                done["fp16"] += (name, "fp16") not in made
+                _fp16(graph, op, i, made)
+    graph.prune()
+    return done

@@ -1,0 +1,60 @@
+"""fp16 and dynamic-range int8 weights: smaller files, close numerics, the expected TFLite structure."""
+import numpy as np
+import pytest
+from ai_edge_litert import schema_py_generated as fb
+from onnx import TensorProto as TP
+from onnx import helper as h
+from onnx import numpy_helper as nh
+
+from edgepack.targets.tflite import convert
+from edgepack.verify.parity import BY_PRECISION, compare_output, passes
+
+from .harness import random_feeds, run_onnx, run_tflite
+
+RNG = np.random.default_rng(5)
+
+
+def _cnn():
+    inits = [nh.from_array(RNG.standard_normal(s).astype(np.float32) * 0.1, n) for n, s in
+             (("W1", (64, 3, 3, 3)), ("W2", (64, 64, 3, 3)), ("FC", (10, 64)), ("B", (10,)))]
+    nodes = [h.make_node("Conv", ["x", "W1"], ["c1"], pads=[1, 1, 1, 1]), h.make_node("Relu", ["c1"], ["r1"]),
+             h.make_node("Conv", ["r1", "W2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2]),
+             h.make_node("Relu", ["c2"], ["r2"]), h.make_node("GlobalAveragePool", ["r2"], ["g"]),
+             h.make_node("Flatten", ["g"], ["f"]), h.make_node("Gemm", ["f", "FC", "B"], ["y"], transB=1)]
+    g = h.make_graph(nodes, "cnn", [h.make_tensor_value_info("x", TP.FLOAT, [1, 3, 16, 16])],
+                     [h.make_tensor_value_info("y", TP.FLOAT, [1, 10])], inits)
+    import onnx
+    return onnx.shape_inference.infer_shapes(h.make_model(g, opset_imports=[h.make_opsetid("", 17)]))
+
+
+def _tensor_types(data: bytes) -> list[int]:
+    m = fb.ModelT.InitFromPackedBuf(data, 0)
+    return [t.type for t in m.subgraphs[0].tensors]
+
+
+@pytest.mark.parametrize("precision,max_ratio,weight_type", [("fp16", 0.55, fb.TensorType.FLOAT16),
+                                                              ("int8-dynamic", 0.35, fb.TensorType.INT8)])
+def test_compressed_weights(precision, max_ratio, weight_type):
+    model = _cnn()
+    fp32 = convert(model)
+    small = convert(model, precision=precision)
+    assert len(small.data) <= max_ratio * len(fp32.data)
+    assert weight_type in _tensor_types(small.data)
+    if precision == "fp16":
+        assert small.stats["op_histogram"]["DEQUANTIZE"] == small.stats["compressed_weights"]["fp16"] == 2
+    else:
+        assert small.stats["compressed_weights"]["int8"] == 2 and "DEQUANTIZE" not in small.stats["op_histogram"]
+    feeds = [random_feeds(model, seed) for seed in range(4)]
+    got = [run_tflite(small, f)["y"] for f in feeds]
+    ref = [run_onnx(model, f)["y"] for f in feeds]
+    figures = compare_output(got, ref)
+    assert passes(figures, BY_PRECISION[precision]), figures
+    assert figures["rel_error"] > 0                     # it really is a different (compressed) model
+
+
+def test_int8_scales_are_per_output_channel():
+    small = convert(_cnn(), precision="int8-dynamic")
+    m = fb.ModelT.InitFromPackedBuf(small.data, 0)
+    q = [t for t in m.subgraphs[0].tensors if t.type == fb.TensorType.INT8]
+    assert sorted(len(t.quantization.scale) for t in q) == [64, 64]
+    assert all(t.quantization.quantizedDimension == 0 for t in q)

@@ -134,3 +134,56 @@ def fold_transpose_into_fc(graph: Graph) -> int:
         folded += 1
     graph.prune()
     return folded
+
+
+_AFFINE_HOSTS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0}   # weight axis of output channels
+
+
+def _channel_vector(t, channels: int) -> np.ndarray | None:
+    """A constant that only varies along the last (channel) axis, as a [channels] vector."""
+    if t.data is None or any(d != 1 for d in t.shape[:-1]) or (t.shape and t.shape[-1] not in (1, channels)):
+        return None
+    return np.broadcast_to(t.data.reshape(-1).astype(np.float64), (channels,))
+
+
+def fold_affine_into_conv(graph: Graph) -> int:
+    """Per-channel MUL / ADD / SUB by constants right after a CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED
+    (BatchNormalization as exported by many frameworks) are folded into its weights and bias."""
+    folded = 0
+    changed = True
+    while changed:
+        changed = False
+        users, prod = graph.consumers(), graph.producers()
+        for op in list(graph.ops):
+            if op.opcode not in ("MUL", "ADD", "SUB") or getattr(op.options, "fusedActivationFunction", 0):
+                continue
+            host = prod.get(op.inputs[0])
+            other = graph.tensors[op.inputs[1]]
+            if host is None or host.opcode not in _AFFINE_HOSTS or op.inputs[0] in graph.outputs \
+                    or len(users.get(op.inputs[0], [])) != 1 or host.options.fusedActivationFunction != 0:
+                continue
+            w, b = graph.tensors[host.inputs[1]], graph.tensors[host.inputs[2]] if len(host.inputs) > 2 and host.inputs[2] else None
+            out = graph.tensors[op.inputs[0]]
+            channels = out.shape[-1]
+            vec = _channel_vector(other, channels)
+            if vec is None or w.data is None or (b is not None and b.data is None) or w.quant is not None \
+                    or graph.tensors[op.outputs[0]].shape != out.shape:
+                continue
+            bias = np.zeros(channels) if b is None else b.data.astype(np.float64)
+            axis = _AFFINE_HOSTS[host.opcode]
+            shape = [1] * w.data.ndim
+            shape[axis] = channels
+            if op.opcode == "MUL":
+                weights, bias = w.data * vec.reshape(shape), bias * vec
+            else:
+                weights, bias = w.data, bias + (vec if op.opcode == "ADD" else -vec)
+            host.inputs[1] = graph.const(weights.astype(np.float32), "weights")
+            bias_name = graph.const(bias.astype(np.float32), "bias")
+            host.inputs = host.inputs[:2] + [bias_name] + host.inputs[3:]
+            host.outputs[0] = op.outputs[0]
+            graph.ops.remove(op)
+            folded += 1
+            changed = True
+            break
+    graph.prune()
+    return folded

@@ -1,9 +1,11 @@
-"""Shape and data movement with static shapes: Reshape, Flatten, Squeeze, Unsqueeze, Identity (RESHAPE),
-Transpose, Concat, Split, Expand, Tile, Shape/Size/ConstantOfShape/Range (constants)."""
+"""Shape and data movement with static shapes: Reshape, Flatten, Squeeze, Unsqueeze, Identity, Dropout
+(RESHAPE), Transpose, Concat, Split, Expand, Tile, DepthToSpace/SpaceToDepth (NHWC kernels), and
+Shape/Size/ConstantOfShape/Range (constants: every shape is static)."""
 from __future__ import annotations
 
 import numpy as np
 from ai_edge_litert import schema_py_generated as fb
+from onnx import numpy_helper
 
 from ..registry import TFLITE
 
@@ -75,11 +77,104 @@ def expand(node, ctx):
 
 
 def _check_tile(node, ctx):
-    return None if ctx.const(node.input[1]) is not None else "repeats computed at run time are not supported"
+    if 0 in ctx.shape(node.input[0]) and ctx.const(node.input[1]) is None:
+        return "Tile of an empty tensor with repeats computed at run time is not supported"
+    return None
 
 
 @TFLITE.converts("Tile", since=6, check=_check_tile)
 def tile(node, ctx):
-    """TILE"""
-    reps = ctx.const(node.input[1]).astype(np.int32)
-    ctx.emit("TILE", [ctx.tensor(node.input[0]), ctx.constant(reps, "multiples")], [ctx.output(node.output[0])])
+    """TILE (multiples from the static shapes, so run-time repeats work too)"""
+    src, out = ctx.shape(node.input[0]), ctx.shape(node.output[0])
+    reps = ctx.const(node.input[1])
+    reps = [o // i if i else int(r) for i, o, r in zip(src, out, reps if reps is not None else src)]
+    ctx.emit("TILE", [ctx.tensor(node.input[0]), ctx.constant(np.asarray(reps, np.int32), "multiples")],
+             [ctx.output(node.output[0])])
+
+
+# --- values fixed by the static shapes: the converters emit constants (intake usually folds these) ---
+
+def _constant_output(ctx, name: str, value: np.ndarray) -> None:
+    ctx.graph.tensors[ctx.output(name, shape=value.shape, dtype=value.dtype)].data = np.ascontiguousarray(value)
+
+
+@TFLITE.converts("Shape", since=1)
+def shape_(node, ctx):
+    """constant (static shapes; start/end clamped as ONNX does)"""
+    a = ctx.attrs(node)
+    dims = ctx.shape(node.input[0])
+    start, end = int(a.get("start", 0)), int(a.get("end", len(dims)))
+    _constant_output(ctx, node.output[0], np.asarray(dims[start:end], np.int64))
+
+
+@TFLITE.converts("Size", since=1)
+def size(node, ctx):
+    """constant (static shapes)"""
+    _constant_output(ctx, node.output[0], np.asarray(int(np.prod(ctx.shape(node.input[0]))), np.int64))
+
+
+def _needs_const(*slots):
+    def check(node, ctx):
+        if any(ctx.inp(node, i) and ctx.const(node.input[i]) is None for i in slots):
+            return f"{node.op_type} with inputs computed at run time is not supported (shapes are static)"
+        return None
+    return check
+
+
+@TFLITE.converts("ConstantOfShape", since=9, check=_needs_const(0))
+def constant_of_shape(node, ctx):
+    """constant (the shape input must be constant)"""
+    value = ctx.attrs(node).get("value")
+    fill = np.zeros(1, np.float32) if value is None else numpy_helper.to_array(value).ravel()
+    dims = [int(d) for d in ctx.const(node.input[0]).ravel()]
+    _constant_output(ctx, node.output[0], np.full(dims, fill[0], fill.dtype))
+
+
+@TFLITE.converts("Range", since=11, check=_needs_const(0, 1, 2))
+def range_(node, ctx):
+    """constant (start/limit/delta must be constant)"""
+    start, limit, delta = (ctx.const(node.input[i]).ravel()[0] for i in range(3))
+    count = max(int(np.ceil((limit - start) / delta)), 0)
+    dt = ctx.const(node.input[0]).dtype
+    _constant_output(ctx, node.output[0], (start + np.arange(count, dtype=dt) * delta).astype(dt))
+
+
+# --- NHWC-only kernels (layout-transforming) ---
+
+def _blocksize_check(node, ctx):
+    if ctx.rank(node.input[0]) != 4:
+        return f"{node.op_type} needs a 4-D NCHW input"
+    return None
+
+
+@TFLITE.converts("DepthToSpace", since=1, check=_blocksize_check)
+def depth_to_space(node, ctx):
+    """DEPTH_TO_SPACE on NHWC (DCR natively; CRD through a constant channel GATHER first)"""
+    a = ctx.attrs(node)
+    b = int(a["blocksize"])
+    mode = a.get("mode", b"DCR")
+    xn = ctx.to_nhwc(ctx.tensor(node.input[0]))
+    c = ctx.shape(node.input[0])[1]
+    if (mode.decode() if isinstance(mode, bytes) else mode) == "CRD":  # DCR channel j holds CRD channel crd[j]
+        crd = np.arange(c).reshape(c // (b * b), b * b).T.ravel()
+        gopts = fb.GatherOptionsT()
+        gopts.axis = 3
+        perm = ctx.new(f"{xn}_dcr", ctx.graph.tensors[xn].shape, ctx.dtype(node.input[0]))
+        ctx.emit("GATHER", [xn, ctx.constant(crd.astype(np.int32), "channels")], [perm], gopts)
+        xn = perm
+    opts = fb.DepthToSpaceOptionsT()
+    opts.blockSize = b
+    yn = ctx.new(f"{node.output[0]}_nhwc", ctx.nhwc_shape(node.output[0]), ctx.dtype(node.output[0]))
+    ctx.emit("DEPTH_TO_SPACE", [xn], [yn], opts)
+    ctx.from_nhwc(yn, ctx.output(node.output[0]))
+
+
+@TFLITE.converts("SpaceToDepth", since=1, check=_blocksize_check)
+def space_to_depth(node, ctx):
+    """SPACE_TO_DEPTH on NHWC"""
+    opts = fb.SpaceToDepthOptionsT()
+    opts.blockSize = int(ctx.attrs(node)["blocksize"])
+    xn = ctx.to_nhwc(ctx.tensor(node.input[0]))
+    yn = ctx.new(f"{node.output[0]}_nhwc", ctx.nhwc_shape(node.output[0]), ctx.dtype(node.output[0]))
+    ctx.emit("SPACE_TO_DEPTH", [xn], [yn], opts)
+    ctx.from_nhwc(yn, ctx.output(node.output[0]))

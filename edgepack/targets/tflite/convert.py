@@ -11,8 +11,9 @@ from . import ops  # noqa: F401  (registers converters)
 from .context import Context
 from .layout import absorb_io, optimize_layout
 from .quantize import compress_weights
-from .passes import (dedupe_constants, fold_affine_into_conv, fold_pad_into_conv, fold_transpose_into_fc,
-                     fuse_activations, remove_identity_slices)
+from .fold import fold_affine
+from .passes import (dedupe_constants, fold_pad_into_conv, fold_transpose_into_fc, fuse_activations,
+                     remove_identity_slices)
 from .registry import TFLITE
 from .writer import serialize
 
@@ -64,7 +65,7 @@ def convert(model: onnx.ModelProto, *, optimize: bool = True, precision: str = "
         optimize_layout(g)
         fold_pad_into_conv(g)
         fold_transpose_into_fc(g)
-        fold_affine_into_conv(g)
+        fold_affine(g)
         fuse_activations(g)
     dedupe_constants(g)
     in_perms, out_perms = absorb_io(g)

@@ -28,41 +28,51 @@ def _check_float(node, ctx):
     return None if dt == np.float32 else f"{dt} matrix products are not supported (float32 only)"
 
 
-@TFLITE.converts("Gemm", since=7, check=_check_float)
+def _mul_const(ctx, x: str, value: float, hint: str, out: str | None = None) -> str:
+    out = out or ctx.new(hint, ctx.graph.tensors[x].shape, np.float32)
+    ctx.emit("MUL", [x, ctx.constant(np.asarray(value, np.float32), "scale")], [out], fb.MulOptionsT())
+    return out
+
+
+def _runtime_b(ctx, x: str, b: str, trans_b: bool, alpha: float, bias, out: str) -> None:
+    """BATCH_MATMUL, then MUL by alpha and ADD of the bias row where they are not the identity."""
+    steps = [s for s, on in (("alpha", alpha != 1.0), ("bias", bias is not None)) if on]
+    shape = ctx.graph.tensors[out].shape
+    y = ctx.new(f"{out}_raw", shape, np.float32) if steps else out
+    batch_matmul(ctx, x, b, y, adj_y=trans_b)
+    if "alpha" in steps:
+        y = _mul_const(ctx, y, alpha, f"{out}_scaled", out if steps[-1] == "alpha" else None)
+    if "bias" in steps:
+        ctx.emit("ADD", [y, ctx.constant(np.asarray(bias, np.float32), "bias")], [out], fb.AddOptionsT())
+
+
+@TFLITE.converts("Gemm", since=1, check=_check_float)
 def gemm(node, ctx):
-    """FULLY_CONNECTED (constant B; alpha/beta folded) or BATCH_MATMUL + ADD"""
+    """FULLY_CONNECTED (constant B; alpha, beta, row-vector C folded) or BATCH_MATMUL; other C by ADD"""
     a = ctx.attrs(node)
     alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
+    out = node.output[0]
+    m, n = ctx.shape(out)
     x = ctx.tensor(node.input[0])
     if a.get("transA", 0):
         x = ctx.transpose(x, [1, 0])
-    out = node.output[0]
-    m, n = ctx.shape(out)
+    c_name = ctx.inp(node, 2) if beta != 0 else None
+    c = ctx.const(c_name)
+    row = c is not None and c.size in (1, n) and (c.ndim < 2 or c.shape[0] == 1)  # same for every row
+    bias = np.broadcast_to(c.reshape(-1).astype(np.float32) * beta, (n,)) if row else None
+    extra = c_name is not None and not row
+    y = ctx.new(f"{out}_mm", (m, n), np.float32) if extra else ctx.output(out)
     w = ctx.const(node.input[1])
-    c = ctx.const(ctx.inp(node, 2))
-    bias_vec = None
-    if c is not None and beta != 0 and (c.size == n or c.size == 1):
-        bias_vec = np.broadcast_to(c.reshape(-1) * beta, (n,))
-    needs_add = c is None and ctx.inp(node, 2) is not None or (c is not None and bias_vec is None and beta != 0)
-    y = ctx.new(f"{out}_mm", (m, n), np.float32) if needs_add else ctx.output(out)
     if w is not None:
         w = w.astype(np.float32) * alpha
-        fully_connected(ctx, x, w if a.get("transB", 0) else w.T, bias_vec, y, False)
+        fully_connected(ctx, x, w if a.get("transB", 0) else w.T, bias, y, False)
     else:
-        mm = ctx.new(f"{out}_raw", (m, n), np.float32) if (alpha != 1.0 or bias_vec is not None) else y
-        batch_matmul(ctx, x, ctx.tensor(node.input[1]), mm, adj_y=bool(a.get("transB", 0)))
-        if alpha != 1.0:
-            scaled = ctx.new(f"{out}_scaled", (m, n), np.float32) if bias_vec is not None else y
-            ctx.emit("MUL", [mm, ctx.constant(np.asarray(alpha, np.float32))], [scaled], fb.MulOptionsT())
-            mm = scaled
-        if bias_vec is not None:
-            ctx.emit("ADD", [mm, ctx.constant(bias_vec.astype(np.float32), "bias")], [y], fb.AddOptionsT())
-    if needs_add:
-        cc = ctx.tensor(node.input[2]) if c is None else ctx.constant(c.astype(np.float32), "c")
-        if beta != 1.0:
-            cs = ctx.new(f"{out}_c", ctx.graph.tensors[cc].shape, np.float32)
-            ctx.emit("MUL", [cc, ctx.constant(np.asarray(beta, np.float32))], [cs], fb.MulOptionsT())
-            cc = cs
+        _runtime_b(ctx, x, ctx.tensor(node.input[1]), bool(a.get("transB", 0)), alpha, bias, y)
+    if extra:  # C varies along rows (or is computed at run time)
+        if c is not None:
+            cc = ctx.constant(c.astype(np.float32) * beta, "c")
+        else:
+            cc = ctx.tensor(c_name) if beta == 1.0 else _mul_const(ctx, ctx.tensor(c_name), beta, f"{out}_c")
         ctx.emit("ADD", [y, cc], [ctx.output(out)], fb.AddOptionsT())
 
 

@@ -5,6 +5,8 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as fb
 
 from ..registry import TFLITE
+from .common import F32, all_checks, dtype_check
+from .matmul import fully_connected
 
 
 def _check_bn(node, ctx):
@@ -23,7 +25,7 @@ def batch_norm(node, ctx):
     scale = s / np.sqrt(v + eps)
     shift = b - m * scale
     rank = ctx.rank(node.input[0])
-    bshape = (len(scale),) + (1,) * (rank - 2)
+    bshape = scale.shape + (1,) * (rank - 1 - scale.ndim)  # [C] per channel; [C, D1...] for spatial=0
     out, dt = node.output[0], np.float32
     y = ctx.new(f"{out}_scaled", ctx.shape(node.input[0]), dt)
     ctx.emit("MUL", [ctx.tensor(node.input[0]), ctx.constant(scale.reshape(bshape).astype(dt), "bn_scale")], [y],
@@ -104,20 +106,41 @@ def layer_norm(node, ctx):
             ctx.reshape(value, ctx.shape(name), out=ctx.output(name))
 
 
-@TFLITE.converts("LRN", since=1)
+def _check_lrn(node, ctx):
+    rank = ctx.rank(node.input[0])
+    return None if 2 <= rank <= 5 else f"LRN on a rank-{rank} tensor is not supported (ranks 2 to 5 are)"
+
+
+@TFLITE.converts("LRN", since=1, check=all_checks(dtype_check(F32), _check_lrn))
 def lrn(node, ctx):
-    """LOCAL_RESPONSE_NORMALIZATION on NHWC (odd size; alpha divided by size as ONNX averages)"""
+    """LOCAL_RESPONSE_NORMALIZATION (NHWC, odd size); even sizes and other ranks as a banded FULLY_CONNECTED"""
     a = ctx.attrs(node)
-    size = int(a["size"])
-    opts = fb.LocalResponseNormalizationOptionsT()
-    opts.radius = (size - 1) // 2
-    opts.bias = float(a.get("bias", 1.0))
-    opts.alpha = float(a.get("alpha", 1e-4)) / size
-    opts.beta = float(a.get("beta", 0.75))
-    if size % 2 == 0:
-        raise ctx.fail("LRN with an even size has no TFLite equivalent")
-    xn = ctx.to_nhwc(ctx.tensor(node.input[0]))
-    out = node.output[0]
-    y = ctx.new(f"{out}_nhwc", ctx.graph.tensors[xn].shape, np.float32)
-    ctx.emit("LOCAL_RESPONSE_NORMALIZATION", [xn], [y], opts)
-    ctx.from_nhwc(y, ctx.output(out))
+    size, alpha = int(a["size"]), float(a.get("alpha", 1e-4))
+    bias, beta = float(a.get("bias", 1.0)), float(a.get("beta", 0.75))
+    x, out = ctx.tensor(node.input[0]), node.output[0]
+    rank = ctx.rank(node.input[0])
+    xn = ctx.to_nhwc(x) if rank > 2 else x
+    y = ctx.new(f"{out}_nhwc", ctx.graph.tensors[xn].shape, np.float32) if rank > 2 else ctx.output(out)
+    if size % 2 and rank == 4:  # TFLite: x / (bias + alpha * sum over [c - r, c + r])^beta
+        opts = fb.LocalResponseNormalizationOptionsT()
+        opts.radius, opts.bias, opts.alpha, opts.beta = (size - 1) // 2, bias, alpha / size, beta
+        ctx.emit("LOCAL_RESPONSE_NORMALIZATION", [xn], [y], opts)
+    else:
+        _lrn_banded(ctx, xn, size, alpha, bias, beta, y)
+    if rank > 2:
+        ctx.from_nhwc(y, ctx.output(out))
+
+
+def _lrn_banded(ctx, xn: str, size: int, alpha: float, bias: float, beta: float, out: str) -> None:
+    """ONNX's window [c - floor((size-1)/2), c + ceil((size-1)/2)] as a constant [C, C] band matrix."""
+    shape = ctx.graph.tensors[xn].shape
+    c = shape[-1]
+    lo, hi = (size - 1) // 2, size - 1 - (size - 1) // 2
+    rows, cols = np.arange(c)[:, None], np.arange(c)[None, :]
+    band = ((cols >= rows - lo) & (cols <= rows + hi)).astype(np.float32) * (alpha / size)
+    sq = ctx.unary("SQUARE", xn, ctx.new(f"{out}_sq", shape, np.float32))
+    den = ctx.new(f"{out}_den", shape, np.float32)
+    fully_connected(ctx, sq, band, np.full(c, bias, np.float32), den, keep_dims=len(shape) > 2)
+    inv = ctx.new(f"{out}_inv", shape, np.float32)
+    ctx.emit("POW", [den, ctx.constant(np.asarray(-beta, np.float32), "beta")], [inv])
+    ctx.emit("MUL", [xn, inv], [out], fb.MulOptionsT())

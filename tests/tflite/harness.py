@@ -20,7 +20,7 @@ def run_tflite(result: TFLiteModel, feeds: dict[str, np.ndarray]) -> dict[str, n
         x = np.asarray(feeds[io["name"]])
         if io["perm"]:
             x = np.transpose(x, io["perm"])
-        it.set_tensor(det["index"], np.ascontiguousarray(x))
+        it.set_tensor(det["index"], np.require(x, requirements="C"))  # keeps 0-d inputs 0-d
     it.invoke()
     out = {}
     for det, io in zip(it.get_output_details(), result.io["outputs"]):

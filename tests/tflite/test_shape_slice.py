@@ -128,3 +128,14 @@ def test_reflect_pad_as_wide_as_the_axis_is_refused():
         from edgepack.targets.tflite import convert
         import onnx
         convert(onnx.shape_inference.infer_shapes(m))
+
+
+def test_early_preflight_does_not_read_unknown_dims_as_empty():
+    """Before intake completes the shapes an output may be declared with symbolic dims: no false refusal."""
+    from edgepack.targets.tflite import preflight
+    nodes = [h.make_node("Slice", ["x", "s", "e"], ["m"]), h.make_node("Pad", ["m", "p"], ["y"], mode="reflect")]
+    g = h.make_graph(nodes, "t", [h.make_tensor_value_info("x", TP.FLOAT, [2, 6, 7])],
+                     [h.make_tensor_value_info("y", TP.FLOAT, ["a", "b", "c"])],
+                     [_i64("s", [1]), _i64("e", [2]), _i64("p", [0, 1, 1, 0, 1, 1])])
+    g.value_info.append(h.make_tensor_value_info("m", TP.FLOAT, ["a", "b", "c"]))
+    preflight(h.make_model(g, opset_imports=[h.make_opsetid("", 13)]))  # raises UnsupportedOpsError if refused

@@ -2,20 +2,26 @@
 
 Every op falls in one of three classes:
 
-* **layout-transforming** (Conv, ConvTranspose, pools, Resize, LRN, DepthToSpace, InstanceNorm...):
-  TFLite only has NHWC kernels, so the converter wraps the op as
+* **layout-transforming** (Conv, ConvTranspose, pools, Resize, LRN, DepthToSpace, SpaceToDepth,
+  InstanceNorm...): TFLite only has NHWC kernels, so the converter wraps the op as
   ``TRANSPOSE(NCHW->NHWC) -> op -> TRANSPOSE(NHWC->NCHW)``.
-* **layout-agnostic** (elementwise math and activations, Concat, Pad, Slice, Split, reductions, Softmax
-  over an axis that stays last...): the op can run in any layout if its axis-like arguments are permuted,
-  so a TRANSPOSE feeding it is *pushed below it* (``push_rules``), with constant operands permuted at
-  build time.
-* **layout-breaking** (Reshape, Flatten, MatMul, Gather, Softmax over another axis...): the data order
-  matters; a TRANSPOSE stops here unless it only moves size-1 axes, in which case it is a RESHAPE.
+* **layout-agnostic** (elementwise math and activations, reductions, ArgMax/ArgMin, Softmax over an axis
+  that stays last, and the data-movement ops whose axis-like arguments are constants: Concat, Split,
+  Slice (SLICE, and STRIDED_SLICE without ellipsis/new-axis/shrink masks), Pad in every mode, Tile,
+  Expand (BROADCAST_TO of the same rank), Gather with 1-D indices, REVERSE_V2 whose permuted axes stay
+  contiguous): the op can run in any layout if its axis-like arguments are permuted, so a TRANSPOSE
+  feeding it is *pushed below it* (``try_push``), with constant operands permuted at build time
+  (``ARG_REMAP`` holds the per-op rewrites of the data-movement ops).
+* **layout-breaking** (Reshape, Flatten, MatMul, Gather with other index ranks, TopK, Softmax over another
+  axis...): the data order matters; a TRANSPOSE stops here unless it only moves size-1 axes, in which case
+  it is a RESHAPE (so ``GlobalAveragePool -> Flatten`` on [N, C, 1, 1] needs none).
 
-The pass pushes transposes downward, composes neighbours (``T_b(T_a(x)) = T_{a[b]}(x)``), drops identity
-permutations, and finally absorbs a transpose that sits directly on a graph input or output into the
-bundle's I/O description (``perm``), which the runtime applies with numpy: users keep feeding the ONNX
-layout, and the model file itself runs NHWC end to end.
+The pass first rewrites channel shuffles (RESHAPE -> TRANSPOSE -> RESHAPE reordering one axis) as a
+GATHER along that axis, then pushes transposes downward, composes neighbours
+(``T_b(T_a(x)) = T_{a[b]}(x)``), drops identity permutations, pulls the remaining ones up through
+same-rank layout-agnostic ops towards graph inputs, and finally absorbs a transpose that sits directly on
+a graph input or output into the bundle's I/O description (``perm``), which the runtime applies with
+numpy: users keep feeding the ONNX layout, and the model file itself runs NHWC end to end.
 """
 from __future__ import annotations
 
@@ -48,6 +54,93 @@ def is_pure_reshape(shape, perm) -> bool:
     """A transpose that keeps the order of all non-1 axes does not move data."""
     moved = [p for p in perm if shape[p] != 1]
     return moved == sorted(moved)
+
+
+# --- axis-like arguments of data-movement ops -------------------------------------------------
+# A remap rewrites ``op`` so that it computes the same values on its data input laid out by ``q``: data axis
+# ``a`` becomes axis ``q[a]``, and a per-axis vector ``v`` becomes ``w`` with ``w[q[a]] = v[a]``. Pushing a
+# TRANSPOSE(perm) below an op remaps with ``q = perm``; pulling one above it remaps with ``q = argsort(perm)``.
+# Each remap validates before it mutates and returns False when it cannot express the op.
+
+def _const(g: Graph, name: str | None) -> np.ndarray | None:
+    return None if name is None else g.tensors[name].data
+
+
+def _per_axis(g: Graph, op: Op, i: int, q) -> bool:
+    data = _const(g, op.inputs[i])
+    if data is None or data.ndim == 0 or data.shape[0] != len(q):
+        return False
+    new = np.empty_like(data)
+    new[list(q)] = data
+    op.inputs[i] = g.const(new, "axis_arg", data.dtype)
+    return True
+
+
+def _axis_input(g: Graph, op: Op, i: int, q) -> bool:
+    data = _const(g, op.inputs[i])
+    if data is None:
+        return False
+    new = np.asarray([q[int(a) % len(q)] for a in np.ravel(data)], data.dtype).reshape(data.shape)
+    op.inputs[i] = g.const(new, "axis", data.dtype)
+    return True
+
+
+def _remap_strided_slice(g: Graph, op: Op, q) -> bool:
+    o = op.options
+    if o is not None and (o.ellipsisMask or o.newAxisMask or o.shrinkAxisMask or o.offset):
+        return False
+    if any(_const(g, n) is None for n in op.inputs[1:4]):
+        return False
+    for i in (1, 2, 3):
+        _per_axis(g, op, i, q)
+    if o is not None:
+        bits = lambda m: sum(1 << q[a] for a in range(len(q)) if m >> a & 1)  # noqa: E731
+        o.beginMask, o.endMask = bits(o.beginMask), bits(o.endMask)
+    return True
+
+
+def _remap_slice(g: Graph, op: Op, q) -> bool:
+    if _const(g, op.inputs[1]) is None or _const(g, op.inputs[2]) is None:
+        return False
+    return _per_axis(g, op, 1, q) and _per_axis(g, op, 2, q)
+
+
+def _remap_gather(g: Graph, op: Op, q) -> bool:
+    if len(g.tensors[op.inputs[1]].shape) != 1 or op.options.batchDims:
+        return False
+    op.options.axis = int(q[op.options.axis % len(q)])
+    return True
+
+
+def _remap_reverse(g: Graph, op: Op, q) -> bool:
+    axes = _const(g, op.inputs[1])
+    if axes is None:
+        return False
+    new = sorted(q[int(a) % len(q)] for a in np.ravel(axes))
+    if new != list(range(new[0], new[0] + len(new))):  # the kernel reverses contiguous axes only
+        return False
+    op.inputs[1] = g.const(np.asarray(new, axes.dtype), "axes")
+    return True
+
+
+def _remap_broadcast_to(g: Graph, op: Op, q) -> bool:
+    shape = _const(g, op.inputs[1])
+    return shape is not None and shape.size == len(q) and _per_axis(g, op, 1, q)
+
+
+ARG_REMAP = {  # opcode -> (index of the data input, remap)
+    "SPLIT": (1, lambda g, op, q: _axis_input(g, op, 0, q)),
+    "SPLIT_V": (0, lambda g, op, q: _const(g, op.inputs[1]) is not None and _axis_input(g, op, 2, q)),
+    "STRIDED_SLICE": (0, _remap_strided_slice),
+    "SLICE": (0, _remap_slice),
+    "TILE": (0, lambda g, op, q: _per_axis(g, op, 1, q)),
+    "BROADCAST_TO": (0, _remap_broadcast_to),
+    "PAD": (0, lambda g, op, q: _per_axis(g, op, 1, q)),
+    "PADV2": (0, lambda g, op, q: _per_axis(g, op, 1, q)),
+    "MIRROR_PAD": (0, lambda g, op, q: _per_axis(g, op, 1, q)),
+    "GATHER": (0, _remap_gather),
+    "REVERSE_V2": (0, _remap_reverse),
+}
 
 
 class _Pass:
@@ -118,18 +211,25 @@ class _Pass:
             if perm[-1] != rank - 1 or prod.get(op.inputs[0]) is None or perm_of(self.g, prod[op.inputs[0]]) != perm:
                 return False
             op.inputs[0] = prod[op.inputs[0]].inputs[0]
-        elif code in ("PAD", "PADV2", "MIRROR_PAD"):
-            src = self.untransposed(op.inputs[0], perm, rank, prod)
-            pads = self.g.tensors[op.inputs[1]].data
-            if src is None or pads is None or self.g.tensors[src].data is not None:
-                return False
-            new = np.zeros_like(pads)
-            new[perm] = pads
-            op.inputs[0], op.inputs[1] = src, self.g.const(new, "paddings")
-        elif code in REDUCE:
+        elif code in ARG_REMAP:
+            return self.push_data_op(op, prod)
+        elif code in REDUCE or code in ("ARG_MAX", "ARG_MIN"):
             return self.push_reduce(op, perm, prod)
         else:
             return False
+        self.hoist_output(op, perm)
+        return True
+
+    def push_data_op(self, op: Op, prod) -> bool:
+        """A data-movement op fed by a TRANSPOSE on its data input runs on the transpose's source."""
+        i, remap = ARG_REMAP[op.opcode]
+        feed = prod.get(op.inputs[i])
+        perm = perm_of(self.g, feed) if feed is not None else None
+        if perm is None or len(perm) != len(self.g.tensors[op.inputs[i]].shape):
+            return False
+        if any(len(self.g.tensors[o].shape) != len(perm) for o in op.outputs) or not remap(self.g, op, perm):
+            return False
+        op.inputs[i] = feed.inputs[0]
         self.hoist_output(op, perm)
         return True
 
@@ -142,7 +242,7 @@ class _Pass:
         axes = sorted({int(a) % rank for a in np.ravel(axes)})
         new_axes = sorted(perm[a] for a in axes)
         op.inputs[0], op.inputs[1] = src, self.g.const(np.asarray(new_axes, np.int32), "axes")
-        if op.options is not None and op.options.keepDims:
+        if op.options is not None and getattr(op.options, "keepDims", False):
             self.hoist_output(op, perm)
             return True
         kept = [perm[a] for a in range(rank) if a not in axes]     # source axes, in output order
@@ -213,10 +313,14 @@ class _Pass:
         op = prod.get(name)
         if op is None or depth > 32 or len(users.get(name, [])) != 1 or name in self.g.outputs:
             return False
-        if op.opcode not in UNARY and op.opcode not in BROADCAST and op.opcode not in ("PAD", "PADV2"):
+        if op.opcode in ARG_REMAP:
+            data = op.inputs[ARG_REMAP[op.opcode][0]]
+            if len(op.outputs) != 1 or len(self.g.tensors[data].shape) != len(self.g.tensors[name].shape):
+                return False
+            return self.reaches_inputs(data, users, prod, depth + 1)
+        if op.opcode not in UNARY and op.opcode not in BROADCAST:
             return False
-        return all(self.reaches_inputs(n, users, prod, depth + 1) for n in op.inputs[:1 if op.opcode.startswith("PAD") else None]
-                   if n is not None)
+        return all(self.reaches_inputs(n, users, prod, depth + 1) for n in op.inputs if n is not None)
 
     def try_pull(self, op: Op, prod, users) -> bool:
         """TRANSPOSE(A(x)) -> A'(TRANSPOSE(x)) when A's inputs lead back to graph inputs."""
@@ -225,10 +329,11 @@ class _Pass:
         if src is None or len(src.outputs) != 1 or not self.reaches_inputs(op.inputs[0], users, prod):
             return False
         rank = len(perm)
-        if src.opcode.startswith("PAD"):
-            pads = self.g.tensors[src.inputs[1]].data
-            src.inputs[1] = self.g.const(np.ascontiguousarray(pads[perm]), "paddings")
-            data_inputs = [0]
+        if src.opcode in ARG_REMAP:
+            i, remap = ARG_REMAP[src.opcode]
+            if not remap(self.g, src, [int(k) for k in np.argsort(perm)]):
+                return False
+            data_inputs = [i]
         else:
             data_inputs = range(len(src.inputs))
         for i in data_inputs:
@@ -301,5 +406,52 @@ def absorb_io(graph: Graph) -> tuple[list[list[int] | None], list[list[int] | No
     return in_perms, out_perms
 
 
+MAX_SHUFFLE_ELEMENTS = 1 << 21  # the shuffle check enumerates every element once at build time
+
+
+def _one_axis_permutation(mid_shape, perm, shape) -> tuple[int, np.ndarray] | None:
+    """When ``x.reshape(mid_shape).transpose(perm).reshape(shape)`` (x of ``shape``) only reorders one axis,
+    return that axis and the source index of each of its positions, else None."""
+    rank = len(shape)
+    flat = np.arange(int(np.prod(shape)), dtype=np.int64).reshape(mid_shape).transpose(perm).reshape(shape)
+    coords = np.unravel_index(flat, shape)
+    grid = lambda k: np.arange(shape[k]).reshape([-1 if i == k else 1 for i in range(rank)])  # noqa: E731
+    moved = [k for k in range(rank) if not (coords[k] == grid(k)).all()]
+    if len(moved) != 1:
+        return None
+    a = moved[0]
+    line = coords[a][tuple(slice(None) if k == a else 0 for k in range(rank))]
+    if not (coords[a] == line.reshape([-1 if k == a else 1 for k in range(rank)])).all():
+        return None
+    return a, line
+
+
+def shuffles_as_gathers(graph: Graph) -> int:
+    """RESHAPE -> TRANSPOSE -> RESHAPE back to the original shape that only reorders one axis (ShuffleNet's
+    channel shuffle) becomes one GATHER along that axis: layout-agnostic, so the transposes around it cancel."""
+    prod = graph.producers()
+    rewritten = 0
+    for op in list(graph.ops):
+        tr = prod.get(op.inputs[0]) if op.opcode == "RESHAPE" else None
+        perm = perm_of(graph, tr) if tr is not None else None
+        first = prod.get(tr.inputs[0]) if perm is not None else None
+        if first is None or first.opcode != "RESHAPE":
+            continue
+        src, out = graph.tensors[first.inputs[0]], graph.tensors[op.outputs[0]]
+        if src.shape != out.shape or int(np.prod(src.shape)) > MAX_SHUFFLE_ELEMENTS:
+            continue
+        found = _one_axis_permutation(graph.tensors[tr.inputs[0]].shape, perm, src.shape)
+        if found is None:
+            continue
+        op.opcode, op.options = "GATHER", fb.GatherOptionsT()
+        op.options.axis = found[0]
+        op.inputs = [first.inputs[0], graph.const(found[1].astype(np.int32), "indices")]
+        rewritten += 1
+    graph.prune()
+    return rewritten
+
+
 def optimize_layout(graph: Graph) -> None:
+    """Rewrite channel shuffles as GATHERs, then move and cancel transposes (see the module docstring)."""
+    shuffles_as_gathers(graph)
     _Pass(graph).run()

@@ -19,9 +19,9 @@ def _wrapped(ctx, name: str, dims) -> str:
     return out
 
 
-def _gather(ctx, data: str, indices: str, axis: int, out: str, batch_dims: int = 0) -> str:
+def _gather(ctx, data: str, indices: str, axis: int, out: str) -> str:
     opts = fb.GatherOptionsT()
-    opts.axis, opts.batchDims = axis, batch_dims
+    opts.axis = axis
     ctx.emit("GATHER", [data, indices], [out], opts)
     return out
 

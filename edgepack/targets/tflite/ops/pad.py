@@ -6,7 +6,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as fb
 
 from ..registry import TFLITE
-from .slice import emit_slice
+from .slice import declared_dims, emit_slice
 
 
 def _mode(node, ctx) -> str:
@@ -39,9 +39,11 @@ def _check(node, ctx):
     if ctx.opset >= 11 and any(ctx.inp(node, i) and ctx.const(node.input[i]) is None for i in (1, 2, 3)):
         return "pads / constant_value / axes computed at run time are not supported (fix them at export)"
     spec, _ = pad_spec(node, ctx)
-    shape = ctx.shape(node.input[0])
-    if 0 in ctx.shape(node.output[0]):
+    shape = declared_dims(ctx, node.input[0])
+    if 0 in declared_dims(ctx, node.output[0]):
         return "pads that crop a tensor to nothing (a zero-sized output) are not supported"
+    if None in shape:  # not known yet: the preflight after shape completion decides
+        return None
     kept = [d - max(-b, 0) - max(-e, 0) for (b, e), d in zip(spec.tolist(), shape)]
     if mode == "reflect" and any(max(b, e) >= k for (b, e), k in zip(spec.tolist(), kept) if b > 0 or e > 0):
         return "reflect pads must be smaller than the padded dimension"

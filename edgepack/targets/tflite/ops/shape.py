@@ -1,6 +1,6 @@
 """Shape and data movement with static shapes: Reshape, Flatten, Squeeze, Unsqueeze, Identity, Dropout
 (RESHAPE), Transpose, Concat, Split, Expand, Tile, DepthToSpace/SpaceToDepth (NHWC kernels), and
-Shape/Size/ConstantOfShape/Range (constants: every shape is static)."""
+Constant/Shape/Size/ConstantOfShape/Range (constants: every shape is static)."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,6 +8,8 @@ from ai_edge_litert import schema_py_generated as fb
 from onnx import numpy_helper
 
 from ..registry import TFLITE
+from .common import dtype_check
+from .slice import declared_dims, emit_slice
 
 
 def _as_reshape(node, ctx):
@@ -54,10 +56,18 @@ def concat(node, ctx):
 
 @TFLITE.converts("Split", since=1)
 def split(node, ctx):
-    """SPLIT_V with the static output sizes"""
+    """SPLIT_V with the static output sizes (bool: one SLICE per output, SPLIT_V has no bool kernel)"""
     rank = ctx.rank(node.input[0])
     axis = int(ctx.attrs(node).get("axis", 0)) % rank
     sizes = [ctx.shape(o)[axis] for o in node.output]
+    if ctx.dtype(node.input[0]) == np.bool_:
+        start = 0
+        for o, n in zip(node.output, sizes):
+            begin, end = [0] * rank, list(ctx.shape(node.input[0]))
+            begin[axis], end[axis] = start, start + n
+            emit_slice(ctx, ctx.tensor(node.input[0]), begin, end, [1] * rank, ctx.output(o))
+            start += n
+        return
     opts = fb.SplitVOptionsT()
     opts.numSplits = len(sizes)
     ctx.emit("SPLIT_V", [ctx.tensor(node.input[0]), ctx.constant(np.asarray(sizes, np.int32), "sizes"),
@@ -77,7 +87,7 @@ def expand(node, ctx):
 
 
 def _check_tile(node, ctx):
-    if 0 in ctx.shape(node.input[0]) and ctx.const(node.input[1]) is None:
+    if 0 in declared_dims(ctx, node.input[0]) and ctx.const(node.input[1]) is None:
         return "Tile of an empty tensor with repeats computed at run time is not supported"
     return None
 
@@ -98,7 +108,19 @@ def _constant_output(ctx, name: str, value: np.ndarray) -> None:
     ctx.graph.tensors[ctx.output(name, shape=value.shape, dtype=value.dtype)].data = np.ascontiguousarray(value)
 
 
-@TFLITE.converts("Shape", since=1)
+def _nonempty(node, ctx):
+    if 0 in declared_dims(ctx, node.output[0]):
+        return "an empty constant (a zero-sized output) cannot be stored in a TFLite model"
+    return None
+
+
+def _check_range(node, ctx):
+    if None in declared_dims(ctx, node.output[0]):
+        return "Range whose length depends on run-time values is not supported (shapes must be static)"
+    return _nonempty(node, ctx)
+
+
+@TFLITE.converts("Shape", since=1, check=_nonempty)
 def shape_(node, ctx):
     """constant (static shapes; start/end clamped as ONNX does)"""
     a = ctx.attrs(node)
@@ -113,38 +135,54 @@ def size(node, ctx):
     _constant_output(ctx, node.output[0], np.asarray(int(np.prod(ctx.shape(node.input[0]))), np.int64))
 
 
-def _needs_const(*slots):
-    def check(node, ctx):
-        if any(ctx.inp(node, i) and ctx.const(node.input[i]) is None for i in slots):
-            return f"{node.op_type} with inputs computed at run time is not supported (shapes are static)"
-        return None
-    return check
+def _check_constant(node, ctx):
+    kind = next((a.name for a in node.attribute), "")
+    if kind in ("sparse_value", "value_string", "value_strings"):
+        return f"Constant with {kind} has no TFLite equivalent here"
+    return _nonempty(node, ctx)
 
 
-@TFLITE.converts("ConstantOfShape", since=9, check=_needs_const(0))
+@TFLITE.converts("Constant", since=1, check=_check_constant)
+def constant(node, ctx):
+    """constant (intake folds these into initializers; a surviving one is stored as it is)"""
+    a = next(iter(ctx.attrs(node).items()))
+    value = numpy_helper.to_array(a[1]) if a[0] == "value" else np.asarray(
+        a[1], np.float32 if a[0].startswith("value_float") else np.int64)
+    _constant_output(ctx, node.output[0], value)
+
+
+@TFLITE.converts("ConstantOfShape", since=9, check=_nonempty)
 def constant_of_shape(node, ctx):
-    """constant (the shape input must be constant)"""
+    """constant (of the static output shape)"""
     value = ctx.attrs(node).get("value")
     fill = np.zeros(1, np.float32) if value is None else numpy_helper.to_array(value).ravel()
-    dims = [int(d) for d in ctx.const(node.input[0]).ravel()]
-    _constant_output(ctx, node.output[0], np.full(dims, fill[0], fill.dtype))
+    _constant_output(ctx, node.output[0], np.full(ctx.shape(node.output[0]), fill[0], fill.dtype))
 
 
-@TFLITE.converts("Range", since=11, check=_needs_const(0, 1, 2))
+@TFLITE.converts("Range", since=11, check=_check_range)
 def range_(node, ctx):
-    """constant (start/limit/delta must be constant)"""
-    start, limit, delta = (ctx.const(node.input[i]).ravel()[0] for i in range(3))
-    count = max(int(np.ceil((limit - start) / delta)), 0)
-    dt = ctx.const(node.input[0]).dtype
-    _constant_output(ctx, node.output[0], (start + np.arange(count, dtype=dt) * delta).astype(dt))
+    """constant; with run-time start/delta: start + delta * iota (MUL + ADD; the length is static)"""
+    n = ctx.shape(node.output[0])[0]
+    dt = ctx.dtype(node.output[0])
+    start, delta = ctx.const(node.input[0]), ctx.const(node.input[2])
+    iota = np.arange(n, dtype=dt)
+    if start is not None and delta is not None:
+        _constant_output(ctx, node.output[0], (start.ravel()[0] + iota * delta.ravel()[0]).astype(dt))
+        return
+    steps = ctx.new(f"{node.output[0]}_steps", (n,), dt)
+    ctx.emit("MUL", [ctx.constant(iota, "iota"), ctx.tensor(node.input[2])], [steps], fb.MulOptionsT())
+    ctx.emit("ADD", [steps, ctx.tensor(node.input[0])], [ctx.output(node.output[0])], fb.AddOptionsT())
 
 
 # --- NHWC-only kernels (layout-transforming) ---
 
+_BLOCK_TYPES = dtype_check({np.dtype(t) for t in (np.float32, np.int8, np.uint8, np.int32, np.int64)})
+
+
 def _blocksize_check(node, ctx):
     if ctx.rank(node.input[0]) != 4:
         return f"{node.op_type} needs a 4-D NCHW input"
-    return None
+    return _BLOCK_TYPES(node, ctx)
 
 
 @TFLITE.converts("DepthToSpace", since=1, check=_blocksize_check)

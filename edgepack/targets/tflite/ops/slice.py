@@ -34,12 +34,22 @@ def static_bounds(shape, args) -> tuple[list[int], list[int], list[int]]:
     return begin, end, stride
 
 
+def declared_dims(ctx, name: str) -> list[int | None]:
+    """A tensor's dims as the model states them, None where unknown (the early preflight runs before intake
+    has completed every shape, and ``ctx.shape`` reads unknown dims as 0)."""
+    g = ctx.model.graph
+    for v in list(g.value_info) + list(g.output) + list(g.input):
+        if v.name == name:
+            return [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+    return [None]
+
+
 def _check(node, ctx):
     if ctx.opset >= 10:
         for i in range(1, min(len(node.input), 5)):
             if node.input[i] and ctx.const(node.input[i]) is None:
                 return "Slice bounds computed at run time are not supported (fix them at export)"
-    if 0 in ctx.shape(node.output[0]):
+    if 0 in declared_dims(ctx, node.output[0]):
         return "empty slices (a zero-sized output) are not supported"
     if any(st == 0 for *_, st in slice_args(node, ctx)):
         return "Slice steps must not be 0"

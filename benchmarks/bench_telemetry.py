@@ -52,9 +52,19 @@ def measure(name: str, model: Path, shapes, rounds: int, folder: Path) -> None:
     for _ in range(n):
         agent.account(feeds, out, bare / 1e3)
     cost_us = (time.perf_counter() - t0) / n * 1e6
+    t0 = time.perf_counter()
+    for _ in range(n):
+        agent.telemetry.record(bare / 1e3)
+    counters_us = (time.perf_counter() - t0) / n * 1e6
+    m = 500
+    t0 = time.perf_counter()
+    for _ in range(m):
+        agent.drift.observe(feeds, out)
+    observe_us = (time.perf_counter() - t0) / m * 1e6
     print(f"{name:30} bare {bare * 1e3:8.1f} us | with telemetry+drift {inst * 1e3:8.1f} us (ratio {inst / bare:5.3f})"
           f" | instrumentation {cost_us:5.2f} us/call = {cost_us / (bare * 1e3) * 100:5.2f}% "
-          f"(drift observed every {agent._observe_every} calls)")
+          f"[histogram+counters {counters_us:4.2f} us, one drift observation {observe_us:5.1f} us, "
+          f"observed every {agent._observe_every} calls]")
 
 
 def main() -> int:

@@ -1,9 +1,14 @@
-"""The device agent: a long-lived service that runs one bundle for local programs and reports over MQTT.
+"""The device agent: a long-lived service that runs one bundle for local programs and reports to a sink.
 
 Requests go through a bounded queue to one worker (back-pressure: ``Busy`` when full, never unbounded
 memory). The worker optionally answers repeated identical inputs from an LRU cache and, for models whose
-first dimension is a batch larger than one, packs single-sample requests into micro-batches. Every call
-feeds the telemetry counters and the drift monitor; a reporter thread publishes both on a period.
+first dimension is a batch larger than one (or dynamic), packs single-sample requests into micro-batches.
+Every backend call feeds the telemetry counters and (one call in N, within a time budget) the drift
+monitor; a reporter thread publishes both to the sink (``MqttLink`` or any ``sink.Sink``).
+
+    agent = Agent(Runtime.open("m.edgepack"), sink=link, telemetry_interval=10).start()
+    outputs = agent.infer({"x": x})      # queued; agent.run(...) is the same call without the queue
+    agent.stop()
 """
 from __future__ import annotations
 
@@ -12,13 +17,14 @@ import json
 import queue
 import threading
 import time
-from collections import OrderedDict
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 
 import numpy as np
 
-from .drift import DriftMonitor
-from .errors import EdgepackError, InputError
+from .cache import OutputCache
+from .drift import DriftMonitor, Thresholds
+from .errors import BackendError, EdgepackError, InputError
 from .metrics import Telemetry
 
 
@@ -27,43 +33,20 @@ class Busy(EdgepackError):
     exit_code = 9
 
 
-class _Cache:
-    def __init__(self, size: int):
-        self.size, self.data = size, OrderedDict()
-
-    @staticmethod
-    def key(inputs: dict) -> str:
-        h = hashlib.sha1()
-        for name in sorted(inputs):
-            a = np.asarray(inputs[name])
-            h.update(f"{name}{a.dtype.str}{a.shape}".encode())
-            h.update(np.ascontiguousarray(a).tobytes())
-        return h.hexdigest()
-
-    def get(self, key):
-        if key in self.data:
-            self.data.move_to_end(key)
-            return self.data[key]
-        return None
-
-    def put(self, key, value) -> None:
-        self.data[key] = value
-        if len(self.data) > self.size:
-            self.data.popitem(last=False)
-
-
 class Agent:
-    def __init__(self, runtime, *, link=None, telemetry_interval: float = 10.0, queue_size: int = 64,
-                 cache_size: int = 0, max_batch: int = 1, max_wait_ms: float = 2.0, drift_window: int = 1000,
-                 drift: bool = True, drift_budget: float = 0.01, drift_every: int | None = None,
-                 sampler=None):
+    def __init__(self, runtime, *, sink=None, telemetry_interval: float = 10.0, queue_size: int = 64,
+                 cache_size: int = 0, max_batch: int = 1, max_wait_ms: float = 2.0, drift: bool = True,
+                 drift_window: int = 1000, drift_window_seconds: float | None = None,
+                 drift_thresholds: Thresholds | None = None, drift_budget: float = 0.01,
+                 drift_every: int | None = None, sampler=None):
         self.rt = runtime
-        self.link = link
+        self.sink = sink
         self.interval = telemetry_interval
-        self.telemetry = Telemetry(backend=runtime.backend_name, bundle=runtime.bundle.manifest)
-        self.drift = self._drift_monitor(drift_window) if drift else None
-        self.cache = _Cache(cache_size) if cache_size > 0 else None
-        self.max_batch, self.max_wait = max_batch, max_wait_ms / 1e3
+        self.telemetry = Telemetry(backend=runtime.backend_name, bundle=runtime.bundle.manifest,
+                                   bundle_sha256=hashlib.sha256(runtime.bundle.manifest_bytes).hexdigest())
+        self.drift = self._drift_monitor(drift_window, drift_window_seconds, drift_thresholds) if drift else None
+        self.cache = OutputCache(cache_size) if cache_size > 0 else None
+        self.max_batch, self.max_wait = max(1, max_batch), max_wait_ms / 1e3
         self.requests: queue.Queue = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -76,11 +59,12 @@ class Agent:
         self._observe_every, self._calls = drift_every or 1, 0
         self._cost_ema = self._latency_ema = None
 
-    def _drift_monitor(self, window: int) -> DriftMonitor | None:
+    def _drift_monitor(self, window: int, seconds: float | None, thresholds) -> DriftMonitor | None:
         rel = self.rt.bundle.manifest.get("drift_baseline")
         if not rel:
             return None
-        return DriftMonitor(json.loads(self.rt.bundle.read(rel)), window_count=window)
+        return DriftMonitor(json.loads(self.rt.bundle.read(rel)), window_count=window, window_seconds=seconds,
+                            thresholds=thresholds)
 
     # lifetime ---------------------------------------------------------------------------
     def start(self) -> "Agent":
@@ -88,19 +72,23 @@ class Agent:
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
-        if self.link is not None:
-            self.link.on_command = self.on_command
-            self.link.start()
+        if self.sink is not None:
+            if hasattr(self.sink, "on_command"):
+                self.sink.on_command = self.on_command
+            if hasattr(self.sink, "start"):
+                self.sink.start()
         return self
 
     def stop(self) -> None:
+        """Finish the queued requests' worker, publish a last telemetry period, then stop the sink (it flushes)."""
         self._stop.set()
         self.paused.set()
         for t in self._threads:
             t.join(5)
-        if self.link is not None:
+        if self.sink is not None:
             self.publish_telemetry()
-            self.link.stop()
+            if hasattr(self.sink, "stop"):
+                self.sink.stop()
 
     def __enter__(self):
         return self.start()
@@ -118,7 +106,16 @@ class Agent:
             self.telemetry.busy()
             raise Busy(f"the agent is busy ({self.requests.maxsize} requests queued)",
                        hint="retry after a short wait") from None
-        return fut.result(timeout)
+        try:
+            return fut.result(timeout)
+        except FutureTimeout:
+            raise BackendError(f"inference did not finish within {timeout:g} s",
+                               hint="the model may be too slow for this device; check /v1/metrics") from None
+
+    def run(self, inputs: dict) -> dict:
+        """One instrumented call without the queue: cache, backend, telemetry, drift."""
+        key, hit = self._lookup(inputs)
+        return hit if hit is not None else self._compute(inputs, key)
 
     def _work(self) -> None:
         while not self._stop.is_set():
@@ -137,22 +134,31 @@ class Agent:
             self._serve(batch)
 
     def _serve(self, batch) -> None:
-        if len(batch) > 1 and self._batchable(batch) and self._serve_batched(batch):
+        self.telemetry.served(len(batch))
+        todo = []
+        for inputs, fut in batch:
+            key, hit = self._lookup(inputs)
+            if hit is not None:
+                fut.set_result(hit)
+            else:
+                todo.append((inputs, fut, key))
+        if len(todo) > 1 and self._batchable(todo) and self._serve_batched(todo):
             return
-        for inputs, fut in batch:   # one by one (also when a packed batch failed: each gets its own error)
+        for inputs, fut, key in todo:   # one by one (also when a packed batch failed: each gets its own error)
             try:
-                fut.set_result(self.run(inputs))
+                fut.set_result(self._compute(inputs, key))
             except Exception as exc:
                 fut.set_exception(exc)
 
-    def run(self, inputs: dict) -> dict:
-        """One instrumented call: cache, backend, telemetry, drift."""
-        key = self.cache.key(inputs) if self.cache is not None else None
-        if key is not None:
-            hit = self.cache.get(key)
-            self.telemetry.cache(hit is not None)
-            if hit is not None:
-                return hit
+    def _lookup(self, inputs: dict):
+        if self.cache is None:
+            return None, None
+        key = OutputCache.key(inputs)
+        hit = self.cache.get(key)
+        self.telemetry.cache(hit is not None)
+        return key, hit
+
+    def _compute(self, inputs: dict, key) -> dict:
         t0 = time.perf_counter()
         try:
             out = self.rt.run(inputs)
@@ -186,66 +192,98 @@ class Agent:
         if self._fixed_every is None:
             self._observe_every = max(1, int(np.ceil(self._cost_ema / (self.drift_budget * self._latency_ema))))
 
-    def _batchable(self, batch) -> bool:
-        specs = self.rt.inputs
-        return all(s["shape"] and s["shape"][0] >= len(batch) for s in specs) and all(
+    # micro-batching ---------------------------------------------------------------------
+    def _batchable(self, todo) -> bool:
+        """Every input has a batch dimension (dynamic, or fixed and large enough) and every request one row."""
+        specs, n = self.rt.inputs, len(todo)
+        return all(s["shape"] and (s["shape"][0] == -1 or s["shape"][0] >= n) for s in specs) and all(
             isinstance(inp, dict) and all(np.shape(inp.get(s["name"]))[:1] == (1,) for s in specs)
-            for inp, _ in batch)
+            for inp, _, _ in todo)
 
-    def _serve_batched(self, batch) -> bool:
-        """Stack single-sample requests into the model's batch dimension (zero padded), split the outputs."""
-        n = len(batch)
+    def _serve_batched(self, todo) -> bool:
+        """Stack single-row requests into the batch dimension (zero rows pad a fixed batch), split the outputs.
+
+        Telemetry counts one backend call; drift observes the real rows only, never the padding."""
+        n = len(todo)
         try:
-            feeds = {}
+            rows, feeds = {}, {}
             for s in self.rt.inputs:
-                stacked = np.concatenate([np.asarray(inp[s["name"]], dtype=s["dtype"]) for inp, _ in batch])
-                pad = np.zeros((s["shape"][0] - n,) + stacked.shape[1:], stacked.dtype)
-                feeds[s["name"]] = np.concatenate([stacked, pad])
-            out = self.run(feeds)
+                rows[s["name"]] = np.concatenate([np.asarray(inp[s["name"]], dtype=s["dtype"]) for inp, _, _ in todo])
+                pad = max(0, s["shape"][0] - n)
+                feeds[s["name"]] = np.concatenate([rows[s["name"]], np.zeros((pad,) + rows[s["name"]].shape[1:],
+                                                                             rows[s["name"]].dtype)])
+            t0 = time.perf_counter()
+            out = self.rt.run(feeds)
+            latency = time.perf_counter() - t0
         except Exception:
             return False
-        for i, (_, fut) in enumerate(batch):
-            fut.set_result({k: v[i:i + 1] for k, v in out.items()})
+        self.account(rows, {k: v[:n] for k, v in out.items()}, latency)
+        for i, (_, fut, key) in enumerate(todo):
+            one = {k: v[i:i + 1] for k, v in out.items()}
+            if key is not None:
+                self.cache.put(key, one)
+            fut.set_result(one)
         return True
 
     # reporting --------------------------------------------------------------------------
     def _report(self) -> None:
-        next_t = time.monotonic() + self.interval
+        last = time.monotonic()
         while not self._stop.wait(0.05):
             if self.drift is not None and self.drift.window_full():
                 self.publish_drift()
-            if time.monotonic() >= next_t:
+            if time.monotonic() - last >= self.interval:     # read each time: cmd/config changes it
                 self.publish_telemetry()
-                next_t = time.monotonic() + self.interval
+                last = time.monotonic()
 
     def publish_telemetry(self) -> dict:
+        """Close the current telemetry period and publish it (``telemetry`` topic)."""
         snap = self.telemetry.snapshot()
         snap["drift_observe_every"] = self._observe_every
+        snap["queue"] = {"depth": self.requests.qsize(), "max": self.requests.maxsize}
+        if self.cache is not None:
+            snap["cache_entries"] = len(self.cache)
         if self.sampler is not None:
             snap["sampling"] = self.sampler.stats()
-        if self.link is not None:
-            snap["outbox"] = self.link.outbox.stats()
-            snap["link"] = dict(self.link.counters, last_error=self.link.last_error)
-            self.link.publish("telemetry", {"telemetry": snap})
+        if self.sink is not None:
+            snap["sink"] = self.sink.status()
+            self.sink.publish("telemetry", {"telemetry": snap})
         return snap
 
     def publish_drift(self) -> dict:
+        """Close the current drift window and publish it (``drift``), plus a ``drift_alert`` event if any."""
         summary = self.drift.summary()
-        if self.link is not None:
-            self.link.publish("drift", {"drift": summary})
+        summary["observe_every"] = self._observe_every
+        if self.sink is not None:
+            self.sink.publish("drift", {"drift": summary})
             if summary["alerts"]:
-                self.link.publish("events", {"type": "drift_alert", "alerts": summary["alerts"]})
+                self.sink.publish("events", {"type": "drift_alert", "alerts": summary["alerts"]})
         self.alerts += len(summary["alerts"])
         return summary
 
+    def health(self) -> dict:
+        """Inference status plus whatever is wrong with reporting (``problems``): the agent serves regardless."""
+        m = self.rt.bundle.manifest
+        sink = self.sink.status() if self.sink is not None else None
+        problems = [p for p in (sink and sink.get("last_error"), sink and (sink.get("outbox") or {}).get("last_error"),
+                                self.drift is not None and self.drift.note) if p]
+        return {"status": "degraded" if problems else "ok", "model": m["model"]["name"],
+                "version": m["model"]["version"], "backend": self.rt.backend_name,
+                "queue": {"depth": self.requests.qsize(), "max": self.requests.maxsize},
+                "mqtt_connected": bool(sink and sink.get("connected")),
+                "outbox": sink.get("outbox") if sink else None, "sink": sink, "problems": problems}
+
     def on_command(self, verb: str, body: dict) -> None:
+        """Host commands (``cmd/<verb>``); a ValueError becomes a ``bad_command`` event on the link."""
         if verb == "ping":
-            self.link.publish("events", {"type": "pong", "echo": body.get("echo")})
+            self.sink.publish("events", {"type": "pong", "echo": body.get("echo")})
         elif verb == "telemetry":
             self.publish_telemetry()
-        elif verb == "config" and isinstance(body.get("telemetry_interval"), (int, float)) \
-                and body["telemetry_interval"] > 0:
-            self.interval = float(body["telemetry_interval"])
-            self.link.publish("events", {"type": "config_applied", "telemetry_interval": self.interval})
+        elif verb == "config":
+            interval = body.get("telemetry_interval")
+            if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0 < interval <= 86400:
+                raise ValueError("config needs telemetry_interval: a number of seconds in (0, 86400]")
+            self.interval = float(interval)
+            self.sink.publish("events", {"type": "config_applied", "telemetry_interval": self.interval})
         else:
-            self.link.publish("events", {"type": "unknown_command", "verb": verb})
+            self.sink.publish("events", {"type": "unknown_command", "verb": verb,
+                                         "known": ["ping", "telemetry", "config"]})

@@ -9,40 +9,68 @@ from urllib.parse import urlparse
 
 from .errors import EdgepackError
 
-DEFAULTS = {"fleet": "default", "telemetry_interval": 10.0, "http_host": "127.0.0.1", "http_port": 8470,
-            "queue_size": 64, "cache_size": 0, "max_batch": 1, "max_wait_ms": 2.0, "drift_window": 1000,
-            "outbox": "edgepack-outbox.db", "outbox_max_messages": 10_000}
-KEYS = set(DEFAULTS) | {"bundle", "broker", "device_id", "username", "password", "threads", "backend", "ca",
-                        "sample_dir", "sample_per_minute", "sample_max_mb"}
+# every setting: (type, default, flag help or None for TOML-only)
+SETTINGS = {
+    "bundle": (str, None, "bundle file or folder to serve"),
+    "broker": (str, None, "mqtt://HOST:PORT or mqtts://HOST:PORT (omit to run without MQTT)"),
+    "device_id": (str, None, "this device's id in the topics"),
+    "fleet": (str, "default", "fleet name in the topics"),
+    "telemetry_interval": (float, 10.0, "seconds between telemetry messages"),
+    "telemetry_file": (str, None, "without --broker: append telemetry/drift/events as JSON lines here"),
+    "http_host": (str, "127.0.0.1", "address of the local HTTP API"),
+    "http_port": (int, 8470, "port of the local HTTP API (0 picks a free one)"),
+    "outbox": (str, "edgepack-outbox.db", "SQLite file for store-and-forward"),
+    "outbox_max_messages": (int, 10_000, "messages kept while the broker is away"),
+    "outbox_max_mb": (float, 50.0, "megabytes kept while the broker is away"),
+    "outbox_policy": (str, "drop-oldest", "past the bound: drop-oldest or drop-newest"),
+    "username": (str, None, "MQTT user name"),
+    "password": (str, None, "MQTT password"),
+    "ca": (str, None, "CA file for mqtts://"),
+    "cert": (str, None, "client certificate for mqtts://"),
+    "key": (str, None, "client key for mqtts://"),
+    "mqtt_protocol": (str, "auto", "auto (5, else 3.1.1), 5 or 3.1.1"),
+    "queue_size": (int, 64, "requests waiting before the API answers busy"),
+    "cache_size": (int, 0, "LRU cache of outputs for repeated identical inputs (0 = off)"),
+    "max_batch": (int, 1, "micro-batch single-row requests up to this size"),
+    "max_wait_ms": (float, 2.0, "longest wait to fill a micro-batch"),
+    "drift_window": (int, 1000, "observations per drift window"),
+    "drift_window_seconds": (float, None, "close drift windows after this many seconds as well"),
+    "drift_psi": (float, 0.25, None), "drift_js": (float, 0.1, None), "drift_ks": (float, 0.2, None),
+    "drift_class_shift": (float, 0.2, None),
+    "threads": (int, None, "backend threads"),
+    "backend": (str, None, "force a backend: litert, tflite-runtime, onnxruntime"),
+    "sample_dir": (str, None, "keep raw inputs/outputs here for labeling (off by default)"),
+    "sample_per_minute": (float, 6.0, "raw samples kept per minute at most"),
+    "sample_max_mb": (float, 100.0, "size cap of the raw sample folder"),
+}
+DEFAULTS = {k: d for k, (_, d, _) in SETTINGS.items() if d is not None}
+KEYS = set(SETTINGS)
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("agent", help="run the bundle as a service: local HTTP API, telemetry over MQTT")
     p.add_argument("--config", type=Path, help="TOML file with the same settings (flags override it)")
-    p.add_argument("--bundle")
-    p.add_argument("--broker", help="mqtt://HOST:PORT or mqtts://HOST:PORT (omit to run without MQTT)")
-    p.add_argument("--device-id", dest="device_id")
-    p.add_argument("--fleet")
-    p.add_argument("--telemetry-interval", dest="telemetry_interval", type=float)
-    p.add_argument("--http-host", dest="http_host")
-    p.add_argument("--http-port", dest="http_port", type=int)
-    p.add_argument("--outbox", help="SQLite file for store-and-forward")
-    p.add_argument("--username")
-    p.add_argument("--password")
-    p.add_argument("--cache-size", dest="cache_size", type=int)
-    p.add_argument("--max-batch", dest="max_batch", type=int)
-    p.add_argument("--threads", type=int)
-    p.add_argument("--backend")
-    p.add_argument("--sample-dir", dest="sample_dir", help="keep raw inputs/outputs here for labeling (off by default)")
-    p.add_argument("--sample-per-minute", dest="sample_per_minute", type=float)
-    p.add_argument("--sample-max-mb", dest="sample_max_mb", type=float)
+    for key, (kind, default, help_) in SETTINGS.items():
+        if help_ is not None:
+            shown = f" (default {default})" if default is not None else ""
+            p.add_argument("--" + key.replace("_", "-"), dest=key, type=kind, help=help_ + shown)
     p.add_argument("--verbose", "-v", action="store_true")
     p.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
 
 
+def _typed(key: str, value, source: str):
+    kind = SETTINGS[key][0]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise EdgepackError(f"agent setting {key} in {source} must be {kind.__name__}, not {value!r}")
+    return value
+
+
 def settings(args) -> dict:
+    """Defaults, then the TOML file, then the flags; checked for unknown keys, types and required ones."""
     conf = dict(DEFAULTS)
-    if args.config:
+    if getattr(args, "config", None):
         try:
             import tomllib
         except ImportError:  # Python < 3.11 on older devices
@@ -55,45 +83,64 @@ def settings(args) -> dict:
         if unknown:
             raise EdgepackError(f"agent config {args.config} has unknown keys {unknown}",
                                 hint=f"known keys: {', '.join(sorted(KEYS))}")
-        conf.update(data)
+        conf.update({k: _typed(k, v, str(args.config)) for k, v in data.items()})
     conf.update({k: v for k, v in vars(args).items() if k in KEYS and v is not None})
     if not conf.get("bundle"):
         raise EdgepackError("no bundle given", hint="pass --bundle PATH or set bundle in --config")
     if conf.get("broker") and not conf.get("device_id"):
         raise EdgepackError("--device-id is required with --broker")
+    if conf["outbox_policy"] not in ("drop-oldest", "drop-newest"):
+        raise EdgepackError(f"outbox_policy must be drop-oldest or drop-newest, not {conf['outbox_policy']!r}")
+    if conf["mqtt_protocol"] not in ("auto", "5", "3.1.1"):
+        raise EdgepackError(f"mqtt_protocol must be auto, 5 or 3.1.1, not {conf['mqtt_protocol']!r}")
     return conf
 
 
-def make_link(conf: dict):
+def make_sink(conf: dict):
+    """The MQTT link for ``broker`` (with its outbox), a JSON-lines file for ``telemetry_file``, else None."""
+    if not conf.get("broker"):
+        if conf.get("telemetry_file"):
+            from .sink import JsonLinesSink
+            return JsonLinesSink(conf["telemetry_file"], device_id=conf.get("device_id") or "local",
+                                 fleet=conf["fleet"])
+        return None
     from .link import MqttLink
     from .outbox import Outbox
     url = urlparse(conf["broker"])
     if url.scheme not in ("mqtt", "mqtts") or not url.hostname:
         raise EdgepackError(f"broker must look like mqtt://HOST:PORT, not {conf['broker']!r}")
-    outbox = Outbox(conf["outbox"], max_messages=int(conf["outbox_max_messages"]))
-    tls = {"ca": conf.get("ca")} if url.scheme == "mqtts" else False
+    outbox = Outbox(conf["outbox"], max_messages=conf["outbox_max_messages"],
+                    max_bytes=int(conf["outbox_max_mb"] * 2 ** 20), policy=conf["outbox_policy"])
+    tls = {k: conf.get(k) for k in ("ca", "cert", "key")} if url.scheme == "mqtts" else False
     return MqttLink(host=url.hostname, port=url.port or (8883 if tls else 1883), device_id=conf["device_id"],
                     fleet=conf["fleet"], outbox=outbox, username=conf.get("username"),
-                    password=conf.get("password"), tls=tls)
+                    password=conf.get("password"), tls=tls, protocol=conf["mqtt_protocol"])
 
 
-def cmd_agent(args, stop: threading.Event | None = None) -> int:
+def make_agent(conf: dict):
     from .agent import Agent
+    from .drift import Thresholds
     from .runtime import Runtime
-    from .server import AgentServer
-    conf = settings(args)
     rt = Runtime.open(conf["bundle"], backend=conf.get("backend"), num_threads=conf.get("threads"))
-    link = make_link(conf) if conf.get("broker") else None
     sampler = None
     if conf.get("sample_dir"):
         from .sampler import RawSampler
-        sampler = RawSampler(conf["sample_dir"], per_minute=float(conf.get("sample_per_minute", 6)),
-                             max_bytes=int(float(conf.get("sample_max_mb", 100)) * 2 ** 20))
-    agent = Agent(rt, link=link, telemetry_interval=float(conf["telemetry_interval"]),
-                  queue_size=int(conf["queue_size"]), cache_size=int(conf["cache_size"]),
-                  max_batch=int(conf["max_batch"]), max_wait_ms=float(conf["max_wait_ms"]),
-                  drift_window=int(conf["drift_window"]), sampler=sampler)
-    server = AgentServer(agent, conf["http_host"], int(conf["http_port"]))
+        sampler = RawSampler(conf["sample_dir"], per_minute=conf["sample_per_minute"],
+                             max_bytes=int(conf["sample_max_mb"] * 2 ** 20))
+    thresholds = Thresholds(psi=conf["drift_psi"], js=conf["drift_js"], ks=conf["drift_ks"],
+                            class_shift=conf["drift_class_shift"])
+    return Agent(rt, sink=make_sink(conf), telemetry_interval=conf["telemetry_interval"],
+                 queue_size=conf["queue_size"], cache_size=conf["cache_size"], max_batch=conf["max_batch"],
+                 max_wait_ms=conf["max_wait_ms"], drift_window=conf["drift_window"],
+                 drift_window_seconds=conf.get("drift_window_seconds"), drift_thresholds=thresholds,
+                 sampler=sampler)
+
+
+def cmd_agent(args, stop: threading.Event | None = None) -> int:
+    from .server import AgentServer
+    conf = settings(args)
+    agent = make_agent(conf)
+    server = AgentServer(agent, conf["http_host"], conf["http_port"])
     stop = stop or threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
@@ -102,9 +149,11 @@ def cmd_agent(args, stop: threading.Event | None = None) -> int:
             pass
     with agent:
         server.start()
-        print(f"edgepack agent: {rt.bundle.manifest['model']['name']} on {rt.backend_name}, "
+        sink = agent.sink.status() if agent.sink is not None else None
+        print(f"edgepack agent: {agent.rt.bundle.manifest['model']['name']} on {agent.rt.backend_name}, "
               f"http://{conf['http_host']}:{server.port}/v1/infer"
-              + (f", mqtt {conf['broker']} as {conf['fleet']}/{conf['device_id']}" if link else ""), flush=True)
+              + (f", mqtt {conf['broker']} as {conf['fleet']}/{conf['device_id']}" if conf.get("broker") else "")
+              + (f", telemetry to {sink['path']}" if sink and sink.get("kind") == "jsonl" else ""), flush=True)
         stop.wait()
         server.stop()
     return 0

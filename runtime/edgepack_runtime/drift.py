@@ -2,7 +2,7 @@
 distances between the two (PSI, Jensen-Shannon, KS from binned distributions, class-frequency shift).
 
 Everything a device reports is counts over the baseline's bin edges, so summaries from many devices merge
-by adding counts: the host computes fleet-wide drift without raw data.
+by adding counts: ``fleet_drift(baseline, summaries)`` computes fleet-wide drift without raw data.
 """
 from __future__ import annotations
 
@@ -10,9 +10,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .distance import class_shift, jensen_shannon, ks, psi, significant
+
+__all__ = ["DriftMonitor", "Thresholds", "class_shift", "compute_baseline", "fleet_drift", "jensen_shannon", "judge",
+           "ks", "merge_summaries", "psi", "significant"]
+
 BASELINE_VERSION = 1
 DEFAULT_BINS = 16
-_EPS = 1e-6
 
 
 def _edges(values: np.ndarray, bins: int) -> list[float]:
@@ -29,21 +33,25 @@ def _is_classifier(shape) -> bool:
 def _stats(arrays: list[np.ndarray], bins: int, classifier: bool) -> dict:
     flat = np.concatenate([np.asarray(a, np.float64).ravel() for a in arrays])
     flat = flat[np.isfinite(flat)]
+    bins = max(2, min(bins, flat.size // 20))        # about 20 values per bin at least
     edges = _edges(flat, bins) if flat.size else []
     counts = np.bincount(np.searchsorted(edges, flat, side="right"), minlength=len(edges) + 1)
     out = {"edges": edges, "counts": counts.astype(int).tolist(), "n": int(flat.size),
            "mean": float(flat.mean()) if flat.size else 0.0, "std": float(flat.std()) if flat.size else 0.0}
     if classifier:
         k = int(np.prod(np.asarray(arrays[0]).shape[1:]))
-        top = [int(np.argmax(np.asarray(a).reshape(-1, k), axis=1)[i])
-               for a in arrays for i in range(np.asarray(a).reshape(-1, k).shape[0])]
+        top = np.concatenate([np.argmax(np.asarray(a).reshape(-1, k), axis=1) for a in arrays])
         out["classes"] = np.bincount(top, minlength=k).astype(int).tolist()
     return out
 
 
 def compute_baseline(inputs: list[dict[str, np.ndarray]], outputs: list[dict[str, np.ndarray]], *,
                      bins: int = DEFAULT_BINS) -> dict:
-    """Baseline statistics per input and output from calibration samples (JSON-serializable)."""
+    """Baseline statistics per input and output from calibration samples (JSON-serializable).
+
+    Per tensor: quantile bin edges (at most ``bins`` bins, fewer when there are few values), counts,
+    ``n``, mean and std; for classifier-like float outputs ([N, K], K >= 2) the top-1 class counts.
+    """
     def side(samples, scores: bool):
         if not samples:
             return {}
@@ -55,31 +63,6 @@ def compute_baseline(inputs: list[dict[str, np.ndarray]], outputs: list[dict[str
             "inputs": side(inputs, False), "outputs": side(outputs, True)}
 
 
-def _norm(counts) -> np.ndarray:
-    c = np.asarray(counts, np.float64)
-    total = c.sum()
-    return (c + _EPS) / (total + _EPS * len(c)) if total > 0 else np.full(len(c), 1.0 / max(len(c), 1))
-
-
-def psi(expected, actual) -> float:
-    """Population stability index between two count vectors over the same bins."""
-    e, a = _norm(expected), _norm(actual)
-    return float(np.sum((a - e) * np.log(a / e)))
-
-
-def jensen_shannon(expected, actual) -> float:
-    """Jensen-Shannon divergence (base 2, in [0, 1])."""
-    e, a = _norm(expected), _norm(actual)
-    m = (e + a) / 2
-    return float(0.5 * np.sum(e * np.log2(e / m)) + 0.5 * np.sum(a * np.log2(a / m)))
-
-
-def ks(expected, actual) -> float:
-    """Kolmogorov-Smirnov statistic from binned distributions (max CDF gap at the bin edges)."""
-    e, a = _norm(expected), _norm(actual)
-    return float(np.max(np.abs(np.cumsum(e) - np.cumsum(a))))
-
-
 @dataclass
 class Thresholds:
     psi: float = 0.25
@@ -87,13 +70,37 @@ class Thresholds:
     ks: float = 0.2
     class_shift: float = 0.2     # total variation distance between class frequencies
     min_samples: int = 100       # values needed in a window before judging
+    min_baseline: int = 200      # values the baseline needs before its histogram is trusted
+    min_per_class: int = 5       # top-1 counts per class (baseline and window) before judging the class mix
+    # a distance must also be significant (chi-square, see ``significant``): short windows are noisy
+
+
+def judge(name: str, kind: str, stats: dict, counts, class_counts, th: Thresholds) -> tuple[dict, list[str]]:
+    """Distances of one tensor's window counts from its baseline ``stats``; returns (entry, metrics crossed)."""
+    counts = np.asarray(counts, np.int64)
+    n = int(counts.sum())
+    entry = {"kind": kind, "counts": counts.tolist(), "n": n, "psi": psi(stats["counts"], counts),
+             "js": jensen_shannon(stats["counts"], counts), "ks": ks(stats["counts"], counts)}
+    crossed = []
+    if n >= th.min_samples and stats.get("n", sum(stats["counts"])) >= th.min_baseline:
+        crossed = [m for m in ("psi", "js", "ks") if entry[m] > getattr(th, m)]
+        if crossed and not significant(stats["counts"], counts):
+            crossed = []
+    if class_counts is not None and stats.get("classes") is not None:
+        base, cur = np.asarray(stats["classes"]), np.asarray(class_counts, np.int64)
+        entry["class_counts"] = cur.tolist()
+        entry["class_shift"] = class_shift(base, cur)
+        enough = th.min_per_class * len(base)
+        if base.sum() >= enough and cur.sum() >= enough and entry["class_shift"] > th.class_shift \
+                and significant(base, cur):
+            crossed.append("class_shift")
+    return entry, crossed
 
 
 @dataclass
 class _Tracker:
     edges: np.ndarray
-    baseline: list[int]
-    classes: list[int] | None
+    classes: int | None
     counts: np.ndarray = field(init=False)
     class_counts: np.ndarray | None = field(init=False)
 
@@ -102,7 +109,7 @@ class _Tracker:
 
     def reset(self):
         self.counts = np.zeros(len(self.edges) + 1, np.int64)
-        self.class_counts = None if self.classes is None else np.zeros(len(self.classes), np.int64)
+        self.class_counts = None if self.classes is None else np.zeros(self.classes, np.int64)
 
     def add(self, array: np.ndarray, max_values: int) -> None:
         flat = np.asarray(array).reshape(-1)
@@ -111,9 +118,8 @@ class _Tracker:
             sub = sub[np.isfinite(sub)]
         self.counts += np.bincount(np.searchsorted(self.edges, sub, side="right"), minlength=len(self.counts))
         if self.class_counts is not None:
-            k = len(self.classes)
-            top = np.argmax(np.asarray(array).reshape(-1, k), axis=1)
-            self.class_counts += np.bincount(top, minlength=k)
+            top = np.argmax(np.asarray(array).reshape(-1, self.classes), axis=1)
+            self.class_counts += np.bincount(top, minlength=self.classes)
 
 
 class DriftMonitor:
@@ -122,17 +128,25 @@ class DriftMonitor:
     ``observe(inputs, outputs)`` after an inference (the agent samples calls to keep the cost bounded);
     ``window_full()`` says when to ``summary()`` (which also resets the window). Each observation
     histograms at most ``max_values`` values per tensor (a strided subsample: counts stay mergeable).
-    Alerts name every tensor whose distance crosses a threshold.
+    Alerts name every tensor whose distance crosses a threshold. A baseline computed from synthetic
+    inputs (``"data": "synthetic"``) says nothing about real traffic: its windows are reported, not judged.
     """
 
     def __init__(self, baseline: dict, *, window_count: int = 1000, window_seconds: float | None = None,
-                 thresholds: Thresholds | None = None, clock=None, max_values: int = 512):
+                 thresholds: Thresholds | None = None, clock=None, max_values: int = 512,
+                 judge_synthetic: bool = False):
         import time
         self._clock = clock or time.monotonic
+        self.baseline = baseline
         self.thresholds = thresholds or Thresholds()
         self.window_count, self.window_seconds = window_count, window_seconds
         self.max_values = max_values     # values histogrammed per tensor and call (strided subsample)
-        self._trackers = {(kind, name): _Tracker(np.asarray(s["edges"], np.float32), s["counts"], s.get("classes"))
+        self.note = None
+        if baseline.get("data") == "synthetic" and not judge_synthetic:
+            self.note = ("the drift baseline comes from synthetic inputs, so alerts are off; "
+                         "rebuild the bundle with --calibration data")
+        self._trackers = {(kind, name): _Tracker(np.asarray(s["edges"], np.float32),
+                                                 len(s["classes"]) if s.get("classes") else None)
                           for kind in ("inputs", "outputs") for name, s in baseline.get(kind, {}).items()}
         self._calls = 0
         self._started = self._clock()
@@ -152,22 +166,14 @@ class DriftMonitor:
     def summary(self, *, reset: bool = True) -> dict:
         """Counts, distances and alerts for the current window (mergeable: counts add up across devices)."""
         tensors, alerts = {}, []
-        th = self.thresholds
         for (kind, name), t in self._trackers.items():
-            n = int(t.counts.sum())
-            entry = {"kind": kind, "counts": t.counts.tolist(), "n": n,
-                     "psi": psi(t.baseline, t.counts), "js": jensen_shannon(t.baseline, t.counts),
-                     "ks": ks(t.baseline, t.counts)}
-            if t.class_counts is not None:
-                entry["class_counts"] = t.class_counts.tolist()
-                entry["class_shift"] = 0.5 * float(np.abs(_norm(t.classes) - _norm(t.class_counts)).sum())
-            crossed = [m for m in ("psi", "js", "ks") if entry[m] > getattr(th, m)]
-            if entry.get("class_shift", 0.0) > th.class_shift:
-                crossed.append("class_shift")
-            if n >= th.min_samples and crossed:
+            entry, crossed = judge(name, kind, self.baseline[kind][name], t.counts, t.class_counts, self.thresholds)
+            if crossed and self.note is None:
                 alerts.append({"tensor": name, "kind": kind, "metrics": crossed})
             tensors[name] = entry
         out = {"calls": self._calls, "tensors": tensors, "alerts": alerts}
+        if self.note:
+            out["note"] = self.note
         if reset:
             for t in self._trackers.values():
                 t.reset()
@@ -184,3 +190,19 @@ def merge_summaries(summaries: list[dict]) -> dict[str, list[int]]:
             total[name] = total.get(name, np.zeros_like(c)) + c
     return {k: v.tolist() for k, v in total.items()}
 
+
+def fleet_drift(baseline: dict, summaries: list[dict], thresholds: Thresholds | None = None) -> dict:
+    """Drift of many devices together: add their window counts, then judge the sums against the baseline."""
+    th = thresholds or Thresholds()
+    tensors, alerts = {}, []
+    for kind in ("inputs", "outputs"):
+        for name, stats in baseline.get(kind, {}).items():
+            parts = [s["tensors"][name] for s in summaries if name in s.get("tensors", {})]
+            counts = np.sum([p["counts"] for p in parts], axis=0) if parts else np.zeros(len(stats["counts"]), int)
+            classes = [p["class_counts"] for p in parts if "class_counts" in p]
+            entry, crossed = judge(name, kind, stats, counts, np.sum(classes, axis=0) if classes else None, th)
+            tensors[name] = entry
+            if crossed:
+                alerts.append({"tensor": name, "kind": kind, "metrics": crossed})
+    return {"devices": len(summaries), "calls": sum(s.get("calls", 0) for s in summaries),
+            "tensors": tensors, "alerts": alerts}

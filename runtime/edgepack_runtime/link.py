@@ -6,6 +6,8 @@ offline will if the device vanishes), ``telemetry``, ``drift``, ``events``, ``ot
 message is written to the outbox first and deleted only when the broker acknowledges it (PUBACK), so a
 broker outage loses nothing and a resend after a reconnect shows up as a duplicate ``seq``.
 MQTT 5 is tried first and 3.1.1 used when the broker refuses it; reconnects use full-jitter backoff.
+One thread owns the paho client: it connects, drains the outbox, and on ``stop()`` flushes what is queued
+(up to ``flush_timeout``), publishes ``offline`` and disconnects.
 """
 from __future__ import annotations
 
@@ -17,9 +19,10 @@ import threading
 import time
 from typing import Callable
 
+from .errors import EdgepackError
 from .outbox import Outbox
+from .sink import SCHEMA, envelope
 
-SCHEMA = 1
 MAX_COMMAND_BYTES = 64 * 1024
 log = logging.getLogger("edgepack_runtime.link")
 
@@ -30,19 +33,27 @@ def backoff(attempt: int, *, base: float = 0.5, cap: float = 30.0) -> float:
 
 
 class MqttLink:
+    """The fleet sink (see ``sink.py``): ``with MqttLink(host=..., port=..., device_id=..., outbox=...) as link``."""
+
     def __init__(self, *, host: str, port: int, device_id: str, fleet: str = "default", outbox: Outbox,
                  username: str | None = None, password: str | None = None, tls: bool | dict = False,
                  keepalive: int = 30, on_command: Callable[[str, dict], None] | None = None,
-                 backoff_base: float = 0.5, backoff_cap: float = 30.0, protocol: str = "auto"):
+                 backoff_base: float = 0.5, backoff_cap: float = 30.0, protocol: str = "auto",
+                 flush_timeout: float = 2.0):
+        if protocol not in ("auto", "5", "3.1.1"):
+            raise ValueError(f"protocol must be auto, 5 or 3.1.1, not {protocol!r}")
+        try:
+            import paho.mqtt.client  # noqa: F401  (imported here: the runtime works without it)
+        except ImportError:
+            raise EdgepackError("MQTT needs paho-mqtt, which is not installed",
+                                hint="pip install edgepack-runtime[mqtt], or run the agent without --broker") from None
         self.host, self.port, self.keepalive = host, port, keepalive
         self.device_id, self.fleet = device_id, fleet
         self.base = f"edgepack/v1/{fleet}/{device_id}"
         self.outbox = outbox
         self.on_command = on_command
         self.username, self.password, self.tls = username, password, tls
-        self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
-        if protocol not in ("auto", "5", "3.1.1"):
-            raise ValueError(f"protocol must be auto, 5 or 3.1.1, not {protocol!r}")
+        self.backoff_base, self.backoff_cap, self.flush_timeout = backoff_base, backoff_cap, flush_timeout
         self.protocol = "3.1.1" if protocol == "3.1.1" else "5"
         self._fallback = protocol == "auto"
         self.connected = threading.Event()
@@ -53,6 +64,7 @@ class MqttLink:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._client = None
+        self._got_connack = False
 
     # lifetime ---------------------------------------------------------------------------
     def __enter__(self) -> "MqttLink":
@@ -66,13 +78,11 @@ class MqttLink:
         self._thread = threading.Thread(target=self._run, name="edgepack-mqtt", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float | None = None) -> None:
+        """Flush the outbox (bounded by ``flush_timeout``), publish ``offline``, disconnect, join the thread."""
         self._stop.set()
-        if self._client is not None and self.connected.is_set():
-            self._publish_state("offline")   # a clean goodbye; the will covers the unclean one
-            self._client.disconnect()
         if self._thread is not None:
-            self._thread.join(timeout)
+            self._thread.join(timeout if timeout is not None else self.flush_timeout + 3.0)
 
     # publishing -------------------------------------------------------------------------
     def topic(self, kind: str) -> str:
@@ -80,14 +90,17 @@ class MqttLink:
 
     def publish(self, kind: str, body: dict, *, retain: bool = False) -> int:
         """Queue ``body`` on ``<base>/<kind>`` (through the outbox); returns its sequence number."""
-        seq = self.outbox.next_seq()
-        payload = json.dumps({"schema": SCHEMA, "seq": seq, "ts": time.time(), "device": self.device_id,
-                              "fleet": self.fleet, **body}, default=float).encode()
-        self.outbox.put(seq, self.topic(kind), payload, 1, retain)
-        self.counters["published"] += 1
+        seq = self.outbox.add(self.topic(kind), lambda s: envelope(s, self.device_id, self.fleet, body), 1, retain)
+        with self._lock:
+            self.counters["published"] += 1
         return seq
 
-    # the network loop -------------------------------------------------------------------
+    def status(self) -> dict:
+        return {"kind": "mqtt", "broker": f"{self.host}:{self.port}", "connected": self.connected.is_set(),
+                "protocol": self.protocol, "last_error": self.last_error, **self.counters,
+                "outbox": self.outbox.stats()}
+
+    # the network loop (the only thread that touches the paho client) --------------------------
     def _make_client(self):
         import paho.mqtt.client as mqtt
         proto = mqtt.MQTTv5 if self.protocol == "5" else mqtt.MQTTv311
@@ -107,22 +120,34 @@ class MqttLink:
     def _run(self) -> None:
         attempt = 0
         while not self._stop.is_set():
+            reached, self._got_connack = False, False
             try:
                 self._client = self._make_client()
                 self._client.connect(self.host, self.port, self.keepalive)
-                while not self._stop.is_set():
-                    rc = self._client.loop(timeout=0.05)
-                    if rc != 0:
-                        break
+                reached = True
+                while self._client.loop(timeout=0.05) == 0:
                     if self.connected.is_set():
                         attempt = 0
                         self._drain()
+                    if self._stop.is_set():
+                        if self.connected.is_set():
+                            self._goodbye()
+                        break
             except (OSError, ValueError) as exc:
                 self.last_error = f"cannot reach broker {self.host}:{self.port}: {exc}"
+            except Exception as exc:  # whatever paho raises, the link thread must live on and retry
+                self.last_error = f"MQTT link error with {self.host}:{self.port}: {type(exc).__name__}: {exc}"
+                log.exception("MQTT link error")
             self.connected.clear()
             if self._stop.is_set():
                 break
-            self.counters["reconnects"] += 1
+            if reached and not self._got_connack:
+                self.last_error = (f"broker {self.host}:{self.port} closed the connection without answering "
+                                   f"(MQTT {self.protocol}); check the port, TLS (mqtts://) and the MQTT version")
+                if self._fallback:   # a 3.1.1 broker may just hang up on a version-5 CONNECT: try the other
+                    self.protocol = "3.1.1" if self.protocol == "5" else "5"
+            with self._lock:
+                self.counters["reconnects"] += 1
             self._stop.wait(backoff(attempt, base=self.backoff_base, cap=self.backoff_cap))
             attempt += 1
 
@@ -139,10 +164,25 @@ class MqttLink:
             with self._lock:
                 self._inflight[info.mid] = seq
 
-    # callbacks (paho's thread = our loop thread) -------------------------------------------
+    def _goodbye(self) -> None:
+        """On stop: send what is queued (bounded in time), then the retained ``offline``, then DISCONNECT."""
+        deadline = time.monotonic() + self.flush_timeout
+        while len(self.outbox) and time.monotonic() < deadline and self.connected.is_set():
+            self._drain()
+            if self._client.loop(timeout=0.05) != 0:
+                return
+        info = self._client.publish(self.topic("state"), self._state_payload("offline"), qos=1, retain=True)
+        deadline = time.monotonic() + 1.0
+        while not info.is_published() and time.monotonic() < deadline:
+            if self._client.loop(timeout=0.05) != 0:
+                return
+        self._client.disconnect()
+
+    # callbacks (paho calls them on our loop thread) --------------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties=None):
+        self._got_connack = True
         if reason_code.is_failure:
-            self.last_error = f"broker refused the connection: {reason_code}"
+            self.last_error = f"broker {self.host}:{self.port} refused the connection: {reason_code}"
             log.warning("%s", self.last_error)
             if self._fallback and self.protocol == "5" and "protocol" in str(reason_code).lower():
                 self.protocol = "3.1.1"          # an MQTT 3.1.1 broker: speak its language next time
@@ -153,17 +193,20 @@ class MqttLink:
             self._inflight.clear()               # unacked messages are still in the outbox: resent
         self.connected.set()
         client.subscribe(self.topic("cmd/+"), qos=1)
-        self._publish_state("online")
+        client.publish(self.topic("state"), self._state_payload("online"), qos=1, retain=True)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties=None):
+        if self.connected.is_set() and not self._stop.is_set():
+            self.last_error = f"connection to broker {self.host}:{self.port} lost: {reason_code}"
         self.connected.clear()
 
     def _on_publish(self, client, userdata, mid, reason_code=None, properties=None):
         with self._lock:
             seq = self._inflight.pop(mid, None)
+            if seq is not None:
+                self.counters["acked"] += 1
         if seq is not None:
             self.outbox.ack(seq)
-            self.counters["acked"] += 1
 
     def _on_message(self, client, userdata, msg):
         verb = msg.topic.rsplit("/", 1)[-1]
@@ -174,18 +217,22 @@ class MqttLink:
             if not isinstance(body, dict):
                 raise ValueError("payload must be a JSON object")
         except (ValueError, UnicodeDecodeError) as exc:
-            self.counters["bad_commands"] += 1
-            self.publish("events", {"type": "bad_command", "verb": verb, "error": str(exc)[:200]})
+            self.bad_command(verb, str(exc))
             return
         if self.on_command is not None:
             try:
                 self.on_command(verb, body)
+            except ValueError as exc:  # the handler says the arguments are wrong
+                self.bad_command(verb, str(exc))
             except Exception as exc:  # a failing handler must not kill the link
                 self.publish("events", {"type": "command_failed", "verb": verb, "error": str(exc)[:200]})
+
+    def bad_command(self, verb: str, error: str) -> None:
+        """Count a malformed command and tell the fleet about it on ``events``."""
+        with self._lock:
+            self.counters["bad_commands"] += 1
+        self.publish("events", {"type": "bad_command", "verb": verb, "error": error[:200]})
 
     def _state_payload(self, state: str) -> bytes:
         return json.dumps({"schema": SCHEMA, "state": state, "device": self.device_id, "fleet": self.fleet,
                            "ts": time.time()}).encode()
-
-    def _publish_state(self, state: str) -> None:
-        self._client.publish(self.topic("state"), self._state_payload(state), qos=1, retain=True)

@@ -49,13 +49,17 @@ def rss_bytes() -> int:
 
 
 class Telemetry:
-    """Thread-safe per-model counters; ``snapshot()`` returns one period's figures and starts the next."""
+    """Thread-safe per-model counters; ``snapshot()`` returns one period's figures and starts the next.
 
-    def __init__(self, *, backend: str, bundle: dict, clock=time.monotonic):
+    Nothing here runs unless an ``Agent`` (or your own code) calls it: ``Runtime`` itself measures nothing.
+    """
+
+    def __init__(self, *, backend: str, bundle: dict, bundle_sha256: str | None = None, clock=time.monotonic):
         self._clock = clock
         self._lock = threading.Lock()
         self.static = {"backend": backend, "model": bundle["model"]["name"],
-                       "model_version": bundle["model"]["version"], "bundle_created": bundle.get("created")}
+                       "model_version": bundle["model"]["version"], "bundle_created": bundle.get("created"),
+                       "bundle_format": bundle.get("format_version"), "bundle_sha256": bundle_sha256}
         self._reset()
 
     def _reset(self) -> None:
@@ -64,6 +68,7 @@ class Telemetry:
         self.input_errors = 0
         self.cache_hits = self.cache_lookups = 0
         self.busy_rejections = 0
+        self.requests = 0
         self.started = self._clock()
 
     def record(self, seconds: float) -> None:
@@ -80,6 +85,11 @@ class Telemetry:
             self.cache_lookups += 1
             self.cache_hits += int(hit)
 
+    def served(self, n: int = 1) -> None:
+        """``n`` requests answered (cache hits and micro-batched requests included; ``calls`` are backend calls)."""
+        with self._lock:
+            self.requests += n
+
     def busy(self) -> None:
         with self._lock:
             self.busy_rejections += 1
@@ -88,7 +98,7 @@ class Telemetry:
         with self._lock:
             elapsed = max(self._clock() - self.started, 1e-9)
             h = self.hist
-            out = dict(self.static, calls=h.total, period_s=round(elapsed, 3),
+            out = dict(self.static, calls=h.total, requests=self.requests, period_s=round(elapsed, 3),
                        throughput_per_s=h.total / elapsed,
                        latency_ms={"p50": h.quantile(0.5) * 1e3, "p95": h.quantile(0.95) * 1e3,
                                    "p99": h.quantile(0.99) * 1e3,

@@ -3,7 +3,9 @@
     POST /v1/infer    {"inputs": {name: array}}  ->  200 {"outputs": {name: array}, "latency_ms": float}
                       400 {"error": ...} bad JSON or input (name, shape, dtype); 413 body too large;
                       503 {"error": "busy", "retry_after_ms": 50} when the request queue is full
-    GET  /v1/health   {"status": "ok", "model", "version", "backend", "mqtt_connected", "outbox"}
+                      500 {"error": ...} when the backend fails (the server keeps serving)
+    GET  /v1/health   {"status": "ok"|"degraded", "model", "version", "backend", "queue", "mqtt_connected",
+                       "outbox", "sink", "problems": [what is wrong with reporting, in words]}
     GET  /v1/metrics  the current telemetry period (not reset)
 
 Arrays are encoded as in ``wire.py``: {"dtype", "shape", "data": base64} or nested lists.
@@ -17,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from . import wire
 from .agent import Agent, Busy
-from .errors import EdgepackError, InputError
+from .errors import InputError
 
 MAX_BODY = 64 * 2 ** 20
 
@@ -39,22 +41,23 @@ def make_handler(agent: Agent):
 
         def do_GET(self):
             if self.path == "/v1/health":
-                m = agent.rt.bundle.manifest
-                link = agent.link
-                self._send(200, {"status": "ok", "model": m["model"]["name"], "version": m["model"]["version"],
-                                 "backend": agent.rt.backend_name,
-                                 "mqtt_connected": bool(link and link.connected.is_set()),
-                                 "outbox": link.outbox.stats() if link else None})
+                self._send(200, agent.health())
             elif self.path == "/v1/metrics":
                 self._send(200, agent.telemetry.snapshot(reset=False))
             else:
-                self._send(404, {"error": f"no such endpoint {self.path}"})
+                self._send(404, {"error": f"no such endpoint {self.path}; use /v1/infer, /v1/health, /v1/metrics"})
 
         def do_POST(self):
             if self.path != "/v1/infer":
-                return self._send(404, {"error": f"no such endpoint {self.path}"})
-            length = int(self.headers.get("Content-Length") or 0)
+                return self._send(404, {"error": f"no such endpoint {self.path}; POST /v1/infer"})
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if length < 0:
+                return self._send(400, {"error": "send a Content-Length header with the JSON body"})
             if length > MAX_BODY:
+                self.close_connection = True      # do not read the body
                 return self._send(413, {"error": f"request body of {length} bytes exceeds {MAX_BODY}"})
             try:
                 body = json.loads(self.rfile.read(length) or b"null")
@@ -70,8 +73,8 @@ def make_handler(agent: Agent):
                 self._send(503, {"error": "busy", "detail": str(exc), "retry_after_ms": 50})
             except (InputError, ValueError) as exc:
                 self._send(400, {"error": str(exc)})
-            except EdgepackError as exc:
-                self._send(500, {"error": str(exc)})
+            except Exception as exc:  # a backend failure answers 500; the server keeps serving
+                self._send(500, {"error": f"{type(exc).__name__}: {exc}"})
     return Handler
 
 

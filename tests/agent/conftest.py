@@ -1,7 +1,12 @@
-"""A real mosquitto per test session on a free loopback port (stoppable, restartable), plus a subscriber."""
+"""A real mosquitto for the agent tests: one per session on a free loopback port, stoppable and restartable
+(``broker.stop()`` / ``broker.kill()`` / ``broker.start()`` keep the port), plus a recording subscriber.
+
+Tests that need their own broker configuration (passwords, TLS) build a ``Broker`` in ``tmp_path``.
+"""
 from __future__ import annotations
 
 import getpass
+import itertools
 import json
 import shutil
 import socket
@@ -10,19 +15,21 @@ import threading
 import time
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
+import paho.mqtt.client as mqtt   # a test dependency (the runtime's "mqtt" extra)
 import pytest
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
 class Broker:
-    def __init__(self, workdir: Path, *, password_file: Path | None = None):
-        self.port = _free_port()
+    """``mosquitto -c <conf>`` listening on 127.0.0.1 only, with persistence in ``workdir``."""
+
+    def __init__(self, workdir: Path, *, password_file: Path | None = None, extra: str = ""):
+        self.port = free_port()
         self.workdir = workdir
         # run as the current user: as root, mosquitto would switch to 'mosquitto' and could not write here
         conf = [f"user {getpass.getuser()}", f"listener {self.port} 127.0.0.1", "persistence true",
@@ -31,24 +38,40 @@ class Broker:
         conf += [f"password_file {password_file}", "allow_anonymous false"] if password_file else \
             ["allow_anonymous true"]
         self.conf = workdir / "mosquitto.conf"
-        self.conf.write_text("\n".join(conf) + "\n")
+        self.conf.write_text("\n".join(conf) + "\n" + extra)
         self.proc: subprocess.Popen | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def start(self) -> None:
         self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+                                     stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
                 return
             except OSError:
+                if self.proc.poll() is not None:
+                    break
                 time.sleep(0.05)
-        raise RuntimeError(f"mosquitto did not start on port {self.port}")
+        log = (self.workdir / "mosquitto.log")
+        raise RuntimeError(f"mosquitto did not start on port {self.port}: "
+                           f"{log.read_text()[-500:] if log.exists() else 'no log'}")
 
     def stop(self) -> None:
+        """SIGTERM: mosquitto saves its persistent sessions and exits."""
         if self.proc is not None:
             self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL: the broker vanishes without saving."""
+        if self.proc is not None:
+            self.proc.kill()
             self.proc.wait(10)
             self.proc = None
 
@@ -57,30 +80,47 @@ class Broker:
 def mosquitto_bin():
     path = shutil.which("mosquitto") or (Path("/usr/sbin/mosquitto") if Path("/usr/sbin/mosquitto").exists() else None)
     if path is None:
-        pytest.skip("mosquitto is not installed (bash scripts/test.sh installs it)")
+        pytest.skip("mosquitto is not installed: apt-get install mosquitto (scripts/test.sh does it)")
     return path
 
 
-@pytest.fixture
-def broker(tmp_path, mosquitto_bin):
-    b = Broker(tmp_path)
+@pytest.fixture(scope="session")
+def session_broker(tmp_path_factory, mosquitto_bin):
+    b = Broker(tmp_path_factory.mktemp("mosquitto"))
     b.start()
     yield b
     b.stop()
 
 
-class Subscriber:
-    """Collects JSON messages per topic with a persistent QoS 1 session (survives broker restarts)."""
+@pytest.fixture
+def broker(session_broker):
+    """The session's broker, running (restarted if an earlier test left it stopped)."""
+    if not session_broker.running:
+        session_broker.start()
+    yield session_broker
+    if not session_broker.running:
+        session_broker.start()
 
-    def __init__(self, port: int, topic: str, client_id: str = "test-sub"):
+
+_ids = itertools.count()
+
+
+class Subscriber:
+    """Collects JSON messages with a persistent QoS 1 session (it survives broker restarts)."""
+
+    def __init__(self, port: int, topic: str, client_id: str | None = None):
         self.messages: list[tuple[str, dict | bytes, bool]] = []
         self.lock = threading.Lock()
+        client_id = client_id or f"test-sub-{next(_ids)}-{time.time_ns()}"
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
         self.c.on_message = self._on_message
+        self.subscribed = threading.Event()
         self.c.on_connect = lambda c, u, f, rc, p=None: c.subscribe(topic, qos=1)
+        self.c.on_subscribe = lambda *a: self.subscribed.set()
         self.c.reconnect_delay_set(0.1, 0.5)
         self.c.connect("127.0.0.1", port, keepalive=5)
         self.c.loop_start()
+        self.subscribed.wait(5)
 
     def _on_message(self, client, userdata, msg):
         try:
@@ -103,16 +143,16 @@ class Subscriber:
         return predicate()
 
     def close(self):
+        self.c.disconnect()          # first: wakes the network thread, so loop_stop returns at once
         self.c.loop_stop()
-        self.c.disconnect()
 
 
 @pytest.fixture
 def subscribe(broker):
     subs = []
 
-    def make(topic="edgepack/v1/#", client_id=None):
-        s = Subscriber(broker.port, topic, client_id or f"test-sub-{len(subs)}")
+    def make(topic="edgepack/v1/#", client_id=None, port=None):
+        s = Subscriber(port or broker.port, topic, client_id)
         subs.append(s)
         return s
     yield make

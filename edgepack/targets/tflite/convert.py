@@ -12,6 +12,7 @@ from .context import Context
 from .layout import absorb_io, optimize_layout
 from .quantize import compress_weights
 from .fold import fold_affine
+from .patterns import fuse_patterns
 from .passes import (dedupe_constants, fold_pad_into_conv, fold_transpose_into_fc, fuse_activations,
                      remove_identity_slices)
 from .registry import TFLITE
@@ -61,6 +62,7 @@ def convert(model: onnx.ModelProto, *, optimize: bool = True, precision: str = "
         g.outputs.append(name)
     transposes_before = g.count("TRANSPOSE")
     if optimize:
+        fuse_patterns(g)
         remove_identity_slices(g)
         optimize_layout(g)
         fold_pad_into_conv(g)

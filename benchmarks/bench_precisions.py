@@ -8,6 +8,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import interpreter, invoke, paired_latency  # noqa: E402
 from edgepack.model import load_model, make_inputs  # noqa: E402
@@ -15,6 +17,7 @@ from edgepack.targets.tflite import convert  # noqa: E402
 from edgepack.testing.corpus import INPUT_SHAPES, fetch  # noqa: E402
 from edgepack.verify.parity import compare_output  # noqa: E402
 from edgepack.model.ort import run_model  # noqa: E402
+from tests.tflite.harness import run_tflite  # noqa: E402
 
 MODELS = ["ocr_ppocr_mobile_v2_cls.onnx", "audio_oww_embedding_model.onnx", "bytes_magika_standard_v3_3.onnx",
           "audio_basic_pitch_nmp.onnx"]
@@ -32,12 +35,10 @@ def main() -> int:
         it32 = interpreter(fp32.data, threads=1)
         order = [i.name for i in model.graph.input]
         perm = {io["name"]: io["perm"] for io in fp32.io["inputs"]}
-        import numpy as np
         args = [np.transpose(feeds[0][n], perm[n]) if perm[n] else feeds[0][n] for n in order]
         for precision in ("fp32", "fp16", "int8-dynamic"):
             res = fp32 if precision == "fp32" else convert(model, precision=precision)
             it = interpreter(res.data, threads=1)
-            from tests.tflite.harness import run_tflite
             got = [run_tflite(res, f)[out] for f in feeds]
             fig = compare_output(got, ref)
             base_ms, ms = paired_latency(lambda: invoke(it32, args), lambda: invoke(it, args), rounds=30)

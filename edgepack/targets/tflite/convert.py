@@ -1,9 +1,11 @@
 """ONNX -> TFLite conversion entry point."""
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from dataclasses import dataclass, field
 
+import numpy as np
 import onnx
 
 from ...errors import ConversionError, EdgepackError
@@ -12,6 +14,8 @@ from .context import Context
 from .layout import absorb_io, optimize_layout
 from .quantize import compress_weights
 from .fold import fold_affine
+from .int8 import quantize_int8
+from .ir import Graph
 from .patterns import fuse_patterns
 from .passes import (dedupe_constants, fold_pad_into_conv, fold_transpose_into_fc, fuse_activations,
                      remove_identity_slices)
@@ -24,6 +28,7 @@ class TFLiteModel:
     data: bytes
     io: dict                      # bundle ``io``: {"inputs": [{"name", "perm"}], "outputs": [...]}
     stats: dict = field(default_factory=dict)
+    graph: Graph | None = None    # the IR that was serialized (for reports and the layer debugger)
 
 
 def preflight(model: onnx.ModelProto) -> None:
@@ -32,10 +37,50 @@ def preflight(model: onnx.ModelProto) -> None:
     TFLITE.preflight(model.graph, ctx.opsets, ctx)
 
 
-def convert(model: onnx.ModelProto, *, optimize: bool = True, precision: str = "fp32") -> TFLiteModel:
-    """Convert a normalized ONNX model (static shapes, see ``edgepack.model.load_model``) to TFLite.
+@dataclass
+class Lowered:
+    """The optimized float graph of one model, ready to be finished at any precision (kept for int8
+    calibration, mixed-precision retries and the layer debugger)."""
+    graph: Graph
+    io: dict
+    stats: dict
+    description: str
 
-    ``precision``: fp32, fp16 (fp16 weights) or int8-dynamic (int8 weights, hybrid kernels)."""
+    def float_bytes(self) -> bytes:
+        return _serialize(copy.deepcopy(self.graph), self.description)
+
+    def activations(self) -> list[str]:
+        """Float activation tensors (non-constant), the ones int8 calibration observes."""
+        return [n for n, t in self.graph.tensors.items() if t.data is None and t.dtype == np.float32]
+
+    def finish(self, precision: str = "fp32", *, ranges: dict | None = None, keep_float=(),
+               io: str = "float") -> TFLiteModel:
+        """Serialize a copy at ``precision``; int8 needs calibrated ``ranges`` (see ``calibrate.py``)."""
+        g = copy.deepcopy(self.graph)
+        stats = dict(self.stats, precision=precision)
+        if precision == "int8":
+            if ranges is None:
+                raise ValueError("int8 needs calibrated activation ranges")
+            stats["quantization"] = quantize_int8(g, ranges, keep_float=keep_float, io=io)
+            stats["quantization"]["io"] = io
+        else:
+            stats["compressed_weights"] = compress_weights(g, precision)
+        g.toposort()
+        stats.update(ops=len(g.ops), transpose_count=g.count("TRANSPOSE"),
+                     op_histogram=dict(Counter(op.opcode for op in g.ops).most_common()))
+        return TFLiteModel(_serialize(g, self.description), self.io, stats, g)
+
+
+def _serialize(g: Graph, description: str) -> bytes:
+    try:
+        return serialize(g, description=description)
+    except Exception as exc:
+        raise ConversionError(f"could not serialize the TFLite model: {exc}") from exc
+
+
+def lower(model: onnx.ModelProto, *, optimize: bool = True) -> Lowered:
+    """Convert a normalized ONNX model (static shapes, see ``edgepack.model.load_model``) to the optimized
+    float TFLite IR with its I/O layout table."""
     ctx = Context(model)
     entries = TFLITE.preflight(model.graph, ctx.opsets, ctx)
     g = ctx.graph
@@ -56,9 +101,9 @@ def convert(model: onnx.ModelProto, *, optimize: bool = True, precision: str = "
     for out in model.graph.output:
         name = out.name
         if name in g.inputs or g.tensors[ctx.tensor(name)].data is not None:
-            copy = ctx.new(f"{name}_out", ctx.shape(name), ctx.dtype(name))
-            ctx.reshape(name, ctx.shape(name), out=copy)
-            name = copy
+            copy_ = ctx.new(f"{name}_out", ctx.shape(name), ctx.dtype(name))
+            ctx.reshape(name, ctx.shape(name), out=copy_)
+            name = copy_
         g.outputs.append(name)
     transposes_before = g.count("TRANSPOSE")
     if optimize:
@@ -71,16 +116,14 @@ def convert(model: onnx.ModelProto, *, optimize: bool = True, precision: str = "
         fuse_activations(g)
     dedupe_constants(g)
     in_perms, out_perms = absorb_io(g)
-    compressed = compress_weights(g, precision)
     g.toposort()
     io = {"inputs": [{"name": i.name, "perm": p} for i, p in zip(model.graph.input, in_perms)],
           "outputs": [{"name": o.name, "perm": p} for o, p in zip(model.graph.output, out_perms)]}
-    stats = {"ops": len(g.ops), "transpose_count": g.count("TRANSPOSE"),
-             "transpose_count_unoptimized": transposes_before,
-             "op_histogram": dict(Counter(op.opcode for op in g.ops).most_common()),
-             "precision": precision, "compressed_weights": compressed}
-    try:
-        data = serialize(g, description=f"edgepack: {model.graph.name}")
-    except Exception as exc:
-        raise ConversionError(f"could not serialize the TFLite model: {exc}") from exc
-    return TFLiteModel(data, io, stats)
+    return Lowered(g, io, {"transpose_count_unoptimized": transposes_before}, f"edgepack: {model.graph.name}")
+
+
+def convert(model: onnx.ModelProto, *, optimize: bool = True, precision: str = "fp32") -> TFLiteModel:
+    """Convert a normalized ONNX model to TFLite at ``precision``: fp32, fp16 (fp16 weights) or
+    int8-dynamic (int8 weights, hybrid kernels). Full-integer int8 needs calibration: see ``lower``,
+    ``calibrate.observe`` and ``Lowered.finish``."""
+    return lower(model, optimize=optimize).finish(precision)

@@ -1,0 +1,118 @@
+"""Activation ranges for int8: run the float TFLite model on calibration data and observe every tensor.
+
+The float model runs in the real LiteRT interpreter with all intermediate tensors preserved and no
+delegate (a delegate would hide the tensors it owns). Per tensor we keep the exact min / max and a
+bounded random sample of values, from which a range is chosen by one of:
+
+* ``minmax``     the observed extremes (nothing is clipped; outliers widen the step for everyone)
+* ``percentile`` the 0.01 / 99.99 percentiles (clips rare outliers)
+* ``mse``        the clipping range minimizing the mean squared int8 quantization error over the observed
+                 value histogram (searches shrink factors of both ends)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .int8 import asymmetric
+
+METHODS = ("minmax", "percentile", "mse")
+DEFAULT_METHOD = "minmax"
+VALUES_PER_TENSOR = 1 << 16
+PERCENTILE = 99.99
+_SHRINK = np.array([1.0, 0.999, 0.995, 0.99, 0.98, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
+
+
+@dataclass
+class Stats:
+    lo: float
+    hi: float
+    values: np.ndarray
+
+
+def interpreter(data: bytes, *, preserve: bool = True):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    interp = Interpreter(model_content=data, experimental_preserve_all_tensors=preserve,
+                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interp.allocate_tensors()
+    return interp
+
+
+def model_feeds(samples: list[dict], io: dict, names: list[str]) -> list[list[np.ndarray]]:
+    """ONNX-layout input dicts -> arrays in the TFLite model's input order and layout."""
+    feeds = []
+    for s in samples:
+        arrays = []
+        for entry in io["inputs"]:
+            x = np.asarray(s[entry["name"]])
+            arrays.append(np.ascontiguousarray(np.transpose(x, entry["perm"]) if entry.get("perm") else x))
+        feeds.append(arrays)
+    return feeds
+
+
+def run_all_tensors(interp, feed: list[np.ndarray], names) -> dict[str, np.ndarray]:
+    """Invoke once and return the named tensors' values."""
+    for d, x in zip(interp.get_input_details(), feed):
+        if d["dtype"] != x.dtype and x.dtype.kind == "f" and d["quantization"][0]:
+            scale, zp = d["quantization"]
+            info = np.iinfo(d["dtype"])
+            x = np.clip(np.round(x / scale) + zp, info.min, info.max).astype(d["dtype"])
+        interp.set_tensor(d["index"], x)
+    interp.invoke()
+    index = {d["name"]: d["index"] for d in interp.get_tensor_details()}
+    return {n: interp.get_tensor(index[n]) for n in names if n in index}
+
+
+def observe(data: bytes, io: dict, samples: list[dict], names: list[str], seed: int = 0) -> dict[str, Stats]:
+    """Stats of tensors ``names`` of the float model ``data`` over ``samples`` (ONNX-layout dicts)."""
+    interp = interpreter(data)
+    rng = np.random.default_rng(seed)
+    per_sample = max(1, VALUES_PER_TENSOR // max(1, len(samples)))
+    lo: dict[str, float] = {}
+    hi: dict[str, float] = {}
+    kept: dict[str, list[np.ndarray]] = {}
+    for feed in model_feeds(samples, io, names):
+        for name, value in run_all_tensors(interp, feed, names).items():
+            v = np.asarray(value, np.float32).ravel()
+            v = v[np.isfinite(v)]
+            if v.size == 0:
+                continue
+            lo[name] = min(lo.get(name, np.inf), float(v.min()))
+            hi[name] = max(hi.get(name, -np.inf), float(v.max()))
+            pick = v if v.size <= per_sample else v[rng.integers(0, v.size, per_sample)]
+            kept.setdefault(name, []).append(pick)
+    return {n: Stats(lo[n], hi[n], np.concatenate(kept[n])) for n in lo}
+
+
+def choose_ranges(stats: dict[str, Stats], method: str = DEFAULT_METHOD) -> dict[str, tuple[float, float]]:
+    if method not in METHODS:
+        raise ValueError(f"calibration method must be one of {METHODS}")
+    out = {}
+    for name, s in stats.items():
+        if method == "minmax" or s.hi <= s.lo:
+            out[name] = (s.lo, s.hi)
+        elif method == "percentile":
+            lo, hi = np.percentile(s.values, [100 - PERCENTILE, PERCENTILE])
+            out[name] = (min(float(lo), 0.0) if s.lo < 0 else 0.0, float(hi) if s.hi > 0 else 0.0)
+        else:
+            out[name] = _mse_range(s)
+    return out
+
+
+def _mse_range(s: Stats) -> tuple[float, float]:
+    lo, hi = min(s.lo, 0.0), max(s.hi, 0.0)
+    counts, edges = np.histogram(s.values, bins=2048, range=(lo, hi))
+    centers = (edges[:-1] + edges[1:]) / 2
+    keep = counts > 0
+    centers, counts = centers[keep], counts[keep].astype(np.float64)
+    best, best_err = (lo, hi), np.inf
+    for a_lo in (_SHRINK if lo < 0 else [1.0]):
+        for a_hi in (_SHRINK if hi > 0 else [1.0]):
+            cand_lo, cand_hi = lo * a_lo, hi * a_hi
+            scale, zp = asymmetric(cand_lo, cand_hi)
+            q = np.clip(np.round(centers / scale) + zp, -128, 127)
+            err = float(np.sum(counts * ((q - zp) * scale - centers) ** 2))
+            if err < best_err - 1e-12 * abs(best_err):
+                best, best_err = (cand_lo, cand_hi), err
+    return best

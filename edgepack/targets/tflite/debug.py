@@ -1,0 +1,133 @@
+"""Layer-by-layer quantization debugger: the float and the quantized TFLite graphs side by side.
+
+Both models run in LiteRT with every tensor preserved. The int8 pass keeps tensor names, so each
+quantized op's output has a float twin (looking through QUANTIZE / DEQUANTIZE). Per op we report:
+
+* ``snr_db`` / ``cosine``: the quantized model's tensor (dequantized) against its float twin; the error
+  accumulated up to this point.
+* ``quant_snr_db``: how well the tensor's own int8 parameters represent the float twin's values (the
+  float values fake-quantized with them), averaged over channels in dB: the error this layer *adds*,
+  independent of upstream error. One outlier channel shows up here as a collapse of the other channels.
+* ``added_db``: how many dB of SNR were lost between the op's worst input and its output.
+
+``rank`` orders layers by their own error (lowest ``quant_snr_db`` first, then largest ``added_db``), so
+the culprit is first.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .calibrate import interpreter, model_feeds, run_all_tensors
+from .ir import Graph
+
+CAP_DB = 100.0
+
+
+def _db(signal: float, noise: float) -> float:
+    if noise <= 0.0:
+        return CAP_DB
+    if signal <= 0.0:
+        return -CAP_DB
+    return float(min(CAP_DB, 10.0 * np.log10(signal / noise)))
+
+
+class _Acc:
+    def __init__(self):
+        self.ff = self.ee = self.qq = self.fq = 0.0
+        self.ch_ff = self.ch_ee = None
+
+    def add(self, f: np.ndarray, q: np.ndarray, fake: np.ndarray | None) -> None:
+        f64, q64 = f.astype(np.float64).ravel(), q.astype(np.float64).ravel()
+        self.ff += float(f64 @ f64)
+        self.qq += float(q64 @ q64)
+        self.fq += float(f64 @ q64)
+        self.ee += float(np.sum((f64 - q64) ** 2))
+        if fake is not None:
+            c = f.shape[-1] if f.ndim >= 2 else 1
+            f2 = f.astype(np.float64).reshape(-1, c)
+            e2 = (f2 - fake.astype(np.float64).reshape(-1, c)) ** 2
+            self.ch_ff = (0 if self.ch_ff is None else self.ch_ff) + np.sum(f2 ** 2, axis=0)
+            self.ch_ee = (0 if self.ch_ee is None else self.ch_ee) + np.sum(e2, axis=0)
+
+    def figures(self) -> dict:
+        cos = 1.0 if self.ff == 0 and self.qq == 0 else (
+            self.fq / np.sqrt(self.ff * self.qq) if self.ff > 0 and self.qq > 0 else 0.0)
+        out = {"snr_db": _db(self.ff, self.ee), "cosine": float(cos)}
+        if self.ch_ff is not None:
+            live = self.ch_ff > 0
+            per = [_db(s, n) for s, n in zip(self.ch_ff[live], self.ch_ee[live])]
+            out["quant_snr_db"] = float(np.mean(per)) if per else CAP_DB
+            out["worst_channel"] = int(np.flatnonzero(live)[int(np.argmin(per))]) if per else None
+        return out
+
+
+def _dequant(value: np.ndarray, detail_q) -> np.ndarray:
+    if value.dtype.kind == "f" or detail_q is None:
+        return value.astype(np.float32)
+    scale = np.asarray(detail_q.scale, np.float32)
+    zp = np.asarray(detail_q.zeroPoint, np.float32)
+    if scale.size > 1:
+        shape = [1] * value.ndim
+        shape[detail_q.quantizedDimension] = -1
+        scale, zp = scale.reshape(shape), zp.reshape(shape)
+    return (value.astype(np.float32) - zp) * scale
+
+
+def _fake(f: np.ndarray, q) -> np.ndarray:
+    scale, zp = float(q.scale[0]), int(q.zeroPoint[0])
+    return (np.clip(np.round(f / scale) + zp, -128, 127) - zp) * scale
+
+
+def debug_layers(float_graph: Graph, float_data: bytes, quant_graph: Graph, quant_data: bytes, io: dict,
+                 samples: list[dict]) -> list[dict]:
+    """Per-op figures of the quantized graph against the float one, in graph order."""
+    prod = {o: op for op in quant_graph.ops for o in op.outputs}
+
+    def twin(name: str) -> str | None:
+        seen = 0
+        while name not in float_graph.tensors or float_graph.tensors[name].data is not None:
+            op = prod.get(name)
+            if op is None or op.opcode not in ("QUANTIZE", "DEQUANTIZE") or seen > 4:
+                return None
+            name, seen = op.inputs[0], seen + 1
+        return name
+
+    rows = [op for op in quant_graph.ops if op.outputs and op.opcode != "DEQUANTIZE"
+            and twin(op.outputs[0]) is not None
+            and quant_graph.tensors[op.outputs[0]].dtype.kind in "fiu"
+            and float_graph.tensors[twin(op.outputs[0])].dtype == np.float32]
+    qnames = sorted({op.outputs[0] for op in rows} | {n for op in rows for n in op.inputs if n is not None
+                                                       and quant_graph.tensors[n].data is None})
+    fnames = sorted({twin(n) for n in qnames if twin(n)})
+    f_interp, q_interp = interpreter(float_data), interpreter(quant_data)
+    acc: dict[str, _Acc] = {n: _Acc() for n in qnames if twin(n)}
+    for feed in model_feeds(samples, io, []):
+        fv = run_all_tensors(f_interp, feed, fnames)
+        qv = run_all_tensors(q_interp, feed, qnames)
+        for n, a in acc.items():
+            if n not in qv or twin(n) not in fv:
+                continue
+            t = quant_graph.tensors[n]
+            f = fv[twin(n)].astype(np.float32)
+            q = _dequant(qv[n], t.quant)
+            fake = _fake(f, t.quant) if t.dtype == np.int8 and t.quant is not None else None
+            if q.shape == f.shape:
+                a.add(f, q, fake)
+    figures = {n: a.figures() for n, a in acc.items() if a.ff > 0 or a.qq > 0}
+    out = []
+    for op in rows:
+        name = op.outputs[0]
+        if name not in figures:
+            continue
+        ins = [figures[n]["snr_db"] for n in op.inputs if n in figures]
+        row = {"tensor": twin(name), "op": op.opcode, "origin": op.origin,
+               "int8": quant_graph.tensors[name].dtype == np.int8, **figures[name]}
+        row["added_db"] = max(0.0, (min(ins) if ins else CAP_DB) - row["snr_db"])
+        out.append(row)
+    return out
+
+
+def rank(rows: list[dict]) -> list[dict]:
+    """Layers by the error they add, worst first (quantized layers only)."""
+    own = [r for r in rows if r["int8"] and r["op"] not in ("QUANTIZE", "DEQUANTIZE") or r["op"] == "QUANTIZE"]
+    return sorted(own, key=lambda r: (r.get("quant_snr_db", CAP_DB), -r["added_db"]))

@@ -1,0 +1,253 @@
+"""Full-integer int8 quantization of the TFLite IR.
+
+Weights of CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED / TRANSPOSE_CONV: symmetric per output channel,
+int8 in [-127, 127]; biases int32 with scale ``input_scale * weight_scale[c]``. Activations: per-tensor
+asymmetric int8 from calibrated ranges (``calibrate.py``). Ops whose kernels need equal input and output
+parameters (reshape, pooling, concatenation, ...) get them, with a requantizing QUANTIZE where an input
+differs; softmax/logistic/tanh get the fixed output parameters their kernels require. Any op without an
+int8 kernel here, and any op the caller asks to keep (``keep_float``, by tensor name), runs in float
+between DEQUANTIZE and QUANTIZE ops: a mixed graph LiteRT runs as is.
+
+Model I/O stays float by default (QUANTIZE / DEQUANTIZE at the edges); ``io="int8"`` or ``"uint8"``
+exposes quantized tensors with their parameters in the model.
+"""
+from __future__ import annotations
+
+import numpy as np
+from ai_edge_litert import schema_py_generated as fb
+
+from .ir import Graph, Op
+
+WEIGHTS = {"CONV_2D": (1, 0, 2, 0), "DEPTHWISE_CONV_2D": (1, 3, 2, 0), "FULLY_CONNECTED": (1, 0, 2, 0),
+           "TRANSPOSE_CONV": (1, 0, 3, 2)}    # weight input, channel axis, bias input, activation input
+GENERAL = {"ADD", "SUB", "MUL", "MEAN", "SUM", "SQUARED_DIFFERENCE", "RSQRT", "HARD_SWISH", "LEAKY_RELU",
+           "RELU", "RELU6", "PRELU", "GELU", "ELU", "ABS", "BATCH_MATMUL", "ARG_MAX", "ARG_MIN"}
+SAME = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE", "MAX_POOL_2D", "AVERAGE_POOL_2D", "STRIDED_SLICE",
+        "SLICE", "GATHER", "GATHER_ND", "PAD", "PADV2", "SPLIT", "SPLIT_V", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH",
+        "TILE", "BROADCAST_TO", "RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR", "REDUCE_MAX", "REDUCE_MIN",
+        "UNPACK", "REVERSE_V2"}
+SAME_JOIN = {"CONCATENATION", "PACK", "MAXIMUM", "MINIMUM"}   # several inputs share the output's parameters
+FIXED = {"SOFTMAX": (1 / 256, -128), "LOGISTIC": (1 / 256, -128), "TANH": (1 / 128, 0),
+         "LOG_SOFTMAX": (16 / 256, 127), "L2_NORMALIZATION": (1 / 128, 0)}
+INT8_OPS = set(WEIGHTS) | GENERAL | SAME | SAME_JOIN | set(FIXED)
+IO_TYPES = ("float", "int8", "uint8")
+F32 = np.dtype(np.float32)
+
+
+def qparams(scale, zero_point, axis: int = 0) -> fb.QuantizationParametersT:
+    qp = fb.QuantizationParametersT()
+    qp.scale = [float(s) for s in np.atleast_1d(scale)]
+    qp.zeroPoint = [int(z) for z in np.atleast_1d(zero_point)]
+    qp.quantizedDimension = axis
+    return qp
+
+
+def asymmetric(lo: float, hi: float) -> tuple[float, int]:
+    """int8 (scale, zero point) covering [lo, hi] (widened to include 0, as every kernel needs)."""
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    scale = max((hi - lo) / 255.0, 1e-9)
+    zp = int(np.clip(np.round(-128 - lo / scale), -128, 127))
+    return scale, zp
+
+
+def quantize_array(x: np.ndarray, scale: float, zp: int, dtype=np.int8) -> np.ndarray:
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale) + zp, info.min, info.max).astype(dtype)
+
+
+def activation_ops(graph: Graph) -> list[Op]:
+    """Ops that can run in int8 (candidates for keeping in float), in graph order."""
+    return [op for op in graph.ops if op.opcode in INT8_OPS and any(
+        graph.tensors[n].dtype == F32 and graph.tensors[n].data is None for n in op.outputs)]
+
+
+class _Quantizer:
+    def __init__(self, graph: Graph, ranges: dict, keep_float: set[str], io: str):
+        self.g, self.ranges, self.io = graph, ranges, io
+        self.keep = set(keep_float)
+        self.rep: dict[str, str] = {}          # activation tensor -> "int8" | "float"
+        self.cache: dict[tuple, str] = {}
+        self.float_ops: list[Op] = []
+
+    # --- parameters -----------------------------------------------------------------------------------
+    def own(self, name: str) -> tuple[float, int]:
+        t = self.g.tensors[name]
+        if t.data is not None:
+            return asymmetric(t.data.min(initial=0.0), t.data.max(initial=0.0))
+        return asymmetric(*self.ranges[name])
+
+    def quant_of(self, name: str) -> tuple[float, int] | None:
+        qp = self.g.tensors[name].quant
+        return (qp.scale[0], qp.zeroPoint[0]) if self.rep.get(name) == "int8" and qp is not None else None
+
+    def set_int8(self, name: str, q: tuple[float, int]) -> None:
+        t = self.g.tensors[name]
+        t.dtype, t.quant = np.dtype(np.int8), qparams(*q)
+        self.rep[name] = "int8"
+
+    # --- conversions (inserted before ``before``, shared per tensor and parameters) --------------------------
+    def _insert(self, before: Op, opcode: str, src: str, dst: str) -> None:
+        self.g.ops.insert(self.g.ops.index(before), Op(opcode, [src], [dst], None, before.origin))
+
+    def as_int8(self, name: str, q: tuple[float, int], before: Op) -> str:
+        t = self.g.tensors[name]
+        if t.data is not None:
+            key = (name, "const", q)
+            if key not in self.cache:
+                new = self.g.add(f"{name}_q", t.shape, np.int8, quantize_array(t.data, *q))
+                self.g.tensors[new].quant = qparams(*q)
+                self.cache[key] = new
+            return self.cache[key]
+        if self.quant_of(name) is not None and np.isclose(self.quant_of(name)[0], q[0]) and \
+                self.quant_of(name)[1] == q[1]:
+            return name
+        key = (name, "q", q)
+        if key not in self.cache:
+            new = self.g.add(f"{name}_q", t.shape, np.int8)
+            self.g.tensors[new].quant = qparams(*q)
+            self.rep[new] = "int8"
+            self._insert(before, "QUANTIZE", name, new)
+            self.cache[key] = new
+        return self.cache[key]
+
+    def as_float(self, name: str, before: Op) -> str:
+        if self.rep.get(name) != "int8":
+            return name
+        key = (name, "f")
+        if key not in self.cache:
+            new = self.g.add(f"{name}_f", self.g.tensors[name].shape, np.float32)
+            self._insert(before, "DEQUANTIZE", name, new)
+            self.cache[key] = new
+        return self.cache[key]
+
+    # --- per op ------------------------------------------------------------------------------------------
+    def floating(self, op: Op) -> bool:
+        acts = [n for n in op.inputs + op.outputs if n is not None and self.g.tensors[n].data is None]
+        if op.opcode not in INT8_OPS or any(n in self.keep for n in acts):
+            return True
+        floats = [n for n in acts if self.g.tensors[n].dtype == F32 or self.rep.get(n) == "int8"]
+        if not floats or any(n not in self.ranges and self.rep.get(n) != "int8" for n in floats):
+            return True
+        if op.opcode in WEIGHTS:
+            w = self.g.tensors[op.inputs[WEIGHTS[op.opcode][0]]]
+            return w.data is None or w.dtype != F32
+        return False
+
+    def is_float(self, name) -> bool:
+        return name is not None and (self.g.tensors[name].dtype == F32 or self.rep.get(name) == "int8")
+
+    def run_op(self, op: Op) -> None:
+        if self.floating(op):
+            op.inputs = [self.as_float(n, op) if n is not None else None for n in op.inputs]
+            self.float_ops.append(op)
+            return
+        if op.opcode in WEIGHTS:
+            self._weighted(op)
+            return
+        if op.opcode in SAME or op.opcode in SAME_JOIN:
+            first = next(n for n in op.inputs if self.is_float(n))
+            q = self.own(op.outputs[0]) if op.opcode in SAME_JOIN else (self.quant_of(first) or self.own(first))
+            op.inputs = [self.as_int8(n, q, op) if self.is_float(n) else n for n in op.inputs]
+            outs = [(n, q) for n in op.outputs]
+        else:
+            op.inputs = [self.as_int8(n, self.quant_of(n) or self.own(n), op) if self.is_float(n) else n
+                         for n in op.inputs]
+            outs = [(n, FIXED.get(op.opcode) or self.own(n)) for n in op.outputs]
+        for n, q in outs:
+            if self.g.tensors[n].dtype == F32:
+                self.set_int8(n, q)
+
+    def _weighted(self, op: Op) -> None:
+        wi, axis, bi, ai = WEIGHTS[op.opcode]
+        x = op.inputs[ai]
+        q_in = self.quant_of(x) or self.own(x)
+        op.inputs[ai] = self.as_int8(x, q_in, op)
+        w_name, w_scale = self._weight(op.inputs[wi], axis)
+        op.inputs[wi] = w_name
+        if bi < len(op.inputs) and op.inputs[bi] is not None:
+            b = self.g.tensors[op.inputs[bi]]
+            scale = (q_in[0] * w_scale).astype(np.float64)
+            data = np.clip(np.round(b.data.astype(np.float64) / scale), -2**31, 2**31 - 1).astype(np.int32)
+            name = self.g.add(f"{b.name}_int32", b.shape, np.int32, data)
+            self.g.tensors[name].quant = qparams(scale, np.zeros_like(scale, dtype=np.int64), 0)
+            op.inputs[bi] = name
+        if op.opcode == "FULLY_CONNECTED" and op.options is not None:
+            op.options.asymmetricQuantizeInputs = False
+        out = op.outputs[0]
+        self.set_int8(out, self.own(out))
+
+    def _weight(self, name: str, axis: int) -> tuple[str, np.ndarray]:
+        key = (name, "w", axis)
+        if key not in self.cache:
+            w = self.g.tensors[name].data.astype(np.float32)
+            other = tuple(a for a in range(w.ndim) if a != axis)
+            amax = np.max(np.abs(w), axis=other)
+            scale = np.where(amax > 0, amax / 127.0, 1e-9).astype(np.float32)
+            shape = [1] * w.ndim
+            shape[axis] = -1
+            q = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)
+            new = self.g.add(f"{name}_int8", w.shape, np.int8, np.ascontiguousarray(q))
+            self.g.tensors[new].quant = qparams(scale, np.zeros(len(scale), np.int64), axis)
+            self.cache[key] = (new, scale)
+        return self.cache[key]
+
+    # --- graph edges ---------------------------------------------------------------------------------------
+    def inputs(self) -> None:
+        if self.io == "float":
+            return
+        for k, name in enumerate(list(self.g.inputs)):
+            t = self.g.tensors[name]
+            if t.dtype != F32 or name not in self.ranges:
+                continue
+            q = self.own(name)
+            self.set_int8(name, q)
+            if self.io == "uint8":
+                u = self.g.add(f"{name}_uint8", t.shape, np.uint8)
+                self.g.tensors[u].quant = qparams(q[0], q[1] + 128)
+                self.g.ops.insert(0, Op("QUANTIZE", [u], [name], None, "input"))
+                self.g.inputs[k] = u
+
+    def outputs(self) -> None:
+        for k, name in enumerate(list(self.g.outputs)):
+            rep = self.rep.get(name)
+            t = self.g.tensors[name]
+            if self.io == "float" and rep == "int8":
+                new = self.g.add(f"{name}_float", t.shape, np.float32)
+                self.g.ops.append(Op("DEQUANTIZE", [name], [new], None, "output"))
+                self.g.outputs[k] = new
+            elif self.io != "float" and t.dtype == F32 and name in self.ranges:
+                q = self.own(name)
+                new = self.g.add(f"{name}_{self.io}", t.shape, np.dtype(self.io))
+                self.g.tensors[new].quant = qparams(q[0], q[1] + (128 if self.io == "uint8" else 0))
+                self.g.ops.append(Op("QUANTIZE", [name], [new], None, "output"))
+                self.g.outputs[k] = new
+            elif self.io == "uint8" and rep == "int8":
+                q = self.quant_of(name)
+                new = self.g.add(f"{name}_uint8", t.shape, np.uint8)
+                self.g.tensors[new].quant = qparams(q[0], q[1] + 128)
+                self.g.ops.append(Op("QUANTIZE", [name], [new], None, "output"))
+                self.g.outputs[k] = new
+
+
+def quantize_int8(graph: Graph, ranges: dict[str, tuple[float, float]], *, keep_float=(), io: str = "float") -> dict:
+    """Rewrite ``graph`` in place to full-integer int8; return counts for the build report.
+
+    ``ranges``: calibrated (min, max) per float activation tensor. ``keep_float``: activation tensor names
+    whose producer and consumers stay float (mixed precision)."""
+    if io not in IO_TYPES:
+        raise ValueError(f"io must be one of {IO_TYPES}")
+    graph.toposort()
+    qz = _Quantizer(graph, ranges, set(keep_float), io)
+    qz.inputs()
+    for op in list(graph.ops):
+        if op.opcode == "QUANTIZE" and op.origin == "input":
+            continue
+        qz.run_op(op)
+    qz.outputs()
+    graph.prune()
+    graph.toposort()
+    return {"int8_ops": sum(1 for op in graph.ops if op.opcode not in ("QUANTIZE", "DEQUANTIZE")
+                            and op not in qz.float_ops),
+            "float_ops": sorted({op.outputs[0] for op in qz.float_ops}),
+            "float_opcodes": sorted({op.opcode for op in qz.float_ops}),
+            "quantize_ops": graph.count("QUANTIZE"), "dequantize_ops": graph.count("DEQUANTIZE")}

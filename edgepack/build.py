@@ -24,13 +24,14 @@ from edgepack_runtime.bundle import write_bundle
 from edgepack_runtime.drift import compute_baseline
 
 from . import __version__
-from .calibration import load_npz
+from .calibration import CalibrationSet, load_calibration
 from .devices import resolve_targets, suited_profiles
 from .errors import EdgepackError, ModelError, ParityError
-from .model import load_model, make_inputs
+from .model import load_model
+from .quant import QuantOptions, describe as describe_quant, latency_ms, quantize_cpu
 from .verify.parity import BY_PRECISION, Thresholds, compare_output, summarize
 
-N_VERIFY = 8          # samples used for parity when no data is given
+N_SYNTHETIC = 40      # synthetic samples when no data is given (20% held out to verify)
 N_BUNDLED = 3         # samples shipped in the bundle for the on-device health check
 TOOLS = ("onnx", "onnxruntime", "ai-edge-litert", "numpy")
 
@@ -47,18 +48,23 @@ def default_output(model_path: Path) -> Path:
 
 
 def build(model_path: str | Path, *, targets=("cpu",), input_shapes: dict | None = None,
-          out: str | Path | None = None, calibration: str | Path | None = None, allow_mismatch: bool = False,
-          thresholds: Thresholds | None = None, version: str = "1", num_threads: int | None = None,
-          samples: list[dict] | None = None, precision: str = "fp32",
+          out: str | Path | None = None, calibration: str | Path | None = None, preprocess=None,
+          holdout: float = 0.2, allow_mismatch: bool = False, thresholds: Thresholds | None = None,
+          version: str = "1", num_threads: int | None = None, samples: list[dict] | None = None,
+          precision: str = "fp32", quant: QuantOptions | None = None, report: str | Path | None = None,
           progress: Callable[[str], None] = lambda step: None) -> BuildResult:
     """Build a bundle for ``targets`` (target or device-profile names). Raises EdgepackError subclasses.
 
-    Verification data: ``samples`` (input dicts) if given, else the ``calibration`` .npz, else synthetic.
-    ``precision`` (fp32, fp16, int8-dynamic) applies to the cpu target; ``thresholds`` default by precision.
+    Data: ``samples`` (input dicts, used for everything) if given, else ``calibration`` (an .npz, a folder
+    of .npy files or of images with ``preprocess``), else synthetic samples with a loud warning. A
+    ``holdout`` share is kept out of calibration; every target's accuracy gate is measured on it.
+    ``precision`` (fp32, fp16, int8-dynamic, int8) applies to the cpu target; ``thresholds`` default by
+    precision; ``quant`` tunes int8 (calibration method, I/O type, mixed precision).
     """
     if precision not in BY_PRECISION:
         raise EdgepackError(f"unknown precision '{precision}'", hint=f"choose one of {', '.join(BY_PRECISION)}")
     thresholds = thresholds or BY_PRECISION[precision]
+    quant = quant or QuantOptions()
     model_path = Path(model_path)
     out = Path(out) if out else default_output(model_path)
     wanted, profiles_named, skipped = resolve_targets(list(targets))
@@ -70,29 +76,35 @@ def build(model_path: str | Path, *, targets=("cpu",), input_shapes: dict | None
     progress("checking that every op converts")
     _preflight(wanted, model)
 
-    progress("preparing verification data")
+    progress("loading calibration data")
     if samples is not None:
-        data_kind = "given"
-    elif calibration:
-        samples, data_kind = load_npz(calibration, model), "calibration"
+        cal = CalibrationSet(list(samples), list(samples), "given", None, [], None, 0.0, 0, holdout_is_calib=True)
     else:
-        samples, data_kind = make_inputs(model, N_VERIFY, seed=0), "synthetic"
-        warnings.append("no --calibration data: parity is measured on synthetic random inputs")
+        cal = load_calibration(calibration, model, preprocess=preprocess, holdout=holdout,
+                               synthetic_samples=N_SYNTHETIC)
+    warnings.extend(cal.warnings)
+    data_kind = {"given": "given", "synthetic": "synthetic"}.get(cal.kind, "holdout")
 
-    progress("computing fp32 reference outputs (onnxruntime)")
-    reference = _reference(model, samples)
+    progress(f"computing fp32 reference outputs (onnxruntime, {len(cal.all)} samples)")
+    everything = cal.all
+    reference_all = _reference(model, everything)
+    ref_of = {id(s): r for s, r in zip(everything, reference_all)}
+    verify_samples = cal.holdout
+    reference = [ref_of[id(s)] if id(s) in ref_of else _reference(model, [s])[0] for s in verify_samples]
 
     files: dict[str, bytes] = {}
     entries = []
     for target in wanted:
         progress(f"converting for target '{target}'")
-        entries.append(_convert(target, model, files, precision))
+        entries.append(_convert(target, model, files, precision, cal, reference, thresholds, quant,
+                                num_threads, progress))
 
     manifest = _manifest(model, model_path, version, entries, profiles_named)
-    baseline = dict(compute_baseline(samples, reference), data=data_kind)
+    manifest["calibration"] = cal.describe()
+    baseline = dict(compute_baseline(everything, reference_all), data=cal.kind)
     files["drift/baseline.json"] = json.dumps(baseline).encode()
     manifest["drift_baseline"] = "drift/baseline.json"
-    for i, (inp, outs) in enumerate(zip(samples[:N_BUNDLED], reference[:N_BUNDLED])):
+    for i, (inp, outs) in enumerate(zip(verify_samples[:N_BUNDLED], reference[:N_BUNDLED])):
         files[f"samples/sample_{i:03d}.npz"] = _npz(model, inp, outs)
         manifest["samples"].append({"file": f"samples/sample_{i:03d}.npz"})
 
@@ -100,20 +112,31 @@ def build(model_path: str | Path, *, targets=("cpu",), input_shapes: dict | None
     with tempfile.TemporaryDirectory(prefix="edgepack-stage-") as tmp:
         stage = write_bundle(Path(tmp) / "stage.edgepack", manifest, files)
         for entry in manifest["targets"]:
-            progress(f"verifying target '{entry['name']}' in the runtime ({len(samples)} samples)")
-            entry["parity"] = _verify(stage, entry, model, samples, reference, thresholds, num_threads)
+            progress(f"verifying target '{entry['name']}' in the runtime ({len(verify_samples)} samples)")
+            entry["parity"] = _verify(stage, entry, model, verify_samples, reference,
+                                      _gate(entry, thresholds), num_threads)
             entry["parity"]["data"] = data_kind
             if not entry["parity"]["passed"]:
                 failures.append(entry)
     manifest["signature"] = None
-    if failures and not allow_mismatch:
-        raise ParityError(_parity_message(failures), hint="inspect the model, or pass --allow-mismatch to ship anyway")
     for entry in failures:
-        warnings.append(f"target '{entry['name']}' is below the parity thresholds (shipped with --allow-mismatch)")
+        warnings.append(f"target '{entry['name']}' is below the accuracy gate (shipped with --allow-mismatch)")
     manifest["build"] = {"warnings": warnings}
+    if report:
+        from .report import write_report
+        write_report(report, manifest, {"command": "edgepack build " + model_path.name})
+    if failures and not allow_mismatch:
+        hint = "pass --allow-mismatch to ship anyway"
+        if report:
+            hint = f"see the layer table in {report}; " + hint
+        raise ParityError(_parity_message(failures), hint=hint)
     progress(f"writing {out}")
     path = write_bundle(out, manifest, files)
     return BuildResult(path, manifest, warnings)
+
+
+def _gate(entry: dict, default: Thresholds) -> Thresholds:
+    return default
 
 
 def _preflight(targets, model: onnx.ModelProto) -> None:
@@ -133,13 +156,15 @@ def _reference(model: onnx.ModelProto, samples) -> list[dict[str, np.ndarray]]:
                          hint="every target is verified against onnxruntime; make the model run there first")
 
 
-def _convert(target: str, model: onnx.ModelProto, files: dict[str, bytes], precision: str) -> dict:
+def _convert(target: str, model: onnx.ModelProto, files: dict[str, bytes], precision: str, cal, reference,
+             thresholds, quant: QuantOptions, num_threads, progress) -> dict:
     t0 = time.perf_counter()
     target_precision = "fp32"
+    extra = {}
     if target == "cpu":
-        from .targets.tflite import convert
-        result = convert(model, precision=precision)
-        rel, data, fmt, io_map, info = "models/cpu/model.tflite", result.data, "tflite", result.io, dict(result.stats)
+        data, io_map, info, extra = _convert_cpu(model, precision, cal, reference, thresholds, quant,
+                                                 num_threads, progress)
+        rel, fmt = "models/cpu/model.tflite", "tflite"
         target_precision = precision
     elif target == "onnx":
         data = model.SerializeToString()
@@ -151,7 +176,30 @@ def _convert(target: str, model: onnx.ModelProto, files: dict[str, bytes], preci
     files[rel] = data
     info.update(size=len(data), convert_seconds=round(time.perf_counter() - t0, 4))
     return {"name": target, "format": fmt, "file": rel, "precision": target_precision, "io": io_map,
-            "parity": {}, "info": info, "devices": suited_profiles(target)}
+            "parity": {}, "info": info, "devices": suited_profiles(target), **extra}
+
+
+def _convert_cpu(model, precision, cal, reference, thresholds, quant, num_threads, progress):
+    from .targets.tflite.convert import lower
+    extra = {}
+    if precision == "int8":
+        result = quantize_cpu(model, cal.calib, cal.holdout, reference, thresholds, quant,
+                              num_threads=num_threads, progress=progress)
+        low, tm = result.lowered, result.model
+        extra["quantization"] = describe_quant(result, quant)
+    else:
+        low = lower(model)
+        tm = low.finish(precision)
+    info = {k: v for k, v in tm.stats.items() if k != "quantization"}
+    progress("measuring latency on this host (LiteRT)")
+    sample = cal.holdout[0]
+    latency = latency_ms(tm.data, tm.io, sample)
+    if precision != "fp32":
+        fp32 = low.finish("fp32")
+        info["fp32_size"] = len(fp32.data)
+        latency["ratio_to_fp32"] = latency["mean"] / latency_ms(fp32.data, fp32.io, sample)["mean"]
+    extra["latency_ms"] = latency
+    return tm.data, tm.io, info, extra
 
 
 def _manifest(model, model_path: Path, version: str, entries, profiles_named) -> dict:
@@ -211,7 +259,17 @@ def _parity_message(failures) -> str:
     parts = []
     for e in failures:
         p = e["parity"]
-        parts.append(f"target '{e['name']}': min cosine {p['min_cosine']:.6f} (need >= "
-                     f"{p['thresholds']['min_cosine']}), max relative error {p['max_rel_error']:.3g} "
-                     f"(need <= {p['thresholds']['max_rel_error']})")
-    return "converted model does not match the ONNX reference: " + "; ".join(parts)
+        missed = "; ".join(f"{out}: {', '.join(why)}" for out, why in p.get("failed", {}).items())
+        part = (f"target '{e['name']}' ({e['precision']}) misses the accuracy gate on {p.get('samples')} "
+                f"{p.get('data')} samples: {missed or 'see parity figures'} (min cosine {p['min_cosine']:.6f}, "
+                f"max relative error {p['max_rel_error']:.3g})")
+        q = e.get("quantization")
+        if q:
+            kept = [f["origin"] or f["tensor"] for f in q.get("float_layers", [])]
+            by_tensor = {r["tensor"]: r for r in q.get("layers", [])}
+            worst = [by_tensor[t]["origin"] or t for t in q.get("culprits", [])[:5] if t in by_tensor]
+            part += (f"; most sensitive layers: {', '.join(worst) or 'none'}; kept in float: "
+                     f"{', '.join(kept) or 'none'} (run `edgepack debug-quant` for the table, try --keep-float "
+                     f"or a larger --max-float, or --method mse)")
+        parts.append(part)
+    return "converted model does not match the ONNX reference: " + " | ".join(parts)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from ..errors import ModelError
+from ..errors import EdgepackError, ModelError
 from ..verify.parity import BY_PRECISION, Thresholds
 from .common import err_console, handle_errors, out_console, print_json
 
@@ -23,12 +23,25 @@ def _shapes(values: list[str]) -> dict[str, list[int]]:
     return shapes
 
 
-def _thresholds(precision: str, min_cosine, max_rel_error) -> Thresholds | None:
-    if min_cosine is None and max_rel_error is None:
+def _thresholds(precision: str, min_cosine, max_rel_error, min_snr_db=None, min_top1=None) -> Thresholds | None:
+    if min_cosine is None and max_rel_error is None and min_snr_db is None and min_top1 is None:
         return None
     base = BY_PRECISION.get(precision, BY_PRECISION["fp32"])
     return Thresholds(base.min_cosine if min_cosine is None else min_cosine,
-                      base.max_rel_error if max_rel_error is None else max_rel_error)
+                      base.max_rel_error if max_rel_error is None else max_rel_error,
+                      base.min_snr_db if min_snr_db is None else min_snr_db,
+                      base.min_top1 if min_top1 is None else min_top1)
+
+
+CALIBRATION_HELP = (".npz of input name -> [samples, ...], a folder of .npy files, or a folder of images "
+                    "(with --preprocess); a hold-out share measures accuracy. Default: synthetic data, with a warning")
+PREPROCESS_HELP = ("image preprocessing: 'size=224,224;layout=NCHW;mean=0.485,0.456,0.406;std=0.229,0.224,0.225;"
+                   "scale=255;order=RGB;resize=bilinear' or a TOML file with those keys")
+
+
+def _check_choice(flag: str, value: str, allowed) -> None:
+    if value not in allowed:
+        raise EdgepackError(f"{flag} '{value}' is not one of {', '.join(allowed)}")
 
 
 @handle_errors
@@ -40,28 +53,50 @@ def build(
                                                    "repeatable")] = [],
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="bundle path (default: beside the "
                                                    "model, MODEL.edgepack)")] = None,
-    calibration: Annotated[Optional[Path], typer.Option(help=".npz of input name -> [samples, ...] used for "
-                                                        "verification")] = None,
+    calibration: Annotated[Optional[Path], typer.Option(help=CALIBRATION_HELP)] = None,
+    preprocess: Annotated[Optional[str], typer.Option(help=PREPROCESS_HELP)] = None,
+    holdout: Annotated[float, typer.Option(help="share of the calibration samples kept out to measure "
+                                           "accuracy")] = 0.2,
     allow_mismatch: Annotated[bool, typer.Option(help="write the bundle even when parity is below threshold")] = False,
     precision: Annotated[str, typer.Option(help="cpu target precision: fp32 | fp16 (fp16 weights) | "
-                                           "int8-dynamic (int8 weights, hybrid kernels)")] = "fp32",
+                                           "int8-dynamic (int8 weights, hybrid kernels) | int8 (full integer, "
+                                           "calibrated)")] = "fp32",
+    method: Annotated[str, typer.Option(help="int8 activation ranges: minmax | percentile | mse")] = "minmax",
+    io_type: Annotated[str, typer.Option("--io", help="int8 model I/O: float | int8 | uint8")] = "float",
+    mixed_precision: Annotated[bool, typer.Option(help="int8: keep the most sensitive layers in float when "
+                                                  "the accuracy gate fails")] = True,
+    max_float: Annotated[float, typer.Option(help="int8 mixed precision budget: largest share of layers kept "
+                                             "in float")] = 0.25,
+    keep_float: Annotated[list[str], typer.Option(help="int8: keep this ONNX node (or tensor) in float; "
+                                                  "repeatable")] = [],
+    report: Annotated[Optional[Path], typer.Option(help="write a self-contained HTML report here")] = None,
     min_cosine: Annotated[Optional[float], typer.Option(help="parity gate: lowest acceptable cosine per output "
-                                                        "(default by precision: 0.9999 / 0.999 / 0.99)")] = None,
+                                                        "(default by precision: 0.9999 / 0.999 / 0.99 / 0.98)")] = None,
     max_rel_error: Annotated[Optional[float], typer.Option(help="parity gate: highest acceptable max|err| / max|ref| "
-                                                           "(default by precision: 1e-3 / 1e-2 / 0.1)")] = None,
+                                                           "(default by precision: 1e-3 / 1e-2 / 0.1 / 0.25)")] = None,
+    min_snr_db: Annotated[Optional[float], typer.Option(help="accuracy gate: lowest SNR in dB per output "
+                                                        "(default: 15 for int8, off otherwise)")] = None,
+    min_top1: Annotated[Optional[float], typer.Option(help="accuracy gate: lowest top-1 agreement for "
+                                                      "classifier-like outputs (default off)")] = None,
     model_version: Annotated[str, typer.Option("--model-version", help="version string stored in the bundle")] = "1",
     json_out: Annotated[bool, typer.Option("--json", help="print the manifest as JSON on stdout")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show tracebacks")] = False,
 ):
     """Convert MODEL for each target, verify every target against onnxruntime, write a bundle."""
     from ..build import build as run_build
+    from ..quant import QuantOptions
+    _check_choice("--method", method, ("minmax", "percentile", "mse"))
+    _check_choice("--io", io_type, ("float", "int8", "uint8"))
     shapes = _shapes(input_shape)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=err_console, transient=True) as bar:
         task = bar.add_task("starting", total=None)
+        quant = QuantOptions(method=method, io=io_type, mixed_precision=mixed_precision,
+                             max_float_fraction=max_float, keep_float=tuple(keep_float))
         result = run_build(model, targets=target, input_shapes=shapes, out=output, calibration=calibration,
-                           allow_mismatch=allow_mismatch, version=model_version,
-                           thresholds=_thresholds(precision, min_cosine, max_rel_error), precision=precision,
+                           preprocess=preprocess, holdout=holdout, allow_mismatch=allow_mismatch,
+                           version=model_version, precision=precision, quant=quant, report=report,
+                           thresholds=_thresholds(precision, min_cosine, max_rel_error, min_snr_db, min_top1),
                            progress=lambda step: bar.update(task, description=step))
     for w in result.warnings:
         err_console.print(f"[yellow]warning:[/] {w}")
@@ -75,3 +110,22 @@ def build(
         out_console.print(f"  {t['name']:<8} {t['format']:<7} {t['precision']:<5} {info['size']:>10,} B  "
                           f"cosine {p['min_cosine']:.6f}  rel.err {p['max_rel_error']:.2e}  "
                           f"({p['backend']}, {p['samples']} {p['data']} samples{extra})")
+        figures = [f"SNR {p['min_snr_db']:.1f} dB"] if "min_snr_db" in p else []
+        if "min_top1_agreement" in p:
+            figures.append(f"top-1 agreement {p['min_top1_agreement']:.1%}")
+        lat = t.get("latency_ms") or {}
+        if lat:
+            ratio = f" ({lat['ratio_to_fp32']:.2f}x fp32)" if "ratio_to_fp32" in lat else ""
+            figures.append(f"latency {lat['mean']:.3f} ms{ratio}")
+        if "fp32_size" in info:
+            figures.append(f"size {info['size'] / info['fp32_size']:.2f}x fp32")
+        if figures:
+            out_console.print("           " + ", ".join(figures))
+        q = t.get("quantization")
+        if q:
+            kept = [f["origin"] or f["tensor"] for f in q["float_layers"]]
+            mp = q["mixed_precision"]
+            cost = (f" (size {mp['size_cost']:.2f}x, latency {mp['latency_cost']:.2f}x of all-int8)"
+                    if "size_cost" in mp else "")
+            out_console.print(f"           int8 {q['method']}, {q['int8_ops']} int8 ops; kept in float: "
+                              f"{', '.join(kept) or 'none'}{cost}")

@@ -7,6 +7,7 @@ import typer
 
 from .. import __version__
 from .build import build
+from .debugquant import debug_quant
 from .devices import devices
 from .inspect import inspect
 from .ops import ops
@@ -14,6 +15,7 @@ from .ops import ops
 app = typer.Typer(name="edgepack", no_args_is_help=True, add_completion=False,
                   help="Convert one ONNX model into a verified bundle for edge devices.")
 app.command()(build)
+app.command("debug-quant")(debug_quant)
 app.command()(inspect)
 app.command()(ops)
 app.command()(devices)

@@ -15,13 +15,26 @@ import numpy as np
 class Thresholds:
     min_cosine: float = 0.9999
     max_rel_error: float = 1e-3      # max |got - ref| / max |ref|
+    min_snr_db: float | None = None  # signal-to-noise ratio of the whole output over all samples
+    min_top1: float | None = None    # top-1 agreement, classifier-like outputs only
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 FP32 = Thresholds()
-BY_PRECISION = {"fp32": FP32, "fp16": Thresholds(0.999, 1e-2), "int8-dynamic": Thresholds(0.99, 0.1)}
+BY_PRECISION = {"fp32": FP32, "fp16": Thresholds(0.999, 1e-2), "int8-dynamic": Thresholds(0.99, 0.1),
+                "int8": Thresholds(0.98, 0.25, min_snr_db=15.0)}
+
+
+def snr_db(got: np.ndarray, ref: np.ndarray) -> float:
+    """10 log10(sum ref^2 / sum (got - ref)^2), capped at 100 dB."""
+    r = np.asarray(ref, np.float64)
+    noise = float(np.sum((np.asarray(got, np.float64) - r) ** 2))
+    signal = float(np.sum(r ** 2))
+    if noise == 0.0:
+        return 100.0
+    return -100.0 if signal == 0.0 else float(min(100.0, 10 * np.log10(signal / noise)))
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -62,21 +75,46 @@ def compare_output(got: list[np.ndarray], ref: list[np.ndarray]) -> dict:
     scale = float(np.abs(r64[finite]).max(initial=0.0))
     per_sample = [cosine(a, b) for a, b in zip(g64, r64)]
     out = {"cosine": float(min(per_sample)), "cosine_mean": float(np.mean(per_sample)),
-           "max_abs": max_abs, "rel_error": max_abs / scale if scale > 0 else max_abs}
+           "max_abs": max_abs, "rel_error": max_abs / scale if scale > 0 else max_abs,
+           "snr_db": snr_db(g64[finite], r64[finite])}
     if is_classifier_like(r.shape[1:]):
-        k = lambda x: x.reshape(x.shape[0], -1).argmax(axis=1)  # noqa: E731
-        out["top1_agreement"] = float(np.mean(k(g64) == k(r64)))
+        gs, rs = g64.reshape(g64.shape[0], -1), r64.reshape(r64.shape[0], -1)
+        top1 = rs.argmax(axis=1)
+        out["top1_agreement"] = float(np.mean(gs.argmax(axis=1) == top1))
+        if gs.shape[1] > 5:   # the reference's top-1 class is among the target's top 5
+            top5 = np.argsort(-gs, axis=1)[:, :5]
+            out["top5_agreement"] = float(np.mean([t in row for t, row in zip(top1, top5)]))
     return out
 
 
+def failures(figures: dict, t: Thresholds) -> list[str]:
+    """Which gates one output misses (empty: it passes)."""
+    bad = []
+    if figures["cosine"] < t.min_cosine:
+        bad.append(f"cosine {figures['cosine']:.6f} < {t.min_cosine}")
+    if figures["rel_error"] > t.max_rel_error:
+        bad.append(f"relative error {figures['rel_error']:.3g} > {t.max_rel_error}")
+    if t.min_snr_db is not None and figures.get("snr_db", 100.0) < t.min_snr_db:
+        bad.append(f"SNR {figures['snr_db']:.1f} dB < {t.min_snr_db} dB")
+    if t.min_top1 is not None and figures.get("top1_agreement", 1.0) < t.min_top1:
+        bad.append(f"top-1 agreement {figures['top1_agreement']:.3f} < {t.min_top1}")
+    return bad
+
+
 def passes(figures: dict, thresholds: Thresholds) -> bool:
-    return figures["cosine"] >= thresholds.min_cosine and figures["rel_error"] <= thresholds.max_rel_error
+    return not failures(figures, thresholds)
 
 
 def summarize(per_output: dict[str, dict], thresholds: Thresholds) -> dict:
     """Worst-case figures over outputs plus the pass/fail verdict."""
     ok = all(passes(f, thresholds) for f in per_output.values())
-    return {"passed": ok, "thresholds": thresholds.as_dict(),
-            "min_cosine": min(f["cosine"] for f in per_output.values()),
-            "max_rel_error": max(f["rel_error"] for f in per_output.values()),
-            "outputs": per_output}
+    out = {"passed": ok, "thresholds": thresholds.as_dict(),
+           "min_cosine": min(f["cosine"] for f in per_output.values()),
+           "max_rel_error": max(f["rel_error"] for f in per_output.values()),
+           "min_snr_db": min(f.get("snr_db", 100.0) for f in per_output.values()),
+           "failed": {name: failures(f, thresholds) for name, f in per_output.items() if failures(f, thresholds)},
+           "outputs": per_output}
+    top1 = [f["top1_agreement"] for f in per_output.values() if "top1_agreement" in f]
+    if top1:
+        out["min_top1_agreement"] = min(top1)
+    return out

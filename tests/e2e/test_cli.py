@@ -100,7 +100,7 @@ def test_parity_gate_fails_build_unless_allowed(tmp_path):
     assert not (tmp_path / "strict.edgepack").exists()
     code, _, err = _invoke("build", model, "--max-rel-error", "1e-15", "--allow-mismatch", "-o",
                            tmp_path / "loose.edgepack")
-    assert code == 0 and "below the parity thresholds" in err
+    assert code == 0 and "below the accuracy gate" in err
 
 
 def test_corrupted_bundle_is_rejected(tmp_path):

@@ -16,6 +16,25 @@ def load_tflite_runtime(model: bytes, *, num_threads: int | None = None) -> "TFL
     return TFLiteSession(Interpreter, model, num_threads, "tflite-runtime")
 
 
+def quantize_input(array: np.ndarray, detail: dict) -> np.ndarray:
+    """Float data for a quantized (int8/uint8 I/O) model input is quantized with the input's own
+    parameters; data already in the model's integer type passes through untouched."""
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    dtype = np.dtype(detail["dtype"])
+    if dtype.kind not in "iu" or not scale or np.asarray(array).dtype.kind != "f":
+        return array
+    info = np.iinfo(dtype)
+    return np.clip(np.round(np.asarray(array, np.float32) / scale) + zero_point, info.min, info.max).astype(dtype)
+
+
+def dequantize_output(array: np.ndarray, detail: dict) -> np.ndarray:
+    """Quantized model outputs come back as float32 (the bundle's public interface stays float)."""
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    if np.asarray(array).dtype.kind not in "iu" or not scale:
+        return array
+    return ((array.astype(np.float32) - zero_point) * scale).astype(np.float32)
+
+
 class TFLiteSession:
     """Runs a .tflite model: ``run(arrays in model input order) -> arrays in model output order``.
 
@@ -44,11 +63,11 @@ class TFLiteSession:
         self._resize([np.shape(a) for a in arrays])
         try:
             for detail, array in zip(self._inputs, arrays):
-                self._interp.set_tensor(detail["index"], array)
+                self._interp.set_tensor(detail["index"], quantize_input(array, detail))
             self._interp.invoke()
         except (ValueError, RuntimeError) as exc:
             raise BackendError(f"{self.name} failed to run the model: {exc}") from None
-        return [self._interp.get_tensor(d["index"]) for d in self._outputs]
+        return [dequantize_output(self._interp.get_tensor(d["index"]), d) for d in self._outputs]
 
     def _resize(self, shapes) -> None:
         changed = False

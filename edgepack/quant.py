@@ -1,0 +1,174 @@
+"""Full-integer int8 for the cpu target: calibrate, quantize, measure on the hold-out, debug, and keep
+the most sensitive layers in float until the accuracy gate passes (automatic mixed precision).
+
+    result = quantize_cpu(model, cal, reference_holdout, thresholds, QuantOptions())
+
+Accuracy is measured by running each candidate in LiteRT (the runtime's own TFLite session, same
+layout handling as on the device) against the fp32 onnxruntime reference on the hold-out split.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import onnx
+
+from .errors import EdgepackError
+from .verify.parity import Thresholds, compare_output, summarize
+
+DEBUG_SAMPLES = 8
+
+
+@dataclass
+class QuantOptions:
+    method: str = "minmax"              # minmax | percentile | mse
+    io: str = "float"                   # float | int8 | uint8 model I/O
+    mixed_precision: bool = True        # keep sensitive layers float when the gate fails
+    max_float_fraction: float = 0.25    # budget: at most this share of quantizable layers kept float
+    keep_float: tuple[str, ...] = ()    # tensors (or ONNX node names) the user wants in float
+
+
+@dataclass
+class Int8Result:
+    model: object                       # targets.tflite.convert.TFLiteModel
+    figures: dict                       # parity on the hold-out split (summarize())
+    layers: list[dict]                  # debugger rows (graph order)
+    ranked: list[dict]                  # debugger rows, worst first
+    float_layers: list[dict] = field(default_factory=list)
+    tried: list[dict] = field(default_factory=list)
+    costs: dict = field(default_factory=dict)
+    lowered: object = None
+
+
+def run_tflite(data: bytes, io: dict, samples: list[dict], output_names: list[str],
+               num_threads: int | None = None) -> list[dict[str, np.ndarray]]:
+    """Run a .tflite model in LiteRT on ONNX-layout samples; outputs back in ONNX layout."""
+    from edgepack_runtime.backends.tflite import load_litert
+    session = load_litert(data, num_threads=num_threads)
+    out = []
+    for s in samples:
+        arrays = [np.ascontiguousarray(np.transpose(s[e["name"]], e["perm"]) if e.get("perm") else s[e["name"]])
+                  for e in io["inputs"]]
+        results = session.run(arrays)
+        named = {e["name"]: (np.transpose(r, np.argsort(e["perm"])) if e.get("perm") else r)
+                 for e, r in zip(io["outputs"], results)}
+        out.append({n: named[n] for n in output_names})
+    session.close()
+    return out
+
+
+def latency_ms(data: bytes, io: dict, sample: dict, *, num_threads: int | None = 1, budget_s: float = 1.5) -> dict:
+    """Mean/p50/p90 single-sample latency in LiteRT (default delegates), bounded by ``budget_s``."""
+    from edgepack_runtime.backends.tflite import load_litert
+    session = load_litert(data, num_threads=num_threads)
+    arrays = [np.ascontiguousarray(np.transpose(sample[e["name"]], e["perm"]) if e.get("perm") else sample[e["name"]])
+              for e in io["inputs"]]
+    session.run(arrays)
+    times, start = [], time.perf_counter()
+    while len(times) < 3 or (len(times) < 200 and time.perf_counter() - start < budget_s):
+        t0 = time.perf_counter()
+        session.run(arrays)
+        times.append((time.perf_counter() - t0) * 1e3)
+    session.close()
+    t = np.asarray(times)
+    return {"mean": float(t.mean()), "p50": float(np.percentile(t, 50)), "p90": float(np.percentile(t, 90)),
+            "runs": len(times), "threads": num_threads}
+
+
+def measure(data, io, model: onnx.ModelProto, samples, reference, thresholds: Thresholds, num_threads=None) -> dict:
+    names = [o.name for o in model.graph.output]
+    got = run_tflite(data, io, samples, names, num_threads)
+    per_output = {n: compare_output([g[n] for g in got], [r[n] for r in reference]) for n in names}
+    return summarize(per_output, thresholds)
+
+
+def _resolve_keep(names, lowered) -> list[str]:
+    """User ``keep_float`` entries may name tensors or ONNX nodes (all outputs of the ops they became)."""
+    by_origin: dict[str, list[str]] = {}
+    for op in lowered.graph.ops:
+        by_origin.setdefault(op.origin, []).extend(op.outputs)
+    out = []
+    for n in names:
+        if n in lowered.graph.tensors:
+            out.append(n)
+        elif n in by_origin:
+            out.extend(t for t in by_origin[n] if lowered.graph.tensors[t].dtype == np.float32)
+        else:
+            raise EdgepackError(f"--keep-float '{n}' is neither a tensor nor a node of the model",
+                                hint="use a node name from `edgepack debug-quant` output")
+    return out
+
+
+def prepare(model: onnx.ModelProto, cal_samples, method: str):
+    """(lowered float graph, calibrated ranges)."""
+    from .targets.tflite import calibrate
+    from .targets.tflite.convert import lower
+    low = lower(model)
+    stats = calibrate.observe(low.float_bytes(), low.io, cal_samples, low.activations())
+    return low, calibrate.choose_ranges(stats, method)
+
+
+def debug(low, ranges, tm, holdout) -> tuple[list[dict], list[dict]]:
+    from .targets.tflite.debug import debug_layers, rank
+    rows = debug_layers(low.graph, low.float_bytes(), tm.graph, tm.data, low.io, holdout[:DEBUG_SAMPLES])
+    return rows, rank(rows)
+
+
+def quantize_cpu(model: onnx.ModelProto, calib: list[dict], holdout: list[dict], reference: list[dict],
+                 thresholds: Thresholds, options: QuantOptions, *, num_threads=None,
+                 progress: Callable[[str], None] = lambda s: None) -> Int8Result:
+    """Quantize, measure on ``holdout`` (``reference``: its fp32 outputs), debug, mix precision."""
+    progress(f"calibrating activation ranges ({options.method}, {len(calib)} samples)")
+    low, ranges = prepare(model, calib, options.method)
+    keep = _resolve_keep(options.keep_float, low)
+    tm = low.finish("int8", ranges=ranges, io=options.io, keep_float=keep)
+    progress(f"measuring int8 on {len(holdout)} held-out samples")
+    figures = measure(tm.data, low.io, model, holdout, reference, thresholds, num_threads)
+    tried = [_attempt(keep, figures, tm)]
+    progress("comparing every layer with its float twin")
+    rows, ranked = debug(low, ranges, tm, holdout)
+    base = tm
+    if not figures["passed"] and options.mixed_precision:
+        candidates = [r for r in ranked if r["tensor"] not in keep]
+        budget = max(1, int(options.max_float_fraction * len(candidates)))
+        k = 1
+        while k <= budget and not figures["passed"]:
+            extra = [r["tensor"] for r in candidates[:k]]
+            progress(f"gate failed: keeping {len(keep) + k} layer(s) in float")
+            tm = low.finish("int8", ranges=ranges, io=options.io, keep_float=keep + extra)
+            figures = measure(tm.data, low.io, model, holdout, reference, thresholds, num_threads)
+            tried.append(_attempt(keep + extra, figures, tm))
+            if figures["passed"]:
+                keep = keep + extra
+                break
+            k = max(k + 1, int(k * 1.5)) if k < budget else budget + 1
+    result = Int8Result(tm, figures, rows, ranked, tried=tried, lowered=low)
+    if keep:
+        by_tensor = {r["tensor"]: r for r in rows}
+        result.float_layers = [{"tensor": t, "origin": by_tensor.get(t, {}).get("origin", ""),
+                                "op": by_tensor.get(t, {}).get("op", "")} for t in keep]
+    if tm is not base:
+        sample = holdout[0]
+        l_mixed = latency_ms(tm.data, low.io, sample)["mean"]
+        l_int8 = latency_ms(base.data, low.io, sample)["mean"]
+        result.costs = {"size_cost": len(tm.data) / len(base.data), "latency_cost": l_mixed / l_int8,
+                        "all_int8_size": len(base.data), "all_int8_latency_ms": l_int8}
+    return result
+
+
+def _attempt(keep, figures, tm) -> dict:
+    return {"float_layers": len(keep), "passed": figures["passed"], "min_cosine": figures["min_cosine"],
+            "min_snr_db": figures["min_snr_db"], "size": len(tm.data)}
+
+
+def describe(result: Int8Result, options: QuantOptions, max_layers: int = 2000) -> dict:
+    """The manifest's ``quantization`` record for an int8 target."""
+    q = dict(result.model.stats.get("quantization", {}))
+    rows = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in result.layers]
+    return {"method": options.method, "io": options.io, "int8_ops": q.get("int8_ops"),
+            "float_opcodes": q.get("float_opcodes", []),
+            "float_layers": result.float_layers, "culprits": [r["tensor"] for r in result.ranked[:10]],
+            "mixed_precision": {"enabled": options.mixed_precision, "tried": result.tried, **result.costs},
+            "layers": rows[:max_layers]}

@@ -21,7 +21,8 @@ METHODS = ("minmax", "percentile", "mse")
 DEFAULT_METHOD = "minmax"
 VALUES_PER_TENSOR = 1 << 16
 PERCENTILE = 99.99
-_SHRINK = np.array([1.0, 0.999, 0.995, 0.99, 0.98, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
+_SHRINK = np.unique(np.concatenate([[1.0, 0.999, 0.995, 0.99, 0.98, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3],
+                                    np.geomspace(0.25, 0.01, 14)]))[::-1]
 
 
 @dataclass

@@ -68,13 +68,20 @@ class _Quantizer:
         self.rep: dict[str, str] = {}          # activation tensor -> "int8" | "float"
         self.cache: dict[tuple, str] = {}
         self.float_ops: list[Op] = []
+        self.prefer: dict[str, tuple[float, int]] = {}
+        users = graph.consumers()
+        for op in graph.ops:           # a tensor feeding only a concatenation takes its parameters directly
+            if op.opcode in SAME_JOIN and op.outputs[0] in ranges:
+                for n in op.inputs:
+                    if n in ranges and len(users.get(n, [])) == 1 and n not in graph.outputs:
+                        self.prefer[n] = asymmetric(*ranges[op.outputs[0]])
 
     # --- parameters -----------------------------------------------------------------------------------
     def own(self, name: str) -> tuple[float, int]:
         t = self.g.tensors[name]
         if t.data is not None:
             return asymmetric(t.data.min(initial=0.0), t.data.max(initial=0.0))
-        return asymmetric(*self.ranges[name])
+        return self.prefer.get(name) or asymmetric(*self.ranges[name])
 
     def quant_of(self, name: str) -> tuple[float, int] | None:
         qp = self.g.tensors[name].quant
@@ -125,6 +132,8 @@ class _Quantizer:
         acts = [n for n in op.inputs + op.outputs if n is not None and self.g.tensors[n].data is None]
         if op.opcode not in INT8_OPS or any(n in self.keep for n in acts):
             return True
+        if op.opcode in ("SOFTMAX", "LOG_SOFTMAX") and op.outputs[0] in self.g.outputs:
+            return True   # the kernel's fixed 1/256 output step would erase small probabilities; float is cheap
         floats = [n for n in acts if self.g.tensors[n].dtype == F32 or self.rep.get(n) == "int8"]
         if not floats or any(n not in self.ranges and self.rep.get(n) != "int8" for n in floats):
             return True

@@ -1,0 +1,109 @@
+"""`edgepack build --precision int8` and `edgepack debug-quant` from the command line, on a model built to
+break naive int8 (one outlier channel), with real calibration files."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from edgepack.cli.main import app
+from edgepack_runtime import Runtime
+from tests.tflite.test_int8 import mixed_net, outlier_cnn
+
+RUNNER = CliRunner()
+
+
+def _invoke(*args):
+    result = RUNNER.invoke(app, [str(a) for a in args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def outlier(tmp_path):
+    outlier_cnn(tmp_path / "o.onnx")
+    x = np.random.default_rng(3).standard_normal((30, 1, 3, 16, 16)).astype(np.float32)
+    np.savez(tmp_path / "calib.npz", x=x)
+    return tmp_path
+
+
+def test_int8_build_keeps_the_culprit_float_and_reports_it(outlier):
+    code, out, err = _invoke("build", outlier / "o.onnx", "--precision", "int8", "--calibration",
+                             outlier / "calib.npz", "--report", outlier / "r.html", "--json")
+    assert code == 0, err
+    manifest = json.loads(out)["manifest"]
+    cpu = manifest["targets"][0]
+    assert cpu["precision"] == "int8" and cpu["parity"]["passed"] and cpu["parity"]["data"] == "holdout"
+    assert cpu["parity"]["samples"] == 6 and manifest["calibration"]["counts"] == {"calib": 24, "holdout": 6,
+                                                                                  "total": 30}
+    q = cpu["quantization"]
+    assert [f["origin"] for f in q["float_layers"]] == ["conv2"] and q["culprits"][0] == q["float_layers"][0]["tensor"]
+    assert [t["passed"] for t in q["mixed_precision"]["tried"]] == [False, True]
+    assert cpu["latency_ms"]["mean"] > 0 and "ratio_to_fp32" in cpu["latency_ms"]
+    html = (outlier / "r.html").read_text()
+    assert "conv2" in html and "<svg" in html and "http://" not in html
+    with Runtime.open(outlier / "o.edgepack") as rt:
+        assert rt.self_check()["passed"]
+        y = rt.run({"x": np.zeros((1, 3, 16, 16), np.float32)})["y"]
+        assert y.shape == (1, 10) and y.dtype == np.float32
+
+
+def test_int8_gate_fails_without_mixed_precision_and_names_the_layer(outlier):
+    code, _, err = _invoke("build", outlier / "o.onnx", "--precision", "int8", "--calibration",
+                           outlier / "calib.npz", "--no-mixed-precision", "-o", outlier / "x.edgepack")
+    assert code == 5 and "conv2" in err and "debug-quant" in err and "cosine" in err
+    assert not (outlier / "x.edgepack").exists()
+    code, _, err = _invoke("build", outlier / "o.onnx", "--precision", "int8", "--calibration",
+                           outlier / "calib.npz", "--keep-float", "conv2", "--no-mixed-precision",
+                           "-o", outlier / "k.edgepack")
+    assert code == 0, err
+
+
+def test_debug_quant_ranks_the_culprit_first(outlier):
+    code, out, err = _invoke("debug-quant", outlier / "o.onnx", "--calibration", outlier / "calib.npz", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    by_tensor = {r["tensor"]: r for r in report["layers"]}
+    worst = by_tensor[report["culprits"][0]]
+    assert worst["origin"] == "conv2" and not report["parity"]["passed"]
+    code, out, _ = _invoke("debug-quant", outlier / "o.onnx", "--calibration", outlier / "calib.npz")
+    assert code == 0 and "culprit: conv2" in " ".join(out.split())
+
+
+def test_int8_io_bundle_runs_float_in_float_out(tmp_path):
+    mixed_net(tmp_path / "m.onnx")
+    np.savez(tmp_path / "c.npz", x=np.random.default_rng(0).standard_normal((20, 1, 3, 16, 16)).astype(np.float32))
+    code, out, err = _invoke("build", tmp_path / "m.onnx", "--precision", "int8", "--io", "uint8",
+                             "--calibration", tmp_path / "c.npz", "--method", "mse", "--json")
+    assert code == 0, err
+    cpu = json.loads(out)["manifest"]["targets"][0]
+    assert cpu["quantization"]["io"] == "uint8" and cpu["quantization"]["method"] == "mse"
+    with Runtime.open(tmp_path / "m.edgepack") as rt:
+        y = rt.run({"x": np.ones((1, 3, 16, 16), np.float32)})["y"]
+        assert y.dtype == np.float32 and y.shape == (1, 10)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--method", "kl"], "--method 'kl'"),
+    (["--io", "fp16"], "--io 'fp16'"),
+])
+def test_bad_int8_options(outlier, args, needle):
+    code, _, err = _invoke("build", outlier / "o.onnx", "--precision", "int8", *args)
+    assert code != 0 and needle in err
+
+
+@pytest.mark.parametrize("make,needle", [
+    (lambda d: np.savez(d / "bad.npz", x=np.zeros((8, 1, 3, 8, 8), np.float32)), "[1, 3, 8, 8]"),
+    (lambda d: np.savez(d / "bad.npz", x=np.zeros((8, 1, 3, 16, 16), np.int32)), "int32"),
+    (lambda d: np.savez(d / "bad.npz", x=np.full((8, 1, 3, 16, 16), np.nan, np.float32)), "NaN"),
+    (lambda d: np.savez(d / "bad.npz", x=np.zeros((1, 1, 3, 16, 16), np.float32)), "at least 2"),
+    (lambda d: np.savez(d / "bad.npz", image=np.zeros((8, 1, 3, 16, 16), np.float32)), "image"),
+])
+def test_bad_calibration_data_is_refused_clearly(outlier, make, needle):
+    make(outlier)
+    code, _, err = _invoke("build", outlier / "o.onnx", "--precision", "int8", "--calibration", outlier / "bad.npz")
+    assert code == 3 and needle in " ".join(err.split()), err
+    (outlier / "empty").mkdir()
+    code, _, err = _invoke("build", outlier / "o.onnx", "--calibration", outlier / "empty")
+    assert code == 3 and ("empty" in err.lower() or "no .npy" in err), err

@@ -1,0 +1,188 @@
+"""Full-integer int8: the pass, calibration methods, the layer debugger and mixed precision, run in LiteRT."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto as TP
+from onnx import helper as h
+from onnx import numpy_helper as nh
+
+from edgepack.model import load_model
+from edgepack.model.ort import run_model
+from edgepack.quant import QuantOptions, prepare, quantize_cpu, run_tflite
+from edgepack.targets.tflite import calibrate
+from edgepack.targets.tflite.int8 import asymmetric
+from edgepack.targets.tflite.debug import debug_layers, rank
+from edgepack.verify.parity import BY_PRECISION, compare_output
+
+
+def _arr(name, a):
+    return nh.from_array(np.asarray(a, np.float32), name)
+
+
+def _save(path, nodes, inits, xshape, yname, yshape):
+    g = h.make_graph(nodes, "m", [h.make_tensor_value_info("x", TP.FLOAT, xshape)],
+                     [h.make_tensor_value_info(yname, TP.FLOAT, yshape)], inits)
+    onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 17)]), path)
+    return load_model(path)
+
+
+def outlier_cnn(path, scale=1000.0):
+    """conv2's output channel 0 is ``scale`` times larger than the rest; conv3 divides it back, so the
+    fp32 function is ordinary but a per-tensor int8 range for conv2's output crushes the other channels."""
+    rng = np.random.default_rng(0)
+    w2 = rng.standard_normal((8, 8, 1, 1)) * 0.3
+    b2 = rng.standard_normal(8) * 0.1
+    w2[0] *= scale
+    b2[0] *= scale
+    w3 = rng.standard_normal((8, 8, 1, 1)) * 0.3
+    w3[:, 0] /= scale
+    nodes = [h.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+             h.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             h.make_node("Conv", ["r1", "w2", "b2"], ["c2"], name="conv2"),
+             h.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+             h.make_node("Conv", ["r2", "w3", "b3"], ["c3"], name="conv3"),
+             h.make_node("Relu", ["c3"], ["r3"], name="relu3"),
+             h.make_node("GlobalAveragePool", ["r3"], ["g"], name="gap"),
+             h.make_node("Flatten", ["g"], ["f"], name="flat"),
+             h.make_node("Gemm", ["f", "w4", "b4"], ["y"], transB=1, name="fc")]
+    inits = [_arr("w1", rng.standard_normal((8, 3, 3, 3)) * 0.3), _arr("b1", rng.standard_normal(8) * 0.1),
+             _arr("w2", w2), _arr("b2", b2), _arr("w3", w3), _arr("b3", rng.standard_normal(8) * 0.1),
+             _arr("w4", rng.standard_normal((10, 8))), _arr("b4", np.zeros(10))]
+    return _save(path, nodes, inits, [1, 3, 16, 16], "y", [1, 10])
+
+
+def mixed_net(path):
+    """Conv, depthwise, pooling, sigmoid/mul (swish), concat, mean, FC, softmax: the common int8 kernels."""
+    rng = np.random.default_rng(1)
+    nodes = [h.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+             h.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             h.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2], name="pool"),
+             h.make_node("Conv", ["p1", "w2", "b2"], ["c2"], group=8, pads=[1, 1, 1, 1], name="dw"),
+             h.make_node("Sigmoid", ["c2"], ["s2"], name="sig"),
+             h.make_node("Mul", ["c2", "s2"], ["sw"], name="swish"),
+             h.make_node("Concat", ["sw", "p1"], ["cat"], axis=1, name="cat"),
+             h.make_node("GlobalAveragePool", ["cat"], ["g"], name="gap"),
+             h.make_node("Flatten", ["g"], ["f"], name="flat"),
+             h.make_node("Gemm", ["f", "w3", "b3"], ["y"], transB=1, name="fc")]
+    inits = [_arr("w1", rng.standard_normal((8, 3, 3, 3)) * 0.3), _arr("b1", rng.standard_normal(8) * 0.1),
+             _arr("w2", rng.standard_normal((8, 1, 3, 3)) * 0.3), _arr("b2", rng.standard_normal(8) * 0.1),
+             _arr("w3", rng.standard_normal((10, 16))), _arr("b3", rng.standard_normal(10) * 0.1)]
+    return _save(path, nodes, inits, [1, 3, 16, 16], "y", [1, 10])
+
+
+def _samples(n, shape=(1, 3, 16, 16), seed=0):
+    rng = np.random.default_rng(seed)
+    return [{"x": rng.standard_normal(shape).astype(np.float32)} for _ in range(n)]
+
+
+def _quantize(model, samples, **finish):
+    low, ranges = prepare(model, samples, finish.pop("method", "minmax"))
+    return low, ranges, low.finish("int8", ranges=ranges, **finish)
+
+
+def _figures(model, tm, samples):
+    got = run_tflite(tm.data, tm.io, samples, ["y"])
+    ref = [dict(zip(["y"], run_model(model, s, ["y"]))) for s in samples]
+    return compare_output([g["y"] for g in got], [r["y"] for r in ref])
+
+
+def _details(tm):
+    interp = calibrate.interpreter(tm.data, preserve=False)
+    return {d["name"]: d for d in interp.get_tensor_details()}
+
+
+def test_every_op_runs_int8_with_per_channel_weights_and_int32_bias(tmp_path):
+    model = mixed_net(tmp_path / "m.onnx")
+    samples = _samples(24)
+    low, ranges, tm = _quantize(model, samples[:16])
+    hist = tm.stats["op_histogram"]
+    assert tm.stats["quantization"]["float_ops"] == []
+    assert hist.get("DEQUANTIZE") == 1                  # the float output edge
+    assert hist.get("QUANTIZE") == 2                    # the float input edge + the pooled branch into concat
+    for op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "LOGISTIC", "MUL", "CONCATENATION"):
+        assert hist.get(op) == 1, op
+    types = {t.name: t for t in tm.graph.tensors.values()}
+    conv = next(op for op in tm.graph.ops if op.opcode == "CONV_2D")
+    w, b, x = types[conv.inputs[1]], types[conv.inputs[2]], types[conv.inputs[0]]
+    assert w.dtype == np.int8 and len(w.quant.scale) == 8 and w.quant.quantizedDimension == 0
+    assert np.abs(w.data).max() == 127 and w.quant.zeroPoint == [0] * 8
+    assert b.dtype == np.int32
+    np.testing.assert_allclose(b.quant.scale, np.float64(x.quant.scale[0]) * np.asarray(w.quant.scale), rtol=1e-6)
+    dw = next(op for op in tm.graph.ops if op.opcode == "DEPTHWISE_CONV_2D")
+    assert types[dw.inputs[1]].quant.quantizedDimension == 3
+    fig = _figures(model, tm, samples[16:])
+    assert fig["cosine"] >= 0.99 and fig["snr_db"] >= 20, fig
+    assert len(tm.data) < 0.6 * len(low.finish("fp32").data) + 4096
+
+
+@pytest.mark.parametrize("io,dtype", [("int8", np.int8), ("uint8", np.uint8)])
+def test_quantized_model_io(tmp_path, io, dtype):
+    model = mixed_net(tmp_path / "m.onnx")
+    samples = _samples(20)
+    _, _, tm = _quantize(model, samples[:12], io=io)
+    details = _details(tm)
+    interp = calibrate.interpreter(tm.data, preserve=False)
+    (inp,), (out,) = interp.get_input_details(), interp.get_output_details()
+    assert inp["dtype"] == dtype and out["dtype"] == dtype and inp["quantization"][0] > 0
+    assert details and tm.stats["quantization"]["io"] == io
+    fig = _figures(model, tm, samples[12:])           # the runtime's session quantizes / dequantizes
+    assert fig["cosine"] >= 0.99, fig
+
+
+def test_calibration_methods_clip_outliers():
+    rng = np.random.default_rng(0)
+    v = rng.standard_normal(60000).astype(np.float32)
+    v[:3] = [80.0, -60.0, 70.0]                       # three outliers in 60k values
+    stats = {"t": calibrate.Stats(float(v.min()), float(v.max()), v)}
+    lo_mm, hi_mm = calibrate.choose_ranges(stats, "minmax")["t"]
+    lo_p, hi_p = calibrate.choose_ranges(stats, "percentile")["t"]
+    lo_mse, hi_mse = calibrate.choose_ranges(stats, "mse")["t"]
+    assert (lo_mm, hi_mm) == (-60.0, 80.0)
+    assert 3 < hi_p < 6 and -6 < lo_p < -3
+    heavy = rng.standard_t(2, 60000).astype(np.float32)      # heavy tails: percentile clips too much
+    stats = {"t": calibrate.Stats(float(heavy.min()), float(heavy.max()), heavy)}
+    err = {}
+    for method in calibrate.METHODS:
+        lo, hi = calibrate.choose_ranges(stats, method)["t"]
+        scale, zp = asymmetric(lo, hi)
+        q = (np.clip(np.round(heavy / scale) + zp, -128, 127) - zp) * scale
+        err[method] = float(np.mean((q - heavy) ** 2))
+    assert err["mse"] <= err["minmax"] and err["mse"] < 0.5 * err["percentile"], err
+    narrow = np.concatenate([rng.uniform(-1, 1, 59000), rng.uniform(-40, 40, 1000)]).astype(np.float32)
+    stats = {"t": calibrate.Stats(float(narrow.min()), float(narrow.max()), narrow)}
+    lo, hi = calibrate.choose_ranges(stats, "mse")["t"]
+    assert hi < 40 and lo > -40                    # a broad thin tail does get clipped
+    with pytest.raises(ValueError):
+        calibrate.choose_ranges(stats, "kl")
+
+
+def test_debugger_names_the_outlier_layer_and_keeping_it_float_restores_accuracy(tmp_path):
+    model = outlier_cnn(tmp_path / "o.onnx")
+    samples = _samples(24)
+    low, ranges, tm = _quantize(model, samples[:16])
+    naive = _figures(model, tm, samples[16:])
+    assert naive["cosine"] < 0.95                        # per-tensor int8 breaks this model
+    rows = debug_layers(low.graph, low.float_bytes(), tm.graph, tm.data, low.io, samples[16:20])
+    worst = rank(rows)[0]
+    assert worst["origin"] == "conv2" and worst["op"] == "CONV_2D" and worst["worst_channel"] != 0
+    assert worst["quant_snr_db"] < 15 < min(r["quant_snr_db"] for r in rank(rows)[1:])
+    kept = low.finish("int8", ranges=ranges, keep_float=[worst["tensor"]])
+    fixed = _figures(model, kept, samples[16:])
+    assert fixed["cosine"] >= 0.999, fixed
+    assert kept.stats["quantization"]["float_opcodes"] == ["CONV_2D"]
+
+
+def test_mixed_precision_finds_the_layer_itself(tmp_path):
+    model = outlier_cnn(tmp_path / "o.onnx")
+    samples = _samples(30)
+    ref = [dict(zip(["y"], run_model(model, s, ["y"]))) for s in samples[20:]]
+    result = quantize_cpu(model, samples[:20], samples[20:], ref, BY_PRECISION["int8"], QuantOptions())
+    assert result.figures["passed"] and result.figures["min_cosine"] >= 0.99
+    assert [f["origin"] for f in result.float_layers] == ["conv2"]
+    assert [t["passed"] for t in result.tried] == [False, True]
+    assert result.costs["size_cost"] >= 1.0 and result.costs["latency_cost"] > 0
+    off = quantize_cpu(model, samples[:20], samples[20:], ref, BY_PRECISION["int8"],
+                       QuantOptions(mixed_precision=False))
+    assert not off["passed"] if isinstance(off, dict) else not off.figures["passed"]

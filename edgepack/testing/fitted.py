@@ -25,7 +25,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 import numpy as np
 import onnx
@@ -40,6 +40,26 @@ CACHE_VERSION = 1
 # The outlier model: which conv2 output channel is blown up, and by how much.
 OUTLIER_CHANNEL = 5
 OUTLIER_SCALE = 1000.0
+
+
+_F = TypeVar("_F", bound=Callable)
+
+
+def _single_threaded(fn: _F) -> _F:
+    """Run ``fn`` with BLAS limited to one thread: the same bits on any machine, and no oversubscription
+    stalls when the host is busy (threadpoolctl ships with scikit-learn; without it this is a no-op)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            return fn(*args, **kwargs)
+        with threadpool_limits(limits=1):
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -439,17 +459,20 @@ def _finish(name: str, model: onnx.ModelProto, data, info: dict, **extra) -> Fit
     return fitted
 
 
+@_single_threaded
 def small_cnn(seed: int = 0) -> Fitted:
     """Digits CNN, input ``x`` ``[1, 1, 16, 16]`` (standardized pixels), output ``logits`` ``[1, 10]``.
 
     Nodes: conv1 (3x3, 16) -> bn1 -> relu1 -> conv2 (3x3, 32, stride 2) -> relu2 -> conv3_dw (3x3, group 32)
-    -> relu3 -> conv4 (1x1, 32) -> relu4 -> gap -> flatten -> fc (Gemm, 10). About 97% test accuracy.
+    -> relu3 -> conv4 (1x1, 32) -> relu4 -> gap -> flatten -> fc (Gemm, 10). Test accuracy 97-99% (seed 0:
+    98.7%, 449 test images).
     """
     p = _fit_cnn(seed)
     model = _cnn_graph(p, "small_cnn: sklearn digits 16x16; edgepack.testing.fitted")
     return _finish("small_cnn", model, p["data"], dict(p["info"], seed=seed))
 
 
+@_single_threaded
 def outlier_cnn(seed: int = 0) -> Fitted:
     """:func:`small_cnn` made hostile to per-tensor int8 activations; fp32 it computes the same function.
 
@@ -625,6 +648,7 @@ def _transformer_graph(p: dict, doc: str) -> onnx.ModelProto:
     return g.model("small_transformer", [1, SEQ, DIM], [1, CLASSES], doc)
 
 
+@_single_threaded
 def small_transformer(seed: int = 0) -> Fitted:
     """Two-block pre-LN transformer encoder, input ``x`` ``[1, 16, 32]`` (noisy token embeddings), output
     ``logits`` ``[1, 6]``; the task (see :func:`sequence_data`) is to name the most frequent keyword.
@@ -633,7 +657,7 @@ def small_transformer(seed: int = 0) -> Fitted:
     heads -> attn_scores MatMul -> attn_scale Mul -> attn_softmax -> attn_context MatMul -> merge -> attn_out
     MatMul+Add -> attn_residual Add -> ln2 -> ffn1 MatMul+Add -> GELU as Div/Erf/Add/Mul/Mul -> ffn2
     MatMul+Add -> ffn_residual Add] -> ln_f -> pool (ReduceMean over the 16 tokens) -> head (Gemm). Node
-    names are prefixed ``block0_`` / ``block1_``. About 90% test accuracy (chance: 17%).
+    names are prefixed ``block0_`` / ``block1_``. Test accuracy 87-90% (seed 0: 89.0% of 600; chance 17%).
     """
     x_tr, y_tr, x_te, y_te = sequence_data(seed)
     p = _transformer_params(np.random.default_rng([seed, 3]))

@@ -1,0 +1,115 @@
+"""Every TFLite precision against fp32, and our full-integer int8 against onnxruntime's quantize_static
+(QDQ, per-channel), on the same calibration and held-out data in one run.
+
+Models: the fitted models from ``edgepack.testing.fitted`` (small CNN, small transformer encoder, the
+outlier CNN; real labels, so accuracy is meaningful) and corpus models on synthetic inputs (agreement with
+fp32 only). Per model and precision: size ratio to fp32, held-out min cosine / SNR / top-1 agreement with
+fp32 (and accuracy for fitted models), LiteRT latency ratio to fp32 (1 thread, XNNPACK, paired rounds).
+
+    python benchmarks/bench_int8.py [--corpus] [--method minmax|percentile|mse]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.common import interpreter, invoke, paired_latency  # noqa: E402
+from benchmarks.ort_qdq import agreement, ort_quantize_static, run_ort  # noqa: E402
+from edgepack.model import load_model, make_inputs  # noqa: E402
+from edgepack.quant import QuantOptions, quantize_cpu, run_tflite  # noqa: E402
+from edgepack.targets.tflite.convert import lower  # noqa: E402
+from edgepack.testing import fitted  # noqa: E402
+from edgepack.testing.corpus import INPUT_SHAPES, fetch  # noqa: E402
+from edgepack.verify.parity import BY_PRECISION  # noqa: E402
+
+CORPUS = ["ocr_ppocr_mobile_v2_cls.onnx", "audio_oww_embedding_model.onnx", "audio_oww_alexa_v0.1.onnx",
+          "bytes_magika_standard_v3_3.onnx", "audio_basic_pitch_nmp.onnx"]
+PRECISIONS = ("fp16", "int8-dynamic", "int8")
+
+
+def _args(tm, sample):
+    return [np.ascontiguousarray(np.transpose(sample[e["name"]], e["perm"]) if e.get("perm") else sample[e["name"]])
+            for e in tm.io["inputs"]]
+
+
+def evaluate(name, model, calib, holdout, labels=None, method="minmax") -> list[dict]:
+    outs = [o.name for o in model.graph.output]
+    ref = run_ort(model, holdout)
+    low = lower(model)
+    fp32 = low.finish("fp32")
+    it32 = interpreter(fp32.data, threads=1)
+    args32 = _args(fp32, holdout[0])
+    rows = []
+
+    def row(label, data_len, got, lat_ratio, extra=""):
+        a = agreement([{o: g[o] for o in outs} for g in got], ref)
+        acc = None
+        if labels is not None:
+            acc = float(np.mean([np.argmax(g[outs[0]]) == y for g, y in zip(got, labels)]))
+        rows.append({"model": name, "precision": label, "size": data_len, "size_ratio": data_len / len(fp32.data),
+                     "cosine": a["cosine_min"], "snr": a["snr_db"], "top1": a["top1"], "acc": acc,
+                     "lat": lat_ratio, "extra": extra})
+
+    row("fp32", len(fp32.data), run_tflite(fp32.data, fp32.io, holdout, outs), 1.0)
+    for precision in PRECISIONS:
+        extra = ""
+        if precision == "int8":
+            res = quantize_cpu(model, calib, holdout, ref, BY_PRECISION["int8"], QuantOptions(method=method))
+            tm = res.model
+            kept = [f["origin"] or f["tensor"] for f in res.float_layers]
+            extra = f"float: {', '.join(kept) or 'none'}; float ops: {','.join(res.model.stats['quantization']['float_opcodes']) or '-'}"
+        else:
+            tm = low.finish(precision)
+        it = interpreter(tm.data, threads=1)
+        args = _args(tm, holdout[0])
+        if precision == "int8":
+            for det, x in zip(it.get_input_details(), args):
+                assert det["dtype"] == np.float32, "benchmark expects float I/O"
+        base_ms, ms = paired_latency(lambda: invoke(it32, args32), lambda: invoke(it, args), rounds=20)
+        row(precision, len(tm.data), run_tflite(tm.data, tm.io, holdout, outs), ms / base_ms, extra)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        path = ort_quantize_static(model, calib, Path(tmp) / "qdq.onnx", per_channel=True, method=method)
+        got = run_ort(path, holdout)
+        size = path.stat().st_size
+        row("ORT QDQ int8", size, got, float("nan"), f"onnxruntime quantize_static {time.perf_counter() - t0:.1f}s")
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--corpus", action="store_true", help="also run corpus models (synthetic inputs)")
+    ap.add_argument("--method", default="minmax")
+    ap.add_argument("--calib", type=int, default=200)
+    args = ap.parse_args(argv)
+    rows = []
+    for builder in (fitted.small_cnn, fitted.small_transformer, fitted.outlier_cnn):
+        f = builder()
+        calib = f.calibration(args.calib, split="train")
+        holdout = [{f.input_name: x} for x in f.x_test]
+        rows += evaluate(f.name, f.model, calib, holdout, f.y_test, args.method)
+        print(f"{f.name}: fp32 test accuracy {f.fp32_test_accuracy:.4f}", flush=True)
+    if args.corpus:
+        for name in CORPUS:
+            model = load_model(fetch(name), input_shapes=INPUT_SHAPES.get(name))
+            samples = make_inputs(model, 40, seed=7)
+            rows += evaluate(name, model, samples[:32], samples[32:], None, args.method)
+            print(f"{name}: done", flush=True)
+    print(f"\n| model | precision | size ratio | min cosine | SNR dB | top-1 agree | accuracy | latency ratio | notes |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        acc = "—" if r["acc"] is None else f"{r['acc']:.4f}"
+        lat = "—" if r["lat"] != r["lat"] else f"{r['lat']:.2f}"
+        print(f"| {r['model']} | {r['precision']} | {r['size_ratio']:.3f} | {r['cosine']:.5f} | {r['snr']:.1f} | "
+              f"{r['top1']:.4f} | {acc} | {lat} | {r['extra']} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

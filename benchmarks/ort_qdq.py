@@ -1,0 +1,161 @@
+"""The onnxruntime baseline for full-integer int8: static QDQ quantization, as a user of onnxruntime would do it.
+
+``ort_quantize_static`` runs ``quant_pre_process`` (shape inference + onnxruntime graph optimizations, e.g.
+BatchNormalization folded into Conv) and then ``onnxruntime.quantization.quantize_static`` with
+``QuantFormat.QDQ``, int8 activations (asymmetric, per tensor), int8 symmetric weights (per channel by
+default) and MinMax calibration (Percentile / Entropy / Distribution by name). ``run_ort`` runs the result,
+``agreement`` compares outputs with the fp32 model's.
+
+    python benchmarks/ort_qdq.py                        # small_cnn, small_transformer, outlier_cnn; MinMax
+    python benchmarks/ort_qdq.py --method percentile --calib 256 small_cnn
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                      quant_pre_process, quantize_static)
+
+_METHODS = {
+    "minmax": CalibrationMethod.MinMax,
+    "percentile": CalibrationMethod.Percentile,
+    "entropy": CalibrationMethod.Entropy,
+    "distribution": CalibrationMethod.Distribution,
+}
+
+
+class _Samples(CalibrationDataReader):
+    """Feeds the given per-sample input dicts once, in order."""
+
+    def __init__(self, samples: list[dict[str, np.ndarray]]):
+        self._samples = samples
+        self._i = 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self._i >= len(self._samples):
+            return None
+        sample = self._samples[self._i]
+        self._i += 1
+        return {k: np.ascontiguousarray(v) for k, v in sample.items()}
+
+    def rewind(self) -> None:
+        self._i = 0
+
+
+def ort_quantize_static(model: onnx.ModelProto, calib: list[dict[str, np.ndarray]], out_path: str | Path,
+                        per_channel: bool = True, method: str = "minmax", preprocess: bool = True,
+                        extra_options: dict | None = None) -> Path:
+    """Quantize ``model`` to a QDQ int8 model at ``out_path`` (returned), calibrated on ``calib`` (a list of
+    ``{input name: array shaped like the input}``). ``method``: minmax, percentile, entropy or distribution."""
+    if not calib:
+        raise ValueError("ort_quantize_static needs at least one calibration sample")
+    try:
+        calibrate_method = _METHODS[method.lower()]
+    except KeyError:
+        raise ValueError(f"unknown calibration method {method!r}; one of {sorted(_METHODS)}") from None
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    options = {"WeightSymmetric": True, "ActivationSymmetric": False}
+    options.update(extra_options or {})
+    with tempfile.TemporaryDirectory(prefix="ort_qdq_") as tmp:
+        src = Path(tmp) / "model.onnx"
+        onnx.save(model, str(src))
+        if preprocess:
+            pre = Path(tmp) / "model.pre.onnx"
+            quant_pre_process(str(src), str(pre))
+            src = pre
+        quantize_static(str(src), str(out_path), _Samples(calib), quant_format=QuantFormat.QDQ,
+                        per_channel=per_channel, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=calibrate_method, extra_options=options)
+    return out_path
+
+
+def run_ort(path: str | Path | onnx.ModelProto, samples: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    """Outputs (name -> array) of the model at ``path`` for each input dict, CPU provider, one thread."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    src = path.SerializeToString() if isinstance(path, onnx.ModelProto) else str(path)
+    sess = ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    return [dict(zip(names, sess.run(names, sample))) for sample in samples]
+
+
+def agreement(got: list[dict[str, np.ndarray]], ref: list[dict[str, np.ndarray]]) -> dict[str, float]:
+    """Compare per-sample outputs with reference ones (e.g. fp32). Every output of a sample is flattened and
+    concatenated for the cosine and SNR; top-1 agreement needs argmax over the last axis to match in every
+    output. Returns ``cosine_min`` / ``cosine_mean`` (over samples), ``snr_db`` (over all samples:
+    ``10 log10(sum ref^2 / sum (got-ref)^2)``), ``top1`` (fraction of samples that agree) and ``n``."""
+    if len(got) != len(ref) or not ref:
+        raise ValueError(f"agreement needs as many outputs as references ({len(got)} vs {len(ref)})")
+    cosines, agree = [], []
+    signal = noise = 0.0
+    for g, r in zip(got, ref):
+        names = list(r)
+        gv = np.concatenate([np.asarray(g[k], np.float64).ravel() for k in names])
+        rv = np.concatenate([np.asarray(r[k], np.float64).ravel() for k in names])
+        ng, nr = np.linalg.norm(gv), np.linalg.norm(rv)
+        if ng == 0 and nr == 0:
+            cosines.append(1.0)
+        elif ng == 0 or nr == 0:
+            cosines.append(0.0)
+        else:
+            cosines.append(float(gv @ rv / (ng * nr)))
+        signal += float(rv @ rv)
+        noise += float((gv - rv) @ (gv - rv))
+        agree.append(all(np.array_equal(np.argmax(np.asarray(g[k]), axis=-1), np.argmax(np.asarray(r[k]), axis=-1))
+                         for k in names))
+    snr = float("inf") if noise == 0 else (10 * np.log10(signal / noise) if signal > 0 else float("-inf"))
+    return {"cosine_min": float(min(cosines)), "cosine_mean": float(np.mean(cosines)), "snr_db": float(snr),
+            "top1": float(np.mean(agree)), "n": len(ref)}
+
+
+def evaluate(fitted, calib_n: int = 200, method: str = "minmax", per_channel: bool = True,
+             out_dir: str | Path | None = None) -> dict:
+    """fp32 and ORT-QDQ-int8 test accuracy of an ``edgepack.testing.fitted.Fitted`` model, and the int8
+    outputs' agreement with fp32. Calibrates on the first ``calib_n`` *training* samples."""
+    samples = [{fitted.input_name: x} for x in fitted.x_test]
+    calib = fitted.calibration(calib_n, split="train")
+    with tempfile.TemporaryDirectory(prefix="ort_qdq_eval_") as tmp:
+        out = Path(out_dir or tmp) / f"{fitted.name}.qdq.onnx"
+        ort_quantize_static(fitted.model, calib, out, per_channel=per_channel, method=method)
+        got = run_ort(out, samples)
+    ref = run_ort(fitted.model, samples)
+    out_name = fitted.model.graph.output[0].name
+    return {"fp32_accuracy": fitted.accuracy([r[out_name] for r in ref]),
+            "int8_accuracy": fitted.accuracy([g[out_name] for g in got]),
+            "agreement": agreement(got, ref)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from edgepack.testing import fitted as fitted_models
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("models", nargs="*", default=["small_cnn", "small_transformer", "outlier_cnn"])
+    ap.add_argument("--method", default="minmax", choices=sorted(_METHODS))
+    ap.add_argument("--calib", type=int, default=200, help="calibration samples (from the training split)")
+    ap.add_argument("--per-tensor", action="store_true", help="per-tensor weights instead of per-channel")
+    ap.add_argument("--cache", default=None, help="cache folder for the fitted models")
+    args = ap.parse_args(argv)
+    print(f"onnxruntime {ort.__version__} QDQ int8 (activations asym per-tensor, weights sym "
+          f"{'per-tensor' if args.per_tensor else 'per-channel'}), {args.method}, {args.calib} calibration samples")
+    print(f"{'model':18} {'fp32 acc':>8} {'int8 acc':>8} {'top1 agr':>8} {'min cos':>8} {'SNR dB':>7}")
+    for name in args.models:
+        fm = fitted_models.build(name, cache_dir=args.cache)
+        r = evaluate(fm, args.calib, args.method, per_channel=not args.per_tensor)
+        a = r["agreement"]
+        print(f"{name:18} {r['fp32_accuracy']:8.4f} {r['int8_accuracy']:8.4f} {a['top1']:8.4f} "
+              f"{a['cosine_min']:8.4f} {a['snr_db']:7.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

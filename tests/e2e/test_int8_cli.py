@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from edgepack.cli.main import app
 from edgepack_runtime import Runtime
+from edgepack_runtime.bundle import Bundle
 from tests.tflite.test_int8 import mixed_net, outlier_cnn
 
 RUNNER = CliRunner()
@@ -43,6 +44,12 @@ def test_int8_build_keeps_the_culprit_float_and_reports_it(outlier):
     assert cpu["latency_ms"]["mean"] > 0 and "ratio_to_fp32" in cpu["latency_ms"]
     html = (outlier / "r.html").read_text()
     assert "conv2" in html and "<svg" in html and "http://" not in html
+    baseline = json.loads(Bundle.open(outlier / "o.edgepack").read("drift/baseline.json"))
+    assert baseline["samples"] == 30 and baseline["data"] == "npz"          # the whole calibration set
+    x = np.load(outlier / "calib.npz")["x"]
+    assert abs(baseline["inputs"]["x"]["mean"] - float(x.mean())) < 1e-6
+    assert sum(baseline["inputs"]["x"]["counts"]) == x.size
+    assert "classes" in json.dumps(baseline["outputs"]["y"]) or "class" in json.dumps(baseline["outputs"]["y"])
     with Runtime.open(outlier / "o.edgepack") as rt:
         assert rt.self_check()["passed"]
         y = rt.run({"x": np.zeros((1, 3, 16, 16), np.float32)})["y"]

@@ -252,7 +252,24 @@ def _verify(stage: Path, entry: dict, model, samples, reference, thresholds, num
                   for o in model.graph.output}
     figures = summarize(per_output, thresholds)
     figures.update(backend=backend_name, samples=len(samples))
+    entry["self_check"] = _self_check_tolerance(entry["precision"], got[:N_BUNDLED], reference[:N_BUNDLED])
     return figures
+
+
+def _self_check_tolerance(precision: str, got, reference) -> dict:
+    """The on-device self-check tolerance: the precision's default, widened to twice the deviation this
+    build measured on the bundled samples (a device's kernels may round differently, never by more)."""
+    from edgepack_runtime import selfcheck
+    base = selfcheck.tolerance(precision)
+    rel, cos = 0.0, 1.0
+    for g, r in zip(got, reference):
+        for name, ref in r.items():
+            if np.asarray(ref).dtype.kind != "f":
+                continue
+            f = selfcheck.compare(g[name], ref)
+            rel, cos = max(rel, f["max_rel"]), min(cos, f["cosine"])
+    return {"rtol": max(base["rtol"], 2 * rel), "atol": base["atol"],
+            "min_cosine": min(base["min_cosine"], 1 - 2 * (1 - cos)), "measured": {"max_rel": rel, "cosine": cos}}
 
 
 def _parity_message(failures) -> str:

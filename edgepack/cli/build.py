@@ -69,11 +69,14 @@ def build(
                                              "in float")] = 0.25,
     keep_float: Annotated[list[str], typer.Option(help="int8: keep this ONNX node (or tensor) in float; "
                                                   "repeatable")] = [],
+    int8_policy: Annotated[str, typer.Option(help="int8: cpu (LayerNorm, Softmax and attention MatMul stay float: "
+                                             "no fast int8 CPU kernels) | strict (every op with an int8 "
+                                             "kernel is quantized, for integer-only accelerators)")] = "cpu",
     report: Annotated[Optional[Path], typer.Option(help="write a self-contained HTML report here")] = None,
     min_cosine: Annotated[Optional[float], typer.Option(help="parity gate: lowest acceptable cosine per output "
                                                         "(default by precision: 0.9999 / 0.999 / 0.99 / 0.98)")] = None,
     max_rel_error: Annotated[Optional[float], typer.Option(help="parity gate: highest acceptable max|err| / max|ref| "
-                                                           "(default by precision: 1e-3 / 1e-2 / 0.1 / 0.25)")] = None,
+                                                           "(default by precision: 1e-3 / 1e-2 / 0.1 / 0.5)")] = None,
     min_snr_db: Annotated[Optional[float], typer.Option(help="accuracy gate: lowest SNR in dB per output "
                                                         "(default: 15 for int8, off otherwise)")] = None,
     min_top1: Annotated[Optional[float], typer.Option(help="accuracy gate: lowest top-1 agreement for "
@@ -87,12 +90,13 @@ def build(
     from ..quant import QuantOptions
     _check_choice("--method", method, ("minmax", "percentile", "mse"))
     _check_choice("--io", io_type, ("float", "int8", "uint8"))
+    _check_choice("--int8-policy", int8_policy, ("cpu", "strict"))
     shapes = _shapes(input_shape)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=err_console, transient=True) as bar:
         task = bar.add_task("starting", total=None)
         quant = QuantOptions(method=method, io=io_type, mixed_precision=mixed_precision,
-                             max_float_fraction=max_float, keep_float=tuple(keep_float))
+                             max_float_fraction=max_float, keep_float=tuple(keep_float), policy=int8_policy)
         result = run_build(model, targets=target, input_shapes=shapes, out=output, calibration=calibration,
                            preprocess=preprocess, holdout=holdout, allow_mismatch=allow_mismatch,
                            version=model_version, precision=precision, quant=quant, report=report,

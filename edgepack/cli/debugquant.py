@@ -21,6 +21,8 @@ def debug_quant(
     method: Annotated[str, typer.Option(help="activation ranges: minmax | percentile | mse")] = "minmax",
     keep_float: Annotated[list[str], typer.Option(help="keep this ONNX node (or tensor) in float; "
                                                   "repeatable (try the culprits)")] = [],
+    int8_policy: Annotated[str, typer.Option(help="cpu (LayerNorm, Softmax, attention MatMul float) | "
+                                             "strict (everything int8 that can be)")] = "cpu",
     top: Annotated[int, typer.Option(help="rows to show, worst first")] = 15,
     order: Annotated[str, typer.Option(help="rank (worst first) | graph (model order)")] = "rank",
     json_out: Annotated[bool, typer.Option("--json", help="print every layer as JSON on stdout")] = False,
@@ -35,6 +37,7 @@ def debug_quant(
     from ..verify.parity import BY_PRECISION
     _check_choice("--method", method, ("minmax", "percentile", "mse"))
     _check_choice("--order", order, ("rank", "graph"))
+    _check_choice("--int8-policy", int8_policy, ("cpu", "strict"))
     with err_console.status("loading the model and calibration data"):
         onnx_model = load_model(model, input_shapes=_shapes(input_shape), preflight=preflight)
         cal = load_calibration(calibration, onnx_model, preprocess=preprocess, holdout=holdout,
@@ -43,7 +46,8 @@ def debug_quant(
         err_console.print(f"[yellow]warning:[/] {w}")
     with err_console.status("quantizing and comparing every layer") as status:
         reference = _reference(onnx_model, cal.holdout)
-        options = QuantOptions(method=method, mixed_precision=False, keep_float=tuple(keep_float))
+        options = QuantOptions(method=method, mixed_precision=False, keep_float=tuple(keep_float),
+                               policy=int8_policy)
         result = quantize_cpu(onnx_model, cal.calib, cal.holdout, reference, BY_PRECISION["int8"], options,
                               progress=lambda s: status.update(s))
     rows = result.ranked if order == "rank" else [r for r in result.layers]

@@ -24,7 +24,7 @@ class Thresholds:
 
 FP32 = Thresholds()
 BY_PRECISION = {"fp32": FP32, "fp16": Thresholds(0.999, 1e-2), "int8-dynamic": Thresholds(0.99, 0.1),
-                "int8": Thresholds(0.98, 0.25, min_snr_db=15.0)}
+                "int8": Thresholds(0.98, 0.5, min_snr_db=15.0)}
 
 
 def snr_db(got: np.ndarray, ref: np.ndarray) -> float:

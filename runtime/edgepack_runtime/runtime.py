@@ -72,12 +72,14 @@ class Runtime:
                    min_cosine: float | None = None) -> dict:
         """Run the bundle's samples and compare with their reference outputs.
 
-        Tolerances default by the target's precision (see ``selfcheck.TOLERANCES``). Returns
+        Tolerances: the target's recorded ``self_check`` (from the build), else the precision's default
+        (see ``selfcheck.TOLERANCES``); explicit arguments win. Returns
         ``{"backend", "target", "samples", "passed", "tolerance", "outputs": {name: {"max_abs",
         "max_rel", "cosine", "ref_max"}}}`` with the worst figures over all samples; raises
         BundleError naming the outputs that are off.
         """
-        tol = selfcheck.tolerance(self.target.get("precision", ""), rtol, atol, min_cosine)
+        tol = selfcheck.tolerance(self.target.get("precision", ""), rtol, atol, min_cosine,
+                                  recorded=self.target.get("self_check"))
         stats, failed = {}, set()
         samples = self.bundle.samples()
         for inputs, refs in samples:

@@ -15,9 +15,14 @@ TOLERANCES = {
 }
 
 
-def tolerance(precision: str, rtol=None, atol=None, min_cosine=None) -> dict:
-    """The tolerance for a precision (unknown precisions get int8's), with explicit overrides."""
+def tolerance(precision: str, rtol=None, atol=None, min_cosine=None, recorded: dict | None = None) -> dict:
+    """The tolerance for a precision (unknown precisions get int8's), with explicit overrides.
+
+    ``recorded``: the target's ``self_check`` entry, written by the build from the deviation it measured on
+    the bundled samples (with a margin); it takes precedence over the per-precision default."""
     base = TOLERANCES.get(precision, TOLERANCES["int8"])
+    if recorded:
+        base = tuple(recorded.get(k, b) for k, b in zip(("rtol", "atol", "min_cosine"), base))
     chosen = [c if c is not None else b for c, b in zip((rtol, atol, min_cosine), base)]
     return dict(zip(("rtol", "atol", "min_cosine"), chosen))
 

@@ -186,3 +186,23 @@ def test_mixed_precision_finds_the_layer_itself(tmp_path):
     off = quantize_cpu(model, samples[:20], samples[20:], ref, BY_PRECISION["int8"],
                        QuantOptions(mixed_precision=False))
     assert not off["passed"] if isinstance(off, dict) else not off.figures["passed"]
+
+
+def test_cpu_policy_keeps_attention_and_layernorm_float_strict_quantizes_them():
+    from edgepack.testing import fitted
+    f = fitted.small_transformer()
+    calib = f.calibration(64, split="train")
+    holdout = [{f.input_name: x} for x in f.x_test[:120]]
+    ref = [dict(zip(["logits"], run_model(f.model, s, ["logits"]))) for s in holdout]
+    opts = dict(mixed_precision=False)
+    cpu = quantize_cpu(f.model, calib, holdout, ref, BY_PRECISION["int8"], QuantOptions(policy="cpu", **opts))
+    strict = quantize_cpu(f.model, calib, holdout, ref, BY_PRECISION["int8"], QuantOptions(policy="strict", **opts))
+    cpu_float = set(cpu.model.stats["quantization"]["float_opcodes"])
+    assert {"BATCH_MATMUL", "SOFTMAX", "RSQRT"} <= cpu_float
+    assert strict.model.stats["quantization"]["float_opcodes"] == []
+    hist = strict.model.stats["op_histogram"]
+    assert hist["QUANTIZE"] == 1 and hist["DEQUANTIZE"] == 1 and hist["BATCH_MATMUL"] == 4
+    for r in (cpu, strict):
+        assert r.figures["passed"], r.figures
+    top1 = lambda r: r.figures["outputs"]["logits"]["top1_agreement"]  # noqa: E731
+    assert top1(cpu) >= 0.97 and cpu.figures["min_snr_db"] >= strict.figures["min_snr_db"] - 0.5

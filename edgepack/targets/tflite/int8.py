@@ -62,8 +62,10 @@ def activation_ops(graph: Graph) -> list[Op]:
 
 
 class _Quantizer:
-    def __init__(self, graph: Graph, ranges: dict, keep_float: set[str], io: str):
+    def __init__(self, graph: Graph, ranges: dict, keep_float: set[str], io: str, float_opcodes=(),
+                 float_origins=()):
         self.g, self.ranges, self.io = graph, ranges, io
+        self.float_opcodes, self.float_origins = set(float_opcodes), set(float_origins)
         self.keep = set(keep_float)
         self.rep: dict[str, str] = {}          # activation tensor -> "int8" | "float"
         self.cache: dict[tuple, str] = {}
@@ -130,7 +132,8 @@ class _Quantizer:
     # --- per op ------------------------------------------------------------------------------------------
     def floating(self, op: Op) -> bool:
         acts = [n for n in op.inputs + op.outputs if n is not None and self.g.tensors[n].data is None]
-        if op.opcode not in INT8_OPS or any(n in self.keep for n in acts):
+        if op.opcode not in INT8_OPS or op.opcode in self.float_opcodes or op.origin in self.float_origins \
+                or any(n in self.keep for n in acts):
             return True
         if op.opcode in ("SOFTMAX", "LOG_SOFTMAX") and op.outputs[0] in self.g.outputs:
             return True   # the kernel's fixed 1/256 output step would erase small probabilities; float is cheap
@@ -238,15 +241,17 @@ class _Quantizer:
                 self.g.outputs[k] = new
 
 
-def quantize_int8(graph: Graph, ranges: dict[str, tuple[float, float]], *, keep_float=(), io: str = "float") -> dict:
+def quantize_int8(graph: Graph, ranges: dict[str, tuple[float, float]], *, keep_float=(), io: str = "float",
+                  float_opcodes=(), float_origins=()) -> dict:
     """Rewrite ``graph`` in place to full-integer int8; return counts for the build report.
 
     ``ranges``: calibrated (min, max) per float activation tensor. ``keep_float``: activation tensor names
-    whose producer and consumers stay float (mixed precision)."""
+    whose producer and consumers stay float (mixed precision). ``float_opcodes``: op types kept float
+    wherever they occur; ``float_origins``: ops lowered from these ONNX nodes stay float."""
     if io not in IO_TYPES:
         raise ValueError(f"io must be one of {IO_TYPES}")
     graph.toposort()
-    qz = _Quantizer(graph, ranges, set(keep_float), io)
+    qz = _Quantizer(graph, ranges, set(keep_float), io, float_opcodes, float_origins)
     qz.inputs()
     for op in list(graph.ops):
         if op.opcode == "QUANTIZE" and op.origin == "input":

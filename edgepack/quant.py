@@ -164,9 +164,11 @@ def quantize_cpu(model: onnx.ModelProto, calib: list[dict], holdout: list[dict],
     if not figures["passed"] and options.mixed_precision:
         candidates = [r for r in ranked if r["tensor"] not in keep]
         budget = max(1, int(options.max_float_fraction * len(candidates)))
+        progress("gate failed: measuring how much each suspect layer costs")
+        order = _by_sensitivity(finish, keep, candidates, model, low, holdout, reference, thresholds, num_threads)
         k = 1
-        while k <= budget and not figures["passed"]:
-            extra = [r["tensor"] for r in candidates[:k]]
+        while k <= min(budget, len(order)) and not figures["passed"]:
+            extra = [r["tensor"] for r in order[:k]]
             progress(f"gate failed: keeping {len(keep) + k} layer(s) in float")
             tm = finish(keep + extra)
             figures = measure(tm.data, low.io, model, holdout, reference, thresholds, num_threads)
@@ -174,7 +176,10 @@ def quantize_cpu(model: onnx.ModelProto, calib: list[dict], holdout: list[dict],
             if figures["passed"]:
                 keep = keep + extra
                 break
-            k = max(k + 1, int(k * 1.5)) if k < budget else budget + 1
+            k = k + 1 if k < 4 else max(k + 1, int(k * 1.5))
+        if figures["passed"] and len(keep) > 1:
+            keep, tm, figures = _prune(finish, keep, options.keep_float, low, model, holdout, reference,
+                                       thresholds, num_threads, tried, tm, figures)
     result = Int8Result(tm, figures, rows, ranked, tried=tried, lowered=low)
     if keep:
         by_tensor = {r["tensor"]: r for r in rows}
@@ -187,6 +192,39 @@ def quantize_cpu(model: onnx.ModelProto, calib: list[dict], holdout: list[dict],
         result.costs = {"size_cost": len(tm.data) / len(base.data), "latency_cost": l_mixed / l_int8,
                         "all_int8_size": len(base.data), "all_int8_latency_ms": l_int8}
     return result
+
+
+SENSITIVITY_CANDIDATES = 16    # suspects (by the debugger's ranking) whose float version is measured one by one
+SENSITIVITY_SAMPLES = 16
+
+
+def _by_sensitivity(finish, keep, candidates, model, low, holdout, reference, thresholds, num_threads):
+    """The debugger's suspects re-ordered by what keeping each alone in float buys at the model output
+    (SNR on a few held-out samples); the rest follow in the debugger's order."""
+    head, tail = candidates[:SENSITIVITY_CANDIDATES], candidates[SENSITIVITY_CANDIDATES:]
+    sub, ref = holdout[:SENSITIVITY_SAMPLES], reference[:SENSITIVITY_SAMPLES]
+    scored = []
+    for i, r in enumerate(head):
+        tm = finish(keep + [r["tensor"]])
+        fig = measure(tm.data, low.io, model, sub, ref, thresholds, num_threads)
+        r["float_gain"] = {"snr_db": fig["min_snr_db"], "cosine": fig["min_cosine"]}
+        scored.append((-fig["min_snr_db"], -fig["min_cosine"], i, r))
+    return [r for *_, r in sorted(scored, key=lambda x: x[:3])] + tail
+
+
+def _prune(finish, keep, pinned, low, model, holdout, reference, thresholds, num_threads, tried, tm, figures):
+    """Drop kept-float layers the gate does not need (last added first)."""
+    pinned = set(_resolve_keep(pinned, low))
+    for name in reversed(list(keep)):
+        if name in pinned:
+            continue
+        trial = [n for n in keep if n != name]
+        cand = finish(trial)
+        fig = measure(cand.data, low.io, model, holdout, reference, thresholds, num_threads)
+        tried.append(_attempt(trial, fig, cand))
+        if fig["passed"]:
+            keep, tm, figures = trial, cand, fig
+    return keep, tm, figures
 
 
 def _attempt(keep, figures, tm) -> dict:

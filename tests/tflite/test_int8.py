@@ -206,3 +206,17 @@ def test_cpu_policy_keeps_attention_and_layernorm_float_strict_quantizes_them():
         assert r.figures["passed"], r.figures
     top1 = lambda r: r.figures["outputs"]["logits"]["top1_agreement"]  # noqa: E731
     assert top1(cpu) >= 0.97 and cpu.figures["min_snr_db"] >= strict.figures["min_snr_db"] - 0.5
+
+
+def test_concat_relu_runs_without_xnnpack(tmp_path):
+    """A Relu after a Concat must not be fused into it: the builtin kernel (no delegate, e.g. an older
+    tflite-runtime or the int8 calibration run) refuses a fused activation on CONCATENATION."""
+    nodes = [h.make_node("Concat", ["x", "x"], ["c"], axis=1, name="cat"),
+             h.make_node("Relu", ["c"], ["y"], name="relu")]
+    model = _save(tmp_path / "c.onnx", nodes, [], [1, 3, 4, 4], "y", [1, 6, 4, 4])
+    samples = _samples(12, (1, 3, 4, 4))
+    low, ranges, tm = _quantize(model, samples[:8])
+    for data in (low.float_bytes(), tm.data):
+        calibrate.interpreter(data, preserve=False)          # builtin kernels only: must prepare
+    fig = _figures(model, tm, samples[8:])
+    assert fig["cosine"] >= 0.999 and fig["max_abs"] < 0.05

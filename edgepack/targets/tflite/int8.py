@@ -135,7 +135,7 @@ class _Quantizer:
         if op.opcode not in INT8_OPS or op.opcode in self.float_opcodes or op.origin in self.float_origins \
                 or any(n in self.keep for n in acts):
             return True
-        if op.opcode in ("SOFTMAX", "LOG_SOFTMAX") and op.outputs[0] in self.g.outputs:
+        if op.opcode in ("SOFTMAX", "LOG_SOFTMAX") and self.reaches_output(op.outputs[0]):
             return True   # the kernel's fixed 1/256 output step would erase small probabilities; float is cheap
         floats = [n for n in acts if self.g.tensors[n].dtype == F32 or self.rep.get(n) == "int8"]
         if not floats or any(n not in self.ranges and self.rep.get(n) != "int8" for n in floats):
@@ -144,6 +144,17 @@ class _Quantizer:
             w = self.g.tensors[op.inputs[WEIGHTS[op.opcode][0]]]
             return w.data is None or w.dtype != F32
         return False
+
+    def reaches_output(self, name: str) -> bool:
+        """Whether ``name`` is a graph output, directly or through reshape-like ops only."""
+        users = self.g.consumers()
+        seen = 0
+        while name not in self.g.outputs and seen < 8:
+            nxt = users.get(name, [])
+            if len(nxt) != 1 or nxt[0].opcode not in ("RESHAPE", "SQUEEZE", "EXPAND_DIMS"):
+                return False
+            name, seen = nxt[0].outputs[0], seen + 1
+        return name in self.g.outputs
 
     def is_float(self, name) -> bool:
         return name is not None and (self.g.tensors[name].dtype == F32 or self.rep.get(name) == "int8")
@@ -161,6 +172,10 @@ class _Quantizer:
             q = self.own(op.outputs[0]) if op.opcode in SAME_JOIN else (self.quant_of(first) or self.own(first))
             op.inputs = [self.as_int8(n, q, op) if self.is_float(n) else n for n in op.inputs]
             outs = [(n, q) for n in op.outputs]
+            if op.opcode == "CONCATENATION" and op.options is not None:
+                # int8 concatenation takes no fused activation; the shared output range (calibrated after
+                # the activation) already clamps every input to it when they are requantized
+                op.options.fusedActivationFunction = fb.ActivationFunctionType.NONE
         else:
             op.inputs = [self.as_int8(n, self.quant_of(n) or self.own(n), op) if self.is_float(n) else n
                          for n in op.inputs]

@@ -11,8 +11,10 @@ from .ops.common import tf_same_pads
 
 _FUSABLE_ACT = {"RELU": fb.ActivationFunctionType.RELU, "RELU6": fb.ActivationFunctionType.RELU6,
                 "RELU_N1_TO_1": fb.ActivationFunctionType.RELU_N1_TO_1}
+# CONCATENATION is not a host: its schema has the field, but the builtin kernel refuses any activation at
+# prepare time (only XNNPACK accepted it, so models failed wherever XNNPACK did not take the node).
 _HOSTS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "SUB", "MUL", "DIV",
-          "AVERAGE_POOL_2D", "MAX_POOL_2D", "CONCATENATION", "TRANSPOSE_CONV"}
+          "AVERAGE_POOL_2D", "MAX_POOL_2D", "TRANSPOSE_CONV"}
 
 
 def fuse_activations(graph: Graph) -> int:

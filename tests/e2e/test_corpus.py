@@ -39,3 +39,23 @@ def test_compressed_precisions_on_a_real_model(precision, max_ratio, tmp_path):
     assert cpu["info"]["size"] <= max_ratio * base["info"]["size"]
     with Runtime.open(res.path) as rt:
         assert rt.self_check()["passed"]
+
+
+@pytest.mark.forked
+@pytest.mark.parametrize("name,max_ratio", [("ocr_ppocr_mobile_v2_cls.onnx", 0.55),
+                                            ("bytes_magika_standard_v3_3.onnx", 0.35),
+                                            ("audio_oww_embedding_model.onnx", 0.35)])
+def test_full_int8_on_real_models(name, max_ratio, tmp_path):
+    """Calibrated int8 on real models: passes its gate (magika only with layers kept float by mixed
+    precision), is much smaller, runs float-in/float-out and passes the on-device self-check."""
+    ref = build(fetch(name), input_shapes=SHAPES.get(name), out=tmp_path / "fp32.edgepack")
+    res = build(fetch(name), input_shapes=SHAPES.get(name), precision="int8", out=tmp_path / "int8.edgepack")
+    cpu, base = res.manifest["targets"][0], ref.manifest["targets"][0]
+    assert cpu["precision"] == "int8" and cpu["parity"]["passed"], cpu["parity"]
+    assert cpu["parity"]["min_cosine"] >= 0.98 and cpu["parity"]["min_snr_db"] >= 15
+    assert cpu["info"]["size"] <= max_ratio * base["info"]["size"]
+    q = cpu["quantization"]
+    assert q["int8_ops"] > 10 and q["layers"] and q["culprits"]
+    assert res.manifest["calibration"]["synthetic"] is True
+    with Runtime.open(res.path) as rt:
+        assert rt.self_check()["passed"]

@@ -114,3 +114,23 @@ def test_bad_calibration_data_is_refused_clearly(outlier, make, needle):
     (outlier / "empty").mkdir()
     code, _, err = _invoke("build", outlier / "o.onnx", "--calibration", outlier / "empty")
     assert code == 3 and ("empty" in err.lower() or "no .npy" in err), err
+
+
+def test_int8_from_an_image_folder_with_a_preprocess_spec(tmp_path):
+    from PIL import Image
+    mixed_net(tmp_path / "m.onnx")
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(images / f"img{i}.png")
+    code, out, err = _invoke("build", tmp_path / "m.onnx", "--precision", "int8", "--calibration", images,
+                             "--preprocess", "mean=0.5,0.5,0.5;std=0.25,0.25,0.25", "--json")
+    assert code == 0, err
+    manifest = json.loads(out)["manifest"]
+    cal = manifest["calibration"]
+    assert cal["kind"] == "images" and cal["counts"]["total"] == 12 and not cal["synthetic"]
+    assert cal["preprocess"]["mean"] == [0.5, 0.5, 0.5] and cal["preprocess"]["size"] == [16, 16]
+    assert manifest["targets"][0]["parity"]["passed"]
+    code, _, err = _invoke("build", tmp_path / "m.onnx", "--calibration", images, "--preprocess", "layout=HWC")
+    assert code == 3 and "layout" in err

@@ -43,4 +43,16 @@ def inspect(
     for e in m["targets"]:
         devices = ", ".join(e.get("devices", [])) or "-"
         out_console.print(f"{e['name']}: suits {devices}; info {e.get('info', {})}")
+        q, lat, p = e.get("quantization"), e.get("latency_ms"), e.get("parity", {})
+        if "min_snr_db" in p:
+            top1 = f", top-1 agreement {p['min_top1_agreement']:.1%}" if "min_top1_agreement" in p else ""
+            out_console.print(f"{e['name']}: accuracy on {p.get('samples')} {p.get('data')} samples: SNR "
+                              f"{p['min_snr_db']:.1f} dB{top1}")
+        if lat:
+            ratio = f" ({lat['ratio_to_fp32']:.2f}x fp32)" if "ratio_to_fp32" in lat else ""
+            out_console.print(f"{e['name']}: latency on the build host {lat['mean']:.3f} ms{ratio}")
+        if q:
+            kept = ", ".join(f["origin"] or f["tensor"] for f in q.get("float_layers", [])) or "none"
+            out_console.print(f"{e['name']}: int8 {q.get('method')} ({q.get('policy')} policy, {q.get('io')} I/O), "
+                              f"kept in float: {kept}; most sensitive: {', '.join(q.get('culprits', [])[:3])}")
     out_console.print(f"samples for the on-device check: {len(m.get('samples', []))}")

@@ -93,9 +93,6 @@ def evaluate(name, model, calib, holdout, labels=None, method="minmax") -> list[
             tm = low.finish(precision)
         it = interpreter(tm.data, threads=1)
         args = _args(tm, holdout[0])
-        if precision == "int8":
-            for det, x in zip(it.get_input_details(), args):
-                assert det["dtype"] == np.float32, "benchmark expects float I/O"
         base_ms, ms = paired_latency(lambda: invoke(it32, args32), lambda: invoke(it, args), rounds=20)
         row(precision, len(tm.data), run_tflite(tm.data, tm.io, holdout, outs), ms / base_ms, extra)
     with tempfile.TemporaryDirectory() as tmp:
@@ -111,6 +108,9 @@ def evaluate(name, model, calib, holdout, labels=None, method="minmax") -> list[
             return rows
         size = path.stat().st_size
         row("ORT QDQ int8", size, got, float("nan"), f"onnxruntime quantize_static {time.perf_counter() - t0:.1f}s")
+    for r in rows:
+        print("row:", end=" ")
+        _print(r)
     return rows
 
 
@@ -143,11 +143,15 @@ def main(argv=None) -> int:
     print(f"\n| model | precision | size ratio | min cosine | SNR dB | top-1 agree | accuracy | latency ratio | notes |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        acc = "—" if r["acc"] is None else f"{r['acc']:.4f}"
-        lat = "—" if r["lat"] != r["lat"] else f"{r['lat']:.2f}"
-        print(f"| {r['model']} | {r['precision']} | {r['size_ratio']:.3f} | {r['cosine']:.5f} | {r['snr']:.1f} | "
-              f"{r['top1']:.4f} | {acc} | {lat} | {r['extra']} |")
+        _print(r)
     return 0
+
+
+def _print(r):
+    acc = "—" if r["acc"] is None else f"{r['acc']:.4f}"
+    lat = "—" if r["lat"] != r["lat"] else f"{r['lat']:.2f}"
+    print(f"| {r['model']} | {r['precision']} | {r['size_ratio']:.3f} | {r['cosine']:.5f} | {r['snr']:.1f} | "
+          f"{r['top1']:.4f} | {acc} | {lat} | {r['extra']} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -165,6 +165,7 @@ def quantize_cpu(model: onnx.ModelProto, calib: list[dict], holdout: list[dict],
         candidates = [r for r in ranked if r["tensor"] not in keep]
         budget = max(1, int(options.max_float_fraction * len(candidates)))
         progress("gate failed: measuring how much each suspect layer costs")
+        best = (keep, tm, figures)
         order = _by_sensitivity(finish, keep, candidates, model, low, holdout, reference, thresholds, num_threads)
         k = 1
         while k <= min(budget, len(order)) and not figures["passed"]:
@@ -173,10 +174,14 @@ def quantize_cpu(model: onnx.ModelProto, calib: list[dict], holdout: list[dict],
             tm = finish(keep + extra)
             figures = measure(tm.data, low.io, model, holdout, reference, thresholds, num_threads)
             tried.append(_attempt(keep + extra, figures, tm))
+            if _score(figures) > _score(best[2]):
+                best = (keep + extra, tm, figures)
             if figures["passed"]:
                 keep = keep + extra
                 break
             k = k + 1 if k < 4 else max(k + 1, int(k * 1.5))
+        if not figures["passed"]:      # budget spent: ship (with --allow-mismatch) the best attempt seen
+            keep, tm, figures = best
         if figures["passed"] and len(keep) > 1:
             keep, tm, figures = _prune(finish, keep, options.keep_float, low, model, holdout, reference,
                                        thresholds, num_threads, tried, tm, figures)
@@ -225,6 +230,10 @@ def _prune(finish, keep, pinned, low, model, holdout, reference, thresholds, num
         if fig["passed"]:
             keep, tm, figures = trial, cand, fig
     return keep, tm, figures
+
+
+def _score(figures) -> tuple:
+    return (figures["passed"], -len(figures.get("failed", {})), figures["min_snr_db"], figures["min_cosine"])
 
 
 def _attempt(keep, figures, tm) -> dict:

@@ -30,7 +30,7 @@ def _thresholds(precision: str, min_cosine, max_rel_error, min_snr_db=None, min_
     return Thresholds(base.min_cosine if min_cosine is None else min_cosine,
                       base.max_rel_error if max_rel_error is None else max_rel_error,
                       base.min_snr_db if min_snr_db is None else min_snr_db,
-                      base.min_top1 if min_top1 is None else min_top1)
+                      base.min_top1 if min_top1 is None else min_top1, base.cosine_over)
 
 
 CALIBRATION_HELP = (".npz of input name -> [samples, ...], a folder of .npy files, or a folder of images "
@@ -114,7 +114,9 @@ def build(
         out_console.print(f"  {t['name']:<8} {t['format']:<7} {t['precision']:<5} {info['size']:>10,} B  "
                           f"cosine {p['min_cosine']:.6f}  rel.err {p['max_rel_error']:.2e}  "
                           f"({p['backend']}, {p['samples']} {p['data']} samples{extra})")
-        figures = [f"SNR {p['min_snr_db']:.1f} dB"] if "min_snr_db" in p else []
+        figures = [f"mean cosine {p['mean_cosine']:.6f}"] if "mean_cosine" in p else []
+        if "min_snr_db" in p:
+            figures.append(f"SNR {p['min_snr_db']:.1f} dB")
         if "min_top1_agreement" in p:
             figures.append(f"top-1 agreement {p['min_top1_agreement']:.1%}")
         lat = t.get("latency_ms") or {}

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from ..errors import EdgepackError, ModelError
@@ -103,7 +104,7 @@ def build(
                            thresholds=_thresholds(precision, min_cosine, max_rel_error, min_snr_db, min_top1),
                            progress=lambda step: bar.update(task, description=step))
     for w in result.warnings:
-        err_console.print(f"[yellow]warning:[/] {w}")
+        err_console.print(f"[yellow]warning:[/] {escape(w)}")
     if json_out:
         print_json({"bundle": str(result.path), "manifest": result.manifest})
         return

@@ -8,6 +8,7 @@ import traceback
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..errors import EdgepackError
 
@@ -25,14 +26,14 @@ def handle_errors(fn):
         except EdgepackError as exc:
             if verbose:
                 traceback.print_exc()
-            err_console.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
         except Exception as exc:  # a bug: say so, keep the trace one flag away
             if verbose:
                 traceback.print_exc()
-            err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} "
+            err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} "
                               "(re-run with --verbose and report it)", soft_wrap=True)
             raise typer.Exit(1) from None
     return wrapper

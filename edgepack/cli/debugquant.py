@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from .build import CALIBRATION_HELP, PREPROCESS_HELP, _check_choice, _shapes
@@ -43,7 +44,7 @@ def debug_quant(
         cal = load_calibration(calibration, onnx_model, preprocess=preprocess, holdout=holdout,
                                synthetic_samples=40)
     for w in cal.warnings:
-        err_console.print(f"[yellow]warning:[/] {w}")
+        err_console.print(f"[yellow]warning:[/] {escape(w)}")
     with err_console.status("quantizing and comparing every layer") as status:
         reference = _reference(onnx_model, cal.holdout)
         options = QuantOptions(method=method, mixed_precision=False, keep_float=tuple(keep_float),

@@ -23,7 +23,7 @@ DEBUG_SAMPLES = 8
 
 @dataclass
 class QuantOptions:
-    method: str = "minmax"              # minmax | percentile | mse
+    method: str = "minmax"              # minmax | percentile | mse | entropy
     io: str = "float"                   # float | int8 | uint8 model I/O
     mixed_precision: bool = True        # keep sensitive layers float when the gate fails
     max_float_fraction: float = 0.25    # budget: at most this share of quantizable layers kept float

@@ -19,7 +19,7 @@ def debug_quant(
     preprocess: Annotated[Optional[str], typer.Option(help=PREPROCESS_HELP)] = None,
     holdout: Annotated[float, typer.Option(help="share of the samples kept out to measure accuracy")] = 0.2,
     input_shape: Annotated[list[str], typer.Option("--input-shape", help="fix dynamic dims: NAME=D0,D1,...")] = [],
-    method: Annotated[str, typer.Option(help="activation ranges: minmax | percentile | mse")] = "minmax",
+    method: Annotated[str, typer.Option(help="activation ranges: minmax | percentile | mse | entropy")] = "minmax",
     keep_float: Annotated[list[str], typer.Option(help="keep this ONNX node (or tensor) in float; "
                                                   "repeatable (try the culprits)")] = [],
     int8_policy: Annotated[str, typer.Option(help="cpu (LayerNorm, Softmax, attention MatMul float) | "
@@ -36,7 +36,7 @@ def debug_quant(
     from ..quant import QuantOptions, quantize_cpu
     from ..targets.tflite import preflight
     from ..verify.parity import BY_PRECISION
-    _check_choice("--method", method, ("minmax", "percentile", "mse"))
+    _check_choice("--method", method, ("minmax", "percentile", "mse", "entropy"))
     _check_choice("--order", order, ("rank", "graph"))
     _check_choice("--int8-policy", int8_policy, ("cpu", "strict"))
     with err_console.status("loading the model and calibration data"):

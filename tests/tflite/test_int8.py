@@ -220,3 +220,14 @@ def test_concat_relu_runs_without_xnnpack(tmp_path):
         calibrate.interpreter(data, preserve=False)          # builtin kernels only: must prepare
     fig = _figures(model, tm, samples[8:])
     assert fig["cosine"] >= 0.999 and fig["max_abs"] < 0.05
+
+
+def test_entropy_clips_heavy_tails_like_the_kl_method_should():
+    rng = np.random.default_rng(0)
+    lap = rng.laplace(size=65536).astype(np.float32)
+    lo, hi = calibrate.choose_ranges({"t": calibrate.Stats(float(lap.min()), float(lap.max()), lap)}, "entropy")["t"]
+    assert 5 < hi < 0.85 * lap.max() and 0.85 * lap.min() < lo < -5          # tails clipped, body kept
+    gauss = rng.standard_normal(65536).astype(np.float32)
+    lo, hi = calibrate.choose_ranges({"t": calibrate.Stats(float(gauss.min()), float(gauss.max()), gauss)},
+                                     "entropy")["t"]
+    assert hi > 3.0 and lo < -3.0                                              # no over-clipping

@@ -7,7 +7,10 @@ bounded random sample of values, from which a range is chosen by one of:
 * ``minmax``     the observed extremes (nothing is clipped; outliers widen the step for everyone)
 * ``percentile`` the 0.01 / 99.99 percentiles (clips rare outliers)
 * ``mse``        the clipping range minimizing the mean squared int8 quantization error over the observed
-                 value histogram (searches shrink factors of both ends)
+                 value histogram (searches shrink factors of both ends); at 8 bits this rarely clips
+* ``entropy``    the clipping range minimizing the KL divergence between the value histogram and its
+                 255-level quantized version (outliers folded into the edge bins), which clips long tails
+                 harder than MSE does
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import numpy as np
 
 from .int8 import asymmetric
 
-METHODS = ("minmax", "percentile", "mse")
+METHODS = ("minmax", "percentile", "mse", "entropy")
 DEFAULT_METHOD = "minmax"
 VALUES_PER_TENSOR = 1 << 16
 PERCENTILE = 99.99
@@ -96,9 +99,40 @@ def choose_ranges(stats: dict[str, Stats], method: str = DEFAULT_METHOD) -> dict
         elif method == "percentile":
             lo, hi = np.percentile(s.values, [100 - PERCENTILE, PERCENTILE])
             out[name] = (min(float(lo), 0.0) if s.lo < 0 else 0.0, float(hi) if s.hi > 0 else 0.0)
-        else:
+        elif method == "mse":
             out[name] = _mse_range(s)
+        else:
+            out[name] = _entropy_range(s)
     return out
+
+
+def _entropy_range(s: Stats, bins: int = 2048, levels: int = 255) -> tuple[float, float]:
+    lo, hi = min(s.lo, 0.0), max(s.hi, 0.0)
+    counts, edges = np.histogram(s.values, bins=bins, range=(lo, hi))
+    counts = counts.astype(np.float64)
+    zero = int(np.clip(np.searchsorted(edges, 0.0) - 1, 0, bins - 1))
+    best, best_kl = (lo, hi), np.inf
+    for a in np.linspace(1.0, 0.05, 40):
+        left = int(round(zero - (zero * a))) if lo < 0 else 0
+        right = int(round(zero + (bins - zero) * a)) if hi > 0 else bins
+        if right - left < levels:
+            break
+        p = counts[left:right].copy()
+        p[0] += counts[:left].sum()
+        p[-1] += counts[right:].sum()
+        nz = p > 0
+        groups = np.array_split(np.arange(p.size), levels)
+        q = np.zeros_like(p)
+        inside = counts[left:right]
+        for g in groups:       # each level's mass (clipped outliers left out) spread over its non-empty bins
+            live = g[nz[g]]
+            if live.size:
+                q[live] = inside[g].sum() / live.size
+        ps, qs = p[nz] / p[nz].sum(), q[nz] / max(q[nz].sum(), 1e-300)
+        kl = float(np.sum(ps * np.log(ps / np.maximum(qs, 1e-300))))
+        if kl < best_kl:
+            best, best_kl = (edges[left] if lo < 0 else 0.0, edges[right] if hi > 0 else 0.0), kl
+    return best
 
 
 def _mse_range(s: Stats) -> tuple[float, float]:

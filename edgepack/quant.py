@@ -23,7 +23,7 @@ DEBUG_SAMPLES = 8
 
 @dataclass
 class QuantOptions:
-    method: str = "minmax"              # minmax | percentile | mse | entropy
+    method: str = "auto"                # auto (best of minmax/percentile) | minmax | percentile | mse | entropy
     io: str = "float"                   # float | int8 | uint8 model I/O
     mixed_precision: bool = True        # keep sensitive layers float when the gate fails
     max_float_fraction: float = 0.25    # budget: at most this share of quantizable layers kept float
@@ -41,6 +41,7 @@ class Int8Result:
     tried: list[dict] = field(default_factory=list)
     costs: dict = field(default_factory=dict)
     lowered: object = None
+    method: str = ""                    # the calibration method used (auto's choice)
 
 
 def run_tflite(data: bytes, io: dict, samples: list[dict], output_names: list[str],
@@ -127,13 +128,33 @@ def policy_float_nodes(model: onnx.ModelProto, policy: str) -> list[str]:
     return out
 
 
-def prepare(model: onnx.ModelProto, cal_samples, method: str):
-    """(lowered float graph, calibrated ranges)."""
+AUTO_CANDIDATES = ("minmax", "percentile")
+AUTO_SAMPLES = 32
+
+
+def prepare(model: onnx.ModelProto, cal_samples, method: str, *, float_origins=()):
+    """(lowered float graph, calibrated ranges, method used).
+
+    ``auto`` quantizes with each of ``AUTO_CANDIDATES`` and keeps the one whose output is closest (SNR) to
+    the fp32 model on calibration samples: the held-out split stays untouched for the gate."""
     from .targets.tflite import calibrate
     from .targets.tflite.convert import lower
     low = lower(model)
     stats = calibrate.observe(low.float_bytes(), low.io, cal_samples, low.activations())
-    return low, calibrate.choose_ranges(stats, method)
+    if method != "auto":
+        return low, calibrate.choose_ranges(stats, method), method
+    from .model.ort import run_model
+    names = [o.name for o in model.graph.output]
+    probe = cal_samples[:AUTO_SAMPLES]
+    reference = [dict(zip(names, run_model(model, s, names))) for s in probe]
+    best = None
+    for candidate in AUTO_CANDIDATES:
+        ranges = calibrate.choose_ranges(stats, candidate)
+        tm = low.finish("int8", ranges=ranges, float_origins=float_origins)
+        snr = measure(tm.data, low.io, model, probe, reference, Thresholds())["min_snr_db"]
+        if best is None or snr > best[0] + 0.05:
+            best = (snr, ranges, candidate)
+    return low, best[1], best[2]
 
 
 def debug(low, ranges, tm, holdout) -> tuple[list[dict], list[dict]]:
@@ -147,9 +168,9 @@ def quantize_cpu(model: onnx.ModelProto, calib: list[dict], holdout: list[dict],
                  progress: Callable[[str], None] = lambda s: None) -> Int8Result:
     """Quantize, measure on ``holdout`` (``reference``: its fp32 outputs), debug, mix precision."""
     progress(f"calibrating activation ranges ({options.method}, {len(calib)} samples)")
-    low, ranges = prepare(model, calib, options.method)
-    keep = _resolve_keep(options.keep_float, low)
     policy = policy_float_nodes(model, options.policy)
+    low, ranges, method = prepare(model, calib, options.method, float_origins=policy)
+    keep = _resolve_keep(options.keep_float, low)
 
     def finish(keep_float):
         return low.finish("int8", ranges=ranges, io=options.io, keep_float=keep_float, float_origins=policy)
@@ -185,7 +206,7 @@ def quantize_cpu(model: onnx.ModelProto, calib: list[dict], holdout: list[dict],
         if figures["passed"] and len(keep) > 1:
             keep, tm, figures = _prune(finish, keep, options.keep_float, low, model, holdout, reference,
                                        thresholds, num_threads, tried, tm, figures)
-    result = Int8Result(tm, figures, rows, ranked, tried=tried, lowered=low)
+    result = Int8Result(tm, figures, rows, ranked, tried=tried, lowered=low, method=method)
     if keep:
         by_tensor = {r["tensor"]: r for r in rows}
         result.float_layers = [{"tensor": t, "origin": by_tensor.get(t, {}).get("origin", ""),
@@ -245,7 +266,8 @@ def describe(result: Int8Result, options: QuantOptions, max_layers: int = 2000) 
     """The manifest's ``quantization`` record for an int8 target."""
     q = dict(result.model.stats.get("quantization", {}))
     rows = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in result.layers]
-    return {"method": options.method, "io": options.io, "policy": options.policy, "int8_ops": q.get("int8_ops"),
+    return {"method": result.method or options.method, "method_requested": options.method, "io": options.io,
+            "policy": options.policy, "int8_ops": q.get("int8_ops"),
             "float_opcodes": q.get("float_opcodes", []),
             "float_layers": result.float_layers, "culprits": [r["tensor"] for r in result.ranked[:10]],
             "mixed_precision": {"enabled": options.mixed_precision, "tried": result.tried, **result.costs},

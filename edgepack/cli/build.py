@@ -62,7 +62,9 @@ def build(
     precision: Annotated[str, typer.Option(help="cpu target precision: fp32 | fp16 (fp16 weights) | "
                                            "int8-dynamic (int8 weights, hybrid kernels) | int8 (full integer, "
                                            "calibrated)")] = "fp32",
-    method: Annotated[str, typer.Option(help="int8 activation ranges: minmax | percentile | mse | entropy")] = "minmax",
+    method: Annotated[str, typer.Option(help="int8 activation ranges: auto (minmax or percentile, whichever is "
+                                           "closer to fp32 on calibration samples) | minmax | percentile | mse | "
+                                           "entropy")] = "auto",
     io_type: Annotated[str, typer.Option("--io", help="int8 model I/O: float | int8 | uint8")] = "float",
     mixed_precision: Annotated[bool, typer.Option(help="int8: keep the most sensitive layers in float when "
                                                   "the accuracy gate fails")] = True,
@@ -89,7 +91,7 @@ def build(
     """Convert MODEL for each target, verify every target against onnxruntime, write a bundle."""
     from ..build import build as run_build
     from ..quant import QuantOptions
-    _check_choice("--method", method, ("minmax", "percentile", "mse", "entropy"))
+    _check_choice("--method", method, ("auto", "minmax", "percentile", "mse", "entropy"))
     _check_choice("--io", io_type, ("float", "int8", "uint8"))
     _check_choice("--int8-policy", int8_policy, ("cpu", "strict"))
     shapes = _shapes(input_shape)

@@ -19,7 +19,9 @@ def debug_quant(
     preprocess: Annotated[Optional[str], typer.Option(help=PREPROCESS_HELP)] = None,
     holdout: Annotated[float, typer.Option(help="share of the samples kept out to measure accuracy")] = 0.2,
     input_shape: Annotated[list[str], typer.Option("--input-shape", help="fix dynamic dims: NAME=D0,D1,...")] = [],
-    method: Annotated[str, typer.Option(help="activation ranges: minmax | percentile | mse | entropy")] = "minmax",
+    method: Annotated[str, typer.Option(help="activation ranges: auto (minmax or percentile, whichever is closer "
+                                           "to fp32 on calibration samples) | minmax | percentile | mse | "
+                                           "entropy")] = "auto",
     keep_float: Annotated[list[str], typer.Option(help="keep this ONNX node (or tensor) in float; "
                                                   "repeatable (try the culprits)")] = [],
     int8_policy: Annotated[str, typer.Option(help="cpu (LayerNorm, Softmax, attention MatMul float) | "
@@ -36,7 +38,7 @@ def debug_quant(
     from ..quant import QuantOptions, quantize_cpu
     from ..targets.tflite import preflight
     from ..verify.parity import BY_PRECISION
-    _check_choice("--method", method, ("minmax", "percentile", "mse", "entropy"))
+    _check_choice("--method", method, ("auto", "minmax", "percentile", "mse", "entropy"))
     _check_choice("--order", order, ("rank", "graph"))
     _check_choice("--int8-policy", int8_policy, ("cpu", "strict"))
     with err_console.status("loading the model and calibration data"):
@@ -53,13 +55,14 @@ def debug_quant(
                               progress=lambda s: status.update(s))
     rows = result.ranked if order == "rank" else [r for r in result.layers]
     if json_out:
-        print_json({"model": str(model), "method": method, "calibration": cal.describe(),
+        print_json({"model": str(model), "method": result.method, "calibration": cal.describe(),
                     "parity": result.figures, "culprits": [r["tensor"] for r in result.ranked[:10]],
                     "layers": result.layers})
         return
     f = result.figures
     verdict = "[green]passes[/]" if f["passed"] else "[red]fails[/]"
-    out_console.print(f"int8 ({method}) on {len(cal.holdout)} held-out samples: min cosine {f['min_cosine']:.6f}, "
+    out_console.print(f"int8 ({result.method}) on {len(cal.holdout)} held-out samples: mean cosine "
+                      f"{f['mean_cosine']:.6f}, min cosine {f['min_cosine']:.6f}, "
                       f"SNR {f['min_snr_db']:.1f} dB" + (f", top-1 agreement {f['min_top1_agreement']:.1%}"
                                                          if "min_top1_agreement" in f else "")
                       + f" — {verdict} the int8 gate")

@@ -78,7 +78,7 @@ def _samples(n, shape=(1, 3, 16, 16), seed=0):
 
 
 def _quantize(model, samples, **finish):
-    low, ranges = prepare(model, samples, finish.pop("method", "minmax"))
+    low, ranges, _ = prepare(model, samples, finish.pop("method", "minmax"))
     return low, ranges, low.finish("int8", ranges=ranges, **finish)
 
 

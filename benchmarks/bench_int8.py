@@ -63,7 +63,7 @@ def rendered_text(n: int, seed: int) -> tuple[list[dict], np.ndarray]:
     return samples, np.asarray(labels)
 
 
-def evaluate(name, model, calib, holdout, labels=None, method="minmax") -> list[dict]:
+def evaluate(name, model, calib, holdout, labels=None, method="auto") -> list[dict]:
     outs = [o.name for o in model.graph.output]
     ref = run_ort(model, holdout)
     low = lower(model)
@@ -88,7 +88,8 @@ def evaluate(name, model, calib, holdout, labels=None, method="minmax") -> list[
             res = quantize_cpu(model, calib, holdout, ref, BY_PRECISION["int8"], QuantOptions(method=method))
             tm = res.model
             kept = [f["origin"] or f["tensor"] for f in res.float_layers]
-            extra = f"float: {', '.join(kept) or 'none'}; float ops: {','.join(res.model.stats['quantization']['float_opcodes']) or '-'}"
+            extra = (f"{res.method}; float: {', '.join(kept) or 'none'}; float ops: "
+                     f"{','.join(res.model.stats['quantization']['float_opcodes']) or '-'}")
         else:
             tm = low.finish(precision)
         it = interpreter(tm.data, threads=1)
@@ -98,7 +99,8 @@ def evaluate(name, model, calib, holdout, labels=None, method="minmax") -> list[
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         try:
-            path = ort_quantize_static(model, calib, Path(tmp) / "qdq.onnx", per_channel=True, method=method)
+            path = ort_quantize_static(model, calib, Path(tmp) / "qdq.onnx", per_channel=True,
+                                       method="minmax" if method == "auto" else method)
             got = run_ort(path, holdout)
         except Exception as exc:  # the baseline's own failures are results too
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
@@ -118,7 +120,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--corpus", action="store_true", help="also run corpus models (synthetic inputs)")
     ap.add_argument("--corpus-only", action="store_true")
-    ap.add_argument("--method", default="minmax")
+    ap.add_argument("--method", default="auto")
     ap.add_argument("--calib", type=int, default=200)
     args = ap.parse_args(argv)
     rows = []

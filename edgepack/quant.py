@@ -135,26 +135,31 @@ AUTO_SAMPLES = 32
 def prepare(model: onnx.ModelProto, cal_samples, method: str, *, float_origins=()):
     """(lowered float graph, calibrated ranges, method used).
 
-    ``auto`` quantizes with each of ``AUTO_CANDIDATES`` and keeps the one whose output is closest (SNR) to
-    the fp32 model on calibration samples: the held-out split stays untouched for the gate."""
+    ``auto`` calibrates each of ``AUTO_CANDIDATES`` on most of the calibration samples, keeps the one whose
+    output is closest (SNR) to fp32 on the rest (samples a range was not fitted on: minmax would otherwise
+    always win on its own data), then calibrates it on all of them. The held-out split stays untouched."""
     from .targets.tflite import calibrate
     from .targets.tflite.convert import lower
     low = lower(model)
-    stats = calibrate.observe(low.float_bytes(), low.io, cal_samples, low.activations())
+    names = low.activations()
+    stats = calibrate.observe(low.float_bytes(), low.io, cal_samples, names)
     if method != "auto":
         return low, calibrate.choose_ranges(stats, method), method
+    if len(cal_samples) < 8:
+        return low, calibrate.choose_ranges(stats, "minmax"), "minmax"
     from .model.ort import run_model
-    names = [o.name for o in model.graph.output]
-    probe = cal_samples[:AUTO_SAMPLES]
-    reference = [dict(zip(names, run_model(model, s, names))) for s in probe]
+    outputs = [o.name for o in model.graph.output]
+    n_probe = min(AUTO_SAMPLES, len(cal_samples) // 4)
+    probe, fit = cal_samples[:n_probe], cal_samples[n_probe:]
+    reference = [dict(zip(outputs, run_model(model, s, outputs))) for s in probe]
+    fit_stats = calibrate.observe(low.float_bytes(), low.io, fit, names)
     best = None
     for candidate in AUTO_CANDIDATES:
-        ranges = calibrate.choose_ranges(stats, candidate)
-        tm = low.finish("int8", ranges=ranges, float_origins=float_origins)
+        tm = low.finish("int8", ranges=calibrate.choose_ranges(fit_stats, candidate), float_origins=float_origins)
         snr = measure(tm.data, low.io, model, probe, reference, Thresholds())["min_snr_db"]
         if best is None or snr > best[0] + 0.05:
-            best = (snr, ranges, candidate)
-    return low, best[1], best[2]
+            best = (snr, candidate)
+    return low, calibrate.choose_ranges(stats, best[1]), best[1]
 
 
 def debug(low, ranges, tm, holdout) -> tuple[list[dict], list[dict]]:

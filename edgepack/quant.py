@@ -44,6 +44,11 @@ class Int8Result:
     method: str = ""                    # the calibration method used (auto's choice)
 
 
+def _c(x) -> np.ndarray:
+    """C-contiguous without losing 0-d shapes (np.ascontiguousarray makes 0-d arrays 1-d)."""
+    return np.require(x, requirements="C")
+
+
 def run_tflite(data: bytes, io: dict, samples: list[dict], output_names: list[str],
                num_threads: int | None = None) -> list[dict[str, np.ndarray]]:
     """Run a .tflite model in LiteRT on ONNX-layout samples; outputs back in ONNX layout."""
@@ -51,7 +56,7 @@ def run_tflite(data: bytes, io: dict, samples: list[dict], output_names: list[st
     session = load_litert(data, num_threads=num_threads)
     out = []
     for s in samples:
-        arrays = [np.ascontiguousarray(np.transpose(s[e["name"]], e["perm"]) if e.get("perm") else s[e["name"]])
+        arrays = [_c(np.transpose(s[e["name"]], e["perm"]) if e.get("perm") else s[e["name"]])
                   for e in io["inputs"]]
         results = session.run(arrays)
         named = {e["name"]: (np.transpose(r, np.argsort(e["perm"])) if e.get("perm") else r)
@@ -65,7 +70,7 @@ def latency_ms(data: bytes, io: dict, sample: dict, *, num_threads: int | None =
     """Mean/p50/p90 single-sample latency in LiteRT (default delegates), bounded by ``budget_s``."""
     from edgepack_runtime.backends.tflite import load_litert
     session = load_litert(data, num_threads=num_threads)
-    arrays = [np.ascontiguousarray(np.transpose(sample[e["name"]], e["perm"]) if e.get("perm") else sample[e["name"]])
+    arrays = [_c(np.transpose(sample[e["name"]], e["perm"]) if e.get("perm") else sample[e["name"]])
               for e in io["inputs"]]
     session.run(arrays)
     times, start = [], time.perf_counter()

@@ -50,7 +50,7 @@ def model_feeds(samples: list[dict], io: dict, names: list[str]) -> list[list[np
         arrays = []
         for entry in io["inputs"]:
             x = np.asarray(s[entry["name"]])
-            arrays.append(np.ascontiguousarray(np.transpose(x, entry["perm"]) if entry.get("perm") else x))
+            arrays.append(np.require(np.transpose(x, entry["perm"]) if entry.get("perm") else x, requirements="C"))
         feeds.append(arrays)
     return feeds
 

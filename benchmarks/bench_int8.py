@@ -142,7 +142,7 @@ def main(argv=None) -> int:
             samples = make_inputs(model, 40, seed=7)
             rows += evaluate(name, model, samples[:32], samples[32:], None, args.method)
             print(f"{name}: done", flush=True)
-    print(f"\n| model | precision | size ratio | min cosine | SNR dB | top-1 agree | accuracy | latency ratio | notes |")
+    print("\n| model | precision | size ratio | min cosine | SNR dB | top-1 agree | accuracy | latency ratio | notes |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         _print(r)

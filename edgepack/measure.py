@@ -1,0 +1,56 @@
+"""Running candidate .tflite models in LiteRT the way the device does: hold-out accuracy and host latency."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import onnx
+
+from .verify.parity import Thresholds, compare_output, summarize
+
+
+def _c(x) -> np.ndarray:
+    """C-contiguous without losing 0-d shapes (np.ascontiguousarray makes 0-d arrays 1-d)."""
+    return np.require(x, requirements="C")
+
+
+def run_tflite(data: bytes, io: dict, samples: list[dict], output_names: list[str],
+               num_threads: int | None = None) -> list[dict[str, np.ndarray]]:
+    """Run a .tflite model in LiteRT on ONNX-layout samples; outputs back in ONNX layout."""
+    from edgepack_runtime.backends.tflite import load_litert
+    session = load_litert(data, num_threads=num_threads)
+    out = []
+    for s in samples:
+        arrays = [_c(np.transpose(s[e["name"]], e["perm"]) if e.get("perm") else s[e["name"]])
+                  for e in io["inputs"]]
+        results = session.run(arrays)
+        named = {e["name"]: (np.transpose(r, np.argsort(e["perm"])) if e.get("perm") else r)
+                 for e, r in zip(io["outputs"], results)}
+        out.append({n: named[n] for n in output_names})
+    session.close()
+    return out
+
+
+def latency_ms(data: bytes, io: dict, sample: dict, *, num_threads: int | None = 1, budget_s: float = 1.5) -> dict:
+    """Mean/p50/p90 single-sample latency in LiteRT (default delegates), bounded by ``budget_s``."""
+    from edgepack_runtime.backends.tflite import load_litert
+    session = load_litert(data, num_threads=num_threads)
+    arrays = [_c(np.transpose(sample[e["name"]], e["perm"]) if e.get("perm") else sample[e["name"]])
+              for e in io["inputs"]]
+    session.run(arrays)
+    times, start = [], time.perf_counter()
+    while len(times) < 3 or (len(times) < 200 and time.perf_counter() - start < budget_s):
+        t0 = time.perf_counter()
+        session.run(arrays)
+        times.append((time.perf_counter() - t0) * 1e3)
+    session.close()
+    t = np.asarray(times)
+    return {"mean": float(t.mean()), "p50": float(np.percentile(t, 50)), "p90": float(np.percentile(t, 90)),
+            "runs": len(times), "threads": num_threads}
+
+
+def measure(data, io, model: onnx.ModelProto, samples, reference, thresholds: Thresholds, num_threads=None) -> dict:
+    names = [o.name for o in model.graph.output]
+    got = run_tflite(data, io, samples, names, num_threads)
+    per_output = {n: compare_output([g[n] for g in got], [r[n] for r in reference]) for n in names}
+    return summarize(per_output, thresholds)

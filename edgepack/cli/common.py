@@ -13,7 +13,7 @@ from rich.markup import escape
 from ..errors import EdgepackError
 
 err_console = Console(stderr=True, highlight=False)
-out_console = Console(highlight=False)
+out_console = Console(highlight=False, soft_wrap=True)  # long lines stay whole in logs and pipes
 
 
 def handle_errors(fn):

@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.markup import escape
+from rich.console import Console
 from rich.table import Table
 
 from .build import CALIBRATION_HELP, PREPROCESS_HELP, _check_choice, _shapes
@@ -74,7 +75,7 @@ def debug_quant(
         table.add_row(str(i), r["tensor"], r["op"] + ("" if r["int8"] else " (float)"), r["origin"],
                       "—" if own is None else f"{own:.1f}", f"{r['snr_db']:.1f}", f"{r['added_db']:.1f}",
                       f"{r['cosine']:.5f}")
-    out_console.print(table, width=None if out_console.is_terminal else 160)
+    (out_console if out_console.is_terminal else Console(highlight=False, width=200)).print(table)
     if result.ranked and order == "rank":
         worst = result.ranked[0]
         out_console.print(f"culprit: [bold]{worst['origin'] or worst['tensor']}[/] ({worst['op']}): its own int8 "

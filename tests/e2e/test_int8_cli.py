@@ -134,3 +134,13 @@ def test_int8_from_an_image_folder_with_a_preprocess_spec(tmp_path):
     assert manifest["targets"][0]["parity"]["passed"]
     code, _, err = _invoke("build", tmp_path / "m.onnx", "--calibration", images, "--preprocess", "layout=HWC")
     assert code == 3 and "layout" in err
+
+
+def test_report_is_written_when_the_gate_fails(outlier):
+    code, _, err = _invoke("build", outlier / "o.onnx", "--precision", "int8", "--calibration",
+                           outlier / "calib.npz", "--no-mixed-precision", "--report", outlier / "fail.html",
+                           "-o", outlier / "fail.edgepack")
+    assert code == 5 and "fail.html" in err
+    html = (outlier / "fail.html").read_text()
+    assert "conv2" in html and "culprit" in html.lower() and "FAIL" in html.upper()
+    assert not (outlier / "fail.edgepack").exists()

@@ -231,3 +231,25 @@ def test_entropy_clips_heavy_tails_like_the_kl_method_should():
     lo, hi = calibrate.choose_ranges({"t": calibrate.Stats(float(gauss.min()), float(gauss.max()), gauss)},
                                      "entropy")["t"]
     assert hi > 3.0 and lo < -3.0                                              # no over-clipping
+
+
+def test_cpu_policy_finds_a_decomposed_layernorm(tmp_path):
+    from edgepack.mixed import policy_float_nodes
+    rng = np.random.default_rng(2)
+    nodes = [h.make_node("MatMul", ["x", "w"], ["a"], name="proj"),
+             h.make_node("ReduceMean", ["a"], ["mu"], axes=[-1], name="mean"),
+             h.make_node("Sub", ["a", "mu"], ["d"], name="center"),
+             h.make_node("Mul", ["d", "d"], ["d2"], name="square"),
+             h.make_node("ReduceMean", ["d2"], ["var"], axes=[-1], name="var"),
+             h.make_node("Add", ["var", "eps"], ["ve"], name="add_eps"),
+             h.make_node("Sqrt", ["ve"], ["sd"], name="sqrt"),
+             h.make_node("Div", ["d", "sd"], ["n"], name="normalize"),
+             h.make_node("Mul", ["n", "gamma"], ["y"], name="scale")]
+    inits = [_arr("w", rng.standard_normal((8, 8))), _arr("eps", [1e-5]), _arr("gamma", np.ones(8))]
+    g = h.make_graph(nodes, "ln", [h.make_tensor_value_info("x", TP.FLOAT, [1, 4, 8])],
+                     [h.make_tensor_value_info("y", TP.FLOAT, [1, 4, 8])], inits)
+    onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 13)]), tmp_path / "ln.onnx")
+    model = load_model(tmp_path / "ln.onnx")
+    # from the variance's squares to the division; centering and the mean stay int8 (ordinary ranges)
+    assert set(policy_float_nodes(model, "cpu")) == {"square", "var", "add_eps", "sqrt", "normalize"}
+    assert policy_float_nodes(model, "strict") == []

@@ -253,3 +253,25 @@ def test_cpu_policy_finds_a_decomposed_layernorm(tmp_path):
     # from the variance's squares to the division; centering and the mean stay int8 (ordinary ranges)
     assert set(policy_float_nodes(model, "cpu")) == {"square", "var", "add_eps", "sqrt", "normalize"}
     assert policy_float_nodes(model, "strict") == []
+
+
+@pytest.mark.forked   # before the fix LiteRT aborted the whole process at prepare time
+def test_huge_mask_values_stay_float_instead_of_aborting_litert(tmp_path):
+    nodes = [h.make_node("Add", ["s", "mask"], ["m"], name="mask_add"),
+             h.make_node("Softmax", ["m"], ["p"], axis=-1, name="softmax"),
+             h.make_node("Mul", ["p", "s"], ["y"], name="mix")]
+    g = h.make_graph(nodes, "attn", [h.make_tensor_value_info("s", TP.FLOAT, [1, 4, 6]),
+                                     h.make_tensor_value_info("mask", TP.FLOAT, [4, 6])],
+                     [h.make_tensor_value_info("y", TP.FLOAT, [1, 4, 6])])
+    onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 17)]), tmp_path / "a.onnx")
+    model = load_model(tmp_path / "a.onnx")
+    rng = np.random.default_rng(0)
+    mask = np.triu(np.full((4, 6), -1e9, np.float32), 1)
+    samples = [{"s": rng.standard_normal((1, 4, 6)).astype(np.float32), "mask": mask} for _ in range(12)]
+    low, ranges, _ = prepare(model, samples[:8], "minmax")
+    tm = low.finish("int8", ranges=ranges)                      # strict: no policy float nodes
+    assert {"ADD", "SOFTMAX"} <= set(tm.stats["quantization"]["float_opcodes"])
+    got = run_tflite(tm.data, tm.io, samples[8:], ["y"])
+    ref = [dict(zip(["y"], run_model(model, s, ["y"]))) for s in samples[8:]]
+    fig = compare_output([x["y"] for x in got], [r["y"] for r in ref])
+    assert fig["cosine"] >= 0.99, fig

@@ -31,6 +31,7 @@ FIXED = {"SOFTMAX": (1 / 256, -128), "LOGISTIC": (1 / 256, -128), "TANH": (1 / 1
          "LOG_SOFTMAX": (16 / 256, 127), "L2_NORMALIZATION": (1 / 128, 0)}
 INT8_OPS = set(WEIGHTS) | GENERAL | SAME | SAME_JOIN | set(FIXED)
 IO_TYPES = ("float", "int8", "uint8")
+MAX_RANGE = 1e5          # activations beyond +-MAX_RANGE stay float
 F32 = np.dtype(np.float32)
 
 
@@ -64,6 +65,10 @@ def activation_ops(graph: Graph) -> list[Op]:
 class _Quantizer:
     def __init__(self, graph: Graph, ranges: dict, keep_float: set[str], io: str, float_opcodes=(),
                  float_origins=()):
+        # ranges int8 cannot carry (masks of -1e9, overflowed sums) leave their ops in float: kernels derive
+        # fixed-point multipliers from the scales, and absurd ones abort the interpreter at prepare time
+        ranges = {n: r for n, r in ranges.items()
+                  if np.all(np.isfinite(r)) and max(abs(r[0]), abs(r[1])) <= MAX_RANGE}
         self.g, self.ranges, self.io = graph, ranges, io
         self.float_opcodes, self.float_origins = set(float_opcodes), set(float_origins)
         self.keep = set(keep_float)
@@ -140,6 +145,10 @@ class _Quantizer:
         floats = [n for n in acts if self.g.tensors[n].dtype == F32 or self.rep.get(n) == "int8"]
         if not floats or any(n not in self.ranges and self.rep.get(n) != "int8" for n in floats):
             return True
+        if any(t.data is not None and t.dtype == F32 and t.data.size and
+               (not np.all(np.isfinite(t.data)) or np.abs(t.data).max() > MAX_RANGE)
+               for t in (self.g.tensors[n] for n in op.inputs if n is not None)):
+            return True   # an -inf mask, a NaN or a huge constant has no useful int8 value
         if op.opcode in WEIGHTS:
             w = self.g.tensors[op.inputs[WEIGHTS[op.opcode][0]]]
             return w.data is None or w.dtype != F32
@@ -179,7 +188,8 @@ class _Quantizer:
         else:
             op.inputs = [self.as_int8(n, self.quant_of(n) or self.own(n), op) if self.is_float(n) else n
                          for n in op.inputs]
-            outs = [(n, FIXED.get(op.opcode) or self.own(n)) for n in op.outputs]
+            outs = [(n, FIXED.get(op.opcode) or self.own(n)) for n in op.outputs
+                    if self.g.tensors[n].dtype == F32]          # ARG_MAX and the like: int outputs stay
         for n, q in outs:
             if self.g.tensors[n].dtype == F32:
                 self.set_int8(n, q)

@@ -97,3 +97,28 @@ def test_node(case, tmp_path):
         got = rt.run(inputs)
     for name, want in expected.items():
         _close(got[name], want, name)
+
+
+@pytest.mark.forked
+@pytest.mark.parametrize("case", _cases())
+def test_node_int8(case, tmp_path):
+    """Every node test with a float input also goes through full-integer int8 (strict policy: everything
+    with an int8 kernel is quantized, calibrated on the test's own input): the bundle must build, load and
+    run in LiteRT with the right shapes and dtypes. Numbers are int8's business (the gate is off here);
+    what this guards is the converter's int8 graph never being one LiteRT refuses or aborts on."""
+    from edgepack.quant import QuantOptions
+    inputs, expected = case.load_data()
+    model, inputs = freeze_constant_slots(onnx.load(case.model), inputs)
+    if not any(np.asarray(v).dtype == np.float32 for v in inputs.values()):
+        pytest.skip("no float input to quantize")
+    onnx.save(model, tmp_path / "model.onnx")
+    try:
+        result = build(tmp_path / "model.onnx", targets=["cpu"], samples=[inputs, inputs], precision="int8",
+                       out=tmp_path / "b.edgepack", allow_mismatch=True,
+                       quant=QuantOptions(mixed_precision=False, policy="strict"))
+    except (UnsupportedOpsError, ModelError) as exc:
+        pytest.skip(f"refused: {str(exc)[:100]}")
+    with Runtime.open(result.path) as rt:
+        got = rt.run(inputs)
+    for name, want in expected.items():
+        assert got[name].shape == want.shape and got[name].dtype == want.dtype, name

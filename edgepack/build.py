@@ -63,6 +63,7 @@ def build(model_path: str | Path, *, targets=("cpu",), input_shapes: dict | None
     """
     if precision not in BY_PRECISION:
         raise EdgepackError(f"unknown precision '{precision}'", hint=f"choose one of {', '.join(BY_PRECISION)}")
+    chosen = thresholds                         # the caller's gate applies to every target
     thresholds = thresholds or BY_PRECISION[precision]
     quant = quant or QuantOptions()
     model_path = Path(model_path)
@@ -114,7 +115,7 @@ def build(model_path: str | Path, *, targets=("cpu",), input_shapes: dict | None
         for entry in manifest["targets"]:
             progress(f"verifying target '{entry['name']}' in the runtime ({len(verify_samples)} samples)")
             entry["parity"] = _verify(stage, entry, model, verify_samples, reference,
-                                      _gate(entry, thresholds), num_threads)
+                                      _gate(entry, chosen), num_threads)
             entry["parity"]["data"] = data_kind
             if not entry["parity"]["passed"]:
                 failures.append(entry)
@@ -135,8 +136,10 @@ def build(model_path: str | Path, *, targets=("cpu",), input_shapes: dict | None
     return BuildResult(path, manifest, warnings)
 
 
-def _gate(entry: dict, default: Thresholds) -> Thresholds:
-    return default
+def _gate(entry: dict, chosen: Thresholds | None) -> Thresholds:
+    """The caller's thresholds, else the gate of the target's own precision (an ``onnx`` target built beside
+    an int8 ``cpu`` one is still held to fp32's gate)."""
+    return chosen or BY_PRECISION.get(entry["precision"], BY_PRECISION["fp32"])
 
 
 def _preflight(targets, model: onnx.ModelProto) -> None:

@@ -144,3 +144,15 @@ def test_report_is_written_when_the_gate_fails(outlier):
     html = (outlier / "fail.html").read_text()
     assert "conv2" in html and "culprit" in html.lower() and "FAIL" in html.upper()
     assert not (outlier / "fail.edgepack").exists()
+
+
+def test_each_target_is_held_to_its_own_precision_gate(outlier):
+    code, out, err = _invoke("build", outlier / "o.onnx", "--precision", "int8", "--calibration",
+                             outlier / "calib.npz", "--target", "cpu", "--target", "onnx", "--json")
+    assert code == 0, err
+    targets = {t["name"]: t for t in json.loads(out)["manifest"]["targets"]}
+    assert targets["cpu"]["parity"]["thresholds"]["min_cosine"] == 0.98
+    assert targets["cpu"]["parity"]["thresholds"]["cosine_over"] == "mean"
+    assert targets["onnx"]["precision"] == "fp32"
+    assert targets["onnx"]["parity"]["thresholds"]["min_cosine"] == 0.9999
+    assert targets["onnx"]["parity"]["min_cosine"] > 0.99999

@@ -23,6 +23,7 @@ from benchmarks.common import interpreter, invoke, paired_latency  # noqa: E402
 from benchmarks.ort_qdq import agreement, ort_quantize_static, run_ort  # noqa: E402
 from edgepack.model import load_model, make_inputs  # noqa: E402
 from edgepack.quant import QuantOptions, quantize_cpu, run_tflite  # noqa: E402
+from edgepack.targets.tflite.calibrate import model_feeds  # noqa: E402
 from edgepack.targets.tflite.convert import lower  # noqa: E402
 from edgepack.testing import fitted  # noqa: E402
 from edgepack.testing.corpus import INPUT_SHAPES, fetch  # noqa: E402
@@ -34,8 +35,7 @@ PRECISIONS = ("fp16", "int8-dynamic", "int8")
 
 
 def _args(tm, sample):
-    return [np.ascontiguousarray(np.transpose(sample[e["name"]], e["perm"]) if e.get("perm") else sample[e["name"]])
-            for e in tm.io["inputs"]]
+    return model_feeds([sample], tm.io)[0]
 
 
 def rendered_text(n: int, seed: int) -> tuple[list[dict], np.ndarray]:

@@ -89,9 +89,9 @@ def build(model_path: str | Path, *, targets=("cpu",), input_shapes: dict | None
     progress(f"computing fp32 reference outputs (onnxruntime, {len(cal.all)} samples)")
     everything = cal.all
     reference_all = _reference(model, everything)
-    ref_of = {id(s): r for s, r in zip(everything, reference_all)}
+    ref_of = {id(s): r for s, r in zip(everything, reference_all)}     # the hold-out is a subset of all
     verify_samples = cal.holdout
-    reference = [ref_of[id(s)] if id(s) in ref_of else _reference(model, [s])[0] for s in verify_samples]
+    reference = [ref_of[id(s)] for s in verify_samples]
 
     files: dict[str, bytes] = {}
     entries = []
@@ -190,13 +190,15 @@ def _convert_cpu(model, precision, cal, reference, thresholds, quant, num_thread
                               num_threads=num_threads, progress=progress)
         low, tm = result.lowered, result.model
         extra["quantization"] = describe_quant(result, quant)
+        latency = result.latency           # measured already when mixed precision changed the model
     else:
         low = lower(model)
         tm = low.finish(precision)
+        latency = None
     info = {k: v for k, v in tm.stats.items() if k != "quantization"}
     progress("measuring latency on this host (LiteRT)")
     sample = cal.holdout[0]
-    latency = latency_ms(tm.data, tm.io, sample)
+    latency = dict(latency or latency_ms(tm.data, tm.io, sample))
     if precision != "fp32":
         fp32 = low.finish("fp32")
         info["fp32_size"] = len(fp32.data)
@@ -290,6 +292,6 @@ def _parity_message(failures) -> str:
             worst = [by_tensor[t]["origin"] or t for t in q.get("culprits", [])[:5] if t in by_tensor]
             part += (f"; most sensitive layers: {', '.join(worst) or 'none'}; kept in float: "
                      f"{', '.join(kept) or 'none'} (run `edgepack debug-quant` for the table, try --keep-float "
-                     f"or a larger --max-float, or --method mse)")
+                     f"or a larger --max-float, or --method percentile)")
         parts.append(part)
     return "converted model does not match the ONNX reference: " + " | ".join(parts)

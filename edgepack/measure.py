@@ -6,26 +6,20 @@ import time
 import numpy as np
 import onnx
 
+from .targets.tflite.calibrate import model_feeds
 from .verify.parity import Thresholds, compare_output, summarize
-
-
-def _c(x) -> np.ndarray:
-    """C-contiguous without losing 0-d shapes (np.ascontiguousarray makes 0-d arrays 1-d)."""
-    return np.require(x, requirements="C")
 
 
 def run_tflite(data: bytes, io: dict, samples: list[dict], output_names: list[str],
                num_threads: int | None = None) -> list[dict[str, np.ndarray]]:
     """Run a .tflite model in LiteRT on ONNX-layout samples; outputs back in ONNX layout."""
     from edgepack_runtime.backends.tflite import load_litert
+    from edgepack_runtime.runtime import from_model_layout
     session = load_litert(data, num_threads=num_threads)
     out = []
-    for s in samples:
-        arrays = [_c(np.transpose(s[e["name"]], e["perm"]) if e.get("perm") else s[e["name"]])
-                  for e in io["inputs"]]
+    for arrays in model_feeds(samples, io):
         results = session.run(arrays)
-        named = {e["name"]: (np.transpose(r, np.argsort(e["perm"])) if e.get("perm") else r)
-                 for e, r in zip(io["outputs"], results)}
+        named = {e["name"]: from_model_layout(r, e.get("perm")) for e, r in zip(io["outputs"], results)}
         out.append({n: named[n] for n in output_names})
     session.close()
     return out
@@ -35,8 +29,7 @@ def latency_ms(data: bytes, io: dict, sample: dict, *, num_threads: int | None =
     """Mean/p50/p90 single-sample latency in LiteRT (default delegates), bounded by ``budget_s``."""
     from edgepack_runtime.backends.tflite import load_litert
     session = load_litert(data, num_threads=num_threads)
-    arrays = [_c(np.transpose(sample[e["name"]], e["perm"]) if e.get("perm") else sample[e["name"]])
-              for e in io["inputs"]]
+    (arrays,) = model_feeds([sample], io)
     session.run(arrays)
     times, start = [], time.perf_counter()
     while len(times) < 3 or (len(times) < 200 and time.perf_counter() - start < budget_s):

@@ -44,6 +44,7 @@ class Int8Result:
     costs: dict = field(default_factory=dict)
     lowered: object = None
     method: str = ""                    # the calibration method used (auto's choice)
+    latency: dict | None = None         # host latency of ``model``, when mixed precision measured it
 
 
 AUTO_CANDIDATES = ("minmax", "percentile")
@@ -114,9 +115,9 @@ def quantize_cpu(model: onnx.ModelProto, calib: list[dict], holdout: list[dict],
                                 "op": by_tensor.get(t, {}).get("op", "")} for t in keep]
     if tm is not base:
         sample = holdout[0]
-        l_mixed = latency_ms(tm.data, low.io, sample)["mean"]
+        result.latency = latency_ms(tm.data, low.io, sample)
         l_int8 = latency_ms(base.data, low.io, sample)["mean"]
-        result.costs = {"size_cost": len(tm.data) / len(base.data), "latency_cost": l_mixed / l_int8,
+        result.costs = {"size_cost": len(tm.data) / len(base.data), "latency_cost": result.latency["mean"] / l_int8,
                         "all_int8_size": len(base.data), "all_int8_latency_ms": l_int8}
     return result
 

@@ -45,6 +45,15 @@ def _check_choice(flag: str, value: str, allowed) -> None:
         raise EdgepackError(f"{flag} '{value}' is not one of {', '.join(allowed)}")
 
 
+def _check_int8_options(method: str, int8_policy: str, io_type: str = "float") -> None:
+    from ..mixed import POLICIES
+    from ..targets.tflite.calibrate import METHODS
+    from ..targets.tflite.int8 import IO_TYPES
+    _check_choice("--method", method, ("auto",) + METHODS)
+    _check_choice("--io", io_type, IO_TYPES)
+    _check_choice("--int8-policy", int8_policy, POLICIES)
+
+
 @handle_errors
 def build(
     model: Annotated[Path, typer.Argument(help="ONNX model file")],
@@ -91,9 +100,7 @@ def build(
     """Convert MODEL for each target, verify every target against onnxruntime, write a bundle."""
     from ..build import build as run_build
     from ..quant import QuantOptions
-    _check_choice("--method", method, ("auto", "minmax", "percentile", "mse", "entropy"))
-    _check_choice("--io", io_type, ("float", "int8", "uint8"))
-    _check_choice("--int8-policy", int8_policy, ("cpu", "strict"))
+    _check_int8_options(method, int8_policy, io_type)
     shapes = _shapes(input_shape)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=err_console, transient=True) as bar:

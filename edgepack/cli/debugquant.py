@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.console import Console
 from rich.table import Table
 
-from .build import CALIBRATION_HELP, PREPROCESS_HELP, _check_choice, _shapes
+from .build import CALIBRATION_HELP, PREPROCESS_HELP, _check_choice, _check_int8_options, _shapes
 from .common import err_console, handle_errors, out_console, print_json
 
 
@@ -39,9 +39,8 @@ def debug_quant(
     from ..quant import QuantOptions, quantize_cpu
     from ..targets.tflite import preflight
     from ..verify.parity import BY_PRECISION
-    _check_choice("--method", method, ("auto", "minmax", "percentile", "mse", "entropy"))
+    _check_int8_options(method, int8_policy)
     _check_choice("--order", order, ("rank", "graph"))
-    _check_choice("--int8-policy", int8_policy, ("cpu", "strict"))
     with err_console.status("loading the model and calibration data"):
         onnx_model = load_model(model, input_shapes=_shapes(input_shape), preflight=preflight)
         cal = load_calibration(calibration, onnx_model, preprocess=preprocess, holdout=holdout,

@@ -31,14 +31,22 @@ BY_PRECISION = {"fp32": FP32, "fp16": Thresholds(0.999, 1e-2), "int8-dynamic": T
 # (PP-OCR's 2-class direction scores: worst-sample cosine 0.84 at 98% top-1 agreement).
 
 
+CAP_DB = 100.0
+
+
+def db(signal: float, noise: float) -> float:
+    """10 log10(signal / noise) in [-CAP_DB, CAP_DB] (exact: +CAP_DB; no signal: -CAP_DB)."""
+    if noise <= 0.0:
+        return CAP_DB
+    if signal <= 0.0:
+        return -CAP_DB
+    return float(min(CAP_DB, 10.0 * np.log10(signal / noise)))
+
+
 def snr_db(got: np.ndarray, ref: np.ndarray) -> float:
     """10 log10(sum ref^2 / sum (got - ref)^2), capped at 100 dB."""
     r = np.asarray(ref, np.float64)
-    noise = float(np.sum((np.asarray(got, np.float64) - r) ** 2))
-    signal = float(np.sum(r ** 2))
-    if noise == 0.0:
-        return 100.0
-    return -100.0 if signal == 0.0 else float(min(100.0, 10 * np.log10(signal / noise)))
+    return db(float(np.sum(r ** 2)), float(np.sum((np.asarray(got, np.float64) - r) ** 2)))
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -63,9 +63,9 @@ class Runtime:
             raise BackendError("this Runtime is closed", hint="open a new one with Runtime.open")
         arrays = coerce_inputs(self.inputs, inputs)
         public = {spec["name"]: a for spec, a in zip(self.inputs, arrays)}
-        internal = [_to_model(public[name], perm) for name, perm in self._in_order]
+        internal = [to_model_layout(public[name], perm) for name, perm in self._in_order]
         results = self._session.run(internal)
-        named = {name: _from_model(np.asarray(r), perm) for (name, perm), r in zip(self._out_order, results)}
+        named = {name: from_model_layout(np.asarray(r), perm) for (name, perm), r in zip(self._out_order, results)}
         return {spec["name"]: named[spec["name"]] for spec in self.outputs}
 
     def self_check(self, *, rtol: float | None = None, atol: float | None = None,
@@ -121,10 +121,13 @@ class Runtime:
         return f"<Runtime {name} target={self.target['name']} backend={self.backend_name}>"
 
 
-def _to_model(array: np.ndarray, perm) -> np.ndarray:
-    # np.require, not np.ascontiguousarray: the latter turns 0-d (scalar) inputs into shape (1,)
+def to_model_layout(array: np.ndarray, perm) -> np.ndarray:
+    """A public (ONNX-layout) array in the model's layout (``perm`` from the bundle's io table).
+
+    np.require, not np.ascontiguousarray: the latter turns 0-d (scalar) inputs into shape (1,)."""
     return np.require(array if perm is None else np.transpose(array, perm), requirements="C")
 
 
-def _from_model(array: np.ndarray, perm) -> np.ndarray:
+def from_model_layout(array: np.ndarray, perm) -> np.ndarray:
+    """A model output back in the public (ONNX) layout."""
     return array if perm is None else np.require(np.transpose(array, np.argsort(perm)), requirements="C")

@@ -43,26 +43,17 @@ def interpreter(data: bytes, *, preserve: bool = True):
     return interp
 
 
-def model_feeds(samples: list[dict], io: dict, names: list[str]) -> list[list[np.ndarray]]:
-    """ONNX-layout input dicts -> arrays in the TFLite model's input order and layout."""
-    feeds = []
-    for s in samples:
-        arrays = []
-        for entry in io["inputs"]:
-            x = np.asarray(s[entry["name"]])
-            arrays.append(np.require(np.transpose(x, entry["perm"]) if entry.get("perm") else x, requirements="C"))
-        feeds.append(arrays)
-    return feeds
+def model_feeds(samples: list[dict], io: dict) -> list[list[np.ndarray]]:
+    """ONNX-layout input dicts -> arrays in the TFLite model's input order and layout (as the runtime does)."""
+    from edgepack_runtime.runtime import to_model_layout
+    return [[to_model_layout(np.asarray(s[e["name"]]), e.get("perm")) for e in io["inputs"]] for s in samples]
 
 
 def run_all_tensors(interp, feed: list[np.ndarray], names) -> dict[str, np.ndarray]:
     """Invoke once and return the named tensors' values."""
+    from edgepack_runtime.backends.tflite import quantize_input
     for d, x in zip(interp.get_input_details(), feed):
-        if d["dtype"] != x.dtype and x.dtype.kind == "f" and d["quantization"][0]:
-            scale, zp = d["quantization"]
-            info = np.iinfo(d["dtype"])
-            x = np.clip(np.round(x / scale) + zp, info.min, info.max).astype(d["dtype"])
-        interp.set_tensor(d["index"], x)
+        interp.set_tensor(d["index"], quantize_input(x, d))
     interp.invoke()
     index = {d["name"]: d["index"] for d in interp.get_tensor_details()}
     return {n: interp.get_tensor(index[n]) for n in names if n in index}
@@ -76,7 +67,7 @@ def observe(data: bytes, io: dict, samples: list[dict], names: list[str], seed: 
     lo: dict[str, float] = {}
     hi: dict[str, float] = {}
     kept: dict[str, list[np.ndarray]] = {}
-    for feed in model_feeds(samples, io, names):
+    for feed in model_feeds(samples, io):
         for name, value in run_all_tensors(interp, feed, names).items():
             v = np.asarray(value, np.float32).ravel()
             v = v[np.isfinite(v)]

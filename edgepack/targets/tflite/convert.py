@@ -45,9 +45,13 @@ class Lowered:
     io: dict
     stats: dict
     description: str
+    _float: bytes | None = field(default=None, repr=False)
 
     def float_bytes(self) -> bytes:
-        return _serialize(copy.deepcopy(self.graph), self.description)
+        """The float model's flatbuffer (serialized once: calibration, ``auto`` and the debugger all run it)."""
+        if self._float is None:
+            self._float = _serialize(copy.deepcopy(self.graph), self.description)
+        return self._float
 
     def activations(self) -> list[str]:
         """Float activation tensors (non-constant), the ones int8 calibration observes."""

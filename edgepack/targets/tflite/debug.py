@@ -18,17 +18,10 @@ from __future__ import annotations
 import numpy as np
 
 from .calibrate import interpreter, model_feeds, run_all_tensors
+from ...verify.parity import CAP_DB, db
+from .int8 import quantize_array
 from .ir import Graph
 
-CAP_DB = 100.0
-
-
-def _db(signal: float, noise: float) -> float:
-    if noise <= 0.0:
-        return CAP_DB
-    if signal <= 0.0:
-        return -CAP_DB
-    return float(min(CAP_DB, 10.0 * np.log10(signal / noise)))
 
 
 class _Acc:
@@ -52,10 +45,10 @@ class _Acc:
     def figures(self) -> dict:
         cos = 1.0 if self.ff == 0 and self.qq == 0 else (
             self.fq / np.sqrt(self.ff * self.qq) if self.ff > 0 and self.qq > 0 else 0.0)
-        out = {"snr_db": _db(self.ff, self.ee), "cosine": float(cos)}
+        out = {"snr_db": db(self.ff, self.ee), "cosine": float(cos)}
         if self.ch_ff is not None:
             live = self.ch_ff > 0
-            per = [_db(s, n) for s, n in zip(self.ch_ff[live], self.ch_ee[live])]
+            per = [db(s, n) for s, n in zip(self.ch_ff[live], self.ch_ee[live])]
             out["quant_snr_db"] = float(np.mean(per)) if per else CAP_DB
             out["worst_channel"] = int(np.flatnonzero(live)[int(np.argmin(per))]) if per else None
         return out
@@ -75,7 +68,7 @@ def _dequant(value: np.ndarray, detail_q) -> np.ndarray:
 
 def _fake(f: np.ndarray, q) -> np.ndarray:
     scale, zp = float(q.scale[0]), int(q.zeroPoint[0])
-    return (np.clip(np.round(f / scale) + zp, -128, 127) - zp) * scale
+    return (quantize_array(f, scale, zp).astype(np.float32) - zp) * scale
 
 
 def debug_layers(float_graph: Graph, float_data: bytes, quant_graph: Graph, quant_data: bytes, io: dict,
@@ -101,7 +94,7 @@ def debug_layers(float_graph: Graph, float_data: bytes, quant_graph: Graph, quan
     fnames = sorted({twin(n) for n in qnames if twin(n)})
     f_interp, q_interp = interpreter(float_data), interpreter(quant_data)
     acc: dict[str, _Acc] = {n: _Acc() for n in qnames if twin(n)}
-    for feed in model_feeds(samples, io, []):
+    for feed in model_feeds(samples, io):
         fv = run_all_tensors(f_interp, feed, fnames)
         qv = run_all_tensors(q_interp, feed, qnames)
         for n, a in acc.items():

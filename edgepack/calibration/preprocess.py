@@ -128,10 +128,14 @@ def _choice(raw: dict, key: str) -> str:
                            hint=f"accepted values: {', '.join(CHOICES[key])}")
 
 
+def _items(value) -> list:
+    """A spec value as a list: "1,2" (inline), [1, 2] (TOML) or a single value."""
+    return value.split(",") if isinstance(value, str) else value if isinstance(value, list) else [value]
+
+
 def _ints(value, key: str) -> tuple[int, int]:
-    items = value.split(",") if isinstance(value, str) else value if isinstance(value, list) else [value]
     try:
-        dims = [int(str(v).strip()) for v in items]
+        dims = [int(str(v).strip()) for v in _items(value)]
     except ValueError:
         dims = []
     if len(dims) == 1:
@@ -143,9 +147,8 @@ def _ints(value, key: str) -> tuple[int, int]:
 
 
 def _floats(value, key: str, n: int) -> tuple[float, ...]:
-    items = value.split(",") if isinstance(value, str) else value if isinstance(value, list) else [value]
     try:
-        out = [float(str(v).strip()) for v in items]
+        out = [float(str(v).strip()) for v in _items(value)]
     except ValueError:
         out = []
     if len(out) == 1:

@@ -1,8 +1,6 @@
 """The pure helpers of benchmarks/baseline_env.py (the onnx2tf venv itself is exercised by hand)."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -11,15 +9,11 @@ import pytest
 
 from edgepack.testing import corpus
 
-_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "baseline_env.py"
-
+from .kit import load_benchmark
 
 @pytest.fixture(scope="module")
 def baseline():
-    spec = importlib.util.spec_from_file_location("baseline_env", _SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("baseline_env")
 
 
 def test_ir3_model_is_lifted_without_changing_numbers(baseline, tmp_path):

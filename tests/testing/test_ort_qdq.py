@@ -1,8 +1,6 @@
 """benchmarks/ort_qdq.py: the onnxruntime static QDQ int8 baseline."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -10,15 +8,11 @@ import pytest
 
 from edgepack.testing import fitted
 
-_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "ort_qdq.py"
-
+from .kit import load_benchmark
 
 @pytest.fixture(scope="module")
 def qdq():
-    spec = importlib.util.spec_from_file_location("ort_qdq", _SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("ort_qdq")
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from edgepack.quant import QuantOptions, quantize_cpu, run_tflite  # noqa: E402
 from edgepack.targets.tflite.calibrate import METHODS  # noqa: E402
 from edgepack.testing import fitted  # noqa: E402
 from edgepack.testing.corpus import INPUT_SHAPES, fetch  # noqa: E402
-from edgepack.verify.parity import BY_PRECISION  # noqa: E402
+from edgepack_runtime.precisions import PRECISIONS  # noqa: E402
 
 
 def datasets():
@@ -43,7 +43,7 @@ def main() -> int:
         outs = [o.name for o in model.graph.output]
         ref = run_ort(model, holdout)
         for method in ("auto",) + METHODS:
-            r = quantize_cpu(model, calib, holdout, ref, BY_PRECISION["int8"],
+            r = quantize_cpu(model, calib, holdout, ref, PRECISIONS["int8"].gate,
                              QuantOptions(method=method, mixed_precision=False))
             got = run_tflite(r.model.data, r.model.io, holdout, outs)
             a = agreement(got, ref)

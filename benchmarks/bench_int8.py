@@ -27,7 +27,7 @@ from edgepack.targets.tflite.calibrate import model_feeds  # noqa: E402
 from edgepack.targets.tflite.convert import lower  # noqa: E402
 from edgepack.testing import fitted  # noqa: E402
 from edgepack.testing.corpus import INPUT_SHAPES, fetch  # noqa: E402
-from edgepack.verify.parity import BY_PRECISION  # noqa: E402
+from edgepack_runtime.precisions import PRECISIONS  # noqa: E402
 
 CORPUS = ["ocr_ppocr_mobile_v2_cls.onnx", "audio_oww_embedding_model.onnx", "audio_oww_alexa_v0.1.onnx",
           "bytes_magika_standard_v3_3.onnx", "audio_basic_pitch_nmp.onnx"]
@@ -85,7 +85,7 @@ def evaluate(name, model, calib, holdout, labels=None, method="auto") -> list[di
     for precision in PRECISIONS:
         extra = ""
         if precision == "int8":
-            res = quantize_cpu(model, calib, holdout, ref, BY_PRECISION["int8"], QuantOptions(method=method))
+            res = quantize_cpu(model, calib, holdout, ref, PRECISIONS["int8"].gate, QuantOptions(method=method))
             tm = res.model
             kept = [f["origin"] or f["tensor"] for f in res.float_layers]
             extra = (f"{res.method}; float: {', '.join(kept) or 'none'}; float ops: "

@@ -15,7 +15,7 @@ from benchmarks.common import interpreter, invoke, paired_latency  # noqa: E402
 from edgepack.model import load_model, make_inputs  # noqa: E402
 from edgepack.targets.tflite import convert  # noqa: E402
 from edgepack.testing.corpus import INPUT_SHAPES, fetch  # noqa: E402
-from edgepack.verify.parity import compare_output  # noqa: E402
+from edgepack_runtime.compare import compare_output  # noqa: E402
 from edgepack.model.ort import run_model  # noqa: E402
 from tests.tflite.harness import run_tflite  # noqa: E402
 

@@ -29,7 +29,8 @@ from .devices import resolve_targets, suited_profiles
 from .errors import EdgepackError, ModelError, ParityError
 from .model import load_model
 from .quant import QuantOptions, describe as describe_quant, latency_ms, quantize_cpu
-from .verify.parity import BY_PRECISION, Thresholds, compare_output, summarize
+from edgepack_runtime.compare import compare_output, summarize
+from edgepack_runtime.precisions import PRECISIONS, Gate, tolerance
 
 N_SYNTHETIC = 40      # synthetic samples when no data is given (20% held out to verify)
 N_BUNDLED = 3         # samples shipped in the bundle for the on-device health check
@@ -49,7 +50,7 @@ def default_output(model_path: Path) -> Path:
 
 def build(model_path: str | Path, *, targets=("cpu",), input_shapes: dict | None = None,
           out: str | Path | None = None, calibration: str | Path | None = None, preprocess=None,
-          holdout: float = 0.2, allow_mismatch: bool = False, thresholds: Thresholds | None = None,
+          holdout: float = 0.2, allow_mismatch: bool = False, thresholds: Gate | None = None,
           version: str = "1", num_threads: int | None = None, samples: list[dict] | None = None,
           precision: str = "fp32", quant: QuantOptions | None = None, report: str | Path | None = None,
           progress: Callable[[str], None] = lambda step: None) -> BuildResult:
@@ -61,10 +62,10 @@ def build(model_path: str | Path, *, targets=("cpu",), input_shapes: dict | None
     ``precision`` (fp32, fp16, int8-dynamic, int8) applies to the cpu target; ``thresholds`` default by
     precision; ``quant`` tunes int8 (calibration method, I/O type, mixed precision).
     """
-    if precision not in BY_PRECISION:
-        raise EdgepackError(f"unknown precision '{precision}'", hint=f"choose one of {', '.join(BY_PRECISION)}")
+    if precision not in PRECISIONS:
+        raise EdgepackError(f"unknown precision '{precision}'", hint=f"choose one of {', '.join(PRECISIONS)}")
     chosen = thresholds                         # the caller's gate applies to every target
-    thresholds = thresholds or BY_PRECISION[precision]
+    thresholds = thresholds or PRECISIONS[precision].gate
     quant = quant or QuantOptions()
     model_path = Path(model_path)
     out = Path(out) if out else default_output(model_path)
@@ -136,10 +137,10 @@ def build(model_path: str | Path, *, targets=("cpu",), input_shapes: dict | None
     return BuildResult(path, manifest, warnings)
 
 
-def _gate(entry: dict, chosen: Thresholds | None) -> Thresholds:
+def _gate(entry: dict, chosen: Gate | None) -> Gate:
     """The caller's thresholds, else the gate of the target's own precision (an ``onnx`` target built beside
     an int8 ``cpu`` one is still held to fp32's gate)."""
-    return chosen or BY_PRECISION.get(entry["precision"], BY_PRECISION["fp32"])
+    return chosen or PRECISIONS[entry["precision"]].gate
 
 
 def _preflight(targets, model: onnx.ModelProto) -> None:
@@ -264,15 +265,14 @@ def _verify(stage: Path, entry: dict, model, samples, reference, thresholds, num
 def _self_check_tolerance(precision: str, got, reference) -> dict:
     """The on-device self-check tolerance: the precision's default, widened to twice the deviation this
     build measured on the bundled samples (a device's kernels may round differently, never by more)."""
-    from edgepack_runtime import selfcheck
-    base = selfcheck.tolerance(precision)
+    base = tolerance(precision)
     rel, cos = 0.0, 1.0
     for g, r in zip(got, reference):
         for name, ref in r.items():
             if np.asarray(ref).dtype.kind != "f":
                 continue
-            f = selfcheck.compare(g[name], ref)
-            rel, cos = max(rel, f["max_rel"]), min(cos, f["cosine"])
+            f = compare_output([g[name]], [ref])
+            rel, cos = max(rel, f["rel_error"]), min(cos, f["cosine"])
     return {"rtol": max(base["rtol"], 2 * rel), "atol": base["atol"],
             "min_cosine": min(base["min_cosine"], 1 - 2 * (1 - cos)), "measured": {"max_rel": rel, "cosine": cos}}
 

@@ -7,7 +7,8 @@ import numpy as np
 import onnx
 
 from .targets.tflite.calibrate import model_feeds
-from .verify.parity import Thresholds, compare_output, summarize
+from edgepack_runtime.compare import compare_output, summarize
+from edgepack_runtime.precisions import Gate
 
 
 def run_tflite(data: bytes, io: dict, samples: list[dict], output_names: list[str],
@@ -42,7 +43,7 @@ def latency_ms(data: bytes, io: dict, sample: dict, *, num_threads: int | None =
             "runs": len(times), "threads": num_threads}
 
 
-def measure(data, io, model: onnx.ModelProto, samples, reference, thresholds: Thresholds, num_threads=None) -> dict:
+def measure(data, io, model: onnx.ModelProto, samples, reference, thresholds: Gate, num_threads=None) -> dict:
     names = [o.name for o in model.graph.output]
     got = run_tflite(data, io, samples, names, num_threads)
     per_output = {n: compare_output([g[n] for g in got], [r[n] for r in reference]) for n in names}

@@ -15,7 +15,7 @@ import onnx
 
 from .measure import latency_ms, measure, run_tflite
 from .mixed import POLICIES, Trial, policy_float_nodes, resolve_keep, search
-from .verify.parity import Thresholds
+from edgepack_runtime.precisions import Gate
 
 __all__ = ["POLICIES", "Int8Result", "QuantOptions", "describe", "latency_ms", "measure", "policy_float_nodes",
            "prepare", "quantize_cpu", "run_tflite"]
@@ -75,7 +75,7 @@ def prepare(model: onnx.ModelProto, cal_samples, method: str, *, float_origins=(
     best = None
     for candidate in AUTO_CANDIDATES:
         tm = low.finish("int8", ranges=calibrate.choose_ranges(fit_stats, candidate), float_origins=float_origins)
-        snr = measure(tm.data, low.io, model, probe, reference, Thresholds())["min_snr_db"]
+        snr = measure(tm.data, low.io, model, probe, reference, Gate())["min_snr_db"]
         if best is None or snr > best[0] + 0.05:
             best = (snr, candidate)
     return low, calibrate.choose_ranges(stats, best[1]), best[1]
@@ -88,7 +88,7 @@ def debug(low, ranges, tm, holdout) -> tuple[list[dict], list[dict]]:
 
 
 def quantize_cpu(model: onnx.ModelProto, calib: list[dict], holdout: list[dict], reference: list[dict],
-                 thresholds: Thresholds, options: QuantOptions, *, num_threads=None,
+                 thresholds: Gate, options: QuantOptions, *, num_threads=None,
                  progress: Callable[[str], None] = lambda s: None) -> Int8Result:
     """Quantize, measure on ``holdout`` (``reference``: its fp32 outputs), debug, mix precision."""
     progress(f"calibrating activation ranges ({options.method}, {len(calib)} samples)")

@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from ..errors import EdgepackError, ModelError
-from ..verify.parity import BY_PRECISION, Thresholds
+from edgepack_runtime.precisions import Gate, gate
 from .common import err_console, handle_errors, out_console, print_json
 
 
@@ -24,14 +24,11 @@ def _shapes(values: list[str]) -> dict[str, list[int]]:
     return shapes
 
 
-def _thresholds(precision: str, min_cosine, max_rel_error, min_snr_db=None, min_top1=None) -> Thresholds | None:
+def _thresholds(precision: str, min_cosine, max_rel_error, min_snr_db=None, min_top1=None) -> Gate | None:
     if min_cosine is None and max_rel_error is None and min_snr_db is None and min_top1 is None:
         return None
-    base = BY_PRECISION.get(precision, BY_PRECISION["fp32"])
-    return Thresholds(base.min_cosine if min_cosine is None else min_cosine,
-                      base.max_rel_error if max_rel_error is None else max_rel_error,
-                      base.min_snr_db if min_snr_db is None else min_snr_db,
-                      base.min_top1 if min_top1 is None else min_top1, base.cosine_over)
+    return gate(precision, min_cosine=min_cosine, max_rel_error=max_rel_error, min_snr_db=min_snr_db,
+                min_top1=min_top1)
 
 
 CALIBRATION_HELP = (".npz of input name -> [samples, ...], a folder of .npy files, or a folder of images "

@@ -38,7 +38,7 @@ def debug_quant(
     from ..model import load_model
     from ..quant import QuantOptions, quantize_cpu
     from ..targets.tflite import preflight
-    from ..verify.parity import BY_PRECISION
+    from edgepack_runtime.precisions import PRECISIONS
     _check_int8_options(method, int8_policy)
     _check_choice("--order", order, ("rank", "graph"))
     with err_console.status("loading the model and calibration data"):
@@ -51,7 +51,7 @@ def debug_quant(
         reference = _reference(onnx_model, cal.holdout)
         options = QuantOptions(method=method, mixed_precision=False, keep_float=tuple(keep_float),
                                policy=int8_policy)
-        result = quantize_cpu(onnx_model, cal.calib, cal.holdout, reference, BY_PRECISION["int8"], options,
+        result = quantize_cpu(onnx_model, cal.calib, cal.holdout, reference, PRECISIONS["int8"].gate, options,
                               progress=lambda s: status.update(s))
     rows = result.ranked if order == "rank" else [r for r in result.layers]
     if json_out:

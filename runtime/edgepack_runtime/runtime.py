@@ -10,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import selfcheck
 from .backends import candidates
+from .compare import compare_output, within
 from .bundle import Bundle
 from .errors import BackendError, BundleError
 from .inputs import coerce_inputs
+from .precisions import tolerance
 
 
 class Runtime:
@@ -73,14 +74,14 @@ class Runtime:
         """Run the bundle's samples and compare with their reference outputs.
 
         Tolerances: the target's recorded ``self_check`` (from the build), else the precision's default
-        (see ``selfcheck.TOLERANCES``); explicit arguments win. Returns
+        (see ``precisions.PRECISIONS``); explicit arguments win. Returns
         ``{"backend", "target", "samples", "passed", "tolerance", "outputs": {name: {"max_abs",
         "max_rel", "cosine", "ref_max"}}}`` with the worst figures over all samples; raises
         BundleError naming the outputs that are off.
         """
-        tol = selfcheck.tolerance(self.target.get("precision", ""), rtol, atol, min_cosine,
-                                  recorded=self.target.get("self_check"))
-        stats, failed = {}, set()
+        tol = tolerance(self.target.get("precision", ""), rtol, atol, min_cosine,
+                        recorded=self.target.get("self_check"))
+        got_all, ref_all, failed = [], [], set()
         samples = self.bundle.samples()
         for inputs, refs in samples:
             got = self.run(inputs)
@@ -89,10 +90,15 @@ class Runtime:
                     raise BundleError(f"self-check: output {name!r} has shape {list(np.shape(got[name]))}"
                                       f" but the sample expects {list(np.shape(ref))}",
                                       hint="rebuild the bundle")
-                figures = selfcheck.compare(got[name], ref)
-                stats[name] = selfcheck.worst(stats.get(name), figures)
-                if not selfcheck.passes(figures, tol):
+                if not within(compare_output([got[name]], [ref]), tol):
                     failed.add(name)
+            got_all.append(got)
+            ref_all.append(refs)
+        stats = {}
+        for name in (ref_all[0] if ref_all else {}):
+            f = compare_output([g[name] for g in got_all], [r[name] for r in ref_all])
+            stats[name] = {"max_abs": f["max_abs"], "max_rel": f["rel_error"], "cosine": f["cosine"],
+                           "ref_max": f["ref_max"]}
         report = {"backend": self.backend_name, "target": self.target["name"], "samples": len(samples),
                   "passed": not failed, "tolerance": tol, "outputs": stats}
         if failed:

@@ -14,7 +14,8 @@ from edgepack.quant import QuantOptions, prepare, quantize_cpu, run_tflite
 from edgepack.targets.tflite import calibrate
 from edgepack.targets.tflite.int8 import asymmetric
 from edgepack.targets.tflite.debug import debug_layers, rank
-from edgepack.verify.parity import BY_PRECISION, compare_output
+from edgepack_runtime.compare import compare_output
+from edgepack_runtime.precisions import PRECISIONS
 
 
 def _arr(name, a):
@@ -178,12 +179,12 @@ def test_mixed_precision_finds_the_layer_itself(tmp_path):
     model = outlier_cnn(tmp_path / "o.onnx")
     samples = _samples(30)
     ref = [dict(zip(["y"], run_model(model, s, ["y"]))) for s in samples[20:]]
-    result = quantize_cpu(model, samples[:20], samples[20:], ref, BY_PRECISION["int8"], QuantOptions())
+    result = quantize_cpu(model, samples[:20], samples[20:], ref, PRECISIONS["int8"].gate, QuantOptions())
     assert result.figures["passed"] and result.figures["min_cosine"] >= 0.99
     assert [f["origin"] for f in result.float_layers] == ["conv2"]
     assert [t["passed"] for t in result.tried] == [False, True]
     assert result.costs["size_cost"] >= 1.0 and result.costs["latency_cost"] > 0
-    off = quantize_cpu(model, samples[:20], samples[20:], ref, BY_PRECISION["int8"],
+    off = quantize_cpu(model, samples[:20], samples[20:], ref, PRECISIONS["int8"].gate,
                        QuantOptions(mixed_precision=False))
     assert not off["passed"] if isinstance(off, dict) else not off.figures["passed"]
 
@@ -195,8 +196,8 @@ def test_cpu_policy_keeps_attention_and_layernorm_float_strict_quantizes_them():
     holdout = [{f.input_name: x} for x in f.x_test[:120]]
     ref = [dict(zip(["logits"], run_model(f.model, s, ["logits"]))) for s in holdout]
     opts = dict(mixed_precision=False)
-    cpu = quantize_cpu(f.model, calib, holdout, ref, BY_PRECISION["int8"], QuantOptions(policy="cpu", **opts))
-    strict = quantize_cpu(f.model, calib, holdout, ref, BY_PRECISION["int8"], QuantOptions(policy="strict", **opts))
+    cpu = quantize_cpu(f.model, calib, holdout, ref, PRECISIONS["int8"].gate, QuantOptions(policy="cpu", **opts))
+    strict = quantize_cpu(f.model, calib, holdout, ref, PRECISIONS["int8"].gate, QuantOptions(policy="strict", **opts))
     cpu_float = set(cpu.model.stats["quantization"]["float_opcodes"])
     assert {"BATCH_MATMUL", "SOFTMAX", "RSQRT"} <= cpu_float
     assert strict.model.stats["quantization"]["float_opcodes"] == []

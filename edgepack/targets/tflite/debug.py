@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .calibrate import interpreter, model_feeds, run_all_tensors
-from ...verify.parity import CAP_DB, db
+from edgepack_runtime.compare import CAP_DB, db
 from .int8 import quantize_array
 from .ir import Graph
 

@@ -1,0 +1,128 @@
+"""The one comparison kernel: a model's outputs against reference outputs.
+
+Used by the build's verification (gate on the held-out samples), the device's self-check (tolerance on the
+bundled samples) and the benchmarks. Cosine alone is fooled by scale errors and by constant outputs, so
+every comparison reports cosine, max-abs error and max-abs error relative to the reference's range, and
+SNR, over several different inputs; classifier-like outputs also get top-1 (and top-5) agreement.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .precisions import Gate, Tolerance
+
+CAP_DB = 100.0
+
+
+def db(signal: float, noise: float) -> float:
+    """10 log10(signal / noise) in [-CAP_DB, CAP_DB] (exact: +CAP_DB; no signal: -CAP_DB)."""
+    if noise <= 0.0:
+        return CAP_DB
+    if signal <= 0.0:
+        return -CAP_DB
+    return float(min(CAP_DB, 10.0 * np.log10(signal / noise)))
+
+
+def snr_db(got: np.ndarray, ref: np.ndarray) -> float:
+    """10 log10(sum ref^2 / sum (got - ref)^2), capped at 100 dB."""
+    r = np.asarray(ref, np.float64)
+    return db(float(np.sum(r ** 2)), float(np.sum((np.asarray(got, np.float64) - r) ** 2)))
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a = np.asarray(a, np.float64).ravel()
+    b = np.asarray(b, np.float64).ravel()
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    if na == 0.0 and nb == 0.0:
+        return 1.0
+    if na == 0.0 or nb == 0.0:
+        return 0.0
+    return float(np.dot(a, b) / (na * nb))
+
+
+def is_classifier_like(shape) -> bool:
+    """[N, K] (or [N, K, 1, 1]) float scores with K >= 2."""
+    dims = [d for d in shape[1:] if d != 1]
+    return len(shape) >= 2 and len(dims) == 1 and dims[0] >= 2
+
+
+def compare_output(got: list, ref: list) -> dict:
+    """Figures for one output over several samples (lists of arrays, one per sample): ``cosine`` (worst
+    sample), ``cosine_mean``, ``max_abs``, ``ref_max`` (max |ref|), ``rel_error`` (max_abs / ref_max),
+    ``snr_db``, and ``top1_agreement`` / ``top5_agreement`` for classifier-like outputs."""
+    g = np.stack([np.asarray(x) for x in got])
+    r = np.stack([np.asarray(x) for x in ref])
+    if g.shape != r.shape:
+        return {"shape_mismatch": [list(g.shape), list(r.shape)], "cosine": 0.0, "ref_max": 0.0,
+                "max_abs": float("inf"), "rel_error": float("inf")}
+    if r.dtype.kind in "biu":
+        agree = float(np.mean(g == r)) if r.size else 1.0
+        return {"exact_match": agree, "cosine": 1.0 if agree == 1.0 else agree, "ref_max": 0.0,
+                "max_abs": float(np.max(np.abs(g.astype(np.int64) - r.astype(np.int64)), initial=0)),
+                "rel_error": 0.0 if agree == 1.0 else 1.0}
+    g64, r64 = g.astype(np.float64), r.astype(np.float64)
+    if not np.all(np.isfinite(g64) == np.isfinite(r64)):
+        return {"cosine": 0.0, "max_abs": float("inf"), "rel_error": float("inf"), "ref_max": 0.0,
+                "non_finite": True}
+    finite = np.isfinite(r64)
+    diff = np.abs(g64[finite] - r64[finite])
+    max_abs = float(diff.max(initial=0.0))
+    scale = float(np.abs(r64[finite]).max(initial=0.0))
+    per_sample = [cosine(a, b) for a, b in zip(g64, r64)]
+    out = {"cosine": float(min(per_sample)), "cosine_mean": float(np.mean(per_sample)),
+           "max_abs": max_abs, "ref_max": scale, "rel_error": max_abs / scale if scale > 0 else max_abs,
+           "snr_db": snr_db(g64[finite], r64[finite])}
+    if is_classifier_like(r.shape[1:]):
+        gs, rs = g64.reshape(g64.shape[0], -1), r64.reshape(r64.shape[0], -1)
+        top1 = rs.argmax(axis=1)
+        out["top1_agreement"] = float(np.mean(gs.argmax(axis=1) == top1))
+        if gs.shape[1] > 5:   # the reference's top-1 class is among the target's top 5
+            top5 = np.argsort(-gs, axis=1)[:, :5]
+            out["top5_agreement"] = float(np.mean([t in row for t, row in zip(top1, top5)]))
+    return out
+
+
+def failures(figures: dict, t: Gate) -> list[str]:
+    """Which parts of the build gate one output misses (empty: it passes)."""
+    bad = []
+    key = "cosine_mean" if t.cosine_over == "mean" and "cosine_mean" in figures else "cosine"
+    if figures[key] < t.min_cosine:
+        bad.append(f"{'mean ' if key == 'cosine_mean' else ''}cosine {figures[key]:.6f} < {t.min_cosine}")
+    if figures["rel_error"] > t.max_rel_error:
+        bad.append(f"relative error {figures['rel_error']:.3g} > {t.max_rel_error}")
+    if t.min_snr_db is not None and figures.get("snr_db", 100.0) < t.min_snr_db:
+        bad.append(f"SNR {figures['snr_db']:.1f} dB < {t.min_snr_db} dB")
+    if t.min_top1 is not None and figures.get("top1_agreement", 1.0) < t.min_top1:
+        bad.append(f"top-1 agreement {figures['top1_agreement']:.3f} < {t.min_top1}")
+    return bad
+
+
+def passes(figures: dict, gate: Gate) -> bool:
+    return not failures(figures, gate)
+
+
+def within(figures: dict, tol: Tolerance | dict) -> bool:
+    """Whether one output's figures are within an on-device self-check tolerance."""
+    t = tol if isinstance(tol, dict) else tol.as_dict()
+    return figures["max_abs"] <= t["atol"] + t["rtol"] * figures["ref_max"] and figures["cosine"] >= t["min_cosine"]
+
+
+def summarize(per_output: dict[str, dict], gate: Gate) -> dict:
+    """Worst-case figures over outputs plus the pass/fail verdict against ``gate``."""
+    failed = {name: failures(f, gate) for name, f in per_output.items()}
+    out = {"passed": not any(failed.values()), "thresholds": gate.as_dict(),
+           "min_cosine": min(f["cosine"] for f in per_output.values()),
+           "max_rel_error": max(f["rel_error"] for f in per_output.values()),
+           "min_snr_db": min(f.get("snr_db", 100.0) for f in per_output.values()),
+           "mean_cosine": min(f.get("cosine_mean", f["cosine"]) for f in per_output.values()),
+           "failed": {name: why for name, why in failed.items() if why},
+           "outputs": per_output}
+    top1 = [f["top1_agreement"] for f in per_output.values() if "top1_agreement" in f]
+    if top1:
+        out["min_top1_agreement"] = min(top1)
+    return out
+
+
+def compare_runs(got: list[dict], reference: list[dict], names) -> dict[str, dict]:
+    """``compare_output`` for each output name over paired lists of output dicts."""
+    return {n: compare_output([g[n] for g in got], [r[n] for r in reference]) for n in names}

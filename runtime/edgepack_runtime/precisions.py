@@ -1,0 +1,77 @@
+"""The one table of precisions: precision -> accuracy gate at build -> self-check tolerance on the device.
+
+The host reads the gate when it verifies a converted model against the fp32 ONNX reference; the device
+reads the tolerance when it runs the bundle's samples (``Runtime.self_check``). A target declares which of
+these precisions it offers; a new precision is one row here.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Accuracy gate on the held-out samples (see ``compare.failures``)."""
+
+    min_cosine: float = 0.9999
+    max_rel_error: float = 1e-3      # max |got - ref| / max |ref|
+    min_snr_db: float | None = None  # signal-to-noise ratio of the whole output over all samples
+    min_top1: float | None = None    # top-1 agreement, classifier-like outputs only
+    cosine_over: str = "min"         # judge the worst sample ("min") or the average over samples ("mean")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """On-device self-check: passes when ``max_abs <= atol + rtol * max|ref|`` and ``cosine >= min_cosine``."""
+
+    rtol: float
+    atol: float
+    min_cosine: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Precision:
+    name: str
+    summary: str
+    gate: Gate
+    tolerance: Tolerance
+
+
+PRECISIONS: dict[str, Precision] = {p.name: p for p in (
+    Precision("fp32", "float32 weights and activations", Gate(), Tolerance(1e-3, 1e-5, 0.9999)),
+    Precision("fp16", "float16 weights (and fp16 compute where the backend does it)", Gate(0.999, 1e-2),
+              Tolerance(1e-2, 1e-3, 0.999)),
+    Precision("int8-dynamic", "int8 weights per channel, float activations (hybrid kernels)",
+              Gate(0.99, 0.1), Tolerance(0.1, 1e-2, 0.99)),
+    # int8 is judged on the mean cosine over the held-out samples plus the SNR over all of them: per-sample
+    # minima over hundreds of real samples mostly measure the one sample whose scores sit on a decision tie
+    # (PP-OCR's 2-class direction scores: worst-sample cosine 0.84 at 98% top-1 agreement).
+    Precision("int8", "int8 weights per channel, int8 activations calibrated per tensor (full integer)",
+              Gate(0.98, 0.5, min_snr_db=15.0, cosine_over="mean"), Tolerance(0.1, 1e-2, 0.98)),
+)}
+LOOSEST = "int8"   # what a device assumes for a precision a newer build wrote and this runtime does not know
+
+
+def gate(precision: str, **overrides) -> Gate:
+    """The build-time gate of ``precision`` with the given fields replaced (None values are ignored)."""
+    base = PRECISIONS[precision].gate
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    return Gate(**{**base.as_dict(), **changes}) if changes else base
+
+
+def tolerance(precision: str, rtol=None, atol=None, min_cosine=None, recorded: dict | None = None) -> dict:
+    """The self-check tolerance for ``precision``, with explicit overrides.
+
+    ``recorded``: the target's ``self_check`` entry, written by the build from the deviation it measured on
+    the bundled samples (with a margin); it takes precedence over the per-precision default."""
+    base = PRECISIONS.get(precision, PRECISIONS[LOOSEST]).tolerance.as_dict()
+    if recorded:
+        base = {k: recorded.get(k, v) for k, v in base.items()}
+    given = {"rtol": rtol, "atol": atol, "min_cosine": min_cosine}
+    return {k: (given[k] if given[k] is not None else v) for k, v in base.items()}

@@ -4,7 +4,8 @@ Requests go through a bounded queue to one worker (back-pressure: ``Busy`` when 
 memory). The worker optionally answers repeated identical inputs from an LRU cache and, for models whose
 first dimension is a batch larger than one (or dynamic), packs single-sample requests into micro-batches.
 Every backend call feeds the telemetry counters and (one call in N, within a time budget) the drift
-monitor; a reporter thread publishes both to the sink (``MqttLink`` or any ``sink.Sink``).
+monitor; a reporter thread publishes both to the sink (``MqttLink`` or any ``sink.Sink``). Host commands
+(``cmd/<verb>``) run through one table, ``agentcmds.COMMANDS`` (verb -> argument schema -> handler).
 
     agent = Agent(Runtime.open("m.edgepack"), sink=link, telemetry_interval=10).start()
     outputs = agent.infer({"x": x})      # queued; agent.run(...) is the same call without the queue
@@ -22,6 +23,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 import numpy as np
 
+from .agentcmds import COMMANDS
 from .cache import OutputCache
 from .drift import DriftMonitor, Thresholds
 from .errors import BackendError, EdgepackError, InputError
@@ -38,8 +40,9 @@ class Agent:
                  cache_size: int = 0, max_batch: int = 1, max_wait_ms: float = 2.0, drift: bool = True,
                  drift_window: int = 1000, drift_window_seconds: float | None = None,
                  drift_thresholds: Thresholds | None = None, drift_budget: float = 0.01,
-                 drift_every: int | None = None, sampler=None):
+                 drift_every: int | None = None, sampler=None, commands=None):
         self.rt = runtime
+        self.commands = COMMANDS if commands is None else commands   # verb -> schema -> handler
         self.sink = sink
         self.interval = telemetry_interval
         self.telemetry = Telemetry(backend=runtime.backend_name, bundle=runtime.bundle.manifest,
@@ -273,17 +276,11 @@ class Agent:
                 "outbox": sink.get("outbox") if sink else None, "sink": sink, "problems": problems}
 
     def on_command(self, verb: str, body: dict) -> None:
-        """Host commands (``cmd/<verb>``); a ValueError becomes a ``bad_command`` event on the link."""
-        if verb == "ping":
-            self.sink.publish("events", {"type": "pong", "echo": body.get("echo")})
-        elif verb == "telemetry":
-            self.publish_telemetry()
-        elif verb == "config":
-            interval = body.get("telemetry_interval")
-            if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0 < interval <= 86400:
-                raise ValueError("config needs telemetry_interval: a number of seconds in (0, 86400]")
-            self.interval = float(interval)
-            self.sink.publish("events", {"type": "config_applied", "telemetry_interval": self.interval})
-        else:
-            self.sink.publish("events", {"type": "unknown_command", "verb": verb,
-                                         "known": ["ping", "telemetry", "config"]})
+        """Run host command ``verb`` (``cmd/<verb>``) from the command table and publish its reply on ``events``.
+
+        Arguments are validated against the verb's schema first (``agentcmds`` holds the table); a refused
+        command raises ``commands.BadCommand`` (``UnknownVerb`` for a verb not in the table) for the sink to
+        report; any other exception is the handler's failure (``command_failed``)."""
+        reply = self.commands.dispatch(verb, body, self)
+        if reply is not None and self.sink is not None:
+            self.sink.publish("events", reply)

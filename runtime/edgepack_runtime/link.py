@@ -21,9 +21,10 @@ from typing import Callable
 
 from .errors import EdgepackError
 from .outbox import Outbox
+from .payload import MAX_COMMAND_BYTES, BadCommand, parse_payload
 from .sink import SCHEMA, envelope
 
-MAX_COMMAND_BYTES = 64 * 1024
+__all__ = ["MAX_COMMAND_BYTES", "MqttLink", "backoff"]
 log = logging.getLogger("edgepack_runtime.link")
 
 
@@ -209,29 +210,31 @@ class MqttLink:
             self.outbox.ack(seq)
 
     def _on_message(self, client, userdata, msg):
+        """One command; nothing may escape to paho, which would tear the connection down."""
         verb = msg.topic.rsplit("/", 1)[-1]
         try:
-            if len(msg.payload) > MAX_COMMAND_BYTES:
-                raise ValueError(f"payload of {len(msg.payload)} bytes exceeds {MAX_COMMAND_BYTES}")
-            body = json.loads(msg.payload.decode("utf-8")) if msg.payload else {}
-            if not isinstance(body, dict):
-                raise ValueError("payload must be a JSON object")
-        except (ValueError, UnicodeDecodeError) as exc:
-            self.bad_command(verb, str(exc))
-            return
-        if self.on_command is not None:
-            try:
-                self.on_command(verb, body)
-            except ValueError as exc:  # the handler says the arguments are wrong
-                self.bad_command(verb, str(exc))
-            except Exception as exc:  # a failing handler must not kill the link
-                self.publish("events", {"type": "command_failed", "verb": verb, "error": str(exc)[:200]})
+            self._command(verb, msg.payload)
+        except Exception:  # answering failed too (the outbox?): log it, the link stays up
+            log.exception("command %.100r could not be answered", verb)
 
-    def bad_command(self, verb: str, error: str) -> None:
-        """Count a malformed command and tell the fleet about it on ``events``."""
+    def _command(self, verb: str, payload: bytes) -> None:
+        try:
+            body = parse_payload(payload)        # bounded: size, nesting depth, JSON object
+            if self.on_command is not None:
+                self.on_command(verb, body)
+        except BadCommand as exc:                 # the payload or the arguments are wrong, or an unknown verb
+            self.bad_command(verb, exc)
+        except Exception as exc:                  # a failing handler must not kill the link
+            log.warning("command %.100r failed", verb, exc_info=True)
+            self.publish("events", {"type": "command_failed", "verb": verb[:100],
+                                    "error": f"{type(exc).__name__}: {exc}"[:500]})
+
+    def bad_command(self, verb: str, error: str | BadCommand) -> None:
+        """Count a refused command and tell the fleet on ``events`` (``bad_command`` or ``unknown_command``)."""
         with self._lock:
             self.counters["bad_commands"] += 1
-        self.publish("events", {"type": "bad_command", "verb": verb, "error": error[:200]})
+        exc = error if isinstance(error, BadCommand) else BadCommand(str(error))
+        self.publish("events", exc.event(verb))
 
     def _state_payload(self, state: str) -> bytes:
         return json.dumps({"schema": SCHEMA, "state": state, "device": self.device_id, "fleet": self.fleet,

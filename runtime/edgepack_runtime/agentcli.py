@@ -54,6 +54,8 @@ def add_parser(sub) -> None:
         if help_ is not None:
             shown = f" (default {default})" if default is not None else ""
             p.add_argument("--" + key.replace("_", "-"), dest=key, type=kind, help=help_ + shown)
+    p.add_argument("--list-commands", action="store_true",
+                   help="print the MQTT command table (cmd/<verb>: arguments, what it does) and exit")
     p.add_argument("--verbose", "-v", action="store_true")
     p.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
 
@@ -137,6 +139,10 @@ def make_agent(conf: dict):
 
 
 def cmd_agent(args, stop: threading.Event | None = None) -> int:
+    if getattr(args, "list_commands", False):
+        from .agentcmds import COMMANDS
+        print(COMMANDS.render(), end="")
+        return 0
     from .server import AgentServer
     conf = settings(args)
     agent = make_agent(conf)

@@ -78,7 +78,7 @@ def validate(schema: dict[str, Arg], body: dict) -> dict:
     """``body`` checked against ``schema``, defaults filled in; every problem listed in one ``BadCommand``."""
     if not isinstance(body, dict):
         raise BadCommand(f"arguments must be a JSON object, not {show(body)}")
-    fields = sorted(set(body) - set(schema))
+    fields = sorted(set(body) - set(schema), key=str)
     problems = [f"unknown field{'s' if len(fields) > 1 else ''} {', '.join(repr(f) for f in fields)} "
                 f"(known: {', '.join(sorted(schema)) or 'none'})"] if fields else []
     args = {}

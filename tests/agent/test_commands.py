@@ -102,6 +102,8 @@ def test_valid_arguments_pass_with_defaults_filled():
     assert validate({}, {}) == {}
     with pytest.raises(BadCommand, match="unknown field 'a' \\(known: none\\)"):
         validate({}, {"a": 1})
+    with pytest.raises(BadCommand, match="unknown fields 1, 'b'"):          # a caller's dict, not JSON
+        validate({}, {"b": 1, 1: 2})
 
 
 @pytest.mark.parametrize("raw,needle", [
@@ -139,7 +141,7 @@ def test_render_matches_the_readme():
     text = README.read_text()
     assert BEGIN in text and END in text, f"{README} needs the markers {BEGIN} / {END}"
     section = text.split(BEGIN, 1)[1].split(END, 1)[0].strip("\n") + "\n"
-    assert section == COMMANDS.render(), "regenerate with: python -m edgepack_runtime.agentcmds"
+    assert section == COMMANDS.render(), "regenerate with: edgepack-device agent --list-commands"
 
 
 def test_render_escapes_pipes_and_says_none():
@@ -156,7 +158,10 @@ def test_command_modules_import_nothing_heavy():
     assert out.stdout.strip() == "[]"
 
 
-def test_the_table_can_be_printed():
+def test_the_table_can_be_printed(capsys):
+    from edgepack_runtime.cli import main
+    assert main(["agent", "--list-commands"]) == 0                   # no bundle needed
+    assert capsys.readouterr().out == COMMANDS.render()
     out = subprocess.run([sys.executable, "-m", "edgepack_runtime.agentcmds"], capture_output=True, text=True,
                          check=True)
     assert out.stdout == COMMANDS.render() and re.search(r"^\| `ping` \|", out.stdout, re.M)

@@ -15,8 +15,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.bench_int8 import rendered_text  # noqa: E402
 from benchmarks.ort_qdq import agreement, run_ort  # noqa: E402
 from edgepack.model import load_model, make_inputs  # noqa: E402
-from edgepack.quant import QuantOptions, quantize_cpu, run_tflite  # noqa: E402
-from edgepack.targets.tflite.calibrate import METHODS  # noqa: E402
+from edgepack.targets.base import QuantOptions  # noqa: E402
+from edgepack.targets.tflite.quant.measure import run_tflite  # noqa: E402
+from edgepack.targets.tflite.quant.pipeline import quantize  # noqa: E402
+from edgepack.targets.tflite.quant.ranges import METHODS  # noqa: E402
 from edgepack.testing import fitted  # noqa: E402
 from edgepack.testing.corpus import INPUT_SHAPES, fetch  # noqa: E402
 from edgepack_runtime.precisions import PRECISIONS  # noqa: E402
@@ -43,7 +45,7 @@ def main() -> int:
         outs = [o.name for o in model.graph.output]
         ref = run_ort(model, holdout)
         for method in ("auto",) + METHODS:
-            r = quantize_cpu(model, calib, holdout, ref, PRECISIONS["int8"].gate,
+            r = quantize(model, calib, holdout, ref, PRECISIONS["int8"].gate,
                              QuantOptions(method=method, mixed_precision=False))
             got = run_tflite(r.model.data, r.model.io, holdout, outs)
             a = agreement(got, ref)

@@ -22,8 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import interpreter, invoke, paired_latency  # noqa: E402
 from benchmarks.ort_qdq import agreement, ort_quantize_static, run_ort  # noqa: E402
 from edgepack.model import load_model, make_inputs  # noqa: E402
-from edgepack.quant import QuantOptions, quantize_cpu, run_tflite  # noqa: E402
-from edgepack.targets.tflite.calibrate import model_feeds  # noqa: E402
+from edgepack.targets.base import QuantOptions  # noqa: E402
+from edgepack.targets.tflite.quant.measure import run_tflite  # noqa: E402
+from edgepack.targets.tflite.quant.pipeline import quantize  # noqa: E402
+from edgepack.targets.tflite.quant.ranges import model_feeds  # noqa: E402
 from edgepack.targets.tflite.convert import lower  # noqa: E402
 from edgepack.testing import fitted  # noqa: E402
 from edgepack.testing.corpus import INPUT_SHAPES, fetch  # noqa: E402
@@ -85,7 +87,7 @@ def evaluate(name, model, calib, holdout, labels=None, method="auto") -> list[di
     for precision in PRECISIONS:
         extra = ""
         if precision == "int8":
-            res = quantize_cpu(model, calib, holdout, ref, PRECISIONS["int8"].gate, QuantOptions(method=method))
+            res = quantize(model, calib, holdout, ref, PRECISIONS["int8"].gate, QuantOptions(method=method))
             tm = res.model
             kept = [f["origin"] or f["tensor"] for f in res.float_layers]
             extra = (f"{res.method}; float: {', '.join(kept) or 'none'}; float ops: "

@@ -18,19 +18,20 @@ from typing import Callable
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from edgepack_runtime import Runtime
 from edgepack_runtime.bundle import write_bundle
+from edgepack_runtime.compare import compare_output, compare_runs, summarize
 from edgepack_runtime.drift import compute_baseline
+from edgepack_runtime.precisions import Gate, gate, tolerance
 
 from . import __version__
 from .calibration import CalibrationSet, load_calibration
-from .devices import resolve_targets, suited_profiles
-from .errors import EdgepackError, ModelError, ParityError
+from .devices import suited_profiles
+from .errors import EdgepackError, ParityError
 from .model import load_model
-from .quant import QuantOptions, describe as describe_quant, latency_ms, quantize_cpu
-from edgepack_runtime.compare import compare_output, summarize
-from edgepack_runtime.precisions import PRECISIONS, Gate, tolerance
+from .model.ort import reference_outputs
+from .plan import plan
+from .targets.base import Job, QuantOptions
 
 N_SYNTHETIC = 40      # synthetic samples when no data is given (20% held out to verify)
 N_BUNDLED = 3         # samples shipped in the bundle for the on-device health check
@@ -51,32 +52,37 @@ def default_output(model_path: Path) -> Path:
 def build(model_path: str | Path, *, targets=("cpu",), input_shapes: dict | None = None,
           out: str | Path | None = None, calibration: str | Path | None = None, preprocess=None,
           holdout: float = 0.2, allow_mismatch: bool = False, thresholds: Gate | None = None,
-          version: str = "1", num_threads: int | None = None, samples: list[dict] | None = None,
-          precision: str = "fp32", quant: QuantOptions | None = None, report: str | Path | None = None,
-          progress: Callable[[str], None] = lambda step: None) -> BuildResult:
+          gate_overrides: dict | None = None, version: str = "1", num_threads: int | None = None,
+          samples: list[dict] | None = None, precision: str | dict | None = None, quant: QuantOptions | None = None,
+          report: str | Path | None = None, progress: Callable[[str], None] = lambda step: None) -> BuildResult:
     """Build a bundle for ``targets`` (target or device-profile names). Raises EdgepackError subclasses.
 
     Data: ``samples`` (input dicts, used for everything) if given, else ``calibration`` (an .npz, a folder
     of .npy files or of images with ``preprocess``), else synthetic samples with a loud warning. A
     ``holdout`` share is kept out of calibration; every target's accuracy gate is measured on it.
-    ``precision`` (fp32, fp16, int8-dynamic, int8) applies to the cpu target; ``thresholds`` default by
-    precision; ``quant`` tunes int8 (calibration method, I/O type, mixed precision).
+    ``precision``: one precision for every target, or per target ("cpu=int8,onnx=fp32" or a dict; see
+    ``edgepack.plan``); unset targets take their device profile's preference, else their default.
+    Gates: ``thresholds`` applies as is to every target; else each target's precision gate with
+    ``gate_overrides`` (min_cosine, max_rel_error, min_snr_db, min_top1) replaced. ``quant`` tunes
+    quantization (calibration method, I/O type, mixed precision).
     """
-    if precision not in PRECISIONS:
-        raise EdgepackError(f"unknown precision '{precision}'", hint=f"choose one of {', '.join(PRECISIONS)}")
-    chosen = thresholds                         # the caller's gate applies to every target
-    thresholds = thresholds or PRECISIONS[precision].gate
     quant = quant or QuantOptions()
     model_path = Path(model_path)
     out = Path(out) if out else default_output(model_path)
-    wanted, profiles_named, skipped = resolve_targets(list(targets))
-    warnings = [f"target '{t}' is not built by this version; skipped" for t in skipped]
+    planned = plan(list(targets), precision)
+    for item in planned.items:
+        item.target.check_quant(quant)
+    warnings = planned.warnings()
+
+    def preflight(m):
+        for item in planned.items:
+            item.target.preflight(m)
 
     progress("loading and normalizing the model")
-    model = load_model(model_path, input_shapes=input_shapes, preflight=lambda m: _preflight(wanted, m))
+    model = load_model(model_path, input_shapes=input_shapes, preflight=preflight)
 
     progress("checking that every op converts")
-    _preflight(wanted, model)
+    preflight(model)
 
     progress("loading calibration data")
     if samples is not None:
@@ -89,19 +95,22 @@ def build(model_path: str | Path, *, targets=("cpu",), input_shapes: dict | None
 
     progress(f"computing fp32 reference outputs (onnxruntime, {len(cal.all)} samples)")
     everything = cal.all
-    reference_all = _reference(model, everything)
+    reference_all = reference_outputs(model, everything)
     ref_of = {id(s): r for s, r in zip(everything, reference_all)}     # the hold-out is a subset of all
     verify_samples = cal.holdout
     reference = [ref_of[id(s)] for s in verify_samples]
 
     files: dict[str, bytes] = {}
-    entries = []
-    for target in wanted:
-        progress(f"converting for target '{target}'")
-        entries.append(_convert(target, model, files, precision, cal, reference, thresholds, quant,
-                                num_threads, progress))
+    entries, gates = [], {}
+    for item in planned.items:
+        target = item.target
+        gates[target.name] = thresholds or gate(item.precision, **(gate_overrides or {}))
+        progress(f"converting for target '{target.name}' ({item.precision})")
+        job = Job(item.precision, cal, reference, gates[target.name], quant, tuple(item.profiles), num_threads,
+                  progress)
+        entries.append(_convert(target, model, job, files))
 
-    manifest = _manifest(model, model_path, version, entries, profiles_named)
+    manifest = _manifest(model, model_path, version, entries, planned.profiles_named)
     manifest["calibration"] = cal.describe()
     baseline = dict(compute_baseline(everything, reference_all), data=cal.kind)
     files["drift/baseline.json"] = json.dumps(baseline).encode()
@@ -113,10 +122,10 @@ def build(model_path: str | Path, *, targets=("cpu",), input_shapes: dict | None
     failures = []
     with tempfile.TemporaryDirectory(prefix="edgepack-stage-") as tmp:
         stage = write_bundle(Path(tmp) / "stage.edgepack", manifest, files)
-        for entry in manifest["targets"]:
+        for item, entry in zip(planned.items, manifest["targets"]):
             progress(f"verifying target '{entry['name']}' in the runtime ({len(verify_samples)} samples)")
-            entry["parity"] = _verify(stage, entry, model, verify_samples, reference,
-                                      _gate(entry, chosen), num_threads)
+            entry["parity"] = _verify(stage, item.target, entry, model, verify_samples, reference,
+                                      gates[entry["name"]], num_threads)
             entry["parity"]["data"] = data_kind
             if not entry["parity"]["passed"]:
                 failures.append(entry)
@@ -137,75 +146,13 @@ def build(model_path: str | Path, *, targets=("cpu",), input_shapes: dict | None
     return BuildResult(path, manifest, warnings)
 
 
-def _gate(entry: dict, chosen: Gate | None) -> Gate:
-    """The caller's thresholds, else the gate of the target's own precision (an ``onnx`` target built beside
-    an int8 ``cpu`` one is still held to fp32's gate)."""
-    return chosen or PRECISIONS[entry["precision"]].gate
-
-
-def _preflight(targets, model: onnx.ModelProto) -> None:
-    if "cpu" in targets:
-        from .targets.tflite import preflight
-        preflight(model)
-
-
-def _reference(model: onnx.ModelProto, samples) -> list[dict[str, np.ndarray]]:
-    try:
-        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-        names = [o.name for o in model.graph.output]
-        return [dict(zip(names, sess.run(names, s))) for s in samples]
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"onnxruntime cannot run the model to produce the fp32 reference: {first}",
-                         hint="every target is verified against onnxruntime; make the model run there first")
-
-
-def _convert(target: str, model: onnx.ModelProto, files: dict[str, bytes], precision: str, cal, reference,
-             thresholds, quant: QuantOptions, num_threads, progress) -> dict:
+def _convert(target, model: onnx.ModelProto, job: Job, files: dict[str, bytes]) -> dict:
     t0 = time.perf_counter()
-    target_precision = "fp32"
-    extra = {}
-    if target == "cpu":
-        data, io_map, info, extra = _convert_cpu(model, precision, cal, reference, thresholds, quant,
-                                                 num_threads, progress)
-        rel, fmt = "models/cpu/model.tflite", "tflite"
-        target_precision = precision
-    elif target == "onnx":
-        data = model.SerializeToString()
-        rel, fmt, info = "models/onnx/model.onnx", "onnx", {"ops": len(model.graph.node)}
-        io_map = {"inputs": [{"name": i.name, "perm": None} for i in model.graph.input],
-                  "outputs": [{"name": o.name, "perm": None} for o in model.graph.output]}
-    else:  # resolve_targets only lets buildable targets through
-        raise EdgepackError(f"target '{target}' is not built by this version")
-    files[rel] = data
-    info.update(size=len(data), convert_seconds=round(time.perf_counter() - t0, 4))
-    return {"name": target, "format": fmt, "file": rel, "precision": target_precision, "io": io_map,
-            "parity": {}, "info": info, "devices": suited_profiles(target), **extra}
-
-
-def _convert_cpu(model, precision, cal, reference, thresholds, quant, num_threads, progress):
-    from .targets.tflite.convert import lower
-    extra = {}
-    if precision == "int8":
-        result = quantize_cpu(model, cal.calib, cal.holdout, reference, thresholds, quant,
-                              num_threads=num_threads, progress=progress)
-        low, tm = result.lowered, result.model
-        extra["quantization"] = describe_quant(result, quant)
-        latency = result.latency           # measured already when mixed precision changed the model
-    else:
-        low = lower(model)
-        tm = low.finish(precision)
-        latency = None
-    info = {k: v for k, v in tm.stats.items() if k != "quantization"}
-    progress("measuring latency on this host (LiteRT)")
-    sample = cal.holdout[0]
-    latency = dict(latency or latency_ms(tm.data, tm.io, sample))
-    if precision != "fp32":
-        fp32 = low.finish("fp32")
-        info["fp32_size"] = len(fp32.data)
-        latency["ratio_to_fp32"] = latency["mean"] / latency_ms(fp32.data, fp32.io, sample)["mean"]
-    extra["latency_ms"] = latency
-    return tm.data, tm.io, info, extra
+    done = target.convert(model, job)
+    files.update(done.files)
+    info = dict(done.info, size=len(done.files[done.file]), convert_seconds=round(time.perf_counter() - t0, 4))
+    return {"name": target.name, "format": target.format, "file": done.file, "precision": job.precision,
+            "io": done.io, "parity": {}, "info": info, "devices": suited_profiles(target), **done.extra}
 
 
 def _manifest(model, model_path: Path, version: str, entries, profiles_named) -> dict:
@@ -220,8 +167,8 @@ def _manifest(model, model_path: Path, version: str, entries, profiles_named) ->
                         "layout": layout})
         return out
 
-    cpu = next((e for e in entries if e["format"] == "tflite"), None)
-    perms = {x["name"]: x["perm"] for x in cpu["io"]["inputs"]} if cpu else {}
+    laid_out = next((e for e in entries if any(x["perm"] for x in e["io"]["inputs"])), None)
+    perms = {x["name"]: x["perm"] for x in laid_out["io"]["inputs"]} if laid_out else {}
     return {
         "model": {"name": model_path.stem, "version": version,
                   "source_sha256": hashlib.sha256(model_path.read_bytes()).hexdigest(),
@@ -249,14 +196,11 @@ def _npz(model, inputs: dict, outputs: dict) -> bytes:
     return buf.getvalue()
 
 
-def _verify(stage: Path, entry: dict, model, samples, reference, thresholds, num_threads) -> dict:
-    backend = {"tflite": None, "onnx": "onnxruntime"}[entry["format"]]
-    with Runtime.open(stage, backend=backend, target=entry["name"], num_threads=num_threads) as rt:
+def _verify(stage: Path, target, entry: dict, model, samples, reference, gate_: Gate, num_threads) -> dict:
+    with Runtime.open(stage, backend=target.backend, target=entry["name"], num_threads=num_threads) as rt:
         got = [rt.run(s) for s in samples]
         backend_name = rt.backend_name
-    per_output = {o.name: compare_output([g[o.name] for g in got], [r[o.name] for r in reference])
-                  for o in model.graph.output}
-    figures = summarize(per_output, thresholds)
+    figures = summarize(compare_runs(got, reference, [o.name for o in model.graph.output]), gate_)
     figures.update(backend=backend_name, samples=len(samples))
     entry["self_check"] = _self_check_tolerance(entry["precision"], got[:N_BUNDLED], reference[:N_BUNDLED])
     return figures

@@ -1,8 +1,9 @@
 """Device profiles: data files (``devices/*.toml``) describing device classes that drive ``build``.
 
 A profile names the targets a device class runs (preferred first), the precisions worth building, its
-accelerator (kind, HTP arch, Neural Engine generation), OS and memory. ``--target`` accepts a target name or
-a profile name; a profile expands to its targets.
+accelerator (kind, HTP arch, Neural Engine generation), OS and memory, and ``[precision]``: the precision
+each of its targets prefers. ``--target`` accepts a target name or a profile name; a profile expands to its
+targets (``edgepack.plan``).
 """
 from __future__ import annotations
 
@@ -11,10 +12,8 @@ import tomllib
 from functools import lru_cache
 from pathlib import Path
 
+from . import targets as table
 from .errors import EdgepackError
-
-TARGETS = ("cpu", "onnx", "coreml", "qualcomm")
-AVAILABLE_TARGETS = ("cpu", "onnx")   # built by this version
 
 
 def devices_dir() -> Path:
@@ -34,41 +33,28 @@ def profiles() -> dict[str, dict]:
         for key in ("name", "description", "arch", "targets", "memory_mb"):
             if key not in data:
                 raise EdgepackError(f"device profile {path} lacks '{key}'")
-        unknown = [t for t in data["targets"] if t not in TARGETS]
+        unknown = [t for t in data["targets"] if not table.known(t)]
         if unknown:
-            raise EdgepackError(f"device profile {path} names unknown targets {unknown}; known: {list(TARGETS)}")
+            raise EdgepackError(f"device profile {path} names unknown targets {unknown}; known: "
+                                f"{', '.join(list(table.TABLE) + list(table.PLANNED))}")
+        _check_precisions(path, data)
         out[data["name"]] = data
     return out
 
 
-def resolve_targets(names: list[str]) -> tuple[list[str], list[str], list[str]]:
-    """Expand target/profile names to (targets to build, profiles named, targets skipped as unavailable)."""
-    targets: list[str] = []
-    named: list[str] = []
-    skipped: list[str] = []
-    known = profiles()
-    for name in names:
-        if name in TARGETS:
-            wanted = [name]
-        elif name in known:
-            named.append(name)
-            wanted = list(known[name]["targets"])
-        else:
-            raise EdgepackError(f"unknown target or device profile '{name}'",
-                                hint=f"targets: {', '.join(TARGETS)}; profiles: {', '.join(known)}")
-        for t in wanted:
-            if t not in AVAILABLE_TARGETS:
-                skipped.append(t)
-            elif t not in targets:
-                targets.append(t)
-    if not targets:
-        raise EdgepackError(f"none of the requested targets ({', '.join(skipped)}) can be built by this version",
-                            hint="build with --target cpu for now")
-    return targets, named, sorted(set(skipped))
+def _check_precisions(path: Path, data: dict) -> None:
+    """``[precision]`` maps a target of the profile to the precision it prefers (checked for built targets)."""
+    prefs = data.get("precision", {})
+    for target, precision in prefs.items():
+        if target not in data["targets"]:
+            raise EdgepackError(f"device profile {path} prefers a precision for '{target}', which is not one of "
+                                f"its targets {data['targets']}")
+        if target in table.TABLE and precision not in table.get(target).precisions:
+            raise EdgepackError(f"device profile {path}: target '{target}' has no precision '{precision}'",
+                                hint=f"its precisions: {', '.join(table.get(target).precisions)}")
 
 
-def suited_profiles(target: str) -> list[str]:
-    """Profiles that can run a bundle's ``target`` entry."""
-    if target in ("cpu", "onnx"):
-        return sorted(profiles())
-    return sorted(n for n, p in profiles().items() if target in p["targets"])
+def suited_profiles(target) -> list[str]:
+    """Profiles that can run a ``target`` (a ``targets.base.Target``): every profile for a portable target,
+    else the profiles naming it."""
+    return sorted(n for n, p in profiles().items() if target.portable or target.name in p["targets"])

@@ -8,8 +8,7 @@ import typer
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from ..errors import EdgepackError, ModelError
-from edgepack_runtime.precisions import Gate, gate
+from ..errors import ModelError
 from .common import err_console, handle_errors, out_console, print_json
 
 
@@ -24,31 +23,10 @@ def _shapes(values: list[str]) -> dict[str, list[int]]:
     return shapes
 
 
-def _thresholds(precision: str, min_cosine, max_rel_error, min_snr_db=None, min_top1=None) -> Gate | None:
-    if min_cosine is None and max_rel_error is None and min_snr_db is None and min_top1 is None:
-        return None
-    return gate(precision, min_cosine=min_cosine, max_rel_error=max_rel_error, min_snr_db=min_snr_db,
-                min_top1=min_top1)
-
-
 CALIBRATION_HELP = (".npz of input name -> [samples, ...], a folder of .npy files, or a folder of images "
                     "(with --preprocess); a hold-out share measures accuracy. Default: synthetic data, with a warning")
 PREPROCESS_HELP = ("image preprocessing: 'size=224,224;layout=NCHW;mean=0.485,0.456,0.406;std=0.229,0.224,0.225;"
                    "scale=255;order=RGB;resize=bilinear' or a TOML file with those keys")
-
-
-def _check_choice(flag: str, value: str, allowed) -> None:
-    if value not in allowed:
-        raise EdgepackError(f"{flag} '{value}' is not one of {', '.join(allowed)}")
-
-
-def _check_int8_options(method: str, int8_policy: str, io_type: str = "float") -> None:
-    from ..mixed import POLICIES
-    from ..targets.tflite.calibrate import METHODS
-    from ..targets.tflite.int8 import IO_TYPES
-    _check_choice("--method", method, ("auto",) + METHODS)
-    _check_choice("--io", io_type, IO_TYPES)
-    _check_choice("--int8-policy", int8_policy, POLICIES)
 
 
 @handle_errors
@@ -65,9 +43,10 @@ def build(
     holdout: Annotated[float, typer.Option(help="share of the calibration samples kept out to measure "
                                            "accuracy")] = 0.2,
     allow_mismatch: Annotated[bool, typer.Option(help="write the bundle even when parity is below threshold")] = False,
-    precision: Annotated[str, typer.Option(help="cpu target precision: fp32 | fp16 (fp16 weights) | "
-                                           "int8-dynamic (int8 weights, hybrid kernels) | int8 (full integer, "
-                                           "calibrated)")] = "fp32",
+    precision: Annotated[Optional[str], typer.Option(help="PRECISION for every target, or TARGET=PRECISION,... "
+                                                     "one by one (e.g. cpu=int8,onnx=fp32); default: the device "
+                                                     "profile's preference, else the target's default. See "
+                                                     "`edgepack targets` for each target's precisions")] = None,
     method: Annotated[str, typer.Option(help="int8 activation ranges: auto (minmax or percentile, whichever is "
                                            "closer to fp32 on calibration samples) | minmax | percentile | mse | "
                                            "entropy")] = "auto",
@@ -96,8 +75,7 @@ def build(
 ):
     """Convert MODEL for each target, verify every target against onnxruntime, write a bundle."""
     from ..build import build as run_build
-    from ..quant import QuantOptions
-    _check_int8_options(method, int8_policy, io_type)
+    from ..targets.base import QuantOptions
     shapes = _shapes(input_shape)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=err_console, transient=True) as bar:
@@ -107,7 +85,8 @@ def build(
         result = run_build(model, targets=target, input_shapes=shapes, out=output, calibration=calibration,
                            preprocess=preprocess, holdout=holdout, allow_mismatch=allow_mismatch,
                            version=model_version, precision=precision, quant=quant, report=report,
-                           thresholds=_thresholds(precision, min_cosine, max_rel_error, min_snr_db, min_top1),
+                           gate_overrides=dict(min_cosine=min_cosine, max_rel_error=max_rel_error,
+                                               min_snr_db=min_snr_db, min_top1=min_top1),
                            progress=lambda step: bar.update(task, description=step))
     for w in result.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(w)}")
@@ -118,7 +97,7 @@ def build(
     for t in result.manifest["targets"]:
         p, info = t["parity"], t["info"]
         extra = f", {info['transpose_count']} TRANSPOSE" if "transpose_count" in info else ""
-        out_console.print(f"  {t['name']:<8} {t['format']:<7} {t['precision']:<5} {info['size']:>10,} B  "
+        out_console.print(f"  {t['name']:<8} {t['format']:<7} {t['precision']:<12} {info['size']:>10,} B  "
                           f"cosine {p['min_cosine']:.6f}  rel.err {p['max_rel_error']:.2e}  "
                           f"({p['backend']}, {p['samples']} {p['data']} samples{extra})")
         figures = [f"mean cosine {p['mean_cosine']:.6f}"] if "mean_cosine" in p else []

@@ -15,13 +15,16 @@ def devices(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show tracebacks")] = False,
 ):
     """List device profiles (devices/*.toml)."""
-    from ..devices import AVAILABLE_TARGETS, profiles
+    from .. import targets as table
+    from ..devices import profiles
     found = profiles()
     if json_out:
         print_json(found)
         return
     t = Table("profile", "arch", "targets", "memory", "description")
     for name, p in found.items():
-        targets = ", ".join(x if x in AVAILABLE_TARGETS else f"{x} (later)" for x in p["targets"])
+        prefs = p.get("precision", {})
+        targets = ", ".join((x if x in table.TABLE else f"{x} (later)") + (f" {prefs[x]}" if x in prefs else "")
+                            for x in p["targets"])
         t.add_row(name, p["arch"], targets, f"{p['memory_mb']} MB", p["description"])
     out_console.print(t)

@@ -11,6 +11,7 @@ from .debugquant import debug_quant
 from .devices import devices
 from .inspect import inspect
 from .ops import ops
+from .targets import targets
 
 app = typer.Typer(name="edgepack", no_args_is_help=True, add_completion=False,
                   help="Convert one ONNX model into a verified bundle for edge devices.")
@@ -19,6 +20,7 @@ app.command("debug-quant")(debug_quant)
 app.command()(inspect)
 app.command()(ops)
 app.command()(devices)
+app.command()(targets)
 
 
 @app.callback(invoke_without_command=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -9,25 +10,45 @@ import onnx
 import onnxruntime as ort
 from onnx import ModelProto
 
+from edgepack.errors import ModelError
 from edgepack.model.read import fits_protobuf
 
 
 def run_model(model: ModelProto, feeds: dict[str, np.ndarray], outputs: list[str] | None = None,
               *, optimize: bool = False) -> list[np.ndarray]:
     """Run ``model`` on CPU with onnxruntime and return the requested outputs (default: all)."""
+    with _session(model, optimize=optimize, threads=1) as session:
+        return session.run(outputs, feeds)
+
+
+def reference_outputs(model: ModelProto, samples: list[dict]) -> list[dict[str, np.ndarray]]:
+    """The fp32 reference every target is verified against: onnxruntime on CPU, one session for all
+    ``samples``, one dict of output name -> array per sample. ModelError when onnxruntime cannot run it."""
+    names = [o.name for o in model.graph.output]
+    try:
+        with _session(model, optimize=True, threads=None) as session:
+            return [dict(zip(names, session.run(names, s))) for s in samples]
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"onnxruntime cannot run the model to produce the fp32 reference: {first}",
+                         hint="every target is verified against onnxruntime; make the model run there first")
+
+
+@contextmanager
+def _session(model: ModelProto, *, optimize: bool, threads: int | None):
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    opts.intra_op_num_threads = 1
+    if threads:
+        opts.intra_op_num_threads = threads
     if not optimize:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     if fits_protobuf(model):
-        session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        return session.run(outputs, feeds)
+        yield ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        return
     with tempfile.TemporaryDirectory(prefix="edgepack-ort-") as tmp:
         path = Path(tmp) / "model.onnx"
         copy = ModelProto()
         copy.CopyFrom(model)
         onnx.save_model(copy, str(path), save_as_external_data=True, location="weights.bin")
         del copy
-        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        return session.run(outputs, feeds)
+        yield ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])

@@ -147,7 +147,7 @@ def test_report_is_written_when_the_gate_fails(outlier):
 
 
 def test_each_target_is_held_to_its_own_precision_gate(outlier):
-    code, out, err = _invoke("build", outlier / "o.onnx", "--precision", "int8", "--calibration",
+    code, out, err = _invoke("build", outlier / "o.onnx", "--precision", "cpu=int8", "--calibration",
                              outlier / "calib.npz", "--target", "cpu", "--target", "onnx", "--json")
     assert code == 0, err
     targets = {t["name"]: t for t in json.loads(out)["manifest"]["targets"]}
@@ -156,3 +156,12 @@ def test_each_target_is_held_to_its_own_precision_gate(outlier):
     assert targets["onnx"]["precision"] == "fp32"
     assert targets["onnx"]["parity"]["thresholds"]["min_cosine"] == 0.9999
     assert targets["onnx"]["parity"]["min_cosine"] > 0.99999
+
+
+def test_one_precision_for_targets_that_lack_it_is_an_error_naming_them(outlier):
+    code, _, err = _invoke("build", outlier / "o.onnx", "--precision", "int8", "--target", "cpu", "--target", "onnx")
+    assert code == 1, err
+    line = " ".join(err.split())
+    assert "precision 'int8' is not offered by target(s) onnx (onnx: fp32)" in line, line
+    assert "--precision cpu=int8,onnx=fp32" in line, line
+    assert not (outlier / "o.edgepack").exists()

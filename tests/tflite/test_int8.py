@@ -10,10 +10,13 @@ from onnx import numpy_helper as nh
 
 from edgepack.model import load_model
 from edgepack.model.ort import run_model
-from edgepack.quant import QuantOptions, prepare, quantize_cpu, run_tflite
-from edgepack.targets.tflite import calibrate
-from edgepack.targets.tflite.int8 import asymmetric
-from edgepack.targets.tflite.debug import debug_layers, rank
+from edgepack.targets.base import QuantOptions
+from edgepack.targets.tflite.quant import ranges as calibrate
+from edgepack.targets.tflite.quant.full_integer import asymmetric
+from edgepack.targets.tflite.quant.layers import debug_layers
+from edgepack.targets.tflite.quant.measure import run_tflite
+from edgepack.targets.tflite.quant.pipeline import prepare, quantize
+from edgepack.verify.layers import rank
 from edgepack_runtime.compare import compare_output
 from edgepack_runtime.precisions import PRECISIONS
 
@@ -179,12 +182,12 @@ def test_mixed_precision_finds_the_layer_itself(tmp_path):
     model = outlier_cnn(tmp_path / "o.onnx")
     samples = _samples(30)
     ref = [dict(zip(["y"], run_model(model, s, ["y"]))) for s in samples[20:]]
-    result = quantize_cpu(model, samples[:20], samples[20:], ref, PRECISIONS["int8"].gate, QuantOptions())
+    result = quantize(model, samples[:20], samples[20:], ref, PRECISIONS["int8"].gate, QuantOptions())
     assert result.figures["passed"] and result.figures["min_cosine"] >= 0.99
     assert [f["origin"] for f in result.float_layers] == ["conv2"]
     assert [t["passed"] for t in result.tried] == [False, True]
     assert result.costs["size_cost"] >= 1.0 and result.costs["latency_cost"] > 0
-    off = quantize_cpu(model, samples[:20], samples[20:], ref, PRECISIONS["int8"].gate,
+    off = quantize(model, samples[:20], samples[20:], ref, PRECISIONS["int8"].gate,
                        QuantOptions(mixed_precision=False))
     assert not off["passed"] if isinstance(off, dict) else not off.figures["passed"]
 
@@ -196,8 +199,8 @@ def test_cpu_policy_keeps_attention_and_layernorm_float_strict_quantizes_them():
     holdout = [{f.input_name: x} for x in f.x_test[:120]]
     ref = [dict(zip(["logits"], run_model(f.model, s, ["logits"]))) for s in holdout]
     opts = dict(mixed_precision=False)
-    cpu = quantize_cpu(f.model, calib, holdout, ref, PRECISIONS["int8"].gate, QuantOptions(policy="cpu", **opts))
-    strict = quantize_cpu(f.model, calib, holdout, ref, PRECISIONS["int8"].gate, QuantOptions(policy="strict", **opts))
+    cpu = quantize(f.model, calib, holdout, ref, PRECISIONS["int8"].gate, QuantOptions(policy="cpu", **opts))
+    strict = quantize(f.model, calib, holdout, ref, PRECISIONS["int8"].gate, QuantOptions(policy="strict", **opts))
     cpu_float = set(cpu.model.stats["quantization"]["float_opcodes"])
     assert {"BATCH_MATMUL", "SOFTMAX", "RSQRT"} <= cpu_float
     assert strict.model.stats["quantization"]["float_opcodes"] == []
@@ -235,7 +238,7 @@ def test_entropy_clips_heavy_tails_like_the_kl_method_should():
 
 
 def test_cpu_policy_finds_a_decomposed_layernorm(tmp_path):
-    from edgepack.mixed import policy_float_nodes
+    from edgepack.targets.tflite.quant.policy import policy_float_nodes
     rng = np.random.default_rng(2)
     nodes = [h.make_node("MatMul", ["x", "w"], ["a"], name="proj"),
              h.make_node("ReduceMean", ["a"], ["mu"], axes=[-1], name="mean"),

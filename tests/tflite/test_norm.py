@@ -7,7 +7,7 @@ from onnx import TensorProto as TP
 from onnx import helper as h
 from onnx import numpy_helper as nh
 
-from edgepack.targets.tflite.fold import fold_affine
+from edgepack.targets.tflite.affine import fold_affine
 from edgepack.targets.tflite.ir import Graph
 from edgepack.targets.tflite.writer import serialize
 

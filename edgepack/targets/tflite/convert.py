@@ -12,9 +12,9 @@ from ...errors import ConversionError, EdgepackError
 from . import ops  # noqa: F401  (registers converters)
 from .context import Context
 from .layout import absorb_io, optimize_layout
-from .quantize import compress_weights
-from .fold import fold_affine
-from .int8 import quantize_int8
+from .compress import compress_weights
+from .affine import fold_affine
+from .quant.full_integer import quantize_int8
 from .ir import Graph
 from .patterns import fuse_patterns
 from .passes import (dedupe_constants, fold_pad_into_conv, fold_transpose_into_fc, fuse_activations,
@@ -59,7 +59,7 @@ class Lowered:
 
     def finish(self, precision: str = "fp32", *, ranges: dict | None = None, keep_float=(),
                io: str = "float", float_opcodes=(), float_origins=()) -> TFLiteModel:
-        """Serialize a copy at ``precision``; int8 needs calibrated ``ranges`` (see ``calibrate.py``)."""
+        """Serialize a copy at ``precision``; int8 needs calibrated ``ranges`` (see ``quant/ranges.py``)."""
         g = copy.deepcopy(self.graph)
         stats = dict(self.stats, precision=precision)
         if precision == "int8":
@@ -130,5 +130,5 @@ def lower(model: onnx.ModelProto, *, optimize: bool = True) -> Lowered:
 def convert(model: onnx.ModelProto, *, optimize: bool = True, precision: str = "fp32") -> TFLiteModel:
     """Convert a normalized ONNX model to TFLite at ``precision``: fp32, fp16 (fp16 weights) or
     int8-dynamic (int8 weights, hybrid kernels). Full-integer int8 needs calibration: see ``lower``,
-    ``calibrate.observe`` and ``Lowered.finish``."""
+    ``quant.ranges.observe`` and ``Lowered.finish``."""
     return lower(model, optimize=optimize).finish(precision)

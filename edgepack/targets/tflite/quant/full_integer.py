@@ -2,7 +2,7 @@
 
 Weights of CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED / TRANSPOSE_CONV: symmetric per output channel,
 int8 in [-127, 127]; biases int32 with scale ``input_scale * weight_scale[c]``. Activations: per-tensor
-asymmetric int8 from calibrated ranges (``calibrate.py``). Ops whose kernels need equal input and output
+asymmetric int8 from calibrated ranges (``ranges.py``). Ops whose kernels need equal input and output
 parameters (reshape, pooling, concatenation, ...) get them, with a requantizing QUANTIZE where an input
 differs; softmax/logistic/tanh get the fixed output parameters their kernels require. Any op without an
 int8 kernel here, and any op the caller asks to keep (``keep_float``, by tensor name), runs in float
@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from ai_edge_litert import schema_py_generated as fb
 
-from .ir import Graph, Op
+from ..ir import Graph, Op
 
 WEIGHTS = {"CONV_2D": (1, 0, 2, 0), "DEPTHWISE_CONV_2D": (1, 3, 2, 0), "FULLY_CONNECTED": (1, 0, 2, 0),
            "TRANSPOSE_CONV": (1, 0, 3, 2)}    # weight input, channel axis, bias input, activation input

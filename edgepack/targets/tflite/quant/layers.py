@@ -10,18 +10,17 @@ quantized op's output has a float twin (looking through QUANTIZE / DEQUANTIZE). 
   independent of upstream error. One outlier channel shows up here as a collapse of the other channels.
 * ``added_db``: how many dB of SNR were lost between the op's worst input and its output.
 
-``rank`` orders layers by their own error (lowest ``quant_snr_db`` first, then largest ``added_db``), so
-the culprit is first.
+``edgepack.verify.layers.rank`` orders the rows (the same table for every target) worst first.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .calibrate import interpreter, model_feeds, run_all_tensors
 from edgepack_runtime.compare import CAP_DB, db
-from .int8 import quantize_array
-from .ir import Graph
 
+from ..ir import Graph
+from .full_integer import quantize_array
+from .ranges import interpreter, model_feeds, run_all_tensors
 
 
 class _Acc:
@@ -118,9 +117,3 @@ def debug_layers(float_graph: Graph, float_data: bytes, quant_graph: Graph, quan
         row["added_db"] = max(0.0, (min(ins) if ins else CAP_DB) - row["snr_db"])
         out.append(row)
     return out
-
-
-def rank(rows: list[dict]) -> list[dict]:
-    """Layers by the error they add, worst first (quantized layers only)."""
-    own = [r for r in rows if r["int8"] and r["op"] not in ("QUANTIZE", "DEQUANTIZE") or r["op"] == "QUANTIZE"]
-    return sorted(own, key=lambda r: (r.get("quant_snr_db", CAP_DB), -r["added_db"]))

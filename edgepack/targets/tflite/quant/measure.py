@@ -6,9 +6,10 @@ import time
 import numpy as np
 import onnx
 
-from .targets.tflite.calibrate import model_feeds
-from edgepack_runtime.compare import compare_output, summarize
+from edgepack_runtime.compare import compare_runs, summarize
 from edgepack_runtime.precisions import Gate
+
+from .ranges import model_feeds
 
 
 def run_tflite(data: bytes, io: dict, samples: list[dict], output_names: list[str],
@@ -43,8 +44,7 @@ def latency_ms(data: bytes, io: dict, sample: dict, *, num_threads: int | None =
             "runs": len(times), "threads": num_threads}
 
 
-def measure(data, io, model: onnx.ModelProto, samples, reference, thresholds: Gate, num_threads=None) -> dict:
+def measure(data, io, model: onnx.ModelProto, samples, reference, gate: Gate, num_threads=None) -> dict:
     names = [o.name for o in model.graph.output]
     got = run_tflite(data, io, samples, names, num_threads)
-    per_output = {n: compare_output([g[n] for g in got], [r[n] for r in reference]) for n in names}
-    return summarize(per_output, thresholds)
+    return summarize(compare_runs(got, reference, names), gate)

@@ -1,10 +1,11 @@
-"""Full-integer int8 for the cpu target: calibrate, quantize, measure on the hold-out, debug, and keep
-the most sensitive layers in float until the accuracy gate passes (automatic mixed precision).
+"""Full-integer int8 for the cpu target: calibrate, quantize, measure on the hold-out, compare every layer
+with its float twin, and keep the most sensitive layers in float until the accuracy gate passes (the shared
+search in ``edgepack.mixed``).
 
-    result = quantize_cpu(model, cal, reference_holdout, thresholds, QuantOptions())
+    result = quantize(model, calib, holdout, reference_of_holdout, gate, QuantOptions())
 
-Accuracy is measured by running each candidate in LiteRT (the runtime's own TFLite session, same
-layout handling as on the device) against the fp32 onnxruntime reference on the hold-out split.
+Accuracy is measured by running each candidate in LiteRT (the runtime's own TFLite session, same layout
+handling as on the device) against the fp32 onnxruntime reference on the hold-out split.
 """
 from __future__ import annotations
 
@@ -12,25 +13,19 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import onnx
-
-from .measure import latency_ms, measure, run_tflite
-from .mixed import POLICIES, Trial, policy_float_nodes, resolve_keep, search
 from edgepack_runtime.precisions import Gate
 
-__all__ = ["POLICIES", "Int8Result", "QuantOptions", "describe", "latency_ms", "measure", "policy_float_nodes",
-           "prepare", "quantize_cpu", "run_tflite"]
+from ....mixed import Trial, search
+from ....model.ort import reference_outputs
+from ....verify.layers import rank
+from ...base import QuantOptions
+from ..convert import lower
+from . import ranges as calibrate
+from .layers import debug_layers
+from .measure import latency_ms, measure
+from .policy import policy_float_nodes, resolve_keep
 
 DEBUG_SAMPLES = 8
-
-
-@dataclass
-class QuantOptions:
-    method: str = "auto"                # auto (best of minmax/percentile) | minmax | percentile | mse | entropy
-    io: str = "float"                   # float | int8 | uint8 model I/O
-    mixed_precision: bool = True        # keep sensitive layers float when the gate fails
-    max_float_fraction: float = 0.25    # budget: at most this share of quantizable layers kept float
-    keep_float: tuple[str, ...] = ()    # tensors (or ONNX node names) the user wants in float
-    policy: str = "cpu"                 # cpu: ops without a fast, accurate int8 CPU kernel stay float | strict
 
 
 @dataclass
@@ -57,8 +52,6 @@ def prepare(model: onnx.ModelProto, cal_samples, method: str, *, float_origins=(
     ``auto`` calibrates each of ``AUTO_CANDIDATES`` on most of the calibration samples, keeps the one whose
     output is closest (SNR) to fp32 on the rest (samples a range was not fitted on: minmax would otherwise
     always win on its own data), then calibrates it on all of them. The held-out split stays untouched."""
-    from .targets.tflite import calibrate
-    from .targets.tflite.convert import lower
     low = lower(model)
     names = low.activations()
     stats = calibrate.observe(low.float_bytes(), low.io, cal_samples, names)
@@ -66,11 +59,9 @@ def prepare(model: onnx.ModelProto, cal_samples, method: str, *, float_origins=(
         return low, calibrate.choose_ranges(stats, method), method
     if len(cal_samples) < 8:
         return low, calibrate.choose_ranges(stats, "minmax"), "minmax"
-    from .model.ort import run_model
-    outputs = [o.name for o in model.graph.output]
     n_probe = min(AUTO_SAMPLES, len(cal_samples) // 4)
     probe, fit = cal_samples[:n_probe], cal_samples[n_probe:]
-    reference = [dict(zip(outputs, run_model(model, s, outputs))) for s in probe]
+    reference = reference_outputs(model, probe)
     fit_stats = calibrate.observe(low.float_bytes(), low.io, fit, names)
     best = None
     for candidate in AUTO_CANDIDATES:
@@ -81,33 +72,35 @@ def prepare(model: onnx.ModelProto, cal_samples, method: str, *, float_origins=(
     return low, calibrate.choose_ranges(stats, best[1]), best[1]
 
 
-def debug(low, ranges, tm, holdout) -> tuple[list[dict], list[dict]]:
-    from .targets.tflite.debug import debug_layers, rank
+def debug(low, tm, holdout) -> tuple[list[dict], list[dict]]:
+    """The per-layer table (graph order) and its ranking, worst first."""
     rows = debug_layers(low.graph, low.float_bytes(), tm.graph, tm.data, low.io, holdout[:DEBUG_SAMPLES])
     return rows, rank(rows)
 
 
-def quantize_cpu(model: onnx.ModelProto, calib: list[dict], holdout: list[dict], reference: list[dict],
-                 thresholds: Gate, options: QuantOptions, *, num_threads=None,
-                 progress: Callable[[str], None] = lambda s: None) -> Int8Result:
+def quantize(model: onnx.ModelProto, calib: list[dict], holdout: list[dict], reference: list[dict],
+             gate: Gate, options: QuantOptions, *, num_threads=None,
+             progress: Callable[[str], None] = lambda s: None) -> Int8Result:
     """Quantize, measure on ``holdout`` (``reference``: its fp32 outputs), debug, mix precision."""
     progress(f"calibrating activation ranges ({options.method}, {len(calib)} samples)")
     policy = policy_float_nodes(model, options.policy)
     low, ranges, method = prepare(model, calib, options.method, float_origins=policy)
-    keep = resolve_keep(options.keep_float, low)
+    pinned = resolve_keep(options.keep_float, low)
 
-    def finish(keep_float):
+    def make(keep_float):
         return low.finish("int8", ranges=ranges, io=options.io, keep_float=keep_float, float_origins=policy)
 
-    trial = Trial(finish, low, model, holdout, reference, thresholds, num_threads)
+    def evaluate(tm, n):
+        return measure(tm.data, low.io, model, holdout[:n], reference[:n], gate, num_threads)
+
+    trial = Trial(make, evaluate, lambda tm: len(tm.data))
     progress(f"measuring int8 on {len(holdout)} held-out samples")
-    tm, figures = trial.run(keep)
+    tm, figures = trial.run(pinned)
     progress("comparing every layer with its float twin")
-    rows, ranked = debug(low, ranges, tm, holdout)
-    base = tm
+    rows, ranked = debug(low, tm, holdout)
+    base, keep = tm, pinned
     if not figures["passed"] and options.mixed_precision:
-        keep, tm, figures = search(trial, keep, options.keep_float, ranked, options.max_float_fraction, tm,
-                                   figures, progress)
+        keep, tm, figures = search(trial, pinned, pinned, ranked, options.max_float_fraction, tm, figures, progress)
     result = Int8Result(tm, figures, rows, ranked, tried=trial.tried, lowered=low, method=method)
     if keep:
         by_tensor = {r["tensor"]: r for r in rows}

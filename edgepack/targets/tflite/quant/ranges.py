@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .int8 import asymmetric
+from .full_integer import asymmetric
 
 METHODS = ("minmax", "percentile", "mse", "entropy")
 DEFAULT_METHOD = "minmax"

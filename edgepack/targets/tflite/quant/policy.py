@@ -1,0 +1,89 @@
+"""Which layers the cpu target keeps in float in int8: the ``--int8-policy`` rules and ``--keep-float``.
+
+Keeping a layer float keeps its output tensor float, so its consumers read float too.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from ....errors import EdgepackError
+
+
+def resolve_keep(names, lowered) -> list[str]:
+    """User ``keep_float`` entries may name tensors or ONNX nodes (all outputs of the ops they became)."""
+    by_origin: dict[str, list[str]] = {}
+    for op in lowered.graph.ops:
+        by_origin.setdefault(op.origin, []).extend(op.outputs)
+    out = []
+    for n in names:
+        if n in lowered.graph.tensors:
+            out.append(n)
+        elif n in by_origin:
+            out.extend(t for t in by_origin[n] if lowered.graph.tensors[t].dtype == np.float32)
+        else:
+            raise EdgepackError(f"--keep-float '{n}' is neither a tensor nor a node of the model",
+                                hint="use a node name from `edgepack debug-quant` output")
+    return out
+
+
+POLICIES = ("cpu", "strict")
+
+
+def policy_float_nodes(model: onnx.ModelProto, policy: str) -> list[str]:
+    """ONNX nodes the int8 ``policy`` keeps in float.
+
+    ``cpu`` (LiteRT with XNNPACK): normalization statistics, Softmax, and MatMul of two activations
+    (attention). XNNPACK has no int8 kernels for those, so in int8 they fall back to slow reference kernels
+    and split the delegated graph (measured on the fitted transformer: 2.4x slower than fp32 all-int8,
+    0.91x with these float); and a variance computed in int8 (often E[x^2] - E[x]^2) loses most of its
+    bits. Normalization statistics are LayerNormalization nodes and, in decomposed form, every node on a
+    path of at most ``STATS_DEPTH`` nodes from a ReduceMean/ReduceSum to a Sqrt, the squaring feeding
+    that reduction, and the Reciprocal/Div after the Sqrt. ``strict``: every op that has an int8 kernel is quantized (integer-only accelerators)."""
+    if policy not in POLICIES:
+        raise EdgepackError(f"int8 policy '{policy}' is not one of {', '.join(POLICIES)}")
+    if policy == "strict":
+        return []
+    consts = {i.name for i in model.graph.initializer}
+    out = set()
+    for node in model.graph.node:
+        if node.op_type in ("LayerNormalization", "Softmax"):
+            out.add(node.name)
+        elif node.op_type == "MatMul" and not any(i in consts for i in node.input):
+            out.add(node.name)
+    out.update(_normalization_statistics(model))
+    return [n.name for n in model.graph.node if n.name in out]
+
+
+STATS_DEPTH = 8
+
+
+def _normalization_statistics(model: onnx.ModelProto) -> set[str]:
+    producer = {o: n for n in model.graph.node for o in n.output}
+    users: dict[str, list] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            users.setdefault(i, []).append(n)
+    found: set[str] = set()
+    for sqrt in (n for n in model.graph.node if n.op_type == "Sqrt"):
+        # walk back from the Sqrt; keep the nodes on paths that reach a reduction
+        paths = [[sqrt]]
+        for _ in range(STATS_DEPTH):
+            grown = []
+            for path in paths:
+                for name in path[-1].input:
+                    p = producer.get(name)
+                    if p is None or p in path:
+                        continue
+                    if p.op_type in ("ReduceMean", "ReduceSum"):
+                        found.update(x.name for x in path + [p])
+                        sq = producer.get(p.input[0])     # the squares a variance sums lose most in int8
+                        if sq is not None and (sq.op_type == "Pow" or
+                                               (sq.op_type == "Mul" and sq.input[0] == sq.input[1])):
+                            found.add(sq.name)
+                    else:
+                        grown.append(path + [p])
+            paths = grown[:256]
+        if sqrt.name in found:
+            found.update(u.name for u in users.get(sqrt.output[0], []) if u.op_type in ("Reciprocal", "Div"))
+    return found

@@ -1,0 +1,72 @@
+"""The ``cpu`` target: a TFLite flatbuffer written by our own ONNX->TFLite converter, run by LiteRT
+(or tflite-runtime) with XNNPACK on the device."""
+from __future__ import annotations
+
+import onnx
+
+from ..base import Converted, Job, QuantOptions, Requirement, Target
+
+
+class TFLiteTarget(Target):
+    name = "cpu"
+    format = "tflite"
+    aliases = ("tflite",)
+    portable = True
+    debug_precision = "int8"
+    summary = "TFLite for CPUs (LiteRT / tflite-runtime, XNNPACK): our own ONNX->TFLite writer"
+    precisions = ("fp32", "fp16", "int8-dynamic", "int8")
+    requires = (Requirement("ai_edge_litert", "ai-edge-litert",
+                            "the TFLite schema, calibration and verification in LiteRT"),)
+
+    def registry(self):
+        from .registry import TFLITE
+        return TFLITE
+
+    def preflight(self, model: onnx.ModelProto) -> None:
+        from .convert import preflight
+        preflight(model)
+
+    def quant_choices(self) -> dict[str, tuple[str, ...]]:
+        """Accepted values of the QuantOptions fields this target reads."""
+        from .quant.full_integer import IO_TYPES
+        from .quant.policy import POLICIES
+        from .quant.ranges import METHODS
+        return {"method": ("auto",) + METHODS, "io": IO_TYPES, "policy": POLICIES}
+
+    def convert(self, model: onnx.ModelProto, job: Job) -> Converted:
+        from .convert import lower
+        from .quant.measure import latency_ms
+        extra, latency = {}, None
+        if job.precision == "int8":
+            result = self._quantize(model, job, job.quant)
+            low, tm, latency = result.lowered, result.model, result.latency
+            from .quant.pipeline import describe
+            extra["quantization"] = describe(result, job.quant)
+        else:
+            low = lower(model)
+            tm = low.finish(job.precision)
+        info = {k: v for k, v in tm.stats.items() if k != "quantization"}
+        job.progress("measuring latency on this host (LiteRT)")
+        sample = job.calibration.holdout[0]
+        latency = dict(latency or latency_ms(tm.data, tm.io, sample))
+        if job.precision != "fp32":
+            fp32 = low.finish("fp32")
+            info["fp32_size"] = len(fp32.data)
+            latency["ratio_to_fp32"] = latency["mean"] / latency_ms(fp32.data, fp32.io, sample)["mean"]
+        extra["latency_ms"] = latency
+        file = self.path("model.tflite")
+        return Converted({file: tm.data}, file, tm.io, info, extra)
+
+    def quantize_debug(self, model: onnx.ModelProto, job: Job):
+        """Full-integer int8 without mixed precision: the result's ``layers`` / ``ranked`` are the table."""
+        opts = QuantOptions(**{**job.quant.__dict__, "mixed_precision": False})
+        return self._quantize(model, job, opts)
+
+    def _quantize(self, model, job: Job, options: QuantOptions):
+        from .quant.pipeline import quantize
+        cal = job.calibration
+        return quantize(model, cal.calib, cal.holdout, job.reference, job.gate, options,
+                        num_threads=job.num_threads, progress=job.progress)
+
+
+TARGET = TFLiteTarget()

@@ -56,6 +56,7 @@ class CorpusEntry:
 # Dynamic dimensions of the corpus' ONNX models, fixed the way a user would with --input-shape.
 INPUT_SHAPES: dict[str, dict[str, list[int]]] = {
     "ocr_ppocr_mobile_v2_cls.onnx": {"x": [1, 3, 48, 192]},
+    "ocr_ppocrv4_det.onnx": {"x": [1, 3, 640, 640]},
     "audio_oww_melspectrogram.onnx": {"input": [1, 16000]},
     "audio_oww_embedding_model.onnx": {"input_1": [1, 76, 32, 1]},
     "audio_basic_pitch_nmp.onnx": {"serving_default_input_2:0": [1, 43844, 1]},

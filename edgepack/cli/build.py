@@ -8,19 +8,7 @@ import typer
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from ..errors import ModelError
-from .common import err_console, handle_errors, out_console, print_json
-
-
-def _shapes(values: list[str]) -> dict[str, list[int]]:
-    from ..model import parse_input_shape
-    shapes = {}
-    for text in values:
-        name, dims = parse_input_shape(text)
-        if name in shapes:
-            raise ModelError(f"--input-shape given twice for '{name}'")
-        shapes[name] = dims
-    return shapes
+from .common import err_console, handle_errors, out_console, parse_shapes, print_json
 
 
 CALIBRATION_HELP = (".npz of input name -> [samples, ...], a folder of .npy files, or a folder of images "
@@ -76,7 +64,7 @@ def build(
     """Convert MODEL for each target, verify every target against onnxruntime, write a bundle."""
     from ..build import build as run_build
     from ..targets.base import QuantOptions
-    shapes = _shapes(input_shape)
+    shapes = parse_shapes(input_shape)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=err_console, transient=True) as bar:
         task = bar.add_task("starting", total=None)

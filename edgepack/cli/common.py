@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ..errors import EdgepackError
+from ..errors import EdgepackError, ModelError
 
 err_console = Console(stderr=True, highlight=False)
 out_console = Console(highlight=False, soft_wrap=True)  # long lines stay whole in logs and pipes
@@ -41,3 +41,15 @@ def handle_errors(fn):
 
 def print_json(data) -> None:
     sys.stdout.write(json.dumps(data, indent=1, sort_keys=True, default=str) + "\n")
+
+
+def parse_shapes(values: list[str]) -> dict[str, list[int]]:
+    """``--input-shape NAME=D0,D1,...`` values (repeatable) -> {name: dims}; ModelError on bad or repeated ones."""
+    from ..model import parse_input_shape
+    shapes = {}
+    for text in values:
+        name, dims = parse_input_shape(text)
+        if name in shapes:
+            raise ModelError(f"--input-shape given twice for '{name}'")
+        shapes[name] = dims
+    return shapes

@@ -11,8 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import EdgepackError
-from .build import CALIBRATION_HELP, PREPROCESS_HELP, _shapes
-from .common import err_console, handle_errors, out_console, print_json
+from .build import CALIBRATION_HELP, PREPROCESS_HELP
+from .common import err_console, handle_errors, out_console, parse_shapes, print_json
 
 
 @handle_errors
@@ -43,7 +43,7 @@ def debug_quant(
         raise EdgepackError(f"--order '{order}' is not one of rank, graph")
     with err_console.status("loading the model and calibration data") as status:
         report = run_debug(model, target=target, calibration=calibration, preprocess=preprocess, holdout=holdout,
-                           input_shapes=_shapes(input_shape),
+                           input_shapes=parse_shapes(input_shape),
                            quant=QuantOptions(method=method, keep_float=tuple(keep_float), policy=int8_policy),
                            progress=lambda s: status.update(s))
     for w in report.warnings:

@@ -25,6 +25,7 @@ from edgepack_runtime.drift import compute_baseline
 from edgepack_runtime.precisions import Gate, gate, tolerance
 
 from . import __version__
+from . import targets as table
 from .calibration import CalibrationSet, load_calibration
 from .devices import suited_profiles
 from .errors import EdgepackError, ParityError
@@ -35,7 +36,7 @@ from .targets.base import Job, QuantOptions
 
 N_SYNTHETIC = 40      # synthetic samples when no data is given (20% held out to verify)
 N_BUNDLED = 3         # samples shipped in the bundle for the on-device health check
-TOOLS = ("onnx", "onnxruntime", "ai-edge-litert", "numpy")
+TOOLS = ("onnx", "onnxruntime", "numpy")   # plus what each built target requires
 
 
 @dataclass
@@ -49,7 +50,7 @@ def default_output(model_path: Path) -> Path:
     return model_path.with_suffix(".edgepack")
 
 
-def build(model_path: str | Path, *, targets=("cpu",), input_shapes: dict | None = None,
+def build(model_path: str | Path, *, targets=(table.DEFAULT,), input_shapes: dict | None = None,
           out: str | Path | None = None, calibration: str | Path | None = None, preprocess=None,
           holdout: float = 0.2, allow_mismatch: bool = False, thresholds: Gate | None = None,
           gate_overrides: dict | None = None, version: str = "1", num_threads: int | None = None,
@@ -110,7 +111,8 @@ def build(model_path: str | Path, *, targets=("cpu",), input_shapes: dict | None
                   progress)
         entries.append(_convert(target, model, job, files))
 
-    manifest = _manifest(model, model_path, version, entries, planned.profiles_named)
+    tools = list(TOOLS) + [r.pip for i in planned.items for r in i.target.requires if r.pip not in TOOLS]
+    manifest = _manifest(model, model_path, version, entries, planned.profiles_named, tools)
     manifest["calibration"] = cal.describe()
     baseline = dict(compute_baseline(everything, reference_all), data=cal.kind)
     files["drift/baseline.json"] = json.dumps(baseline).encode()
@@ -155,7 +157,7 @@ def _convert(target, model: onnx.ModelProto, job: Job, files: dict[str, bytes]) 
             "io": done.io, "parity": {}, "info": info, "devices": suited_profiles(target), **done.extra}
 
 
-def _manifest(model, model_path: Path, version: str, entries, profiles_named) -> dict:
+def _manifest(model, model_path: Path, version: str, entries, profiles_named, tools) -> dict:
     def io(values, perms):
         out = []
         for v in values:
@@ -174,7 +176,7 @@ def _manifest(model, model_path: Path, version: str, entries, profiles_named) ->
                   "source_sha256": hashlib.sha256(model_path.read_bytes()).hexdigest(),
                   "opsets": {(o.domain or "ai.onnx"): o.version for o in model.opset_import}},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "tools": {"edgepack": __version__, **{t: _version(t) for t in TOOLS}},
+        "tools": {"edgepack": __version__, **{t: _version(t) for t in dict.fromkeys(tools)}},
         "inputs": io(model.graph.input, perms),
         "outputs": io(model.graph.output, {}),
         "targets": entries, "samples": [], "profiles_requested": profiles_named, "signature": None,

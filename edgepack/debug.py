@@ -41,7 +41,7 @@ class DebugReport:
                 "culprits": [r["tensor"] for r in self.ranked[:10]], "layers": self.layers}
 
 
-def debug_quant(model_path: str | Path, *, target: str = "cpu", calibration=None, preprocess=None,
+def debug_quant(model_path: str | Path, *, target: str = table.DEFAULT, calibration=None, preprocess=None,
                 holdout: float = 0.2, input_shapes: dict | None = None, quant: QuantOptions | None = None,
                 progress: Callable[[str], None] = lambda s: None) -> DebugReport:
     """Quantize ``model_path`` for ``target`` at its debug precision and compare every layer."""

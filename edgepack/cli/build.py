@@ -20,7 +20,7 @@ PREPROCESS_HELP = ("image preprocessing: 'size=224,224;layout=NCHW;mean=0.485,0.
 @handle_errors
 def build(
     model: Annotated[Path, typer.Argument(help="ONNX model file")],
-    target: Annotated[list[str], typer.Option("--target", "-t", help="cpu | onnx | coreml | qualcomm | a device "
+    target: Annotated[list[str], typer.Option("--target", "-t", help="a target (see `edgepack targets`) or a device "
                                               "profile name (see `edgepack devices`); repeatable")] = ["cpu"],
     input_shape: Annotated[list[str], typer.Option("--input-shape", help="fix dynamic dims: NAME=D0,D1,...; "
                                                    "repeatable")] = [],

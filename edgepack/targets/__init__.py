@@ -19,6 +19,7 @@ PLANNED: dict[str, str] = {
     "coreml": "Apple Neural Engine (Core ML ML Program): not built by this version yet",
     "qualcomm": "Qualcomm Hexagon NPU (QDQ ONNX + QNN context binaries): not built by this version yet",
 }
+DEFAULT = "cpu"          # what --target means when it is not given
 _loaded: dict[str, Target] = {}
 
 

@@ -65,6 +65,12 @@ def plan(names: list[str], precision: str | dict | None = None) -> Plan:
     if not order:
         raise EdgepackError(f"none of the requested targets ({', '.join(sorted(set(skipped)))}) can be built by "
                             f"this version", hint=f"build one of: {', '.join(table.names())}")
+    for t in order:
+        why = table.get(t).unavailable_reason()
+        if why:
+            raise EdgepackError(f"target '{t}' cannot be built on this host: {why}",
+                                hint="install what it needs (pip install 'edgepack[all]' installs every target's "
+                                     "dependencies), or build other targets")
     chosen = assign(order, parse_precision(precision), asked_by)
     items = [Planned(table.get(t), chosen[t], asked_by.get(t, [])) for t in order]
     return Plan(items, named, sorted(set(skipped)))

@@ -140,6 +140,16 @@ def test_a_new_target_through_the_cli_and_the_targets_listing(new_target, tmp_pa
     assert code == 1 and "precision 'int8' is not offered by target(s) fp16onnx (fp16onnx: fp32, fp16)" in err
 
 
+def test_a_target_whose_dependencies_are_missing_says_what_to_install(new_target, tmp_path):
+    model = _mlp(tmp_path / "m.onnx")
+    code, _, err = _invoke("build", model, "--target", "cpu", "--target", "needs-missing")
+    assert code == 1, err
+    line = " ".join(err.split())
+    assert ("target 'needs-missing' cannot be built on this host: needs edgepack_no_such_module (converting): "
+            "pip install edgepack-no-such-package") in line, line
+    assert not (tmp_path / "m.edgepack").exists()
+
+
 def test_registering_a_target_twice_is_an_error(new_target):
     with pytest.raises(ValueError, match="already registered"):
         table.register("fp16onnx", "ep_test_target:TARGET")

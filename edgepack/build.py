@@ -50,6 +50,20 @@ def default_output(model_path: Path) -> Path:
     return model_path.with_suffix(".edgepack")
 
 
+def check_output(out: Path) -> None:
+    """Refuse an output path that cannot be written, before any work (not after a long conversion)."""
+    if out.is_dir():
+        raise EdgepackError(f"output '{out}' is a directory", hint=f"give a file path, e.g. -o {out / 'model.edgepack'}")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise EdgepackError(f"cannot write '{out}': directory '{parent}' does not exist", hint="create it first")
+    try:                                        # a real probe: permission bits say nothing to root or /proc
+        tempfile.TemporaryFile(dir=parent, prefix=".edgepack-probe-").close()
+    except OSError as exc:
+        raise EdgepackError(f"cannot write '{out}': {exc.strerror or exc}",
+                            hint="pick a writable output path with -o") from None
+
+
 def build(model_path: str | Path, *, targets=(table.DEFAULT,), input_shapes: dict | None = None,
           out: str | Path | None = None, calibration: str | Path | None = None, preprocess=None,
           holdout: float = 0.2, allow_mismatch: bool = False, thresholds: Gate | None = None,
@@ -70,6 +84,7 @@ def build(model_path: str | Path, *, targets=(table.DEFAULT,), input_shapes: dic
     quant = quant or QuantOptions()
     model_path = Path(model_path)
     out = Path(out) if out else default_output(model_path)
+    check_output(out)
     planned = plan(list(targets), precision)
     for item in planned.items:
         item.target.check_quant(quant)

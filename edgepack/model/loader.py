@@ -16,7 +16,7 @@ from edgepack.model.infer import infer_shapes, skeleton
 from edgepack.model.prune import remove_aliases, remove_dead, trim_unused_outputs
 from edgepack.model.read import one_line, read_model
 from edgepack.model.shapes import (apply_input_shapes, drop_initializer_inputs, forget_shapes,
-                                   require_static_inputs)
+                                   require_reasonable_sizes, require_static_inputs)
 from edgepack.model.validate import check_model, inline_functions, note_nonstandard
 from edgepack.model.valueinfo import complete_value_info
 
@@ -48,12 +48,14 @@ def load_model(path: str | Path, *, input_shapes: dict[str, list[int]] | None = 
     drop_initializer_inputs(model)
     apply_input_shapes(model, input_shapes or {}, path)
     require_static_inputs(model)
+    require_reasonable_sizes(model)
     forget_shapes(model)
     simplify(model)
     name_nodes(model)
     if preflight is not None:
         preflight(model)
     complete_value_info(model, path)
+    require_reasonable_sizes(model, list(model.graph.value_info) + list(model.graph.output))
     _final_check(model, path)
     log.info("loaded %s: %d -> %d nodes in %.2f s", path, nodes_before, len(model.graph.node),
              time.perf_counter() - start)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
+import onnx
 from onnx import ModelProto, ValueInfoProto
 
 from edgepack.errors import DynamicShapeError, ModelError
@@ -102,6 +104,37 @@ def require_static_inputs(model: ModelProto) -> None:
     dims = dynamic_input_dims(model)
     if dims:
         raise DynamicShapeError(dims)
+
+
+MAX_TENSOR_BYTES = 2 ** 31   # one input or activation; past this no edge runtime (nor protobuf) holds it
+
+
+def require_reasonable_sizes(model: ModelProto, values=None) -> None:
+    """ModelError listing every tensor (inputs by default) larger than ``MAX_TENSOR_BYTES`` for one sample.
+
+    Checked before any sample is made: a 1x3x100000x100000 input would otherwise end in MemoryError."""
+    too_big = []
+    for vi in (model.graph.input if values is None else values):
+        shape = tensor_shape(vi)
+        if shape is None or not all(isinstance(d, int) for d in shape):
+            continue
+        try:
+            elem = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type).itemsize
+        except (KeyError, ValueError, TypeError):   # undefined or exotic element type: not ours to judge
+            continue
+        size = elem * int(np.prod(shape, dtype=np.float64))
+        if size > MAX_TENSOR_BYTES:
+            too_big.append((vi.name, shape, size))
+    if too_big:
+        listed = "; ".join(f"'{n}' {list(s)} is {_gib(b)} per sample" for n, s, b in too_big[:10])
+        more = f" (and {len(too_big) - 10} more)" if len(too_big) > 10 else ""
+        raise ModelError(f"{len(too_big)} tensor(s) exceed {_gib(MAX_TENSOR_BYTES)}: {listed}{more}",
+                         hint="edge runtimes cannot hold tensors this large: give smaller dynamic dimensions with "
+                              "--input-shape, or export the model with a smaller input")
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2 ** 30:.1f} GiB" if n >= 2 ** 30 else f"{n / 2 ** 20:.1f} MiB"
 
 
 def forget_shapes(model: ModelProto) -> None:

@@ -1,26 +1,30 @@
 """Every TFLite precision against fp32, and our full-integer int8 against onnxruntime's quantize_static
-(QDQ, per-channel), on the same calibration and held-out data in one run.
+twice (run A: both at their defaults; run B: both with the same calibration method and the same nodes kept
+in float; see ``bench_int8_ort.py``), on the same calibration and held-out data in one run.
 
 Models: the fitted models from ``edgepack.testing.fitted`` (small CNN, small transformer encoder, the
 outlier CNN; real labels, so accuracy is meaningful) and corpus models on synthetic inputs (agreement with
 fp32 only). Per model and precision: size ratio to fp32, held-out min cosine / SNR / top-1 agreement with
 fp32 (and accuracy for fitted models), LiteRT latency ratio to fp32 (1 thread, XNNPACK, paired rounds).
+Then the onnxruntime table: figures from ``edgepack_runtime.compare.compare_output`` for both quantizers,
+sizes within each file format (.tflite int8 / .tflite fp32, QDQ .onnx / fp32 .onnx), latency each in its
+own runtime against its own fp32 file.
 
-    python benchmarks/bench_int8.py [--corpus] [--method minmax|percentile|mse]
+    python benchmarks/bench_int8.py [--corpus] [--method minmax|percentile|mse] [--ort-only]
+                                    [--ort-library-defaults] [--no-ort]
 """
 from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import interpreter, invoke, paired_latency  # noqa: E402
-from benchmarks.ort_qdq import agreement, ort_quantize_static, run_ort  # noqa: E402
+from benchmarks import bench_int8_ort  # noqa: E402
+from benchmarks.ort_qdq import agreement, run_ort  # noqa: E402
 from edgepack.model import load_model, make_inputs  # noqa: E402
 from edgepack.targets.base import QuantOptions  # noqa: E402
 from edgepack.targets.tflite.quant.measure import run_tflite  # noqa: E402
@@ -33,7 +37,7 @@ from edgepack_runtime.precisions import PRECISIONS  # noqa: E402
 
 CORPUS = ["ocr_ppocr_mobile_v2_cls.onnx", "audio_oww_embedding_model.onnx", "audio_oww_alexa_v0.1.onnx",
           "bytes_magika_standard_v3_3.onnx", "audio_basic_pitch_nmp.onnx"]
-PRECISIONS = ("fp16", "int8-dynamic", "int8")
+LEVELS = ("fp16", "int8-dynamic", "int8")   # besides fp32
 
 
 def _args(tm, sample):
@@ -65,7 +69,9 @@ def rendered_text(n: int, seed: int) -> tuple[list[dict], np.ndarray]:
     return samples, np.asarray(labels)
 
 
-def evaluate(name, model, calib, holdout, labels=None, method="auto") -> list[dict]:
+def evaluate(name, model, calib, holdout, labels=None, method="auto") -> tuple[list[dict], object]:
+    """Rows of every TFLite precision, and the int8 ``Int8Result`` (run A of the onnxruntime comparison
+    reuses it when ``method`` is auto)."""
     outs = [o.name for o in model.graph.output]
     ref = run_ort(model, holdout)
     low = lower(model)
@@ -84,7 +90,8 @@ def evaluate(name, model, calib, holdout, labels=None, method="auto") -> list[di
                      "lat": lat_ratio, "extra": extra})
 
     row("fp32", len(fp32.data), run_tflite(fp32.data, fp32.io, holdout, outs), 1.0)
-    for precision in PRECISIONS:
+    res = None
+    for precision in LEVELS:
         extra = ""
         if precision == "int8":
             res = quantize(model, calib, holdout, ref, PRECISIONS["int8"].gate, QuantOptions(method=method))
@@ -98,24 +105,24 @@ def evaluate(name, model, calib, holdout, labels=None, method="auto") -> list[di
         args = _args(tm, holdout[0])
         base_ms, ms = paired_latency(lambda: invoke(it32, args32), lambda: invoke(it, args), rounds=20)
         row(precision, len(tm.data), run_tflite(tm.data, tm.io, holdout, outs), ms / base_ms, extra)
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        try:
-            path = ort_quantize_static(model, calib, Path(tmp) / "qdq.onnx", per_channel=True,
-                                       method="minmax" if method == "auto" else method)
-            got = run_ort(path, holdout)
-        except Exception as exc:  # the baseline's own failures are results too
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-            rows.append({"model": name, "precision": "ORT QDQ int8", "size": 0, "size_ratio": float("nan"),
-                         "cosine": float("nan"), "snr": float("nan"), "top1": float("nan"), "acc": None,
-                         "lat": float("nan"), "extra": f"onnxruntime failed: {first}"})
-            return rows
-        size = path.stat().st_size
-        row("ORT QDQ int8", size, got, float("nan"), f"onnxruntime quantize_static {time.perf_counter() - t0:.1f}s")
     for r in rows:
         print("row:", end=" ")
         _print(r)
-    return rows
+    return rows, res
+
+
+def corpus_inputs():
+    """(name, model, calibration, held-out, labels) of the corpus models: PP-OCR's classifier on rendered
+    words (labels), then ``CORPUS`` on synthetic inputs (32 calibration, 8 held-out samples)."""
+    name = "ocr_ppocr_mobile_v2_cls.onnx"
+    model = load_model(fetch(name), input_shapes=INPUT_SHAPES.get(name))
+    calib, _ = rendered_text(100, seed=1)
+    holdout, labels = rendered_text(200, seed=2)
+    yield "ppocr cls (rendered text)", model, calib, holdout, labels
+    for name in CORPUS:
+        model = load_model(fetch(name), input_shapes=INPUT_SHAPES.get(name))
+        samples = make_inputs(model, 40, seed=7)
+        yield name, model, samples[:32], samples[32:], None
 
 
 def main(argv=None) -> int:
@@ -124,30 +131,44 @@ def main(argv=None) -> int:
     ap.add_argument("--corpus-only", action="store_true")
     ap.add_argument("--method", default="auto")
     ap.add_argument("--calib", type=int, default=200)
+    ap.add_argument("--ort-only", action="store_true", help="only the onnxruntime comparison (runs A and B)")
+    ap.add_argument("--no-ort", action="store_true", help="no onnxruntime comparison")
+    ap.add_argument("--ort-library-defaults", action="store_true",
+                    help="run A also with quantize_static's own defaults (per-tensor weights)")
+    ap.add_argument("--models", default="small_cnn,small_transformer,outlier_cnn", help="fitted models")
     args = ap.parse_args(argv)
-    rows = []
-    for builder in (() if args.corpus_only else (fitted.small_cnn, fitted.small_transformer, fitted.outlier_cnn)):
-        f = builder()
-        calib = f.calibration(args.calib, split="train")
-        holdout = [{f.input_name: x} for x in f.x_test]
-        rows += evaluate(f.name, f.model, calib, holdout, f.y_test, args.method)
-        print(f"{f.name}: fp32 test accuracy {f.fp32_test_accuracy:.4f}", flush=True)
-    if args.corpus or args.corpus_only:
-        name = "ocr_ppocr_mobile_v2_cls.onnx"
-        model = load_model(fetch(name), input_shapes=INPUT_SHAPES.get(name))
-        calib, _ = rendered_text(100, seed=1)
-        holdout, labels = rendered_text(200, seed=2)
-        rows += evaluate("ppocr cls (rendered text)", model, calib, holdout, labels, args.method)
-        print("ppocr on rendered text: done", flush=True)
-        for name in CORPUS:
-            model = load_model(fetch(name), input_shapes=INPUT_SHAPES.get(name))
-            samples = make_inputs(model, 40, seed=7)
-            rows += evaluate(name, model, samples[:32], samples[32:], None, args.method)
-            print(f"{name}: done", flush=True)
-    print("\n| model | precision | size ratio | min cosine | SNR dB | top-1 agree | accuracy | latency ratio | notes |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        _print(r)
+    rows, ort_rows = [], []
+    inputs = []
+    if not args.corpus_only:
+        inputs += [bench_int8_ort.fitted_inputs(getattr(fitted, m), args.calib)
+                   for m in filter(None, args.models.split(","))]
+
+    def everything():
+        yield from inputs
+        if args.corpus or args.corpus_only:
+            yield from corpus_inputs()
+
+    if not args.no_ort:
+        print(bench_int8_ort.HEADER, flush=True)
+    for name, model, calib, holdout, labels in everything():
+        res = None
+        if not args.ort_only:
+            got, res = evaluate(name, model, calib, holdout, labels, args.method)
+            rows += got
+        if not args.no_ort:
+            ort_rows += bench_int8_ort.compare(name, model, calib, holdout, labels,
+                                               library_defaults=args.ort_library_defaults,
+                                               a_result=res if args.method == "auto" else None)
+        print(f"{name}: done", flush=True)
+    if rows:
+        print("\n| model | precision | size ratio | min cosine | SNR dB | top-1 agree | accuracy | latency ratio | notes |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            _print(r)
+    if ort_rows:
+        print("\n" + bench_int8_ort.HEADER)
+        for r in ort_rows:
+            print(bench_int8_ort.format_row(r))
     return 0
 
 

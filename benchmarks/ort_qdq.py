@@ -1,10 +1,14 @@
 """The onnxruntime baseline for full-integer int8: static QDQ quantization, as a user of onnxruntime would do it.
 
 ``ort_quantize_static`` runs ``quant_pre_process`` (shape inference + onnxruntime graph optimizations, e.g.
-BatchNormalization folded into Conv) and then ``onnxruntime.quantization.quantize_static`` with
-``QuantFormat.QDQ``, int8 activations (asymmetric, per tensor), int8 symmetric weights (per channel by
-default) and MinMax calibration (Percentile / Entropy / Distribution by name). ``run_ort`` runs the result,
-``agreement`` compares outputs with the fp32 model's.
+BatchNormalization folded into Conv, MatMul+Add fused into Gemm) and then
+``onnxruntime.quantization.quantize_static`` with ``QuantFormat.QDQ``, int8 activations (asymmetric, per
+tensor), int8 symmetric weights (per channel by default: ``quantize_static``'s own default is per tensor)
+and MinMax calibration (Percentile / Entropy / Distribution by name). ``nodes_to_exclude`` names ONNX nodes
+of the *input* model to leave in float; ``ort_quantize`` maps them onto the pre-processed graph (fused nodes
+are renamed ``<name>/MatMulAddFusion``) and says which it could not find. ``float_nodes`` reads back which
+nodes the QDQ model leaves unquantized, ``run_ort`` runs a model, ``agreement`` compares outputs with the
+fp32 model's (the older measure; ``benchmarks/bench_int8_ort.py`` uses the runtime's ``compare_output``).
 
     python benchmarks/ort_qdq.py                        # small_cnn, small_transformer, outlier_cnn; MinMax
     python benchmarks/ort_qdq.py --method percentile --calib 256 small_cnn
@@ -36,23 +40,52 @@ class _Samples(CalibrationDataReader):
     def __init__(self, samples: list[dict[str, np.ndarray]]):
         self._samples = samples
         self._i = 0
+        self.served = 0             # samples handed to onnxruntime (over every pass)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         if self._i >= len(self._samples):
             return None
         sample = self._samples[self._i]
         self._i += 1
+        self.served += 1
         return {k: np.ascontiguousarray(v) for k, v in sample.items()}
 
     def rewind(self) -> None:
         self._i = 0
 
 
+# quantize_static's own defaults in onnxruntime 1.32 (checked against its signature in the tests):
+# QDQ, per-tensor weights, QInt8 activations and weights, MinMax, WeightSymmetric, asymmetric activations.
+LIBRARY_DEFAULTS = {"per_channel": False, "activation_type": "int8", "weight_type": "int8", "method": "minmax"}
+# What ``ort_quantize_static`` does unless told otherwise (the recipe the benchmarks have always used).
+RECIPE = {"per_channel": True, "activation_type": "int8", "weight_type": "int8", "method": "minmax",
+          "preprocess": True}
+# Percentile made to match edgepack's (ranges.PERCENTILE = 99.99: the 0.01st and 99.99th percentile, each
+# side on its own): onnxruntime's default is a *symmetric* range at 99.999 over a 2,048-bin histogram; its
+# asymmetric form cuts (100 - p) / 2 per side, so p = 99.98 cuts 0.01% per side.
+PERCENTILE_LIKE_EDGEPACK = {"CalibPercentile": 99.98, "CalibTensorRangeSymmetric": False}
+_TYPES = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
+
+
 def ort_quantize_static(model: onnx.ModelProto, calib: list[dict[str, np.ndarray]], out_path: str | Path,
                         per_channel: bool = True, method: str = "minmax", preprocess: bool = True,
-                        extra_options: dict | None = None) -> Path:
+                        extra_options: dict | None = None, nodes_to_exclude=(),
+                        activation_type: str = "int8", weight_type: str = "int8") -> Path:
     """Quantize ``model`` to a QDQ int8 model at ``out_path`` (returned), calibrated on ``calib`` (a list of
     ``{input name: array shaped like the input}``). ``method``: minmax, percentile, entropy or distribution."""
+    return ort_quantize(model, calib, out_path, per_channel=per_channel, method=method, preprocess=preprocess,
+                        extra_options=extra_options, nodes_to_exclude=nodes_to_exclude,
+                        activation_type=activation_type, weight_type=weight_type)["path"]
+
+
+def ort_quantize(model: onnx.ModelProto, calib: list[dict[str, np.ndarray]], out_path: str | Path, *,
+                 per_channel: bool = True, method: str = "minmax", preprocess: bool = True,
+                 extra_options: dict | None = None, nodes_to_exclude=(), activation_type: str = "int8",
+                 weight_type: str = "int8", reader=None) -> dict:
+    """``ort_quantize_static`` with a report: ``path``, ``excluded`` (the node names passed to onnxruntime,
+    i.e. ``nodes_to_exclude`` mapped onto the pre-processed graph), ``unmatched`` (names it has no node
+    for), ``settings`` (every argument given to ``quantize_static``) and ``calibration_samples`` (how many
+    samples onnxruntime read). ``reader`` replaces the calibration data reader (tests use it to record)."""
     if not calib:
         raise ValueError("ort_quantize_static needs at least one calibration sample")
     try:
@@ -63,6 +96,7 @@ def ort_quantize_static(model: onnx.ModelProto, calib: list[dict[str, np.ndarray
     out_path.parent.mkdir(parents=True, exist_ok=True)
     options = {"WeightSymmetric": True, "ActivationSymmetric": False}
     options.update(extra_options or {})
+    reader = reader or _Samples(calib)
     with tempfile.TemporaryDirectory(prefix="ort_qdq_") as tmp:
         src = Path(tmp) / "model.onnx"
         onnx.save(model, str(src))
@@ -70,10 +104,70 @@ def ort_quantize_static(model: onnx.ModelProto, calib: list[dict[str, np.ndarray
             pre = Path(tmp) / "model.pre.onnx"
             quant_pre_process(str(src), str(pre))
             src = pre
-        quantize_static(str(src), str(out_path), _Samples(calib), quant_format=QuantFormat.QDQ,
-                        per_channel=per_channel, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=calibrate_method, extra_options=options)
-    return out_path
+        excluded, unmatched = map_nodes(model, onnx.load(str(src)), nodes_to_exclude)
+        settings = {"quant_format": "QDQ", "per_channel": per_channel, "activation_type": activation_type,
+                    "weight_type": weight_type, "calibrate_method": calibrate_method.name,
+                    "nodes_to_exclude": excluded, "extra_options": dict(options), "preprocess": preprocess}
+        quantize_static(str(src), str(out_path), reader, quant_format=QuantFormat.QDQ,
+                        per_channel=per_channel, activation_type=_TYPES[activation_type],
+                        weight_type=_TYPES[weight_type], calibrate_method=calibrate_method,
+                        nodes_to_exclude=list(excluded) or None, extra_options=options)
+    return {"path": out_path, "excluded": excluded, "unmatched": unmatched, "settings": settings,
+            "calibration_samples": getattr(reader, "served", None)}
+
+
+def map_nodes(original: onnx.ModelProto, pre: onnx.ModelProto, names) -> tuple[list[str], list[str]]:
+    """Names of ``original``'s nodes -> names in the pre-processed model ``pre``: the same name, else the
+    nodes it was fused into (``<name>/...``), else the node now producing one of its outputs."""
+    pre_names = [n.name for n in pre.graph.node]
+    producer = {o: n.name for n in pre.graph.node for o in n.output}
+    outputs = {n.name: list(n.output) for n in original.graph.node}
+    out, missing = [], []
+    for name in names:
+        found = [name] if name in pre_names else [p for p in pre_names if p.startswith(name + "/")]
+        if not found:
+            found = [producer[o] for o in outputs.get(name, []) if o in producer]
+        if found:
+            out.extend(f for f in found if f not in out)
+        else:
+            missing.append(name)
+    return out, missing
+
+
+def float_nodes(qdq: onnx.ModelProto | str | Path) -> list[str]:
+    """Nodes (other than Q/DQ) a QDQ model leaves in float: a float input that does not come from a
+    DequantizeLinear (a float weight, or an activation not quantized), or a float output that does not go
+    into a QuantizeLinear. Everything else (all float inputs dequantized, all outputs quantized) is what
+    onnxruntime fuses into an integer kernel."""
+    m = qdq if isinstance(qdq, onnx.ModelProto) else onnx.load(str(qdq))
+    qdq_ops = ("QuantizeLinear", "DequantizeLinear")
+    producer = {o: n for n in m.graph.node for o in n.output}
+    users: dict[str, list] = {}
+    for n in m.graph.node:
+        for i in n.input:
+            users.setdefault(i, []).append(n)
+    try:
+        m = onnx.shape_inference.infer_shapes(m)
+    except Exception:       # types then come from what the model declares; undeclared tensors count as float
+        pass
+    elem = {t.name: t.data_type for t in m.graph.initializer}
+    elem.update({v.name: v.type.tensor_type.elem_type
+                 for v in list(m.graph.input) + list(m.graph.value_info) + list(m.graph.output)})
+    elem.update({n.output[0]: onnx.TensorProto.FLOAT for n in m.graph.node if n.op_type == "DequantizeLinear"})
+    elem.update({n.output[0]: onnx.TensorProto.INT8 for n in m.graph.node if n.op_type == "QuantizeLinear"})
+    floats = {t for n in m.graph.node for t in list(n.input) + list(n.output)
+              if t and elem.get(t, onnx.TensorProto.FLOAT) == onnx.TensorProto.FLOAT}
+    out = []
+    for n in m.graph.node:
+        if n.op_type in qdq_ops:
+            continue
+        ins = [i for i in n.input if i and i in floats]
+        outs = [o for o in n.output if o and o in floats]
+        dq_in = all(i in producer and producer[i].op_type == "DequantizeLinear" for i in ins)
+        q_out = all(users.get(o) and all(u.op_type == "QuantizeLinear" for u in users[o]) for o in outs)
+        if not (dq_in and q_out):
+            out.append(n.name)
+    return out
 
 
 def run_ort(path: str | Path | onnx.ModelProto, samples: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:

@@ -106,7 +106,7 @@ class Bundle:
         mf.validate(doc)
         extra = sorted(set(source.members) - set(doc["files"]) - mf.RESERVED_NAMES)
         if extra:
-            raise BundleError(f"bundle holds members not listed in its manifest: {', '.join(extra)}",
+            raise BundleError(f"bundle holds {len(extra)} member(s) not listed in its manifest: {_some(extra)}",
                               hint=_REDOWNLOAD)
         bundle = cls(path, source, raw, doc)
         for rel in doc["files"]:
@@ -141,8 +141,7 @@ class Bundle:
     def _verified(self, relpath: str, keep: bool) -> bytes:
         entry = self._manifest["files"].get(relpath)
         if entry is None:
-            raise BundleError(f"bundle has no member {relpath}; members: "
-                              f"{', '.join(sorted(self._manifest['files']))}")
+            raise BundleError(f"bundle has no member {relpath}; members: {_some(sorted(self._manifest['files']))}")
         if not self.has(relpath):
             raise BundleError(f"bundle member {relpath} is missing", hint=_REDOWNLOAD)
         if self._source.size(relpath) != entry["size"]:
@@ -186,6 +185,12 @@ class Bundle:
         if missing:
             raise BundleError(f"sample {rel} lacks {', '.join(missing)}", hint=_REDOWNLOAD)
         return {spec["name"]: arrays[f"{kind}_{i}"] for i, spec in enumerate(specs)}
+
+
+def _some(names: list[str], shown: int = 5) -> str:
+    """The first few names and how many more: an error message stays one short line."""
+    head = ", ".join(n[:200] for n in names[:shown])
+    return head + (f" ... and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def unpack_bundle(src: str | Path, dest_dir: str | Path, *,

@@ -108,12 +108,40 @@ def _load_inputs(specs: list[str], names: list[str]) -> dict[str, np.ndarray]:
                 raise InputError(f"--input {item!r} does not start with an input name; the model "
                                  f"takes: {', '.join(names)}", hint="use --input NAME=FILE.npy")
             name, file = names[0], item
-        try:
-            arrays[name] = np.load(file, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise InputError(f"cannot read input file {file}: {exc}",
-                             hint="pass a .npy file written with numpy.save") from None
+        if name in arrays:
+            raise InputError(f"input {name!r} is given twice (--input {item})",
+                             hint="pass each input once")
+        arrays[name] = read_npy(file)
     return arrays
+
+
+def read_npy(file: str) -> np.ndarray:
+    """One array from a .npy file, or an InputError naming the file: empty, not .npy, or a header whose
+    shape claims more bytes than the file holds (checked before numpy allocates them)."""
+    fmt = np.lib.format
+    try:
+        size = Path(file).stat().st_size
+        if size == 0:
+            raise InputError(f"input file {file} is empty", hint="pass a .npy file written with numpy.save")
+        with open(file, "rb") as fh:
+            version = fmt.read_magic(fh)
+            header = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}.get(version)
+            if header is not None:
+                shape, _, dtype = header(fh)
+                need = int(np.prod(shape, dtype=object)) * dtype.itemsize if shape else dtype.itemsize
+                if dtype.hasobject or need > size - fh.tell():
+                    raise InputError(f"input file {file} claims shape {list(shape)} {dtype} ({need} bytes) but holds "
+                                     f"{size - fh.tell()} bytes of data", hint="the file is truncated or corrupt")
+        array = np.load(file, allow_pickle=False)
+    except (OSError, ValueError, EOFError, MemoryError, OverflowError) as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(f"cannot read input file {file}: {type(exc).__name__}: {str(exc)[:200]}",
+                         hint="pass a .npy file written with numpy.save") from None
+    if not isinstance(array, np.ndarray):       # an .npz archive
+        raise InputError(f"input file {file} is not a .npy file (an .npz archive?)",
+                         hint="save each input with numpy.save")
+    return array
 
 
 def _write_outputs(outputs: dict[str, np.ndarray], out_dir: Path) -> dict[str, str]:

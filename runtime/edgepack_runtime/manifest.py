@@ -9,6 +9,7 @@ import json
 import re
 
 from .errors import BundleError
+from .payload import too_deep
 
 FORMAT = "edgepack-bundle"
 FORMAT_VERSION = "1.0"
@@ -20,6 +21,7 @@ DTYPES = frozenset({"float32", "float16", "float64", "int8", "uint8", "int16", "
                     "int32", "uint32", "int64", "uint64", "bool"})
 LAYOUTS = frozenset({"NCHW", "NHWC", "NCW", "NWC", "NCDHW", "NDHWC"})
 
+MAX_DEPTH = 64          # brackets nested in manifest.json; real manifests use fewer than 10
 _REBUILD = "rebuild the bundle with `edgepack build`"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -30,10 +32,14 @@ def dumps(manifest: dict) -> bytes:
 
 
 def loads(data: bytes) -> dict:
-    """Parse manifest bytes; BundleError if they are not a UTF-8 JSON object."""
+    """Parse manifest bytes; BundleError if they are not a UTF-8 JSON object nested at most ``MAX_DEPTH`` deep."""
     try:
-        doc = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+        text = data.decode("utf-8")
+        if too_deep(text, MAX_DEPTH):     # counted before json.loads, which would exhaust the recursion limit
+            raise BundleError(f"manifest.json nests deeper than {MAX_DEPTH} levels; it is not an edgepack "
+                              "manifest", hint=_REBUILD)
+        doc = json.loads(text)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise BundleError(f"manifest.json is not valid UTF-8 JSON: {exc}", hint=_REBUILD) from None
     if not isinstance(doc, dict):
         raise BundleError("manifest.json must hold a JSON object", hint=_REBUILD)

@@ -54,6 +54,12 @@ def nesting_depth(text: str) -> int:
     return max(accumulate(map(_DELTA.__getitem__, brackets)), default=0)
 
 
+def too_deep(text: str, max_depth: int) -> bool:
+    """Whether JSON ``text`` nests brackets deeper than ``max_depth``: call it before ``json.loads``, whose
+    recursion a deep document would exhaust. A count of opening brackets answers most texts at once."""
+    return text.count("[") + text.count("{") > max_depth and nesting_depth(text) > max_depth
+
+
 def _no_constant(name: str):
     raise BadCommand(f"payload is not JSON: {name} is not a JSON number")
 
@@ -83,7 +89,7 @@ def parse_payload(raw: bytes, *, max_bytes: int = MAX_COMMAND_BYTES, max_depth: 
         text = bytes(raw).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BadCommand(f"payload is not UTF-8 ({exc.reason} at byte {exc.start})") from None
-    if text.count("[") + text.count("{") > max_depth and nesting_depth(text) > max_depth:   # before json.loads
+    if too_deep(text, max_depth):                            # before json.loads
         raise BadCommand(f"payload nests deeper than {max_depth} levels")
     try:
         body = json.loads(text, parse_constant=_no_constant, parse_float=_finite, object_pairs_hook=_unique)

@@ -68,6 +68,9 @@ class TarSource:
         if not info.isreg():
             raise BundleError(f"bundle member {name} is a link or special file; bundles may only "
                               "hold regular files", hint=_REDOWNLOAD)
+        if info.size < 0:
+            raise BundleError(f"{self.path} is corrupt: member {name} has a negative size ({info.size})",
+                              hint=_REDOWNLOAD)
         if info.offset_data + info.size > file_size:
             raise BundleError(f"{self.path} is truncated or corrupt: member {name} claims {info.size} bytes, "
                               f"past the end of the {file_size}-byte file", hint=_REDOWNLOAD)

@@ -11,7 +11,7 @@ sizes within each file format (.tflite int8 / .tflite fp32, QDQ .onnx / fp32 .on
 own runtime against its own fp32 file.
 
     python benchmarks/bench_int8.py [--corpus] [--method minmax|percentile|mse] [--ort-only]
-                                    [--ort-library-defaults] [--no-ort]
+                                    [--ort-library-defaults] [--with-consumers] [--no-ort]
 """
 from __future__ import annotations
 
@@ -136,6 +136,8 @@ def main(argv=None) -> int:
     ap.add_argument("--ort-library-defaults", action="store_true",
                     help="run A also with quantize_static's own defaults (per-tensor weights)")
     ap.add_argument("--models", default="small_cnn,small_transformer,outlier_cnn", help="fitted models")
+    ap.add_argument("--with-consumers", action="store_true",
+                    help="run B: one more onnxruntime row that also excludes the float nodes' consumers")
     args = ap.parse_args(argv)
     rows, ort_rows = [], []
     inputs = []
@@ -158,6 +160,7 @@ def main(argv=None) -> int:
         if not args.no_ort:
             ort_rows += bench_int8_ort.compare(name, model, calib, holdout, labels,
                                                library_defaults=args.ort_library_defaults,
+                                               with_consumers=args.with_consumers,
                                                a_result=res if args.method == "auto" else None)
         print(f"{name}: done", flush=True)
     if rows:

@@ -13,6 +13,9 @@ Run B, "same settings", once per calibration method (minmax, percentile):
     run A's mixed precision kept float (``Int8Result.float_layers`` origins). edgepack gets them with mixed
     precision *off* (policy + ``keep_float``), onnxruntime as ``nodes_to_exclude``;
   - per-channel int8 weights, int8 per-tensor activations on both.
+  The two mean different things by "a node kept float": ours keeps the node's output tensor float (its
+  consumers read float), onnxruntime's keeps the node's arithmetic float but still quantizes its output for
+  quantized consumers. ``--with-consumers`` adds an onnxruntime row that also excludes those consumers.
 Both runs: the same calibration samples (the same list object goes to both), the same held-out samples,
 the same fp32 reference (onnxruntime on the ONNX model) and the same comparison function
 (``edgepack_runtime.compare.compare_output``; the worst output counts, as in the build's gate).
@@ -89,6 +92,34 @@ def float_sets(model, result) -> tuple[list[str], list[str], list[str]]:
     return policy, mixed, loose
 
 
+PASS_THROUGH = ("Relu", "Clip", "LeakyRelu", "BatchNormalization", "HardSwish", "HardSigmoid", "Sigmoid",
+                "Identity")
+
+
+def consumers(model, nodes) -> list[str]:
+    """ONNX nodes, not among ``nodes``, that read what ``nodes`` produce: through activations and
+    normalizations that a converter fuses into the op before them (``PASS_THROUGH``, taken along), up to the
+    first other node. Keeping a node float in edgepack keeps its (fused) output tensor float, so its
+    consumers read float; onnxruntime's ``nodes_to_exclude`` keeps the node's arithmetic float but its
+    output is still quantized for any quantized consumer."""
+    keep = set(nodes)
+    users: dict[str, list] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            users.setdefault(i, []).append(n)
+    found, frontier = [], [o for n in model.graph.node if n.name in keep for o in n.output]
+    while frontier:
+        tensor = frontier.pop(0)
+        for u in users.get(tensor, []):
+            if u.name in keep or u.name in found:
+                continue
+            found.append(u.name)
+            if u.op_type in PASS_THROUGH:
+                frontier.extend(u.output)
+    order = [n.name for n in model.graph.node]
+    return sorted(found, key=order.index)
+
+
 def _litert_latency(fp32, tm, sample, rounds):
     it32, it = interpreter(fp32.data, threads=1), interpreter(tm.data, threads=1)
     a32, a = model_feeds([sample], fp32.io)[0], model_feeds([sample], tm.io)[0]
@@ -152,10 +183,11 @@ def _ort_row(name, run, settings, model, calib, holdout, ref, names, labels, lat
 
 def compare(name, model, calib, holdout, labels=None, *, runs=("A", "B"), methods=METHODS_B,
             library_defaults=False, latency=True, rounds=20, a_result=None, extra_float=(),
-            report=print) -> list[dict]:
+            with_consumers=False, report=print) -> list[dict]:
     """Rows of runs A and B for one model (see the module docstring). ``a_result``: an ``Int8Result`` of
     ``QuantOptions()`` already computed on the same data (bench_int8 passes its own). ``extra_float``: more
-    ONNX nodes run B keeps float on both sides."""
+    ONNX nodes run B keeps float on both sides. ``with_consumers``: one more onnxruntime row (minmax) that
+    also excludes the consumers of those nodes, so that their output tensors stay float as in edgepack."""
     names = [o.name for o in model.graph.output]
     ref = reference_outputs(model, holdout)
     fp32_tflite = lower(model).finish("fp32")
@@ -192,6 +224,13 @@ def compare(name, model, calib, holdout, labels=None, *, runs=("A", "B"), method
                              extra_options=extra)
                 r["requested_float"] = exclude
                 add(r)
+                if with_consumers and method == "minmax" and exclude:
+                    more = exclude + consumers(model, exclude)
+                    r = _ort_row(name, "B", "minmax, same float nodes + their consumers (nodes_to_exclude)",
+                                 model, calib, tmp=tmp, **common, method=method, per_channel=True,
+                                 nodes_to_exclude=more)
+                    r["requested_float"] = more
+                    add(r)
     for r in rows:
         r["calibration_count"] = len(calib)
     return rows
@@ -231,11 +270,14 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", default="AB")
     ap.add_argument("--ort-library-defaults", action="store_true")
     ap.add_argument("--no-latency", action="store_true")
+    ap.add_argument("--with-consumers", action="store_true",
+                    help="run B: one more onnxruntime row that also excludes the float nodes' consumers")
     ap.add_argument("--calib", type=int, default=200)
     args = ap.parse_args(argv)
     rows = []
     print(HEADER, flush=True)
-    kw = dict(runs=tuple(args.runs), library_defaults=args.ort_library_defaults, latency=not args.no_latency)
+    kw = dict(runs=tuple(args.runs), library_defaults=args.ort_library_defaults, latency=not args.no_latency,
+              with_consumers=args.with_consumers)
     for m in filter(None, args.models.split(",")):
         name, model, calib, holdout, labels = fitted_inputs(getattr(fitted, m), args.calib)
         rows += compare(name, model, calib, holdout, labels, **kw)

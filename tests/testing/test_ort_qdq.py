@@ -186,3 +186,11 @@ def test_like_for_like_same_samples_same_float_nodes_same_comparison(tiny, monke
     assert ours["compared_by"] == theirs["compared_by"] == "edgepack_runtime.compare.compare_output"
     assert ours["format"] == ".tflite" and theirs["format"] == ".onnx QDQ"
     assert ours["fp32_bytes"] != theirs["fp32_bytes"]           # each against its own format's fp32 file
+
+
+def test_consumers_of_float_nodes(tiny):
+    bench = load_benchmark("bench_int8_ort")
+    model = tiny[0]
+    assert bench.consumers(model, ["conv2"]) == ["conv3"]
+    assert bench.consumers(model, ["conv2", "conv3"]) == ["pool"]
+    assert bench.consumers(model, ["conv1"]) == ["relu1", "conv2"]     # through the activation it fuses

@@ -54,6 +54,22 @@ PRECISIONS: dict[str, Precision] = {p.name: p for p in (
     # (PP-OCR's 2-class direction scores: worst-sample cosine 0.84 at 98% top-1 agreement).
     Precision("int8", "int8 weights per channel, int8 activations calibrated per tensor (full integer)",
               Gate(0.98, 0.5, min_snr_db=15.0, cosine_over="mean"), Tolerance(0.1, 1e-2, 0.98)),
+    # Core ML weight compression (coremltools.optimize.coreml) on an fp16 ML Program; activations stay fp16.
+    Precision("w8", "int8 linear weights per output channel, fp16 compute (Core ML)", Gate(0.99, 0.1),
+              Tolerance(0.1, 1e-2, 0.99)),
+    Precision("palettize8", "8-bit weight palettes (lookup tables), fp16 compute (Core ML)", Gate(0.99, 0.1),
+              Tolerance(0.1, 1e-2, 0.99)),
+    Precision("palettize6", "6-bit weight palettes, fp16 compute (Core ML)", Gate(0.98, 0.2),
+              Tolerance(0.2, 1e-2, 0.98)),
+    Precision("palettize4", "4-bit weight palettes, fp16 compute (Core ML)",
+              Gate(0.95, 0.5, cosine_over="mean"), Tolerance(0.5, 5e-2, 0.95)),
+    Precision("w4-block", "int4 linear weights in blocks of 32, fp16 compute (Core ML, iOS18+)",
+              Gate(0.97, 0.3, cosine_over="mean"), Tolerance(0.3, 2e-2, 0.97)),
+    # pruning without retraining (fine-tune for sparsity first): a loose gate that still catches a broken model
+    Precision("prune", "50% magnitude-pruned weights in sparse storage, fp16 compute (Core ML)",
+              Gate(0.9, 1.0, cosine_over="mean"), Tolerance(1.0, 0.1, 0.9)),
+    Precision("prune-palettize4", "50% pruned, 4-bit palettes of the kept weights (Core ML, iOS18+)",
+              Gate(0.9, 1.0, cosine_over="mean"), Tolerance(1.0, 0.1, 0.9)),
 )}
 LOOSEST = "int8"   # what a device assumes for a precision a newer build wrote and this runtime does not know
 

@@ -1,0 +1,123 @@
+"""Weight compression of an ML Program through ``coremltools.optimize.coreml``, as a table of modes.
+
+Each mode names the oldest deployment level that can run it (constexpr ops arrive with the OS: per-block
+int4 and joint sparse+palettized weights need iOS18) and how to apply it. coremltools logs and skips what
+it cannot compress (small tensors, unsupported ops), so ``summarize`` inspects the result: constexpr_* op
+counts, the weights left plain, and weight bytes before and after.
+"""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ...errors import EdgepackError
+from .deploy import LEVEL_NAME, level
+
+THRESHOLD = 2048          # weights with fewer elements stay as they are (coremltools' default too)
+SPARSITY = 0.5            # magnitude pruning: share of each weight tensor set to zero
+
+
+def _kmeans_or_uniform() -> str:
+    return "kmeans" if importlib.util.find_spec("sklearn") is not None else "uniform"
+
+
+def _linear(dtype, granularity, block_size=32):
+    def apply(mlmodel):
+        from coremltools.optimize import coreml as cto
+        op = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype=dtype, granularity=granularity,
+                                         block_size=block_size, weight_threshold=THRESHOLD)
+        return cto.linear_quantize_weights(mlmodel, cto.OptimizationConfig(global_config=op))
+    return apply
+
+
+def _palettize(nbits, joint=False):
+    def apply(mlmodel):
+        from coremltools.optimize import coreml as cto
+        op = cto.OpPalettizerConfig(mode=_kmeans_or_uniform(), nbits=nbits, granularity="per_tensor",
+                                    weight_threshold=THRESHOLD)
+        return cto.palettize_weights(mlmodel, cto.OptimizationConfig(global_config=op), joint_compression=joint)
+    return apply
+
+
+def _prune(mlmodel):
+    from coremltools.optimize import coreml as cto
+    op = cto.OpMagnitudePrunerConfig(target_sparsity=SPARSITY, weight_threshold=THRESHOLD)
+    return cto.prune_weights(mlmodel, cto.OptimizationConfig(global_config=op))
+
+
+@dataclass(frozen=True)
+class Mode:
+    min_level: int                          # oldest deployment level (16: iOS16) that runs it
+    apply: Callable                         # MLModel -> compressed MLModel
+    summary: str
+
+
+MODES: dict[str, Mode] = {
+    "w8": Mode(16, _linear("int8", "per_channel"), "int8 linear symmetric weights, per output channel"),
+    "palettize8": Mode(16, _palettize(8), "8-bit lookup table per tensor (k-means with scikit-learn, else uniform)"),
+    "palettize6": Mode(16, _palettize(6), "6-bit lookup table per tensor"),
+    "palettize4": Mode(16, _palettize(4), "4-bit lookup table per tensor"),
+    "prune": Mode(16, _prune, f"magnitude pruning to {int(SPARSITY * 100)}% sparsity, sparse storage"),
+    "w4-block": Mode(18, _linear("int4", "per_block", 32), "int4 linear symmetric weights in blocks of 32"),
+    "prune-palettize4": Mode(18, lambda m: _palettize(4, joint=True)(_prune(m)),
+                             f"{int(SPARSITY * 100)}% magnitude pruning, then 4-bit palettes of the kept values"),
+}
+
+
+def check(precision: str, deployment: str) -> None:
+    """EdgepackError when ``precision`` needs a newer deployment target than ``deployment``."""
+    mode = MODES.get(precision)
+    if mode is None or level(deployment) >= mode.min_level:
+        return
+    need = LEVEL_NAME[mode.min_level]
+    raise EdgepackError(
+        f"Core ML precision '{precision}' needs deployment target {need} or newer; this build targets "
+        f"{deployment}", hint=f"build for a device profile whose [os] minimum_deployment_target is {need} "
+                              f"(or newer), or pick w8, palettize4/6/8 or prune, which run on {deployment}")
+
+
+def compress(mlmodel, precision: str):
+    """The compressed MLModel for ``precision`` (a key of MODES); fp16/fp32 return it unchanged."""
+    mode = MODES.get(precision)
+    return mode.apply(mlmodel) if mode else mlmodel
+
+
+def weight_bytes(program) -> dict:
+    """Bytes of constant payload in a MIL program: plain weights (``const`` of >= THRESHOLD elements),
+    small constants, and compressed weights (the constant inputs of constexpr_* ops), with op counts."""
+    out = {"plain_weights": 0, "plain_weight_bytes": 0, "small_const_bytes": 0, "compressed_bytes": 0,
+           "constexpr_ops": {}}
+    fn = program.functions["main"]
+    consumed = {}
+    for op in fn.operations:
+        if op.op_type.startswith("constexpr_"):
+            out["constexpr_ops"][op.op_type] = out["constexpr_ops"].get(op.op_type, 0) + 1
+            for v in op.inputs.values():
+                consumed[id(v)] = True
+    for op in fn.operations:
+        if op.op_type != "const":
+            continue
+        val = op.outputs[0].val
+        nbytes = int(np.asarray(val).nbytes) if isinstance(val, np.ndarray) else 0
+        if id(op.outputs[0]) in consumed:
+            out["compressed_bytes"] += nbytes
+        elif isinstance(val, np.ndarray) and val.size >= THRESHOLD and val.dtype.kind == "f":
+            out["plain_weights"] += 1
+            out["plain_weight_bytes"] += nbytes
+        else:
+            out["small_const_bytes"] += nbytes
+    return out
+
+
+def summarize(before, after, precision: str) -> dict:
+    """What compression actually did: constexpr ops made, weights left plain, bytes before and after."""
+    b, a = weight_bytes(before), weight_bytes(after)
+    total_b = b["plain_weight_bytes"] + b["compressed_bytes"]
+    total_a = a["plain_weight_bytes"] + a["compressed_bytes"]
+    return {"mode": precision, "summary": MODES[precision].summary if precision in MODES else "",
+            "weights": b["plain_weights"], "compressed_ops": a["constexpr_ops"],
+            "left_uncompressed": a["plain_weights"], "weight_bytes_before": total_b, "weight_bytes_after": total_a,
+            "ratio": round(total_a / total_b, 4) if total_b else None}

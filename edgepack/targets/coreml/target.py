@@ -1,0 +1,93 @@
+"""The ``coreml`` target: an ML Program (``.mlpackage``) translated from ONNX by our own op registry with
+the coremltools MIL builder, optionally weight-compressed, with a Neural Engine compatibility report.
+Verified by Core ML on macOS and by the numpy MIL reference executor (``coreml-reference``) elsewhere."""
+from __future__ import annotations
+
+import sys
+
+import onnx
+
+from ..base import Converted, Job, Requirement, Target
+
+PRECISIONS = ("fp16", "fp32", "w8", "palettize8", "palettize6", "palettize4", "prune", "w4-block",
+              "prune-palettize4")
+ANE_SAMPLES = 8           # calibration samples the fp16 range statistics are taken on
+
+
+class CoreMLTarget(Target):
+    name = "coreml"
+    format = "mlpackage"
+    summary = "Core ML ML Program for Apple devices (Neural Engine, GPU, CPU): our own ONNX->MIL translator"
+    precisions = PRECISIONS
+    default_precision = "fp16"
+    backend = "coreml" if sys.platform == "darwin" else "coreml-reference"
+    requires = (Requirement("coremltools", "coremltools",
+                            "the MIL builder, ML Program serialization and weight compression"),)
+
+    def registry(self):
+        from . import ops  # noqa: F401
+        from .registry import COREML
+        return COREML
+
+    def preflight(self, model: onnx.ModelProto) -> None:
+        from .convert import preflight
+        preflight(model)
+
+    def convert(self, model: onnx.ModelProto, job: Job) -> Converted:
+        from . import ane, compress
+        from .convert import lower, package, validate, zip_package
+        from .deploy import from_profiles
+        deployment = from_profiles(job.profiles)
+        compress.check(job.precision, deployment)
+        job.progress(f"translating ONNX to MIL ({deployment})")
+        program = lower(model, deployment)
+        compute = "fp32" if job.precision == "fp32" else "fp16"
+        mlmodel = package(program, precision=compute, deployment=deployment, metadata=_metadata(model, job,
+                                                                                               deployment))
+        extra, info = {}, {"deployment_target": deployment, "compute_precision": compute}
+        if job.precision in compress.MODES:
+            job.progress(f"compressing weights ({job.precision})")
+            info["fp16_size"] = len(zip_package(mlmodel))
+            compressed = compress.compress(mlmodel, job.precision)
+            extra["compression"] = compress.summarize(mlmodel._mil_program, compressed._mil_program, job.precision)
+            mlmodel = compressed
+        data = zip_package(mlmodel)
+        spec, final = validate(data)
+        info.update(mil_ops=_histogram(final), weights_bytes=_weights_size(data))
+        job.progress("ANE report: fp32 activation ranges on calibration samples")
+        samples = list(job.calibration.calib or job.calibration.all)[:ANE_SAMPLES]
+        stats = ane.activation_stats(model, samples, ANE_SAMPLES)
+        extra["ane"] = ane.report(final, compute, stats, len(samples), ane.flexible_inputs(spec))
+        io = {"inputs": [{"name": v.name, "perm": None, "coreml_name": s.name}
+                         for v, s in zip(model.graph.input, spec.description.input)],
+              "outputs": [{"name": v.name, "perm": None, "coreml_name": s.name}
+                          for v, s in zip(model.graph.output, spec.description.output)]}
+        file = self.path("model.mlpackage.zip")
+        return Converted({file: data}, file, io, info, extra)
+
+
+def _metadata(model: onnx.ModelProto, job: Job, deployment: str) -> dict:
+    from ... import __version__
+    name = model.graph.name or "model"
+    return {"author": "edgepack", "version": str(model.model_version or 1),
+            "short_description": f"{name}: converted from ONNX by edgepack {__version__} "
+                                 f"({job.precision}, {deployment})",
+            "edgepack.precision": job.precision, "edgepack.version": __version__}
+
+
+def _histogram(program) -> dict:
+    counts: dict[str, int] = {}
+    for op in program.functions["main"].operations:
+        if op.op_type != "const":
+            counts[op.op_type] = counts.get(op.op_type, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _weights_size(data: bytes) -> int:
+    import io
+    import zipfile
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        return sum(i.file_size for i in zf.infolist() if "/weights/" in i.filename)
+
+
+TARGET = CoreMLTarget()

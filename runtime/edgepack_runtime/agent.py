@@ -28,6 +28,7 @@ from .cache import OutputCache
 from .drift import DriftMonitor, Thresholds
 from .errors import BackendError, EdgepackError, InputError
 from .metrics import Telemetry
+from .watchdog import Supervisor
 
 
 class Busy(EdgepackError):
@@ -40,7 +41,8 @@ class Agent:
                  cache_size: int = 0, max_batch: int = 1, max_wait_ms: float = 2.0, drift: bool = True,
                  drift_window: int = 1000, drift_window_seconds: float | None = None,
                  drift_thresholds: Thresholds | None = None, drift_budget: float = 0.01,
-                 drift_every: int | None = None, sampler=None, commands=None):
+                 drift_every: int | None = None, sampler=None, commands=None, restart_base: float = 0.5,
+                 restart_cap: float = 30.0):
         self.rt = runtime
         self.commands = COMMANDS if commands is None else commands   # verb -> schema -> handler
         self.sink = sink
@@ -52,7 +54,8 @@ class Agent:
         self.max_batch, self.max_wait = max(1, max_batch), max_wait_ms / 1e3
         self.requests: queue.Queue = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        # every background thread is supervised: restarted with backoff when it fails, listed in health()
+        self.supervisor = Supervisor(backoff_base=restart_base, backoff_cap=restart_cap)
         self.paused = threading.Event()   # tests and maintenance: hold the worker
         self.paused.set()
         self.alerts = 0
@@ -71,10 +74,10 @@ class Agent:
 
     # lifetime ---------------------------------------------------------------------------
     def start(self) -> "Agent":
-        for target, name in ((self._work, "edgepack-worker"), (self._report, "edgepack-reporter")):
-            t = threading.Thread(target=target, name=name, daemon=True)
-            t.start()
-            self._threads.append(t)
+        self.supervisor.spawn("edgepack-worker", self._work, self._stop)
+        self.supervisor.spawn("edgepack-telemetry", self._telemetry_loop, self._stop)
+        if self.drift is not None:
+            self.supervisor.spawn("edgepack-drift", self._drift_loop, self._stop)
         if self.sink is not None:
             if hasattr(self.sink, "on_command"):
                 self.sink.on_command = self.on_command
@@ -86,8 +89,7 @@ class Agent:
         """Finish the queued requests' worker, publish a last telemetry period, then stop the sink (it flushes)."""
         self._stop.set()
         self.paused.set()
-        for t in self._threads:
-            t.join(5)
+        self.supervisor.join(5)
         if self.sink is not None:
             self.publish_telemetry()
             if hasattr(self.sink, "stop"):
@@ -122,6 +124,7 @@ class Agent:
 
     def _work(self) -> None:
         while not self._stop.is_set():
+            self.supervisor.beat()
             try:
                 first = self.requests.get(timeout=0.1)
             except queue.Empty:
@@ -134,7 +137,13 @@ class Agent:
                     batch.append(self.requests.get(timeout=max(0.0, deadline - time.monotonic())))
                 except queue.Empty:
                     break
-            self._serve(batch)
+            try:
+                self._serve(batch)
+            except BaseException as exc:          # the worker is restarted; its requests get the error, not a hang
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc if isinstance(exc, Exception) else BackendError(f"worker failed: {exc}"))
+                raise
 
     def _serve(self, batch) -> None:
         self.telemetry.served(len(batch))
@@ -229,14 +238,19 @@ class Agent:
         return True
 
     # reporting --------------------------------------------------------------------------
-    def _report(self) -> None:
+    def _telemetry_loop(self) -> None:
         last = time.monotonic()
         while not self._stop.wait(0.05):
-            if self.drift is not None and self.drift.window_full():
-                self.publish_drift()
+            self.supervisor.beat()
             if time.monotonic() - last >= self.interval:     # read each time: cmd/config changes it
+                last = time.monotonic()                      # first: a failing period is not retried at once
                 self.publish_telemetry()
-                last = time.monotonic()
+
+    def _drift_loop(self) -> None:
+        while not self._stop.wait(0.05):
+            self.supervisor.beat()
+            if self.drift.window_full():
+                self.publish_drift()
 
     def publish_telemetry(self) -> dict:
         """Close the current telemetry period and publish it (``telemetry`` topic)."""
@@ -269,11 +283,15 @@ class Agent:
         sink = self.sink.status() if self.sink is not None else None
         problems = [p for p in (sink and sink.get("last_error"), sink and (sink.get("outbox") or {}).get("last_error"),
                                 self.drift is not None and self.drift.note) if p]
+        link_sup = getattr(self.sink, "supervisor", None)
+        problems += self.supervisor.problems() + (link_sup.problems() if link_sup is not None else [])
+        threads = {**self.supervisor.status(), **(link_sup.status() if link_sup is not None else {})}
         return {"status": "degraded" if problems else "ok", "model": m["model"]["name"],
                 "version": m["model"]["version"], "backend": self.rt.backend_name,
                 "queue": {"depth": self.requests.qsize(), "max": self.requests.maxsize},
                 "mqtt_connected": bool(sink and sink.get("connected")),
-                "outbox": sink.get("outbox") if sink else None, "sink": sink, "problems": problems}
+                "outbox": sink.get("outbox") if sink else None, "sink": sink, "problems": problems,
+                "threads": threads}
 
     def on_command(self, verb: str, body: dict) -> None:
         """Run host command ``verb`` (``cmd/<verb>``) from the command table and publish its reply on ``events``.

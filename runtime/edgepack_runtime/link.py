@@ -23,6 +23,7 @@ from .errors import EdgepackError
 from .outbox import Outbox
 from .payload import MAX_COMMAND_BYTES, BadCommand, parse_payload
 from .sink import SCHEMA, envelope
+from .watchdog import Supervisor
 
 __all__ = ["MAX_COMMAND_BYTES", "MqttLink", "backoff"]
 log = logging.getLogger("edgepack_runtime.link")
@@ -40,7 +41,7 @@ class MqttLink:
                  username: str | None = None, password: str | None = None, tls: bool | dict = False,
                  keepalive: int = 30, on_command: Callable[[str, dict], None] | None = None,
                  backoff_base: float = 0.5, backoff_cap: float = 30.0, protocol: str = "auto",
-                 flush_timeout: float = 2.0):
+                 flush_timeout: float = 2.0, restart_base: float = 0.5, restart_cap: float = 30.0):
         if protocol not in ("auto", "5", "3.1.1"):
             raise ValueError(f"protocol must be auto, 5 or 3.1.1, not {protocol!r}")
         try:
@@ -64,6 +65,7 @@ class MqttLink:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self.supervisor = Supervisor(backoff_base=restart_base, backoff_cap=restart_cap)   # restarts _run
         self._client = None
         self._got_connack = False
 
@@ -76,8 +78,7 @@ class MqttLink:
         self.stop()
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="edgepack-mqtt", daemon=True)
-        self._thread.start()
+        self._thread = self.supervisor.spawn("edgepack-mqtt", self._run, self._stop)
 
     def stop(self, timeout: float | None = None) -> None:
         """Flush the outbox (bounded by ``flush_timeout``), publish ``offline``, disconnect, join the thread."""
@@ -120,13 +121,16 @@ class MqttLink:
 
     def _run(self) -> None:
         attempt = 0
+        self._drop_client()          # a restart after a failure: the old client's socket is closed first
         while not self._stop.is_set():
+            self.supervisor.beat()
             reached, self._got_connack = False, False
             try:
                 self._client = self._make_client()
                 self._client.connect(self.host, self.port, self.keepalive)
                 reached = True
                 while self._client.loop(timeout=0.05) == 0:
+                    self.supervisor.beat()
                     if self.connected.is_set():
                         attempt = 0
                         self._drain()
@@ -151,6 +155,18 @@ class MqttLink:
                 self.counters["reconnects"] += 1
             self._stop.wait(backoff(attempt, base=self.backoff_base, cap=self.backoff_cap))
             attempt += 1
+
+    def _drop_client(self) -> None:
+        self.connected.clear()
+        client, self._client = self._client, None
+        sock = client.socket() if client is not None else None
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+        with self._lock:
+            self._inflight.clear()               # unacked messages are still in the outbox: resent
 
     def _drain(self) -> None:
         """Send queued messages in order; the outbox keeps each until its PUBACK arrives."""

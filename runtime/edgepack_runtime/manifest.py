@@ -24,6 +24,7 @@ LAYOUTS = frozenset({"NCHW", "NHWC", "NCW", "NWC", "NCDHW", "NDHWC"})
 MAX_DEPTH = 64          # brackets nested in manifest.json; real manifests use fewer than 10
 _REBUILD = "rebuild the bundle with `edgepack build`"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def dumps(manifest: dict) -> bytes:
@@ -53,8 +54,8 @@ def check_relpath(path: str) -> str:
         bad = "empty or not a string"
     elif path.startswith("/") or re.match(r"^[A-Za-z]:", path):
         bad = "absolute path"
-    elif "\\" in path or "\x00" in path:
-        bad = "backslash or NUL in path"
+    elif "\\" in path or _CONTROL.search(path):
+        bad = "backslash or control character (NUL, newline, ...) in path"
     elif any(part in ("", ".", "..") for part in path.split("/")):
         bad = "'..', '.' or empty path component"
     if bad:
@@ -125,7 +126,7 @@ def _check_tensor(spec, where) -> int:
     if not all(isinstance(d, int) and not isinstance(d, bool) and d >= -1 for d in shape):
         raise BundleError(f"manifest {where}.shape must be a list of ints (-1 = any), got {shape}",
                           hint=_REBUILD)
-    if spec.get("dtype") not in DTYPES:
+    if not isinstance(spec.get("dtype"), str) or spec["dtype"] not in DTYPES:
         raise BundleError(f"manifest {where}.dtype {spec.get('dtype')!r} is not one of "
                           f"{sorted(DTYPES)}", hint=_REBUILD)
     if spec.get("layout") is not None and not isinstance(spec["layout"], str):
@@ -160,13 +161,13 @@ def _check_target(manifest, target, where, ranks):
         entries = _need(io, kind, list, f"{where}.io")
         public = sorted(s["name"] for s in manifest[kind])
         got = [e.get("name") if isinstance(e, dict) else None for e in entries]
-        if sorted(map(str, got)) != public:
+        if not all(isinstance(n, str) for n in got) or sorted(got) != public:
             raise BundleError(f"manifest {where}.io.{kind} names {got} do not match the public "
                               f"{kind} {public}", hint=_REBUILD)
         for entry in entries:
             perm = entry.get("perm")
             rank = ranks[kind][entry["name"]]
-            ok = isinstance(perm, list) and all(isinstance(p, int) for p in perm)
+            ok = isinstance(perm, list) and all(isinstance(p, int) and not isinstance(p, bool) for p in perm)
             if perm is not None and not (ok and sorted(perm) == list(range(rank))):
                 raise BundleError(f"manifest {where}.io perm {perm} of {entry['name']!r} is not a "
                                   f"permutation of {rank} axes", hint=_REBUILD)

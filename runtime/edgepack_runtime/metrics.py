@@ -38,14 +38,24 @@ class LatencyHistogram:
         self.sum += other.sum
 
 
-def rss_bytes() -> int:
-    """Resident set size of this process (Linux /proc; peak RSS elsewhere)."""
+try:                 # imported now: importing it later needs a file descriptor, which may have run out
+    import resource
+except ImportError:  # not on Windows
+    resource = None
+
+
+def rss_bytes() -> int | None:
+    """Resident set size of this process (Linux /proc; peak RSS elsewhere; None when neither can be read,
+    e.g. while the process has no file descriptor left)."""
     try:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        import resource
-        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024 if resource else None
+    except (OSError, ValueError):
+        return None
 
 
 class Telemetry:

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from edgepack_runtime import manifest as mf
@@ -139,6 +139,8 @@ PATHS = [p for p in _paths(MANIFEST) if p]
 @FUZZ
 @given(st.lists(st.tuples(st.sampled_from(PATHS), JSON | st.sampled_from(["x", -1, 1.5, [], {}, None, True])),
                 min_size=1, max_size=3))
+@example([(("inputs", 0, "dtype"), [])])                          # found: an unhashable dtype was a TypeError
+@example([(("targets", 0, "io", "inputs", 0, "perm"), [True, False, 1, 0])])
 def test_manifest_reader_on_mutated_valid_manifests(edits):
     doc = copy.deepcopy(MANIFEST)
     for path, value in edits:
@@ -202,6 +204,8 @@ def test_tar_reader_on_forged_sizes(header, size, base256):
 @given(st.dictionaries(st.sampled_from(["size", "path", "linkpath", "uid", "mtime", "hdrcharset", "GNU.sparse.size",
                                         "GNU.sparse.map", "GNU.sparse.major", "comment"]),
                        st.text(max_size=40) | st.integers(-10 ** 20, 10 ** 20).map(str), min_size=1, max_size=4))
+@example({"path": "\n"})                  # found: a member name with a newline broke the one-line message
+@example({"size": "-6144"})               # found: a negative size was an OSError
 def test_tar_reader_on_hostile_pax_headers(pax):
     raw = io.BytesIO()
     data = VALID_MEMBERS["models/ref/model.onnx"]

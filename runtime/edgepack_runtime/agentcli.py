@@ -19,6 +19,12 @@ SETTINGS = {
     "telemetry_file": (str, None, "without --broker: append telemetry/drift/events as JSON lines here"),
     "http_host": (str, "127.0.0.1", "address of the local HTTP API"),
     "http_port": (int, 8470, "port of the local HTTP API (0 picks a free one)"),
+    "http_max_connections": (int, 128, "open HTTP connections at most (past it: close an idle one, else 503)"),
+    "http_header_timeout": (float, 10.0, "seconds for a request head to arrive (else 408)"),
+    "http_body_timeout": (float, 30.0, "seconds for a request body to arrive (else 408)"),
+    "http_idle_timeout": (float, 5.0, "seconds an idle keep-alive connection stays open"),
+    "http_max_body_mb": (float, 16.0, "largest request body (else 413)"),
+    "http_body_budget_mb": (float, 128.0, "request bodies in flight and their decoding, all together (else 503)"),
     "outbox": (str, "edgepack-outbox.db", "SQLite file for store-and-forward"),
     "outbox_max_messages": (int, 10_000, "messages kept while the broker is away"),
     "outbox_max_mb": (float, 50.0, "megabytes kept while the broker is away"),
@@ -138,6 +144,14 @@ def make_agent(conf: dict):
                  sampler=sampler)
 
 
+def http_limits(conf: dict) -> dict:
+    """The ``AgentServer`` limits from the ``http_*`` settings."""
+    mb = lambda key: int(conf[key] * 2 ** 20)  # noqa: E731
+    return {"max_connections": conf["http_max_connections"], "header_timeout": conf["http_header_timeout"],
+            "body_timeout": conf["http_body_timeout"], "idle_timeout": conf["http_idle_timeout"],
+            "max_body": mb("http_max_body_mb"), "body_budget": mb("http_body_budget_mb")}
+
+
 def cmd_agent(args, stop: threading.Event | None = None) -> int:
     if getattr(args, "list_commands", False):
         from .agentcmds import COMMANDS
@@ -146,7 +160,7 @@ def cmd_agent(args, stop: threading.Event | None = None) -> int:
     from .server import AgentServer
     conf = settings(args)
     agent = make_agent(conf)
-    server = AgentServer(agent, conf["http_host"], conf["http_port"])
+    server = AgentServer(agent, conf["http_host"], conf["http_port"], **http_limits(conf))
     stop = stop or threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:

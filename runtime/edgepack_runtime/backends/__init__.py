@@ -3,13 +3,16 @@
 A backend is data (``BackendSpec``): its name, the target formats it runs, the top-level module whose
 presence says it is installed (found with ``importlib.util.find_spec``, so probing never imports it), the
 pip requirement to suggest, and a loader imported only when the backend is used. ``PREFERENCE`` orders
-backends from most to least specialised; names in it that are not registered yet (coreml, qnn) are
-skipped.
+backends from most to least specialised; names in it that are not registered yet (qnn) are skipped.
+A backend may be limited to some platforms (``platforms``: ``sys.platform`` values; ``elsewhere`` says what
+to do on the others) and may be ``explicit``: run only when asked for by name, never chosen
+automatically (``coreml-reference``, the slow numpy executor for Core ML programs).
 """
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
 from dataclasses import dataclass
 
 from ..errors import BackendError
@@ -26,9 +29,18 @@ class BackendSpec:
     module: str
     pip: str
     loader: str
+    explicit: bool = False
+    platforms: tuple[str, ...] = ()
+    elsewhere: str = ""
+
+    def runs_here(self) -> bool:
+        """Whether this platform is one the backend runs on."""
+        return not self.platforms or sys.platform in self.platforms
 
     def available(self) -> bool:
-        """Whether the backend's package is installed (cheap: does not import it)."""
+        """Whether the backend runs here and its package is installed (cheap: does not import it)."""
+        if not self.runs_here():
+            return False
         try:
             return importlib.util.find_spec(self.module) is not None
         except (ImportError, ValueError):
@@ -60,6 +72,12 @@ register(BackendSpec("litert", ("tflite",), "ai_edge_litert", "ai-edge-litert", 
 register(BackendSpec("tflite-runtime", ("tflite",), "tflite_runtime", "tflite-runtime",
                      ".tflite:load_tflite_runtime"))
 register(BackendSpec("onnxruntime", ("onnx",), "onnxruntime", "onnxruntime", ".ort:load_onnxruntime"))
+COREML_ELSEWHERE = ("Core ML runs on macOS; use backend='coreml-reference' (a numpy reference executor, slow) "
+                    "to run it here")
+register(BackendSpec("coreml", ("mlpackage",), "coremltools", "coremltools", ".coreml:load_coreml",
+                     platforms=("darwin",), elsewhere=COREML_ELSEWHERE))
+register(BackendSpec("coreml-reference", ("mlpackage",), "coremltools", "coremltools",
+                     ".coreml_ref:load_coreml_reference", explicit=True))
 
 
 def ordered() -> list[BackendSpec]:
@@ -77,6 +95,9 @@ def candidates(targets: list[dict], backend: str | None = None,
     pool = _pick_targets(targets, target)
     if backend is not None:
         spec = _known(backend)
+        if not spec.runs_here():
+            raise BackendError(f"backend {backend} runs on {'/'.join(spec.platforms)} only, not {sys.platform}",
+                               hint=spec.elsewhere or "pick another backend")
         if not spec.available():
             raise BackendError(f"backend {backend} is not installed",
                                hint=f"pip install {spec.pip} (or edgepack-runtime[{_extra(spec)}])")
@@ -85,9 +106,15 @@ def candidates(targets: list[dict], backend: str | None = None,
             raise BackendError(f"backend {backend} runs {'/'.join(spec.formats)} targets but the bundle "
                                f"has {_describe(pool)}", hint=_suggest(pool))
         return pairs
-    pairs = [(spec, t) for spec in ordered() if spec.available()
+    pairs = [(spec, t) for spec in ordered() if spec.available() and not spec.explicit
              for t in pool if t["format"] in spec.formats]
     if not pairs:
+        formats = {t["format"] for t in pool}
+        notes = [s.elsewhere for s in ordered() if s.elsewhere and not s.runs_here() and formats & set(s.formats)]
+        if notes:
+            raise BackendError(f"no backend on this {sys.platform} system runs this bundle's targets "
+                               f"({_describe(pool)}): {notes[0]}",
+                               hint="edgepack-device takes --backend coreml-reference")
         raise BackendError(f"no installed backend runs this bundle's targets ({_describe(pool)}); "
                            f"installed: {', '.join(s.name for s in ordered() if s.available()) or 'none'}",
                            hint=_suggest(pool))
@@ -116,12 +143,12 @@ def _describe(targets):
 
 
 def _extra(spec):
-    return {"tflite-runtime": "tflite"}.get(spec.name, spec.name)
+    return {"tflite-runtime": "tflite", "coreml-reference": "coreml"}.get(spec.name, spec.name)
 
 
 def _suggest(targets):
     formats = {t["format"] for t in targets}
-    fits = [s for s in ordered() if formats & set(s.formats)]
+    fits = [s for s in ordered() if formats & set(s.formats) and s.runs_here()]
     if not fits:
         return "this runtime has no backend for these formats; upgrade edgepack-runtime"
     return "install one of: " + ", ".join(f"pip install {s.pip}" for s in fits)

@@ -1,7 +1,9 @@
 """``edgepack build``: one ONNX model in, one verified bundle out.
 
-load & normalize -> sample data -> reference outputs (onnxruntime, fp32) -> convert per target ->
-stage the bundle -> run every target in the real runtime against the reference -> write the bundle.
+load & normalize -> sample data -> reference outputs (onnxruntime, fp32) -> drift baseline and health-check
+samples -> convert per target -> run every target in the real runtime, from the bundle's member bytes in
+memory, against the reference -> write the bundle (once). Each stage's wall time, CPU time and peak RSS
+go into ``manifest["build"]["stages"]`` (see ``edgepack.stages``).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from typing import Callable
 import numpy as np
 import onnx
 from edgepack_runtime import Runtime
-from edgepack_runtime.bundle import write_bundle
+from edgepack_runtime.bundle import Bundle, write_bundle
 from edgepack_runtime.compare import compare_output, compare_runs, summarize
 from edgepack_runtime.drift import compute_baseline
 from edgepack_runtime.precisions import Gate, gate, tolerance
@@ -32,6 +34,7 @@ from .errors import EdgepackError, ParityError
 from .model import load_model
 from .model.ort import reference_outputs
 from .plan import plan
+from .stages import StageRecorder
 from .targets.base import Job, QuantOptions
 
 N_SYNTHETIC = 40      # synthetic samples when no data is given (20% held out to verify)
@@ -81,6 +84,21 @@ def build(model_path: str | Path, *, targets=(table.DEFAULT,), input_shapes: dic
     ``gate_overrides`` (min_cosine, max_rel_error, min_snr_db, min_top1) replaced. ``quant`` tunes
     quantization (calibration method, I/O type, mixed precision).
     """
+    recorder = StageRecorder()
+    with recorder:
+        result = _build(recorder, model_path, targets=targets, input_shapes=input_shapes, out=out,
+                        calibration=calibration, preprocess=preprocess, holdout=holdout,
+                        allow_mismatch=allow_mismatch, thresholds=thresholds, gate_overrides=gate_overrides,
+                        version=version, num_threads=num_threads, samples=samples, precision=precision,
+                        quant=quant, report=report, progress=progress)
+    result.manifest["build"].update(recorder.figures())    # now with the bundle stage and the totals
+    return result
+
+
+def _build(recorder: StageRecorder, model_path, *, targets, input_shapes, out, calibration, preprocess, holdout,
+           allow_mismatch, thresholds, gate_overrides, version, num_threads, samples, precision, quant, report,
+           progress) -> BuildResult:
+    stage = recorder.stage
     quant = quant or QuantOptions()
     model_path = Path(model_path)
     out = Path(out) if out else default_output(model_path)
@@ -94,73 +112,97 @@ def build(model_path: str | Path, *, targets=(table.DEFAULT,), input_shapes: dic
         for item in planned.items:
             item.target.preflight(m)
 
-    progress("loading and normalizing the model")
-    model = load_model(model_path, input_shapes=input_shapes, preflight=preflight)
+    with stage("load"):
+        progress("loading and normalizing the model")
+        model = load_model(model_path, input_shapes=input_shapes, preflight=preflight)
+        progress("checking that every op converts")
+        preflight(model)
 
-    progress("checking that every op converts")
-    preflight(model)
-
-    progress("loading calibration data")
-    if samples is not None:
-        cal = CalibrationSet(list(samples), list(samples), "given", None, [], None, 0.0, 0, holdout_is_calib=True)
-    else:
-        cal = load_calibration(calibration, model, preprocess=preprocess, holdout=holdout,
-                               synthetic_samples=N_SYNTHETIC)
+    with stage("calibration"):
+        progress("loading calibration data")
+        if samples is not None:
+            cal = CalibrationSet(list(samples), list(samples), "given", None, [], None, 0.0, 0,
+                                 holdout_is_calib=True)
+        else:
+            cal = load_calibration(calibration, model, preprocess=preprocess, holdout=holdout,
+                                   synthetic_samples=N_SYNTHETIC)
     warnings.extend(cal.warnings)
     data_kind = {"given": "given", "synthetic": "synthetic"}.get(cal.kind, "holdout")
 
-    progress(f"computing fp32 reference outputs (onnxruntime, {len(cal.all)} samples)")
-    everything = cal.all
-    reference_all = reference_outputs(model, everything)
-    ref_of = {id(s): r for s, r in zip(everything, reference_all)}     # the hold-out is a subset of all
+    with stage("reference"):
+        progress(f"computing fp32 reference outputs (onnxruntime, {len(cal.all)} samples)")
+        everything = cal.all
+        reference_all = reference_outputs(model, everything)
     verify_samples = cal.holdout
+    ref_of = {id(s): r for s, r in zip(everything, reference_all)}     # the hold-out is a subset of all
     reference = [ref_of[id(s)] for s in verify_samples]
+    del ref_of
 
     files: dict[str, bytes] = {}
+    samples_listed = []
+    with stage("baseline"):
+        # The drift baseline is the only user of the calibration samples' reference outputs: compute it
+        # now and let them go, so they are not held through conversion and verification.
+        baseline = dict(compute_baseline(everything, reference_all), data=cal.kind)
+        del everything, reference_all
+        files["drift/baseline.json"] = json.dumps(baseline).encode()
+        for i, (inp, outs) in enumerate(zip(verify_samples[:N_BUNDLED], reference[:N_BUNDLED])):
+            files[f"samples/sample_{i:03d}.npz"] = _npz(model, inp, outs)
+            samples_listed.append({"file": f"samples/sample_{i:03d}.npz"})
+
     entries, gates = [], {}
     for item in planned.items:
         target = item.target
         gates[target.name] = thresholds or gate(item.precision, **(gate_overrides or {}))
-        progress(f"converting for target '{target.name}' ({item.precision})")
-        job = Job(item.precision, cal, reference, gates[target.name], quant, tuple(item.profiles), num_threads,
-                  progress)
-        entries.append(_convert(target, model, job, files))
+        with stage(f"convert:{target.name}"):
+            progress(f"converting for target '{target.name}' ({item.precision})")
+            job = Job(item.precision, cal, reference, gates[target.name], quant, tuple(item.profiles),
+                      num_threads, progress)
+            entries.append(_convert(target, model, job, files))
 
     tools = list(TOOLS) + [r.pip for i in planned.items for r in i.target.requires if r.pip not in TOOLS]
     manifest = _manifest(model, model_path, version, entries, planned.profiles_named, tools)
     manifest["calibration"] = cal.describe()
-    baseline = dict(compute_baseline(everything, reference_all), data=cal.kind)
-    files["drift/baseline.json"] = json.dumps(baseline).encode()
     manifest["drift_baseline"] = "drift/baseline.json"
-    for i, (inp, outs) in enumerate(zip(verify_samples[:N_BUNDLED], reference[:N_BUNDLED])):
-        files[f"samples/sample_{i:03d}.npz"] = _npz(model, inp, outs)
-        manifest["samples"].append({"file": f"samples/sample_{i:03d}.npz"})
+    manifest["samples"].extend(samples_listed)
 
+    # Verify from the bundle's exact member bytes, held in memory, through the runtime's own reader (each
+    # member read is checked against the manifest's sha256): the models verified are the bytes that ship,
+    # and the bundle is written once, below, with the parity figures in its manifest.
+    staged = Bundle.from_files(manifest, files)
     failures = []
-    with tempfile.TemporaryDirectory(prefix="edgepack-stage-") as tmp:
-        stage = write_bundle(Path(tmp) / "stage.edgepack", manifest, files)
-        for item, entry in zip(planned.items, manifest["targets"]):
+    for item, entry in zip(planned.items, manifest["targets"]):
+        with stage(f"verify:{entry['name']}"):
             progress(f"verifying target '{entry['name']}' in the runtime ({len(verify_samples)} samples)")
-            entry["parity"] = _verify(stage, item.target, entry, model, verify_samples, reference,
+            entry["parity"] = _verify(staged, item.target, entry, model, verify_samples, reference,
                                       gates[entry["name"]], num_threads)
-            entry["parity"]["data"] = data_kind
-            if not entry["parity"]["passed"]:
-                failures.append(entry)
+        entry["parity"]["data"] = data_kind
+        if not entry["parity"]["passed"]:
+            failures.append(entry)
+    del staged
     manifest["signature"] = None
     for entry in failures:
         warnings.append(f"target '{entry['name']}' is below the accuracy gate (shipped with --allow-mismatch)")
-    manifest["build"] = {"warnings": warnings}
-    if report:
-        from .report import write_report
-        write_report(report, manifest, {"command": "edgepack build " + model_path.name})
+    manifest["build"] = {"warnings": warnings, **recorder.figures()}
     if failures and not allow_mismatch:
+        if report:
+            _write_report(report, manifest, model_path)
         hint = "pass --allow-mismatch to ship anyway"
         if report:
             hint = f"see the layer table in {report}; " + hint
         raise ParityError(_parity_message(failures), hint=hint)
-    progress(f"writing {out}")
-    path = write_bundle(out, manifest, files)
+    with stage("bundle"):
+        progress(f"writing {out}")
+        path = write_bundle(out, manifest, files)
+    manifest = dict(manifest, build=dict(manifest["build"], **recorder.figures()))
+    if report:
+        _write_report(report, manifest, model_path)
     return BuildResult(path, manifest, warnings)
+
+
+def _write_report(report, manifest: dict, model_path: Path) -> None:
+    from .report import write_report
+    write_report(report, manifest, {"command": "edgepack build " + model_path.name})
 
 
 def _convert(target, model: onnx.ModelProto, job: Job, files: dict[str, bytes]) -> dict:
@@ -213,8 +255,8 @@ def _npz(model, inputs: dict, outputs: dict) -> bytes:
     return buf.getvalue()
 
 
-def _verify(stage: Path, target, entry: dict, model, samples, reference, gate_: Gate, num_threads) -> dict:
-    with Runtime.open(stage, backend=target.backend, target=entry["name"], num_threads=num_threads) as rt:
+def _verify(staged: Bundle, target, entry: dict, model, samples, reference, gate_: Gate, num_threads) -> dict:
+    with Runtime.open(staged, backend=target.backend, target=entry["name"], num_threads=num_threads) as rt:
         got = [rt.run(s) for s in samples]
         backend_name = rt.backend_name
     figures = summarize(compare_runs(got, reference, [o.name for o in model.graph.output]), gate_)

@@ -131,6 +131,28 @@ def io_table(inputs: list, outputs: list) -> str:
     return card("Inputs and outputs", table(["Direction", "Name", "Shape", "Dtype", "Layout"], rows))
 
 
+def build_cost(build: dict) -> str:
+    """Wall time, CPU time and peak RSS of each build stage (``manifest["build"]["stages"]``)."""
+    stages = [as_dict(x) for x in as_list(build.get("stages"))]
+    if not stages:
+        return ""
+    total = num(build.get("seconds"))
+    rows = []
+    for st in stages:
+        sec = num(st.get("seconds"))
+        share = sec / total if sec is not None and total else None
+        rows.append(tr([td(fmt.code(st.get("name"))), td(fmt.seconds(st.get("seconds")), "num"),
+                        td(fmt.pct(share), "num"), td(fmt.seconds(st.get("cpu_seconds")), "num"),
+                        td(fmt.fixed(st.get("peak_rss_mb"), 0, " MB"), "num")]))
+    rows.append(tr([td("<b>whole build</b>"), td(fmt.seconds(build.get("seconds")), "num"), td("", "num"),
+                    td(fmt.seconds(build.get("cpu_seconds")), "num"),
+                    td(fmt.fixed(build.get("peak_rss_mb"), 0, " MB"), "num")]))
+    note = ('<p class="muted">Time is charged to the innermost stage (latency is not counted in the '
+            "conversion). Peak RSS is the highest resident memory seen during the stage; the whole build's is "
+            "the process' peak. Python's start-up and imports before the build began are not counted.</p>")
+    return card("Build cost", table(["Stage", "Wall", "Share", "CPU", "Peak RSS"], rows) + note)
+
+
 def warnings_section(build: dict, targets: list[dict]) -> str:
     items = list(as_list(build.get("warnings")))
     for i, t in enumerate(targets):

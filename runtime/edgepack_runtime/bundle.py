@@ -44,18 +44,14 @@ from . import manifest as mf
 from .archive import DEFAULT_MAX_MEMBER_SIZE, open_source
 from .errors import BundleError
 
-__all__ = ["Bundle", "DEFAULT_MAX_MEMBER_SIZE", "unpack_bundle", "write_bundle"]
+__all__ = ["Bundle", "DEFAULT_MAX_MEMBER_SIZE", "bundle_document", "unpack_bundle", "write_bundle"]
 _REDOWNLOAD = "rebuild or re-download the bundle"
 
 
-def write_bundle(out: str | Path, manifest: dict, files: dict[str, bytes]) -> Path:
-    """Write a bundle tar file atomically and return its path.
-
-    Fills ``format``, ``format_version`` and ``files`` (sha256 and size of every member), and
-    ``signature`` (null) and ``created`` (now, UTC) when absent; then validates the manifest so a
-    written bundle always opens. ``files`` maps relative POSIX paths to member bytes.
-    """
-    out = Path(out)
+def bundle_document(manifest: dict, files: dict[str, bytes]) -> dict:
+    """The manifest exactly as ``write_bundle`` writes it for ``files``: ``format``, ``format_version`` and
+    ``files`` (sha256 and size of every member) filled in, ``signature`` (null) and ``created`` (now, UTC)
+    when absent; validated. BundleError on a bad member path or a reserved name in ``files``."""
     doc = dict(manifest, format=mf.FORMAT, format_version=mf.FORMAT_VERSION)
     doc.setdefault("signature", None)
     doc.setdefault("created", datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
@@ -66,6 +62,17 @@ def write_bundle(out: str | Path, manifest: dict, files: dict[str, bytes]) -> Pa
     doc["files"] = {rel: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
                     for rel, data in sorted(files.items())}
     mf.validate(doc)
+    return doc
+
+
+def write_bundle(out: str | Path, manifest: dict, files: dict[str, bytes]) -> Path:
+    """Write a bundle tar file atomically and return its path.
+
+    The manifest is ``bundle_document(manifest, files)``, validated so a written bundle always opens.
+    ``files`` maps relative POSIX paths to member bytes.
+    """
+    out = Path(out)
+    doc = bundle_document(manifest, files)
     members = [(mf.MANIFEST_NAME, mf.dumps(doc))] + sorted(files.items())
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
@@ -83,6 +90,20 @@ def write_bundle(out: str | Path, manifest: dict, files: dict[str, bytes]) -> Pa
         Path(tmp).unlink(missing_ok=True)
         raise
     return out
+
+
+class _MemorySource:
+    """Members held in memory (name -> bytes), read through the same interface as a tar or a folder."""
+
+    def __init__(self, members: dict[str, bytes]):
+        self._data = members
+        self.members = dict.fromkeys(members)
+
+    def size(self, name: str) -> int:
+        return len(self._data[name])
+
+    def chunks(self, name: str):
+        yield self._data[name]
 
 
 class Bundle:
@@ -112,6 +133,18 @@ class Bundle:
         for rel in doc["files"]:
             bundle._verified(rel, keep=False)
         return bundle
+
+    @classmethod
+    def from_files(cls, manifest: dict, files: dict[str, bytes], *, name: str = "<memory>") -> "Bundle":
+        """The bundle ``write_bundle(path, manifest, files)`` would write, held in memory (nothing on disk).
+
+        Its manifest bytes are exactly the ones ``write_bundle`` writes for the same arguments (given the
+        same ``created``), and ``read`` verifies each member against the manifest as for a file, so a
+        runtime opened on it runs the very bytes that will ship. Member bytes are referenced, not copied.
+        """
+        doc = bundle_document(manifest, files)
+        raw = mf.dumps(doc)
+        return cls(Path(name), _MemorySource({**files, mf.MANIFEST_NAME: raw}), raw, mf.loads(raw))
 
     @property
     def path(self) -> Path:

@@ -47,7 +47,11 @@ def full_manifest() -> dict:
              "parity": {"passed": False, "thresholds": {"min_cosine": 0.98},
                         "outputs": {"y": {"cosine": 0.5, "snr_db": float("nan")}}}},
         ],
-        "build": {"warnings": ["opset 13 Resize emulated with RESIZE_BILINEAR"]},
+        "build": {"warnings": ["opset 13 Resize emulated with RESIZE_BILINEAR"],
+                  "stages": [{"name": "reference", "seconds": 6.0, "cpu_seconds": 11.5, "peak_rss_mb": 470.2},
+                             {"name": "convert:cpu", "seconds": 2.0, "cpu_seconds": 1.9, "peak_rss_mb": 512.0},
+                             {"name": "bundle<b>", "seconds": 0.25, "cpu_seconds": None, "peak_rss_mb": None}],
+                  "seconds": 8.0, "cpu_seconds": 13.6, "peak_rss_mb": 530.4},
     }
 
 
@@ -122,6 +126,17 @@ def test_full_report_content():
     assert 'class="badge pass"' in page and 'class="badge fail"' in page
     assert "Synthetic calibration" not in text
     assert 'class="num bad">0.500000' in page and ">NaN<" in page  # gpu parity failures highlighted
+
+
+def test_build_cost_table_lists_every_stage():
+    page = render_report(full_manifest())
+    section = re.search(r"<h2>Build cost</h2>.*?</section>", page, flags=re.S).group(0)
+    text = " ".join(parse(section).text)
+    assert "reference" in text and "6.00 s" in text and "75.0%" in text and "470 MB" in text
+    assert "convert:cpu" in text and "512 MB" in text
+    assert "whole build" in text and "8.00 s" in text and "13.60 s" in text and "530 MB" in text
+    assert "bundle&lt;b&gt;" in section and "<b>whole build</b>" in section   # names escaped
+    assert "Build cost" not in render_report(MINIMAL)                           # no stages, no section
 
 
 def test_worst_layers_table_leads_with_culprit_and_marks_float():

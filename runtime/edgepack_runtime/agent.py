@@ -42,7 +42,7 @@ class Agent:
                  drift_window: int = 1000, drift_window_seconds: float | None = None,
                  drift_thresholds: Thresholds | None = None, drift_budget: float = 0.01,
                  drift_every: int | None = None, sampler=None, commands=None, restart_base: float = 0.5,
-                 restart_cap: float = 30.0):
+                 restart_cap: float = 30.0, refuse_nonfinite: bool = False):
         self.rt = runtime
         self.commands = COMMANDS if commands is None else commands   # verb -> schema -> handler
         self.sink = sink
@@ -60,6 +60,7 @@ class Agent:
         self.paused.set()
         self.alerts = 0
         self.sampler = sampler               # optional RawSampler (off by default)
+        self.refuse_nonfinite = refuse_nonfinite   # NaN/Inf inputs: counted always, refused when set
         self.drift_budget = drift_budget     # fraction of inference time drift observation may cost
         self._fixed_every = drift_every      # observe every N-th call; None adapts N to the budget
         self._observe_every, self._calls = drift_every or 1, 0
@@ -104,6 +105,7 @@ class Agent:
     # inference --------------------------------------------------------------------------
     def infer(self, inputs: dict, timeout: float = 30.0) -> dict:
         """Queue one request and wait for its outputs; raises Busy, InputError or the backend's error."""
+        self._finite(inputs)
         fut: Future = Future()
         try:
             self.requests.put_nowait((inputs, fut))
@@ -119,8 +121,27 @@ class Agent:
 
     def run(self, inputs: dict) -> dict:
         """One instrumented call without the queue: cache, backend, telemetry, drift."""
+        self._finite(inputs)
         key, hit = self._lookup(inputs)
         return hit if hit is not None else self._compute(inputs, key)
+
+    def _finite(self, inputs) -> None:
+        """Count a request whose float inputs hold NaN or Inf; refuse it (InputError) if ``refuse_nonfinite``."""
+        if not isinstance(inputs, dict):
+            return
+        for name, value in inputs.items():
+            try:
+                array = np.asarray(value)
+                bad = int(array.size - np.count_nonzero(np.isfinite(array))) if array.dtype.kind in "fc" else 0
+            except (TypeError, ValueError):       # ragged or odd: the runtime's own check will say what is wrong
+                continue
+            if bad:
+                self.telemetry.nonfinite()
+                if self.refuse_nonfinite:
+                    self.telemetry.error("NonFiniteInput", input_error=True)
+                    raise InputError(f"input {name!r} holds {bad} NaN/Inf value(s); this agent refuses them",
+                                     hint="send finite numbers, or run the agent without refuse_nonfinite")
+                return
 
     def _work(self) -> None:
         while not self._stop.is_set():

@@ -48,7 +48,37 @@ SETTINGS = {
     "sample_dir": (str, None, "keep raw inputs/outputs here for labeling (off by default)"),
     "sample_per_minute": (float, 6.0, "raw samples kept per minute at most"),
     "sample_max_mb": (float, 100.0, "size cap of the raw sample folder"),
+    "refuse_nonfinite": (bool, False, "answer inputs holding NaN or Inf with an input error (400) instead of running"),
+    "command_rate": (float, 5.0, "MQTT commands handled per second at most (token bucket; more answer rate_limited)"),
+    "command_burst": (int, 20, "MQTT commands handled at once before command_rate applies"),
 }
+# floor and ceiling of every numeric setting, inclusive (runtime/README.md states them; a test keeps them in step)
+BOUNDS = {
+    "telemetry_interval": (0.1, 86400.0), "http_port": (0, 65535),
+    "outbox_max_messages": (1, 10_000_000), "outbox_max_mb": (0.01, 100_000.0),
+    "queue_size": (1, 100_000), "cache_size": (0, 100_000), "max_batch": (1, 1024), "max_wait_ms": (0.0, 10_000.0),
+    "drift_window": (10, 100_000_000), "drift_window_seconds": (1.0, 30 * 86400.0),
+    "drift_psi": (0.0, 100.0), "drift_js": (0.0, 1.0), "drift_ks": (0.0, 1.0), "drift_class_shift": (0.0, 1.0),
+    "threads": (1, 1024), "sample_per_minute": (0.0, 60_000.0), "sample_max_mb": (0.0, 1_000_000.0),
+    "command_rate": (0.01, 1000.0), "command_burst": (1, 10_000),
+    "http_max_connections": (1, 10_000), "http_header_timeout": (0.1, 3600.0), "http_body_timeout": (0.1, 3600.0),
+    "http_idle_timeout": (0.1, 3600.0), "http_max_body_mb": (0.001, 4096.0), "http_body_budget_mb": (0.01, 65536.0),
+}
+
+
+def describe_bounds(key: str) -> str:
+    """``[lo, hi]`` of a numeric setting, as the README and the error messages write it."""
+    return "[" + ", ".join(str(int(b)) if float(b).is_integer() else f"{b:g}" for b in BOUNDS[key]) + "]"
+
+
+def _bounded(key: str, value, source: str):
+    """``value`` if it lies within the setting's bounds (NaN never does), else an error naming the setting."""
+    if key in BOUNDS and value is not None and not isinstance(value, bool):
+        lo, hi = BOUNDS[key]
+        if not lo <= value <= hi:
+            raise EdgepackError(f"agent setting {source} must be in {describe_bounds(key)}, not {value!r}",
+                                hint="see the settings table in the runtime README")
+    return value
 DEFAULTS = {k: d for k, (_, d, _) in SETTINGS.items() if d is not None}
 KEYS = set(SETTINGS)
 
@@ -57,8 +87,11 @@ def add_parser(sub) -> None:
     p = sub.add_parser("agent", help="run the bundle as a service: local HTTP API, telemetry over MQTT")
     p.add_argument("--config", type=Path, help="TOML file with the same settings (flags override it)")
     for key, (kind, default, help_) in SETTINGS.items():
-        if help_ is not None:
+        if help_ is not None and kind is bool:
+            p.add_argument("--" + key.replace("_", "-"), dest=key, action="store_const", const=True, help=help_)
+        elif help_ is not None:
             shown = f" (default {default})" if default is not None else ""
+            shown += f", within {describe_bounds(key)}" if key in BOUNDS else ""
             p.add_argument("--" + key.replace("_", "-"), dest=key, type=kind, help=help_ + shown)
     p.add_argument("--list-commands", action="store_true",
                    help="print the MQTT command table (cmd/<verb>: arguments, what it does) and exit")
@@ -69,10 +102,10 @@ def add_parser(sub) -> None:
 def _typed(key: str, value, source: str):
     kind = SETTINGS[key][0]
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, kind) or isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise EdgepackError(f"agent setting {key} in {source} must be {kind.__name__}, not {value!r}")
-    return value
+    return _bounded(key, value, f"{key} in {source}")
 
 
 def settings(args) -> dict:
@@ -92,7 +125,8 @@ def settings(args) -> dict:
             raise EdgepackError(f"agent config {args.config} has unknown keys {unknown}",
                                 hint=f"known keys: {', '.join(sorted(KEYS))}")
         conf.update({k: _typed(k, v, str(args.config)) for k, v in data.items()})
-    conf.update({k: v for k, v in vars(args).items() if k in KEYS and v is not None})
+    conf.update({k: _bounded(k, v, f"--{k.replace('_', '-')}") for k, v in vars(args).items()
+                 if k in KEYS and v is not None})
     if not conf.get("bundle"):
         raise EdgepackError("no bundle given", hint="pass --bundle PATH or set bundle in --config")
     if conf.get("broker") and not conf.get("device_id"):
@@ -122,7 +156,8 @@ def make_sink(conf: dict):
     tls = {k: conf.get(k) for k in ("ca", "cert", "key")} if url.scheme == "mqtts" else False
     return MqttLink(host=url.hostname, port=url.port or (8883 if tls else 1883), device_id=conf["device_id"],
                     fleet=conf["fleet"], outbox=outbox, username=conf.get("username"),
-                    password=conf.get("password"), tls=tls, protocol=conf["mqtt_protocol"])
+                    password=conf.get("password"), tls=tls, protocol=conf["mqtt_protocol"],
+                    command_rate=conf["command_rate"], command_burst=conf["command_burst"])
 
 
 def make_agent(conf: dict):
@@ -141,7 +176,7 @@ def make_agent(conf: dict):
                  queue_size=conf["queue_size"], cache_size=conf["cache_size"], max_batch=conf["max_batch"],
                  max_wait_ms=conf["max_wait_ms"], drift_window=conf["drift_window"],
                  drift_window_seconds=conf.get("drift_window_seconds"), drift_thresholds=thresholds,
-                 sampler=sampler)
+                 sampler=sampler, refuse_nonfinite=conf["refuse_nonfinite"])
 
 
 def http_limits(conf: dict) -> dict:

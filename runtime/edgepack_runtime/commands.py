@@ -17,14 +17,16 @@ exception into ``command_failed``. ``render()`` writes the table as Markdown for
 from __future__ import annotations
 
 import re
+import threading
+import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from .cmdschema import Arg, validate
 from .payload import MAX_COMMAND_BYTES, MAX_DEPTH, BadCommand, parse_payload
 
-__all__ = ["Arg", "BadCommand", "Command", "MAX_COMMAND_BYTES", "MAX_DEPTH", "Registry", "UnknownVerb",
-           "parse_payload", "validate"]
+__all__ = ["Arg", "BadCommand", "Command", "MAX_COMMAND_BYTES", "MAX_DEPTH", "Registry", "TokenBucket",
+           "UnknownVerb", "parse_payload", "validate"]
 
 VERB = re.compile(r"[a-z][a-z0-9_-]{0,31}")     # one MQTT topic level, no wildcards
 
@@ -110,6 +112,31 @@ class Registry:
                              + (f", {arg.doc}" if arg.doc else "") for name, arg in c.schema.items())
             rows.append(f"| `{c.verb}` | {_cell(args or 'none')} | {_cell(c.doc)} |")
         return "\n".join(rows) + "\n"
+
+
+class TokenBucket:
+    """At most ``burst`` commands at once and ``rate`` per second on average: ``take()`` says whether one may run.
+
+    The bucket holds up to ``burst`` tokens and refills at ``rate`` tokens per second; each command takes one.
+    A device answers what does not fit with a ``rate_limited`` event instead of running it, so a flood of
+    ``cmd/*`` messages costs a counter, not the handlers' work."""
+
+    def __init__(self, rate: float, burst: int, *, clock=time.monotonic):
+        if not rate > 0 or burst < 1:
+            raise ValueError(f"a token bucket needs rate > 0 and burst >= 1, not {rate!r}, {burst!r}")
+        self.rate, self.burst, self._clock = float(rate), int(burst), clock
+        self._tokens, self._last = float(burst), clock()
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            if self._tokens >= 1.0:
+                self._tokens -= 1.0
+                return True
+            return False
 
 
 def _cell(text: str) -> str:

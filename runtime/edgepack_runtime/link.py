@@ -19,6 +19,7 @@ import threading
 import time
 from typing import Callable
 
+from .commands import TokenBucket
 from .errors import EdgepackError
 from .outbox import Outbox
 from .payload import MAX_COMMAND_BYTES, BadCommand, parse_payload
@@ -41,7 +42,8 @@ class MqttLink:
                  username: str | None = None, password: str | None = None, tls: bool | dict = False,
                  keepalive: int = 30, on_command: Callable[[str, dict], None] | None = None,
                  backoff_base: float = 0.5, backoff_cap: float = 30.0, protocol: str = "auto",
-                 flush_timeout: float = 2.0, restart_base: float = 0.5, restart_cap: float = 30.0):
+                 flush_timeout: float = 2.0, restart_base: float = 0.5, restart_cap: float = 30.0,
+                 command_rate: float = 5.0, command_burst: int = 20, rate_limited_every: float = 1.0):
         if protocol not in ("auto", "5", "3.1.1"):
             raise ValueError(f"protocol must be auto, 5 or 3.1.1, not {protocol!r}")
         try:
@@ -60,7 +62,9 @@ class MqttLink:
         self._fallback = protocol == "auto"
         self.connected = threading.Event()
         self.last_error: str | None = None
-        self.counters = {"published": 0, "acked": 0, "reconnects": 0, "bad_commands": 0}
+        self.counters = {"published": 0, "acked": 0, "reconnects": 0, "bad_commands": 0, "rate_limited": 0}
+        self.commands_bucket = TokenBucket(command_rate, command_burst)   # per-device command rate limit
+        self._limited = {"since": 0, "last_event": None, "every": rate_limited_every}
         self._inflight: dict[int, int] = {}     # paho mid -> outbox seq
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -229,6 +233,9 @@ class MqttLink:
         """One command; nothing may escape to paho, which would tear the connection down."""
         verb = msg.topic.rsplit("/", 1)[-1]
         try:
+            if not self.commands_bucket.take():
+                self._rate_limited(verb)
+                return
             self._command(verb, msg.payload)
         except Exception:  # answering failed too (the outbox?): log it, the link stays up
             log.exception("command %.100r could not be answered", verb)
@@ -244,6 +251,21 @@ class MqttLink:
             log.warning("command %.100r failed", verb, exc_info=True)
             self.publish("events", {"type": "command_failed", "verb": verb[:100],
                                     "error": f"{type(exc).__name__}: {exc}"[:500]})
+
+    def _rate_limited(self, verb: str) -> None:
+        """Count a command over the rate; tell the fleet at most once per ``rate_limited_every`` seconds how many
+        were refused since the last ``rate_limited`` event (answering each one would be a flood of its own)."""
+        lim, now = self._limited, time.monotonic()
+        with self._lock:
+            self.counters["rate_limited"] += 1
+        lim["since"] += 1
+        if lim["last_event"] is None or now - lim["last_event"] >= lim["every"]:
+            bucket = self.commands_bucket
+            self.publish("events", {"type": "rate_limited", "verb": verb[:100], "dropped": lim["since"],
+                                    "rate_per_s": bucket.rate, "burst": bucket.burst,
+                                    "error": f"more than {bucket.rate:g} commands per second (burst {bucket.burst}); "
+                                             f"{lim['since']} refused since the last rate_limited event"})
+            lim["since"], lim["last_event"] = 0, now
 
     def bad_command(self, verb: str, error: str | BadCommand) -> None:
         """Count a refused command and tell the fleet on ``events`` (``bad_command`` or ``unknown_command``)."""

@@ -76,6 +76,7 @@ class Telemetry:
         self.hist = LatencyHistogram()
         self.errors: dict[str, int] = {}
         self.input_errors = 0
+        self.nonfinite_inputs = 0
         self.cache_hits = self.cache_lookups = 0
         self.busy_rejections = 0
         self.requests = 0
@@ -89,6 +90,11 @@ class Telemetry:
         with self._lock:
             self.errors[kind] = self.errors.get(kind, 0) + 1
             self.input_errors += int(input_error)
+
+    def nonfinite(self) -> None:
+        """A request whose inputs hold NaN or Inf (served or refused, as the agent is set)."""
+        with self._lock:
+            self.nonfinite_inputs += 1
 
     def cache(self, hit: bool) -> None:
         with self._lock:
@@ -114,6 +120,7 @@ class Telemetry:
                                    "p99": h.quantile(0.99) * 1e3,
                                    "mean": (h.sum / h.total * 1e3) if h.total else 0.0},
                        errors=dict(self.errors), input_errors=self.input_errors,
+                       nonfinite_inputs=self.nonfinite_inputs,
                        busy_rejections=self.busy_rejections,
                        cache_hit_rate=(self.cache_hits / self.cache_lookups) if self.cache_lookups else None,
                        rss_bytes=rss_bytes())

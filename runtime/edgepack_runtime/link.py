@@ -43,9 +43,12 @@ class MqttLink:
                  keepalive: int = 30, on_command: Callable[[str, dict], None] | None = None,
                  backoff_base: float = 0.5, backoff_cap: float = 30.0, protocol: str = "auto",
                  flush_timeout: float = 2.0, restart_base: float = 0.5, restart_cap: float = 30.0,
-                 command_rate: float = 5.0, command_burst: int = 20, rate_limited_every: float = 1.0):
+                 command_rate: float = 5.0, command_burst: int = 20, rate_limited_every: float = 1.0,
+                 connect_timeout: float = 10.0):
         if protocol not in ("auto", "5", "3.1.1"):
             raise ValueError(f"protocol must be auto, 5 or 3.1.1, not {protocol!r}")
+        if not 0 < connect_timeout <= 3600:
+            raise ValueError(f"connect_timeout must be in (0, 3600] seconds, not {connect_timeout!r}")
         try:
             import paho.mqtt.client  # noqa: F401  (imported here: the runtime works without it)
         except ImportError:
@@ -58,6 +61,7 @@ class MqttLink:
         self.on_command = on_command
         self.username, self.password, self.tls = username, password, tls
         self.backoff_base, self.backoff_cap, self.flush_timeout = backoff_base, backoff_cap, flush_timeout
+        self.connect_timeout = connect_timeout   # TCP accepted but no CONNACK by then: "did not answer"
         self.protocol = "3.1.1" if protocol == "3.1.1" else "5"
         self._fallback = protocol == "auto"
         self.connected = threading.Event()
@@ -128,13 +132,16 @@ class MqttLink:
         self._drop_client()          # a restart after a failure: the old client's socket is closed first
         while not self._stop.is_set():
             self.supervisor.beat()
-            reached, self._got_connack = False, False
+            reached, self._got_connack, silent = False, False, False
             try:
                 self._client = self._make_client()
                 self._client.connect(self.host, self.port, self.keepalive)
-                reached = True
+                reached, answer_by = True, time.monotonic() + self.connect_timeout
                 while self._client.loop(timeout=0.05) == 0:
                     self.supervisor.beat()
+                    if not self._got_connack and time.monotonic() > answer_by:
+                        silent = True             # accepted the TCP connection, never sent a CONNACK
+                        break
                     if self.connected.is_set():
                         attempt = 0
                         self._drain()
@@ -151,8 +158,12 @@ class MqttLink:
             if self._stop.is_set():
                 break
             if reached and not self._got_connack:
-                self.last_error = (f"broker {self.host}:{self.port} closed the connection without answering "
-                                   f"(MQTT {self.protocol}); check the port, TLS (mqtts://) and the MQTT version")
+                what = (f"did not answer within {self.connect_timeout:g} s" if silent
+                        else "closed the connection without answering")
+                self.last_error = (f"broker {self.host}:{self.port} {what} (MQTT {self.protocol}); check the port, "
+                                   "TLS (mqtts://) and the MQTT version")
+                if silent:
+                    self._drop_client()
                 if self._fallback:   # a 3.1.1 broker may just hang up on a version-5 CONNECT: try the other
                     self.protocol = "3.1.1" if self.protocol == "5" else "5"
             with self._lock:

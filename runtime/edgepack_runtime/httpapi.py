@@ -87,7 +87,8 @@ class Api:
                     keep = self.answer(conn, req) and req.keep_alive
                 except HttpError as exc:
                     keep = not exc.close and req is not None and req.keep_alive
-                    conn.send(exc.status, exc.body, close=not keep, headers=exc.headers)
+                    conn.send(exc.status, exc.body, close=not keep, headers=exc.headers,
+                              head_only=req is not None and req.method == "HEAD")
                 if not keep:
                     return
         except Closed:

@@ -43,10 +43,12 @@ def lower(model: onnx.ModelProto, deployment: str = "iOS16"):
         dtype = narrow(ctx.dtype(v.name))
         if dtype not in MIL_DTYPE:
             raise ConversionError(f"input '{v.name}' has type {dtype}, which Core ML inputs cannot take")
-        placeholders[v.name] = mb.placeholder(shape=ctx.shape(v.name), dtype=types.string_to_builtin(MIL_DTYPE[dtype]))
+        shape = ctx.shape(v.name) or (1,)          # Core ML inputs have rank >= 1: a scalar comes as [1]
+        placeholders[v.name] = mb.placeholder(shape=shape, dtype=types.string_to_builtin(MIL_DTYPE[dtype]))
     with Function(placeholders, opset_version=ct_target(deployment)) as fn:
         for name, var in fn.inputs.items():
-            ctx.set(name, var)
+            scalar = not ctx.shape(name)
+            ctx.set(name, mb.reshape(x=var, shape=np.zeros(0, np.int32), name=name + "__scalar") if scalar else var)
         for node, entry in zip(model.graph.node, entries):
             ctx.node = node
             try:
@@ -85,15 +87,15 @@ def package(program, *, precision: str = "fp16", deployment: str = "iOS16", meta
 
 
 def zip_package(mlmodel) -> bytes:
-    """The saved ``.mlpackage`` folder as one uncompressed zip (members under ``model.mlpackage/``)."""
+    """The saved ``.mlpackage`` folder as one uncompressed zip (members under ``model.mlpackage/``,
+    folder entries included)."""
     with tempfile.TemporaryDirectory(prefix="edgepack-coreml-") as tmp:
         root = Path(tmp) / "model.mlpackage"
         mlmodel.save(str(root))
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
-            for path in sorted(root.rglob("*")):
-                if path.is_file():
-                    zf.write(path, str(path.relative_to(Path(tmp))))
+            for path in [root] + sorted(root.rglob("*")):   # folders too: the manifest names empty ones
+                zf.write(path, str(path.relative_to(Path(tmp))))
         return buf.getvalue()
 
 

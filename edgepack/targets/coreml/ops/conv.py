@@ -14,7 +14,14 @@ def _conv_check(node, ctx):
     return None
 
 
-@COREML.converts("Conv", since=1, check=_conv_check)
+def _conv2_check(node, ctx):
+    dilated = any(d != 1 for d in ctx.attrs(node).get("dilations", []))
+    if dilated and ctx.const(node.input[1]) is None:
+        return "dilated convolution with weights computed at run time"
+    return _conv_check(node, ctx)
+
+
+@COREML.converts("Conv", since=1, check=_conv2_check)
 def conv(node, ctx):
     """conv (weights constant or computed; bias added separately when computed)"""
     a = ctx.attrs(node)

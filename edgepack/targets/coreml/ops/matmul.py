@@ -7,8 +7,13 @@ from ..registry import COREML
 
 @COREML.converts("MatMul", since=1)
 def matmul(node, ctx):
-    """matmul (numpy semantics: batched and broadcasting)"""
-    ctx.set(ctx.out(), mb.matmul(x=ctx.x(node.input[0]), y=ctx.x(node.input[1]), name=ctx.out()))
+    """matmul (numpy semantics: batched and broadcasting; a 1-D right operand as a column)"""
+    y = ctx.x(node.input[1])
+    if ctx.rank(node.input[1]) != 1:
+        return ctx.set(ctx.out(), mb.matmul(x=ctx.x(node.input[0]), y=y, name=ctx.out()))
+    column = mb.reshape(x=y, shape=np.array([-1, 1], np.int32), name=ctx.name("col"))
+    z = mb.matmul(x=ctx.x(node.input[0]), y=column, name=ctx.name("mm"))
+    ctx.set(ctx.out(), mb.reshape(x=z, shape=np.array(ctx.shape(node.output[0]), np.int32), name=ctx.out()))
 
 
 def _linear_bias(ctx, c_name, beta, n):

@@ -64,15 +64,24 @@ def test_connections_over_the_cap_get_503_at_once():
             s.close()
 
 
+def _until(condition, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the agent did not reach the expected state"
+        time.sleep(0.01)
+
+
 def test_idle_connections_make_room_for_health_while_inference_is_saturated():
     with served(agent_kw={"queue_size": 1}, max_connections=6) as (agent, server):
         agent.paused.clear()
         results = []
         busy = [threading.Thread(target=lambda: results.append(exchange(server.port, request("POST", "/v1/infer", X),
                                                                         timeout=30))) for _ in range(2)]
-        for t in busy:
+        # one request held by the paused worker, then one waiting in the queue (size 1): both slots taken.
+        # Sent together, the second could find the queue still full and be answered 503 at once.
+        for t, queued in zip(busy, (0, 1)):
             t.start()
-        time.sleep(0.3)
+            _until(lambda: server.api.slots._value == 1 - queued and agent.requests.qsize() == queued)
         idle = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(10)]
         time.sleep(EVICT_IDLE_S + 2.0)     # a wide margin: accepting them may lag on a loaded machine
         status, _, health = get(server.port, "/v1/health")

@@ -106,12 +106,7 @@ def make(nodes, inputs: dict, outputs, inits=(), opset: int = 17, dtype=onnx.Ten
     outs = [h.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None) for o in outputs]
     graph = h.make_graph(nodes, "t", ins, outs, list(inits))
     model = h.make_model(graph, opset_imports=[h.make_opsetid("", opset)])
-    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
-    known = {v.name: v for v in inferred.graph.value_info}
-    del inferred.graph.output[:]
-    inferred.graph.output.extend(known[o] if o in known else next(v for v in model.graph.output if v.name == o)
-                                 for o in outputs)
-    return inferred
+    return onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
 
 
 def weight(name: str, shape, seed: int = 0, scale: float = 1.0):

@@ -61,7 +61,9 @@ MODES: dict[str, Mode] = {
     "palettize6": Mode(16, _palettize(6), "6-bit lookup table per tensor"),
     "palettize4": Mode(16, _palettize(4), "4-bit lookup table per tensor"),
     "prune": Mode(16, _prune, f"magnitude pruning to {int(SPARSITY * 100)}% sparsity, sparse storage"),
-    "w4-block": Mode(18, _linear("int4", "per_block", 32), "int4 linear symmetric weights in blocks of 32"),
+    "w4-block": Mode(18, lambda m: _linear("int4", "per_channel")(_linear("int4", "per_block", 32)(m)),
+                     "int4 linear symmetric weights in blocks of 32 (per channel where the input axis does not "
+                     "split into blocks)"),
     "prune-palettize4": Mode(18, lambda m: _palettize(4, joint=True)(_prune(m)),
                              f"{int(SPARSITY * 100)}% magnitude pruning, then 4-bit palettes of the kept values"),
 }
@@ -101,7 +103,7 @@ def weight_bytes(program) -> dict:
         if op.op_type != "const":
             continue
         val = op.outputs[0].val
-        nbytes = int(np.asarray(val).nbytes) if isinstance(val, np.ndarray) else 0
+        nbytes = _stored_bytes(op.outputs[0]) if isinstance(val, np.ndarray) else 0
         if id(op.outputs[0]) in consumed:
             out["compressed_bytes"] += nbytes
         elif isinstance(val, np.ndarray) and val.size >= THRESHOLD and val.dtype.kind == "f":
@@ -110,6 +112,16 @@ def weight_bytes(program) -> dict:
         else:
             out["small_const_bytes"] += nbytes
     return out
+
+
+def _stored_bytes(var) -> int:
+    """Bytes a constant takes in the weight file: sub-byte types (uint1..uint6, int4) are packed, while
+    coremltools holds them one per numpy byte."""
+    from coremltools.converters.mil.mil import types
+    name = types.builtin_to_string(var.dtype) or ""
+    digits = "".join(c for c in name if c.isdigit())
+    bits = int(digits) if digits else (1 if name == "bool" else np.asarray(var.val).dtype.itemsize * 8)
+    return (int(np.asarray(var.val).size) * bits + 7) // 8
 
 
 def summarize(before, after, precision: str) -> dict:

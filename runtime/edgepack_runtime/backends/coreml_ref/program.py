@@ -21,6 +21,7 @@ from .registry import OPS
 from .values import TensorType, decode, tensor_type
 
 CONSTANT_OPS = ("const",)
+ATTRIBUTES_IGNORED = ("name",)
 FOLDED_PREFIX = "constexpr_"
 
 
@@ -79,8 +80,9 @@ class Program:
                 binds = [b.name if b.WhichOneof("binding") == "name" else _Immediate(decode(b.value, self._package.blob))
                          for b in arg.arguments]
                 inputs.append((name, binds))
-            if mil_op.type in CONSTANT_OPS:
-                inputs = [("val", [_Immediate(decode(mil_op.attributes["val"], self._package.blob))])]
+            for name, value in mil_op.attributes.items():   # const's val; iOS16 constexpr_* parameters
+                if name not in ATTRIBUTES_IGNORED and name not in mil_op.inputs:
+                    inputs.append((name, [_Immediate(decode(value, self._package.blob))]))
             step = Step(mil_op.type, impl, inputs, [o.name for o in mil_op.outputs],
                         [tensor_type(o.type) for o in mil_op.outputs])
             if mil_op.type in CONSTANT_OPS or mil_op.type.startswith(FOLDED_PREFIX):

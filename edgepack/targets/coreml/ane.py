@@ -61,6 +61,11 @@ def _ops(facts):
     return [op for op in facts.program.functions["main"].operations if op.op_type not in NEUTRAL]
 
 
+def _name(op) -> str:
+    """The op's name as the translator gave it (coremltools' fp16 pass appends ``_cast_fp16``)."""
+    return op.name[:-len("_cast_fp16")] if op.name.endswith("_cast_fp16") else op.name
+
+
 def _shape(var):
     return tuple(getattr(var, "shape", ()) or ())
 
@@ -86,16 +91,16 @@ RULES: tuple[Rule, ...] = (
     Rule("fp32-compute", "off-ane", "fp32 compute precision (the Neural Engine computes in fp16 only)",
          lambda f: ["model"] if f.compute_precision == "fp32" else []),
     Rule("rank>5", "fallback", f"tensors of rank above {MAX_RANK}",
-         lambda f: [op.name for op in _ops(f) if any(len(_shape(o)) > MAX_RANK for o in op.outputs)]),
+         lambda f: [_name(op) for op in _ops(f) if any(len(_shape(o)) > MAX_RANK for o in op.outputs)]),
     Rule("large-axis", "fallback", f"tensor axes longer than {MAX_DIM}",
-         lambda f: [op.name for op in _ops(f)
+         lambda f: [_name(op) for op in _ops(f)
                     if any(isinstance(d, int) and d > MAX_DIM for o in op.outputs for d in _shape(o))]),
     Rule("fallback-op", "fallback", "ops the Neural Engine does not run ("
          + ", ".join(sorted(set(FALLBACK_OPS.values()))) + ")",
-         lambda f: [f"{op.name} ({op.op_type}: {FALLBACK_OPS[op.op_type]})" for op in _ops(f)
+         lambda f: [f"{_name(op)} ({op.op_type}: {FALLBACK_OPS[op.op_type]})" for op in _ops(f)
                     if op.op_type in FALLBACK_OPS]),
     Rule("integer-tensors", "fallback", "arithmetic on integer or boolean tensors",
-         lambda f: [f"{op.name} ({op.op_type})" for op in _ops(f) if op.op_type not in FALLBACK_OPS
+         lambda f: [f"{_name(op)} ({op.op_type})" for op in _ops(f) if op.op_type not in FALLBACK_OPS
                     and any(_dtype(o) in NON_FLOAT for o in op.outputs)]),
     Rule("fp16-overflow", "risk", f"activations beyond the fp16 range (|x| > {FP16_MAX:g}) on calibration data",
          lambda f: [f"{t} (max |x| {s['max_abs']:.4g})" for t, s in f.stats.items() if s["max_abs"] > FP16_MAX]),

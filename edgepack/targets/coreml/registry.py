@@ -8,10 +8,16 @@ TENSOR_TYPES = {np.dtype(t) for t in (np.float32, np.float16, np.float64, np.int
                                       np.int8, np.uint8, np.bool_)}
 
 
+MAX_RANK = 5              # Core ML refuses tensors of higher rank
+
+
 def _tensor_types(node, ctx):
     names = [n for n in list(node.input) + list(node.output) if n]
     bad = sorted({str(ctx.dtype(n)) for n in names if ctx.dtype(n) not in TENSOR_TYPES})
-    return f"tensor type(s) {', '.join(bad)} have no Core ML equivalent" if bad else None
+    if bad:
+        return f"tensor type(s) {', '.join(bad)} have no Core ML equivalent"
+    deep = [n for n in names if ctx.rank(n) > MAX_RANK]
+    return f"rank {ctx.rank(deep[0])} tensor '{deep[0]}' (Core ML tensors have rank <= {MAX_RANK})" if deep else None
 
 
 COREML = Registry("coreml", node_check=_tensor_types)

@@ -37,18 +37,20 @@ class Runtime:
         target entry by name. BackendError says which backends and targets exist when none fits.
         """
         bundle = path if isinstance(path, Bundle) else Bundle.open(path)
-        failures = []
+        failures, hints = [], []
         for spec, entry in candidates(bundle.manifest["targets"], backend, target):
             try:
                 session = spec.load(bundle.read(entry["file"]), num_threads=num_threads)
             except BackendError as exc:
                 if backend is not None:
                     raise
-                failures.append(f"{spec.name}/{entry['name']}: {exc}")
+                failures.append(f"{spec.name}/{entry['name']} ({entry['file']}): {exc.message}")
+                hints.append(exc.hint)
                 continue
             return cls(bundle, entry, spec.name, session)
+        same = hints and all(h == hints[0] for h in hints)   # one cause (a corrupt file): say its remedy only
         raise BackendError("no backend could load this bundle: " + "; ".join(failures),
-                           hint="reinstall a backend, or force one with backend=...")
+                           hint=hints[0] if same and hints[0] else "reinstall a backend, or force one with backend=...")
 
     @property
     def inputs(self) -> list[dict]:

@@ -150,8 +150,6 @@ def test_a_hard_linked_member_in_a_folder_is_refused(folder, tmp_path, capsys):
 
 
 # --- a model whose bytes are corrupt but whose hashes match (manifest rebuilt) -------------------------------
-@pytest.mark.xfail(strict=True, reason="the aggregated message is built in runtime.py (Runtime.open) and the "
-                   "tflite backend's hint in backends/tflite.py; neither is in this change's files (issue #11)")
 def test_a_corrupt_model_gives_one_consistent_hint(tmp_path, capsys):
     good = Bundle.open(h.add_bundle(tmp_path / "tfl.edgepack", onnx=False))
     files = {rel: good.read(rel) for rel in good.manifest["files"]}

@@ -49,7 +49,8 @@ class TFLiteSession:
             self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise BackendError(f"{name} could not load the model: {exc}",
-                               hint="rebuild the bundle, or try --backend onnxruntime") from None
+                               hint="the model file is not a TFLite model this interpreter accepts: rebuild the "
+                                    "bundle") from None
         self._refresh()
 
     def _refresh(self) -> None:

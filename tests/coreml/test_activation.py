@@ -43,6 +43,13 @@ def test_clip(lo, hi):
     assert_converts(m)
 
 
+def test_clip_bounds_computed_at_run_time():
+    m = make([h.make_node("Clip", ["x", "lo", "hi"], ["y"])], {"x": [2, 6], "lo": [], "hi": []}, ["y"])
+    feeds = {"x": RNG.standard_normal((2, 6)).astype(np.float32), "lo": np.array(-0.4, np.float32),
+             "hi": np.array(0.3, np.float32)}
+    assert_converts(m, feeds)
+
+
 def test_clip_opset6_attributes():
     m = make([h.make_node("Clip", ["x"], ["y"], min=-0.3, max=0.7)], {"x": [2, 5]}, ["y"], opset=6)
     assert_converts(m)

@@ -16,7 +16,7 @@ import numpy as np
 from ...errors import EdgepackError
 from .deploy import LEVEL_NAME, level
 
-THRESHOLD = 2048          # weights with fewer elements stay as they are (coremltools' default too)
+THRESHOLD = 2048          # weights of at most this many elements stay as they are (coremltools' default too)
 SPARSITY = 0.5            # magnitude pruning: share of each weight tensor set to zero
 
 
@@ -106,7 +106,7 @@ def weight_bytes(program) -> dict:
         nbytes = _stored_bytes(op.outputs[0]) if isinstance(val, np.ndarray) else 0
         if id(op.outputs[0]) in consumed:
             out["compressed_bytes"] += nbytes
-        elif isinstance(val, np.ndarray) and val.size >= THRESHOLD and val.dtype.kind == "f":
+        elif isinstance(val, np.ndarray) and val.size > THRESHOLD and val.dtype.kind == "f":
             out["plain_weights"] += 1
             out["plain_weight_bytes"] += nbytes
         else:

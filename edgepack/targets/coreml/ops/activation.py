@@ -30,34 +30,32 @@ def prelu(node, ctx):
 
 
 def _bound(node, ctx, i, key):
+    """(constant value or None, run-time MIL value or None) of a Clip bound."""
     if ctx.opset < 11:
-        return ctx.attrs(node).get(key)
+        return ctx.attrs(node).get(key), None
     name = ctx.inp(node, i)
-    return None if name is None else ctx.const(name)
+    if name is None:
+        return None, None
+    value = ctx.const(name)
+    return (value, None) if value is not None else (None, ctx.x(name))
 
 
-def _clip_check(node, ctx):
-    for i in (1, 2):
-        name = ctx.inp(node, i)
-        if ctx.opset >= 11 and name and ctx.const(name) is None:
-            return "Clip bounds computed at run time are not supported"
-    return None
-
-
-@COREML.converts("Clip", since=6, check=_clip_check)
+@COREML.converts("Clip", since=6)
 def clip(node, ctx):
-    """clip with both bounds; maximum / minimum with one"""
-    lo, hi = _bound(node, ctx, 1, "min"), _bound(node, ctx, 2, "max")
+    """relu6 / clip with constant bounds; maximum / minimum with one bound or bounds computed at run time"""
+    (lo, lo_var), (hi, hi_var) = _bound(node, ctx, 1, "min"), _bound(node, ctx, 2, "max")
     x, dt = ctx.x(node.input[0]), np.float32 if ctx.dtype(node.input[0]).kind == "f" else np.int32
     if lo is not None and hi is not None and dt is np.float32:
         if float(lo) == 0.0 and float(hi) == 6.0:
             return ctx.set(ctx.out(), mb.relu6(x=x, name=ctx.out()))
         return ctx.set(ctx.out(), mb.clip(x=x, alpha=dt(lo), beta=dt(hi), name=ctx.out()))
-    if lo is not None:
-        x = mb.maximum(x=x, y=dt(lo), name=ctx.out() if hi is None else ctx.name("lo"))
-    if hi is not None:
-        x = mb.minimum(x=x, y=dt(hi), name=ctx.out())
-    if lo is None and hi is None:
+    lower = dt(lo) if lo is not None else lo_var
+    upper = dt(hi) if hi is not None else hi_var
+    if lower is not None:
+        x = mb.maximum(x=x, y=lower, name=ctx.out() if upper is None else ctx.name("lo"))
+    if upper is not None:
+        x = mb.minimum(x=x, y=upper, name=ctx.out())
+    if lower is None and upper is None:
         x = mb.identity(x=x, name=ctx.out())
     ctx.set(ctx.out(), x)
 

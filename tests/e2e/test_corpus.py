@@ -10,6 +10,23 @@ from edgepack_runtime import Runtime
 SHAPES = INPUT_SHAPES
 ONNX_MODELS = [e.name for e in entries() if e.format == "onnx"]
 
+# fp32 TFLite vs onnxruntime: the build's max relative error (max |diff| / max |reference| over its 8 seeded
+# synthetic samples) may not exceed about 3x what was measured (in parentheses), so a 10x regression fails.
+# Most archonly_light_* nets output a uniform softmax (0.001 per class) on these inputs (error 0.0): 1e-6 floor.
+FP32_MAX_REL_ERROR = {
+    "ocr_ppocr_mobile_v2_cls.onnx": 6e-6,            # (1.9e-6)
+    "ocr_ppocrv4_det.onnx": 1e-4,                    # (3.4e-5)
+    "audio_oww_melspectrogram.onnx": 1.5e-6,         # (4.8e-7)
+    "audio_oww_embedding_model.onnx": 2.5e-6,        # (8.2e-7)
+    "audio_oww_alexa_v0.1.onnx": 1e-6,               # (2.0e-7)
+    "audio_basic_pitch_nmp.onnx": 6e-6,              # (1.8e-6)
+    "bytes_magika_standard_v3_3.onnx": 1.2e-5,       # (3.6e-6)
+    "archonly_light_densenet121.onnx": 1.5e-5,       # (4.7e-6)
+}
+FP32_MAX_REL_ERROR_FLOOR = 1e-6
+# a model added to the corpus without a measured bound is held to the loosest one until it gets its own
+FP32_MAX_REL_ERROR_UNMEASURED = 1e-4
+
 
 @pytest.mark.forked
 @pytest.mark.parametrize("name", ONNX_MODELS)
@@ -19,7 +36,11 @@ def test_corpus_model_builds_and_matches(name, tmp_path):
     cpu = result.manifest["targets"][0]
     assert cpu["parity"]["passed"], cpu["parity"]
     assert cpu["parity"]["min_cosine"] >= 0.9999
-    assert cpu["parity"]["max_rel_error"] <= 1e-3
+    if name.startswith("archonly_light_"):
+        bound = FP32_MAX_REL_ERROR.get(name, FP32_MAX_REL_ERROR_FLOOR)
+    else:
+        bound = FP32_MAX_REL_ERROR.get(name, FP32_MAX_REL_ERROR_UNMEASURED)
+    assert cpu["parity"]["max_rel_error"] <= bound, (cpu["parity"]["max_rel_error"], bound)
     with Runtime.open(result.path) as rt:
         check = rt.self_check()
     assert check["passed"] and check["samples"] == 3

@@ -6,7 +6,6 @@ import numpy as np
 
 def run_node(op_type: str, inputs: dict, attrs: dict | None = None, initializers: dict | None = None,
              n_outputs: int = 1, opset: int = 17) -> list[np.ndarray]:
-    import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
     inits = [numpy_helper.from_array(np.asarray(v), n) for n, v in (initializers or {}).items()]

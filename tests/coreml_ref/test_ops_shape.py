@@ -20,7 +20,8 @@ CASES = {
     "transpose": (lambda x: _mb().transpose(x=x, perm=[0, 2, 3, 1]), lambda x: x.transpose(0, 2, 3, 1)),
     "squeeze": (lambda x: _mb().squeeze(x=_mb().expand_dims(x=x, axes=[1]), axes=[1]), lambda x: x),
     "expand_dims": (lambda x: _mb().expand_dims(x=x, axes=[-2]), lambda x: x[..., None, :]),
-    "concat": (lambda x: _mb().concat(values=(x, _mb().mul(x=x, y=2.0)), axis=-2), lambda x: np.concatenate([x, x * 2], -2)),
+    "concat": (lambda x: _mb().concat(values=(x, _mb().mul(x=x, y=2.0)), axis=-2),
+               lambda x: np.concatenate([x, x * 2], -2)),
     "concat_interleave": (lambda x: _mb().concat(values=(x, _mb().mul(x=x, y=2.0)), axis=1, interleave=True),
                           lambda x: np.stack([x, x * 2], 2).reshape(2, 6, 4, 5)),
     "stack": (lambda x: _mb().stack(values=(x, _mb().add(x=x, y=1.0)), axis=2), lambda x: np.stack([x, x + 1], 2)),
@@ -46,7 +47,8 @@ CASES = {
     "gather_along_axis": (lambda x: _mb().gather_along_axis(x=x, indices=np.zeros((2, 3, 2, 5), np.int32) + 3,
                                                             axis=2),
                           lambda x: np.take_along_axis(x, np.zeros((2, 3, 2, 5), np.int64) + 3, axis=2)),
-    "reduce_mean": (lambda x: _mb().reduce_mean(x=x, axes=[2, 3], keep_dims=True), lambda x: x.mean((2, 3), keepdims=True)),
+    "reduce_mean": (lambda x: _mb().reduce_mean(x=x, axes=[2, 3], keep_dims=True),
+                    lambda x: x.mean((2, 3), keepdims=True)),
     "reduce_sum": (lambda x: _mb().reduce_sum(x=x, axes=[1]), lambda x: x.sum(1)),
     "reduce_max": (lambda x: _mb().reduce_max(x=x, axes=[-1]), lambda x: x.max(-1)),
     "reduce_min": (lambda x: _mb().reduce_min(x=x), lambda x: x.min()),
@@ -65,8 +67,8 @@ CASES = {
     "identity": (lambda x: _mb().identity(x=x), lambda x: x),
     "depth_to_space": (lambda x: _mb().depth_to_space(x=_mb().reshape(x=x, shape=[2, 4, 3, 5]), block_size=2),
                        lambda x: _d2s(x.reshape(2, 4, 3, 5), 2)),
-    "space_to_depth": (lambda x: _mb().space_to_depth(x=_mb().slice_by_size(x=x, begin=[0, 0, 0, 0], size=[-1, -1, 4, 4]),
-                                                      block_size=2),
+    "space_to_depth": (lambda x: _mb().space_to_depth(
+        x=_mb().slice_by_size(x=x, begin=[0, 0, 0, 0], size=[-1, -1, 4, 4]), block_size=2),
                        lambda x: _s2d(x[:, :, :4, :4], 2)),
 }
 

@@ -71,14 +71,30 @@ class Program:
         self.compute_precision = "fp16" if any(t is not None and t.name == "fp16" for s in self._steps
                                                for t in s.types) else "fp32"
         self.op_counts = Counter(op.type for op in block.operations)
+        self._free = self._plan_frees()
+
+    def _plan_frees(self) -> list[list[str]]:
+        """Per step, the values no later step reads (dropped during run unless keep_all)."""
+        last = {}
+        for i, step in enumerate(self._steps):
+            for _, binds in step.inputs:
+                for b in binds:
+                    if isinstance(b, str):
+                        last[b] = i
+        keep = set(self.output_names) | set(self._consts)
+        frees: list[list[str]] = [[] for _ in self._steps]
+        for name, i in last.items():
+            if name not in keep:
+                frees[i].append(name)
+        return frees
 
     def _build(self, block) -> None:
         for mil_op in block.operations:
             impl = OPS[mil_op.type]
             inputs = []
             for name, arg in mil_op.inputs.items():
-                binds = [b.name if b.WhichOneof("binding") == "name" else _Immediate(decode(b.value, self._package.blob))
-                         for b in arg.arguments]
+                binds = [b.name if b.WhichOneof("binding") == "name"
+                         else _Immediate(decode(b.value, self._package.blob)) for b in arg.arguments]
                 inputs.append((name, binds))
             for name, value in mil_op.attributes.items():   # const's val; iOS16 constexpr_* parameters
                 if name not in ATTRIBUTES_IGNORED and name not in mil_op.inputs:
@@ -100,8 +116,11 @@ class Program:
         env = dict(self._consts)
         for name in self.input_names:
             env[name] = _conform(np.asarray(feeds[name]), self.input_types[name], f"input {name}")
-        for step in self._steps:
+        for step, frees in zip(self._steps, self._free):
             self._execute(step, env)
+            if not keep_all:
+                for name in frees:
+                    env.pop(name, None)
         if keep_all:
             return env
         return {name: env[name] for name in self.output_names}

@@ -7,6 +7,7 @@ edgepack_runtime.agentcmds`` prints and a test keeps in step.
 """
 from __future__ import annotations
 
+from .agentcli import BOUNDS
 from .cmdschema import Arg
 from .commands import Registry
 
@@ -25,7 +26,10 @@ def telemetry(agent, args: dict) -> None:
     agent.publish_telemetry()
 
 
-@COMMANDS.command("config", telemetry_interval=Arg("number", required=True, gt=0, le=86400,
+_PERIOD = BOUNDS["telemetry_interval"]        # the same floor and ceiling as the agent's own setting
+
+
+@COMMANDS.command("config", telemetry_interval=Arg("number", required=True, ge=_PERIOD[0], le=_PERIOD[1],
                                                     doc="seconds per telemetry period"))
 def config(agent, args: dict) -> dict:
     """Change the telemetry period from the next one on; answers `config_applied` with the value in force."""

@@ -47,6 +47,7 @@ class JsonLinesSink:
                 with open(self.path, "ab") as f:
                     f.write(line)
                 self.written += 1
+                self.last_error = None          # writing works again: health stops reporting the old failure
             except OSError as exc:
                 self.write_errors += 1
                 self.last_error = f"cannot write {self.path}: {exc}"

@@ -67,3 +67,20 @@ def test_fp16_halves_fp32(model, fp16):
     fp32 = TARGET.convert(model, job(model, "fp32"))
     assert fp32.info["compute_precision"] == "fp32" and "compression" not in fp32.extra
     assert fp16.info["weights_bytes"] / fp32.info["weights_bytes"] == pytest.approx(0.5, abs=0.02)
+
+
+def test_palettize8_and_uniform_palettes_for_large_weights(monkeypatch):
+    """palettize8 on a small model; weights above KMEANS_MAX get uniform palettes (bounded time)."""
+    from onnx import helper as h
+
+    from edgepack.targets.coreml import compress
+
+    from .harness import make, weight
+    m = make([h.make_node("MatMul", ["x", "w"], ["y"])], {"x": [2, 96]}, ["y"], [weight("w", (96, 64))])
+    monkeypatch.setattr(compress, "KMEANS_MAX", 4096)       # 6144 values: uniform levels
+    done = TARGET.convert(m, job(m, "palettize8"))
+    c = done.extra["compression"]
+    assert c["compressed_ops"] == {"constexpr_lut_to_dense": 1} and c["ratio"] == pytest.approx(0.5, abs=0.05)
+    got = list(reference_executor()(done.files[done.file]).run({"x": np.ones((2, 96), np.float32)}).values())[0]
+    ref = run_onnx(m, {"x": np.ones((2, 96), np.float32)})["y"]
+    assert np.abs(got - ref).max() / np.abs(ref).max() < 0.05

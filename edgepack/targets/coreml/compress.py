@@ -20,8 +20,18 @@ THRESHOLD = 2048          # weights of at most this many elements stay as they a
 SPARSITY = 0.5            # magnitude pruning: share of each weight tensor set to zero
 
 
+KMEANS_MAX = 1 << 20      # larger weights get uniform palettes: k-means over millions of values takes minutes
+
+
 def _kmeans_or_uniform() -> str:
     return "kmeans" if importlib.util.find_spec("sklearn") is not None else "uniform"
+
+
+def _large_weights(mlmodel) -> list[str]:
+    """Names of the const ops holding float weights of more than KMEANS_MAX elements."""
+    ops = mlmodel._mil_program.functions["main"].operations
+    return [op.name for op in ops if op.op_type == "const" and isinstance(op.outputs[0].val, np.ndarray)
+            and op.outputs[0].val.dtype.kind == "f" and op.outputs[0].val.size > KMEANS_MAX]
 
 
 def _linear(dtype, granularity, block_size=32):
@@ -36,9 +46,12 @@ def _linear(dtype, granularity, block_size=32):
 def _palettize(nbits, joint=False):
     def apply(mlmodel):
         from coremltools.optimize import coreml as cto
-        op = cto.OpPalettizerConfig(mode=_kmeans_or_uniform(), nbits=nbits, granularity="per_tensor",
-                                    weight_threshold=THRESHOLD)
-        return cto.palettize_weights(mlmodel, cto.OptimizationConfig(global_config=op), joint_compression=joint)
+        def config(mode):
+            return cto.OpPalettizerConfig(mode=mode, nbits=nbits, granularity="per_tensor", weight_threshold=THRESHOLD)
+        mode = _kmeans_or_uniform()
+        large = {name: config("uniform") for name in _large_weights(mlmodel)} if mode == "kmeans" else {}
+        cfg = cto.OptimizationConfig(global_config=config(mode), op_name_configs=large or None)
+        return cto.palettize_weights(mlmodel, cfg, joint_compression=joint)
     return apply
 
 
@@ -57,7 +70,8 @@ class Mode:
 
 MODES: dict[str, Mode] = {
     "w8": Mode(16, _linear("int8", "per_channel"), "int8 linear symmetric weights, per output channel"),
-    "palettize8": Mode(16, _palettize(8), "8-bit lookup table per tensor (k-means with scikit-learn, else uniform)"),
+    "palettize8": Mode(16, _palettize(8), "8-bit lookup table per tensor (k-means with scikit-learn up to 1 M "
+                                          "values a tensor, else uniform levels)"),
     "palettize6": Mode(16, _palettize(6), "6-bit lookup table per tensor"),
     "palettize4": Mode(16, _palettize(4), "4-bit lookup table per tensor"),
     "prune": Mode(16, _prune, f"magnitude pruning to {int(SPARSITY * 100)}% sparsity, sparse storage"),

@@ -69,8 +69,7 @@ def test_resize_sizes_input():
 
 
 @pytest.mark.parametrize("op", ["ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin"])
-@pytest.mark.parametrize("axes,keep", [([1], 1), ([-1, 0], 0), (None, 1)])
-@pytest.mark.parametrize("opset", [13, 18])
+@pytest.mark.parametrize("axes,keep,opset", [([1], 1, 18), ([-1, 0], 0, 18), (None, 1, 18), ([-1, 0], 0, 13)])
 def test_reduce(op, axes, keep, opset):
     as_input = opset >= 18 or (op == "ReduceSum" and opset >= 13)
     attrs = {"keepdims": keep}

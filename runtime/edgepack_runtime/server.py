@@ -59,18 +59,21 @@ class AgentServer:
                            "retry_after_ms": 2 * self.limits.retry_after_ms}).encode()
         self._busy = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: "
                       f"{len(busy)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n").encode() + busy
-        self._accepter = threading.Thread(target=self._accept_loop, name="edgepack-http", daemon=True)
-        self._rejecter = threading.Thread(target=self._reject_loop, name="edgepack-http-busy", daemon=True)
+        self._accepter = self._rejecter = None
 
     def start(self) -> "AgentServer":
-        self._accepter.start()
-        self._rejecter.start()
+        """Accept and reject in threads supervised like the agent's own: restarted after any error, listed in
+        ``/v1/health``."""
+        sup = self.api.agent.supervisor
+        self._accepter = sup.spawn("edgepack-http", self._accept_loop, self._stop)
+        self._rejecter = sup.spawn("edgepack-http-busy", self._reject_loop, self._stop)
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        self._accepter.join(5)
-        self._rejecter.join(5)
+        for t in (self._accepter, self._rejecter):
+            if t is not None:
+                t.join(5)
         self.sock.close()
         with self._lock:
             socks = list(self._conns)
@@ -84,6 +87,7 @@ class AgentServer:
     def _accept_loop(self) -> None:
         self.sock.settimeout(0.2)
         while not self._stop.is_set():
+            self.api.agent.supervisor.beat()
             if self._rejecting >= REJECTING:
                 time.sleep(0.01)
                 continue
@@ -141,6 +145,7 @@ class AgentServer:
     def _reject_loop(self) -> None:
         sel, deadlines = selectors.DefaultSelector(), {}
         while not (self._stop.is_set() and not deadlines and self._to_reject.empty()):
+            self.api.agent.supervisor.beat()
             while not self._to_reject.empty():
                 sock, deadlines[sock] = self._to_reject.get()
                 sel.register(sock, selectors.EVENT_READ)

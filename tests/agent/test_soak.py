@@ -18,7 +18,8 @@ def test_short_soak_loses_nothing_and_keeps_every_thread(mosquitto_bin, tmp_path
     assert f["complete"] and f["missing"] == 0 and f["outbox_drained"], f
     assert f["published"] > 20 and f["received_unique"] == f["published"], f
     assert not f["thread_problems"], f
-    assert set(f["threads"]) == {"edgepack-worker", "edgepack-telemetry", "edgepack-drift", "edgepack-mqtt"}, f
+    assert set(f["threads"]) == {"edgepack-worker", "edgepack-telemetry", "edgepack-drift", "edgepack-mqtt",
+                                 "edgepack-http", "edgepack-http-busy"}, f
     assert all(t["running"] and t["restarts"] == 0 for t in f["threads"].values()), f
     assert f["requests"].get(200, 0) > 20 and not f["requests"].get(500), f     # inference went on, no failures
     assert f["idle_connections_opened"] > 0 and f["commands_rate_limited"] > 0, f

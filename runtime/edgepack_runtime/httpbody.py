@@ -12,7 +12,6 @@ budget before ``decode_body`` runs.
 """
 from __future__ import annotations
 
-import base64
 import io
 import json
 import zipfile
@@ -113,33 +112,4 @@ def _json(body: bytearray, specs: list[dict]) -> dict:
         raise InputError('the body must be a JSON object {"inputs": {name: array}}', hint=HINT)
     dtypes = {s["name"]: s["dtype"] for s in specs}
     inputs = _check_names(doc["inputs"], list(dtypes))
-    return {k: wire.decode(k, _checked_b64(k, v), dtypes[k]) for k, v in inputs.items()}
-
-
-def _checked_b64(name: str, value):
-    """A base64 array's shape is the one sent: non-negative integers whose product matches the data."""
-    if not (isinstance(value, dict) and isinstance(value.get("data"), str)):
-        return value
-    shape, data = value.get("shape"), value["data"]
-    ints = isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) for d in shape)
-    if not ints or len(shape) > MAX_DEPTH:
-        raise InputError(f"input {name!r}: bad array encoding, shape must be a list of at most {MAX_DEPTH} "
-                         f"integers, not {str(shape)[:40]}")
-    if any(d < 0 for d in shape):
-        raise InputError(f"input {name!r}: bad array encoding, shape {shape} has a negative dimension; send "
-                         "the array's own shape (-1 is for the model's dynamic dimensions, not for data)")
-    try:
-        itemsize = np.dtype(value.get("dtype")).itemsize if isinstance(value.get("dtype"), str) else None
-    except TypeError:
-        itemsize = None
-    if not itemsize:
-        raise InputError(f"input {name!r}: bad array encoding, dtype must name a numeric dtype such as "
-                         f"\"float32\", not {str(value.get('dtype'))[:40]}")
-    if len(data) % 4:
-        raise InputError(f"input {name!r}: bad array encoding, the base64 data is {len(data)} characters, "
-                         "not a multiple of 4")
-    size, need = len(data) // 4 * 3 - data[-2:].count("="), int(np.prod(shape, dtype=np.int64)) * itemsize
-    if size != need:
-        raise InputError(f"input {name!r}: bad array encoding, shape {shape} of {value['dtype']} needs {need} "
-                         f"bytes but the base64 data holds {size} bytes")
-    return value
+    return {k: wire.decode(k, v, dtypes[k]) for k, v in inputs.items()}

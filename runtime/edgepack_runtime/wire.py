@@ -11,6 +11,7 @@ import base64
 import numpy as np
 
 from .errors import InputError
+from .payload import MAX_DEPTH
 
 
 def encode(array: np.ndarray) -> dict:
@@ -21,6 +22,7 @@ def encode(array: np.ndarray) -> dict:
 
 def decode(name: str, value, expected_dtype: str) -> np.ndarray:
     if isinstance(value, dict) and isinstance(value.get("data"), str):
+        _check(name, value)
         try:
             dtype = np.dtype(value["dtype"]).newbyteorder("<")
             raw = base64.b64decode(value["data"], validate=True)
@@ -33,3 +35,29 @@ def decode(name: str, value, expected_dtype: str) -> np.ndarray:
         return np.asarray(data, dtype=expected_dtype)
     except (TypeError, ValueError) as exc:
         raise InputError(f"input {name!r}: not a numeric array ({exc})") from None
+
+
+def _check(name: str, value) -> None:
+    """A base64 array's shape is the one sent: non-negative integers whose product matches the data."""
+    shape, data = value.get("shape"), value["data"]
+    ints = isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) for d in shape)
+    if not ints or len(shape) > MAX_DEPTH:
+        raise InputError(f"input {name!r}: bad array encoding, shape must be a list of at most {MAX_DEPTH} "
+                         f"integers, not {str(shape)[:40]}")
+    if any(d < 0 for d in shape):
+        raise InputError(f"input {name!r}: bad array encoding, shape {shape} has a negative dimension; send "
+                         "the array's own shape (-1 is for the model's dynamic dimensions, not for data)")
+    try:
+        itemsize = np.dtype(value.get("dtype")).itemsize if isinstance(value.get("dtype"), str) else None
+    except TypeError:
+        itemsize = None
+    if not itemsize:
+        raise InputError(f"input {name!r}: bad array encoding, dtype must name a numeric dtype such as "
+                         f"\"float32\", not {str(value.get('dtype'))[:40]}")
+    if len(data) % 4:
+        raise InputError(f"input {name!r}: bad array encoding, the base64 data is {len(data)} characters, "
+                         "not a multiple of 4")
+    size, need = len(data) // 4 * 3 - data[-2:].count("="), int(np.prod(shape, dtype=np.int64)) * itemsize
+    if size != need:
+        raise InputError(f"input {name!r}: bad array encoding, shape {shape} of {value['dtype']} needs {need} "
+                         f"bytes but the base64 data holds {size} bytes")

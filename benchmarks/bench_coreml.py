@@ -33,7 +33,7 @@ def parity(model, data, samples) -> dict:
     from edgepack.model.ort import reference_outputs
     program = load(data)
     refs = reference_outputs(model, samples)
-    worst_cos, worst_rel, secs = 1.0, 0.0, 0.0
+    worst_cos, worst_rel, secs, bad = 1.0, 0.0, 0.0, 0
     for x, ref in zip(samples, refs):
         feeds = [np.reshape(x[i.name], s) for i, s in zip(model.graph.input, _input_shapes(program, model))]
         t0 = time.perf_counter()
@@ -43,10 +43,13 @@ def parity(model, data, samples) -> dict:
             if np.asarray(want).dtype.kind != "f":
                 worst_rel = max(worst_rel, float(np.mean(np.asarray(have) != want)))
                 continue
+            if not np.isfinite(np.asarray(have, np.float64)).all():     # fp16 overflow: inf/NaN outputs
+                bad += 1
+                continue
             worst_cos = min(worst_cos, cosine(have, want))
             scale = max(float(np.abs(want).max()), 1e-12)
             worst_rel = max(worst_rel, float(np.abs(np.asarray(have, np.float64) - want).max()) / scale)
-    return {"cosine": worst_cos, "rel": worst_rel, "exec_s": secs / max(len(samples), 1)}
+    return {"cosine": worst_cos, "rel": worst_rel, "exec_s": secs / max(len(samples), 1), "nonfinite": bad}
 
 
 def _input_shapes(program, model):
@@ -123,7 +126,9 @@ def main() -> int:
             s = r["modes"][m]
             left = f", {s['left_uncompressed']} left" if s["left_uncompressed"] else ""
             ratios.append(f"{s['ratio']:.3f}{left}" if s["ratio"] is not None else "no weights")
-        print(f"| {name} | {r['ops']} | {r['size'] / 1e6:.2f} MB | {r['cosine']:.6f} / {r['rel']:.2e} | "
+        par = (f"non-finite in {r['nonfinite']} output(s)" if r["nonfinite"] else
+               f"{r['cosine']:.6f} / {r['rel']:.2e}")
+        print(f"| {name} | {r['ops']} | {r['size'] / 1e6:.2f} MB | {par} | "
               f"{r['exec_s']:.2f} | " + " | ".join(ratios) + f" | {_ane(r['ane'])} |", flush=True)
         print(f"    ({name}: {time.perf_counter() - t0:.1f} s)", file=sys.stderr)
     return 0

@@ -102,10 +102,11 @@ def compress(mlmodel, precision: str):
 
 
 def weight_bytes(program) -> dict:
-    """Bytes of constant payload in a MIL program: plain weights (``const`` of >= THRESHOLD elements),
+    """Bytes of constant payload in a MIL program: plain weights (float ``const`` of rank >= 2 and more than
+    THRESHOLD elements; vectors such as biases are never compressed),
     small constants, and compressed weights (the constant inputs of constexpr_* ops), with op counts."""
     out = {"plain_weights": 0, "plain_weight_bytes": 0, "small_const_bytes": 0, "compressed_bytes": 0,
-           "constexpr_ops": {}}
+           "constexpr_ops": {}, "plain_names": []}
     fn = program.functions["main"]
     consumed = {}
     for op in fn.operations:
@@ -120,9 +121,10 @@ def weight_bytes(program) -> dict:
         nbytes = _stored_bytes(op.outputs[0]) if isinstance(val, np.ndarray) else 0
         if id(op.outputs[0]) in consumed:
             out["compressed_bytes"] += nbytes
-        elif isinstance(val, np.ndarray) and val.size > THRESHOLD and val.dtype.kind == "f":
+        elif isinstance(val, np.ndarray) and val.size > THRESHOLD and val.ndim >= 2 and val.dtype.kind == "f":
             out["plain_weights"] += 1
             out["plain_weight_bytes"] += nbytes
+            out["plain_names"].append(op.name)
         else:
             out["small_const_bytes"] += nbytes
     return out
@@ -145,5 +147,5 @@ def summarize(before, after, precision: str) -> dict:
     total_a = a["plain_weight_bytes"] + a["compressed_bytes"]
     return {"mode": precision, "summary": MODES[precision].summary if precision in MODES else "",
             "weights": b["plain_weights"], "compressed_ops": a["constexpr_ops"],
-            "left_uncompressed": a["plain_weights"], "weight_bytes_before": total_b, "weight_bytes_after": total_a,
+            "left_uncompressed": a["plain_weights"], "left_names": a["plain_names"][:10], "weight_bytes_before": total_b, "weight_bytes_after": total_a,
             "ratio": round(total_a / total_b, 4) if total_b else None}

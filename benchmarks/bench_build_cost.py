@@ -68,7 +68,8 @@ def edgepack_build(path: Path, shapes: dict, out: Path) -> dict:
         tail = [x for x in proc.stderr.splitlines() if not x.startswith("EPTIME ")][-3:]
         return dict(fig, error=f"edgepack exit {proc.returncode}: {' | '.join(tail)[-300:]}")
     manifest = json.loads(proc.stdout)["manifest"]
-    return dict(fig, stages=manifest["build"]["stages"], inproc=manifest["build"])
+    build = manifest["build"]
+    return dict(fig, stages=build["stages"], build_seconds=build["seconds"], build_cpu=build["cpu_seconds"])
 
 
 def onnx2tf_convert(path: Path, shapes: dict, out: Path) -> dict:
@@ -77,7 +78,8 @@ def onnx2tf_convert(path: Path, shapes: dict, out: Path) -> dict:
     proc, fig = timed([sys.executable, "-c", script])
     seconds = next((float(x.split()[1]) for x in proc.stdout.splitlines() if x.startswith("O2T_SECONDS")), None)
     if proc.returncode != 0 or seconds is None:
-        why = [x for x in proc.stderr.splitlines() if x.strip() and not x.startswith("EPTIME ")][-1:]
+        why = [x for x in proc.stderr.splitlines()
+               if x.strip() and not x.startswith(("EPTIME ", "Command exited"))][-1:]
         return dict(fig, error=f"onnx2tf failed: {' '.join(why)[-200:]} (log: {out / 'onnx2tf.log'})")
     return dict(fig, wall=seconds)       # onnx2tf's own wall time (the helper's start-up left out)
 
@@ -112,11 +114,13 @@ def main() -> int:
                 continue
             if "error" in theirs:
                 print(f"{name:33} {'failed':>9} {ours['wall']:7.2f} {'-':>8} {'-':>6} {'-':>10} "
-                      f"{ours['peak_mb']:8.0f} {'-':>6}  n/a ({theirs['error']})", flush=True)
+                      f"{ours['peak_mb']:8.0f} {'-':>6}  n/a ({theirs['error']}); ours: cpu {ours['cpu']:.2f} s",
+                      flush=True)
             else:
                 print(f"{name:33} {theirs['wall']:9.2f} {ours['wall']:7.2f} {theirs['wall'] / ours['wall']:7.1f}x "
                       f"{theirs['cpu'] / ours['cpu']:5.1f}x {theirs['peak_mb']:10.0f} {ours['peak_mb']:8.0f} "
-                      f"{theirs['peak_mb'] / ours['peak_mb']:5.1f}x  {verdict(ours, theirs)}", flush=True)
+                      f"{theirs['peak_mb'] / ours['peak_mb']:5.1f}x  {verdict(ours, theirs)}  "
+                      f"(cpu s: onnx2tf {theirs['cpu']:.1f}, ours {ours['cpu']:.1f})", flush=True)
             if args.stages:
                 for s in ours["stages"]:
                     print(f"    {s['name']:14} {s['seconds']:7.2f} s  cpu {s['cpu_seconds']:6.2f} s  "

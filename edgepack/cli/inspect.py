@@ -55,4 +55,18 @@ def inspect(
             kept = ", ".join(f["origin"] or f["tensor"] for f in q.get("float_layers", [])) or "none"
             out_console.print(f"{e['name']}: int8 {q.get('method')} ({q.get('policy')} policy, {q.get('io')} I/O), "
                               f"kept in float: {kept}; most sensitive: {', '.join(q.get('culprits', [])[:3])}")
+        comp, ane = e.get("compression"), e.get("ane")
+        if comp:
+            out_console.print(f"{e['name']}: compression {comp.get('mode')}: {comp.get('summary', '')}")
+        if ane:
+            out_console.print(f"{e['name']}: Neural Engine: {ane.get('verdict')}")
+            for f in ane.get("findings", []):
+                where = ", ".join(f.get("where", [])[:3])
+                out_console.print(f"    {f['severity']}: {f['rule']} ({f.get('count', '')}) {f.get('what', '')}"
+                                  + (f": {where}" if where else ""))
     out_console.print(f"samples for the on-device check: {len(m.get('samples', []))}")
+    stages = (m.get("build") or {}).get("stages") or []
+    if stages:
+        out_console.print("build cost: " + ", ".join(
+            f"{s['name']} {s['seconds']:.2f} s" + (f" ({s['peak_rss_mb']:.0f} MB)" if s.get("peak_rss_mb") else "")
+            for s in stages))

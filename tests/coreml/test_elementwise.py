@@ -52,3 +52,20 @@ def test_integer_arithmetic():
     m = make([h.make_node("Add", ["a", "b"], ["s"]), h.make_node("Mul", ["s", "b"], ["y"])],
              {"a": ([2, 5], TP.INT32), "b": ([2, 5], TP.INT32)}, ["y"])
     assert_converts(m)
+
+
+def test_integer_division_truncates_toward_zero():
+    m = make([h.make_node("Div", ["a", "b"], ["y"])], {"a": ([2, 4], TP.INT32), "b": ([2, 4], TP.INT32)}, ["y"])
+    a = np.array([[7, -7, 7, -7], [0, 5, -1, 9]], np.int32)
+    b = np.array([[2, 2, -2, -2], [3, -5, 2, -4]], np.int32)
+    assert_converts(m, {"a": a, "b": b})
+
+
+@pytest.mark.parametrize("operand", ["init", "input"])
+def test_pow_with_integer_exponent(operand):
+    inputs, inits = as_input_or_init(operand, "e", np.array([2, 3, 1], np.int64))
+    m = make([h.make_node("Pow", ["x", "e"], ["y"])], {"x": [2, 3], **inputs}, ["y"], inits, opset=15)
+    feeds = {"x": RNG.uniform(0.5, 2, (2, 3)).astype(np.float32)}
+    if inputs:
+        feeds["e"] = np.array([2, 3, 1], np.int64)
+    assert_converts(m, feeds)

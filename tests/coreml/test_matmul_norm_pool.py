@@ -9,7 +9,7 @@ RNG = np.random.default_rng(0)
 
 
 @pytest.mark.parametrize("a,b", [([3, 4], [4, 5]), ([2, 3, 4], [4, 5]), ([2, 3, 4], [2, 4, 5]),
-                                 ([2, 1, 3, 4], [1, 5, 4, 2]), ([4], [4, 3]), ([3, 4], [4])])
+                                 ([2, 1, 3, 4], [1, 5, 4, 2]), ([4], [4, 3]), ([3, 4], [4]), ([4], [2, 4, 3])])
 @pytest.mark.parametrize("operand", ["init", "input"])
 def test_matmul(a, b, operand):
     inputs, inits = as_input_or_init(operand, "b", RNG.standard_normal(b).astype(np.float32))
@@ -88,6 +88,12 @@ def test_pool2d(op, attrs):
     attrs = {k: v for k, v in attrs.items() if op == "AveragePool" or k != "count_include_pad"}
     m = make([h.make_node(op, ["x"], ["y"], **attrs)], {"x": [1, 3, 10, 11]}, ["y"])
     assert_converts(m, precisions=("fp32", "fp16") if "pads" not in attrs else ("fp32",))
+
+
+def test_max_pool_ceil_drops_a_window_starting_in_the_padding():
+    m = make([h.make_node("MaxPool", ["x"], ["y"], kernel_shape=[1, 1], strides=[2, 2], ceil_mode=1)],
+             {"x": [1, 1, 2, 2]}, ["y"], opset=19)
+    assert_converts(m)
 
 
 def test_pool1d():

@@ -88,3 +88,27 @@ def test_profile_of_the_repository_names_a_known_deployment_target():
     from edgepack.targets.coreml.deploy import from_profiles
     apple = [p for p in profiles().values() if "coreml" in p["targets"]]
     assert apple and from_profiles(apple) in ("iOS16", "iOS17", "iOS18", "macOS13", "macOS14", "macOS15")
+
+
+def _i64(name, values):
+    from onnx import numpy_helper as nh
+    return nh.from_array(np.asarray(values, np.int64), name)
+
+
+@pytest.mark.parametrize("nodes,inputs,outputs,inits,reason", [
+    ([h.make_node("Pad", ["x", "p"], ["y"], mode="reflect")], {"x": ([1, 2, 4, 4], 6)}, ["y"],
+     [_i64("p", [0, 0, 1, 1, 0, 0, 1, 1])], "integer Pad"),
+    ([h.make_node("ReduceMax", ["x"], ["y"])], {"x": ([2, 3], 9)}, ["y"], [], "reduction of a boolean tensor"),
+    ([h.make_node("Relu", ["x"], ["y"])], {"x": [2, 0, 3]}, ["y"], [], "zero-size tensor 'x' [2, 0, 3]"),
+    ([h.make_node("LayerNormalization", ["x", "s"], ["y", "mean"])], {"x": [2, 4]}, ["y", "mean"],
+     [weight("s", (4,))], "the Mean / InvStdDev outputs"),
+    ([h.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2])], {"x": ([1, 1, 4, 4], 6)}, ["y"], [],
+     "integer pooling"),
+    ([h.make_node("Resize", ["x", "", "s"], ["y"], mode="linear")], {"x": [1, 1, 2, 4]}, ["y"],
+     [__import__("onnx").numpy_helper.from_array(np.array([1, 1, 0.6, 0.6], np.float32), "s")],
+     "linear resize to a size that is not input x scale"),
+])
+def test_preflight_reasons(nodes, inputs, outputs, inits, reason):
+    m = make(nodes, inputs, outputs, inits, opset=19)
+    with pytest.raises(UnsupportedOpsError, match=reason.replace("[", r"\[").replace("]", r"\]")):
+        TARGET.preflight(m)

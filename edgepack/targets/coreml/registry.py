@@ -16,6 +16,9 @@ def _tensor_types(node, ctx):
     bad = sorted({str(ctx.dtype(n)) for n in names if ctx.dtype(n) not in TENSOR_TYPES})
     if bad:
         return f"tensor type(s) {', '.join(bad)} have no Core ML equivalent"
+    empty = [n for n in names if 0 in ctx.shape(n)]
+    if empty:
+        return f"zero-size tensor '{empty[0]}' {list(ctx.shape(empty[0]))}"
     deep = [n for n in names if ctx.rank(n) > MAX_RANK]
     return f"rank {ctx.rank(deep[0])} tensor '{deep[0]}' (Core ML tensors have rank <= {MAX_RANK})" if deep else None
 

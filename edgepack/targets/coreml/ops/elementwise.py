@@ -22,9 +22,15 @@ for _onnx, _mil in (("Add", "add"), ("Sub", "sub"), ("Mul", "mul")):
 
 @COREML.converts("Div", since=7)
 def div(node, ctx):
-    """real_div (floor_div for integer tensors)"""
-    op = "real_div" if ctx.dtype(node.input[0]).kind == "f" else "floor_div"
-    _binary(op, node, ctx)
+    """real_div; integers truncate toward zero as in ONNX (floor_div of magnitudes, sign restored)"""
+    if ctx.dtype(node.input[0]).kind == "f":
+        return _binary("real_div", node, ctx)
+    a, b = ctx.x(node.input[0]), ctx.x(node.input[1])
+    q = mb.floor_div(x=mb.abs(x=a, name=ctx.name("abs_a")), y=mb.abs(x=b, name=ctx.name("abs_b")), name=ctx.name("q"))
+    negative = mb.logical_xor(x=mb.less(x=a, y=np.int32(0), name=ctx.name("neg_a")),
+                              y=mb.less(x=b, y=np.int32(0), name=ctx.name("neg_b")), name=ctx.name("neg"))
+    flipped = mb.mul(x=q, y=np.int32(-1), name=ctx.name("flip"))
+    ctx.set(ctx.out(), mb.select(cond=negative, a=flipped, b=q, name=ctx.out()))
 
 
 def _pow_check(node, ctx):
@@ -43,7 +49,10 @@ def pow_(node, ctx):
             return ctx.set(ctx.out(), mb.mul(x=x, y=x, name=ctx.out()))
         if float(e.reshape(-1)[0]) == 0.5:
             return ctx.set(ctx.out(), mb.sqrt(x=x, name=ctx.out()))
-    _binary("pow", node, ctx)
+    y = ctx.x(node.input[1])
+    if ctx.dtype(node.input[1]).kind != "f":      # an integer exponent: pow takes two float operands
+        y = e.astype(np.float32) if e is not None else mb.cast(x=y, dtype="fp32", name=ctx.name("exp"))
+    ctx.set(ctx.out(), mb.pow(x=x, y=y, name=ctx.out()))
 
 
 def _variadic(op, node, ctx):

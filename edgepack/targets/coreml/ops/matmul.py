@@ -7,12 +7,16 @@ from ..registry import COREML
 
 @COREML.converts("MatMul", since=1)
 def matmul(node, ctx):
-    """matmul (numpy semantics: batched and broadcasting; a 1-D right operand as a column)"""
-    y = ctx.x(node.input[1])
-    if ctx.rank(node.input[1]) != 1:
-        return ctx.set(ctx.out(), mb.matmul(x=ctx.x(node.input[0]), y=y, name=ctx.out()))
-    column = mb.reshape(x=y, shape=np.array([-1, 1], np.int32), name=ctx.name("col"))
-    z = mb.matmul(x=ctx.x(node.input[0]), y=column, name=ctx.name("mm"))
+    """matmul (numpy semantics: batched and broadcasting; 1-D operands as a row / a column)"""
+    x, y = ctx.x(node.input[0]), ctx.x(node.input[1])
+    row, col = ctx.rank(node.input[0]) == 1, ctx.rank(node.input[1]) == 1
+    if not (row or col):
+        return ctx.set(ctx.out(), mb.matmul(x=x, y=y, name=ctx.out()))
+    if row:
+        x = mb.reshape(x=x, shape=np.array([1, -1], np.int32), name=ctx.name("row"))
+    if col:
+        y = mb.reshape(x=y, shape=np.array([-1, 1], np.int32), name=ctx.name("col"))
+    z = mb.matmul(x=x, y=y, name=ctx.name("mm"))
     ctx.set(ctx.out(), mb.reshape(x=z, shape=np.array(ctx.shape(node.output[0]), np.int32), name=ctx.out()))
 
 

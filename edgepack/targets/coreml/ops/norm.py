@@ -11,7 +11,17 @@ def _all_const(node, ctx, first=1):
     return f"{', '.join(missing)} must be constant" if missing else None
 
 
-@COREML.converts("BatchNormalization", since=6, check=_all_const)
+def _extra_outputs(node):
+    return [o for o in node.output[1:] if o]
+
+
+def _bn_check(node, ctx):
+    if ctx.attrs(node).get("training_mode", 0) or _extra_outputs(node):
+        return "training mode (running mean / variance outputs)"
+    return _all_const(node, ctx)
+
+
+@COREML.converts("BatchNormalization", since=6, check=_bn_check)
 def batch_norm(node, ctx):
     """batch_norm on rank 3-5; folded into mul + add otherwise (inference mode)"""
     eps = float(ctx.attrs(node).get("epsilon", 1e-5))
@@ -41,7 +51,8 @@ def instance_norm(node, ctx):
                                         epsilon=np.float32(eps), name=ctx.out()))
 
 
-@COREML.converts("LayerNormalization", since=17)
+@COREML.converts("LayerNormalization", since=17, check=lambda n, c: "the Mean / InvStdDev outputs"
+                 if _extra_outputs(n) else None)
 def layer_norm(node, ctx):
     """layer_norm over the trailing axes; a computed scale or bias is applied by mul / add"""
     a = ctx.attrs(node)

@@ -25,6 +25,8 @@ def _axes(node, ctx):
 
 
 def _reduce_check(node, ctx):
+    if ctx.dtype(node.input[0]) == np.bool_:
+        return "reduction of a boolean tensor"
     name = ctx.inp(node, 1)
     if ctx.opset >= AXES_INPUT.get(node.op_type, 18) and name and ctx.const(name) is None:
         return "axes computed at run time"

@@ -50,7 +50,14 @@ def _check(node, ctx):
             return f"nearest resize with {ct}/{nearest} at scales {scales[2:]} (integer upscales only)"
         return None
     if mode == "linear":
-        return None if ct in LINEAR_MODES else f"linear resize with coordinate mode '{ct}'"
+        if ct not in LINEAR_MODES:
+            return f"linear resize with coordinate mode '{ct}'"
+        ins, out = ctx.shape(node.input[0])[2:], ctx.shape(node.output[0])[2:]
+        if any(abs(i * s - o) > 1e-6 for i, s, o in zip(ins, scales[2:], out)):
+            return f"linear resize to a size that is not input x scale ({list(out)} from {list(ins)} x {scales[2:]})"
+        if ct != "asymmetric" and any(o == 1 for o in out):
+            return f"linear resize with '{ct}' to a single pixel (the coordinate formula is degenerate)"
+        return None
     return f"resize mode '{mode}'"
 
 

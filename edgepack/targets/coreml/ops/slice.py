@@ -76,6 +76,8 @@ def _pad_check(node, ctx):
     mode = text(ctx.attrs(node).get("mode"), "constant")
     if mode not in PAD_MODES:
         return f"pad mode '{mode}'"
+    if ctx.dtype(node.input[0]).kind != "f":
+        return "integer Pad (Core ML pads float tensors)"
     if ctx.opset >= 11 and any(ctx.inp(node, i) and ctx.const(node.input[i]) is None for i in (1, 2, 3)):
         return "pads computed at run time"
     pads, _ = _pad_params(node, ctx)

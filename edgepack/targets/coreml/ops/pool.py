@@ -30,11 +30,14 @@ def _pool_args(node, ctx) -> dict:
     k, s = list(a["kernel_shape"]), list(a.get("strides", [1] * spatial))
     kw = dict(kernel_sizes=np.array(k, np.int32), strides=np.array(s, np.int32), **pad_type(a, spatial))
     if a.get("ceil_mode") and kw["pad_type"] == "custom":
-        # set the end pads so that the floor formula yields ONNX's ceil output size (which also drops a last
-        # window that would start inside the end padding)
-        p, out = list(kw["pad"]), ctx.shape(node.output[0])[2:]
+        # end pads for which the floor formula yields the ceil output size, without a last window that would
+        # start inside the end padding (ONNX's rule; computed here: some shape inference misses that rule)
+        p = list(kw["pad"])
         for i in range(spatial):
-            p[2 * i + 1] = max(0, (out[i] - 1) * s[i] + k[i] - shape[2 + i] - p[2 * i])
+            size = shape[2 + i] + p[2 * i]
+            out = -(-(size + p[2 * i + 1] - k[i]) // s[i]) + 1
+            out -= (out - 1) * s[i] >= size
+            p[2 * i + 1] = max(0, (out - 1) * s[i] + k[i] - size)
         kw["pad"] = np.array(p, np.int32)
     return kw
 

@@ -3,12 +3,7 @@ broker restarts at once; afterwards the broker side has every sequence number an
 The minutes-long run is ``benchmarks/bench_agent_soak.py`` (figures in benchmarks/RESULTS.md)."""
 from __future__ import annotations
 
-import pytest
-
 from tests.testing.kit import load_benchmark
-
-pytest.importorskip("onnxruntime")
-pytest.importorskip("onnx")
 
 
 def test_short_soak_loses_nothing_and_keeps_every_thread(mosquitto_bin, tmp_path):

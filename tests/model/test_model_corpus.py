@@ -7,7 +7,7 @@ import pytest
 from edgepack.model import load_model
 from tests.model.kit import assert_normalized, assert_same_outputs, op_types
 
-corpus = pytest.importorskip("edgepack.testing.corpus")
+from edgepack.testing import corpus  # noqa: E402
 
 SHAPES = corpus.INPUT_SHAPES
 LIGHT = ["alexnet", "densenet121", "inception_v1", "inception_v2", "resnet50", "shufflenet",

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-pytest.importorskip("paho.mqtt")
+import paho.mqtt  # noqa: E402,F401  (a test dependency: its absence is a failure, not a skip)
 
 from edgepack_runtime.link import MqttLink  # noqa: E402
 from edgepack_runtime.outbox import Outbox  # noqa: E402

@@ -130,7 +130,8 @@ def main() -> int:
                f"{r['cosine']:.6f} / {r['rel']:.2e}")
         print(f"| {name} | {r['ops']} | {r['size'] / 1e6:.2f} MB | {par} | "
               f"{r['exec_s']:.2f} | " + " | ".join(ratios) + f" | {_ane(r['ane'])} |", flush=True)
-        print(f"    ({name}: {time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+        modes = ", ".join(f"{m} {r['modes'][m]['seconds']:.0f} s" for m in args.modes)
+        print(f"    ({name}: {time.perf_counter() - t0:.1f} s; convert {r['convert_s']:.1f} s; {modes})", file=sys.stderr)
     return 0
 
 

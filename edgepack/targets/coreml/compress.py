@@ -20,7 +20,7 @@ THRESHOLD = 2048          # weights of at most this many elements stay as they a
 SPARSITY = 0.5            # magnitude pruning: share of each weight tensor set to zero
 
 
-KMEANS_MAX = 1 << 20      # larger weights get uniform palettes: k-means over millions of values takes minutes
+KMEANS_MAX = 1 << 18      # larger weights get uniform palettes: k-means over a million values takes minutes
 
 
 def _kmeans_or_uniform() -> str:
@@ -70,7 +70,7 @@ class Mode:
 
 MODES: dict[str, Mode] = {
     "w8": Mode(16, _linear("int8", "per_channel"), "int8 linear symmetric weights, per output channel"),
-    "palettize8": Mode(16, _palettize(8), "8-bit lookup table per tensor (k-means with scikit-learn up to 1 M "
+    "palettize8": Mode(16, _palettize(8), "8-bit lookup table per tensor (k-means with scikit-learn up to 262,144 "
                                           "values a tensor, else uniform levels)"),
     "palettize6": Mode(16, _palettize(6), "6-bit lookup table per tensor"),
     "palettize4": Mode(16, _palettize(4), "4-bit lookup table per tensor"),

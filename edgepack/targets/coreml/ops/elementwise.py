@@ -10,10 +10,10 @@ def _binary(op, node, ctx):
 
 
 def _register_binary(onnx_op, mil_op):
-    @COREML.converts(onnx_op, since=7)
     def convert(node, ctx):
         _binary(mil_op, node, ctx)
     convert.__doc__ = f"{mil_op} (numpy broadcasting)"
+    COREML.converts(onnx_op, since=7)(convert)
 
 
 for _onnx, _mil in (("Add", "add"), ("Sub", "sub"), ("Mul", "mul")):
@@ -88,10 +88,10 @@ UNARY = {"Sqrt": "sqrt", "Exp": "exp", "Abs": "abs", "Floor": "floor", "Ceil": "
 
 
 def _register_unary(onnx_op, mil_op):
-    @COREML.converts(onnx_op, since=6)
     def convert(node, ctx):
         ctx.set(ctx.out(), getattr(mb, mil_op)(x=ctx.x(node.input[0]), name=ctx.out()))
     convert.__doc__ = mil_op
+    COREML.converts(onnx_op, since=6)(convert)
 
 
 for _onnx, _mil in UNARY.items():

@@ -8,10 +8,10 @@ COMPARE = {"Equal": "equal", "Less": "less", "Greater": "greater", "LessOrEqual"
 
 
 def _register(onnx_op, mil_op):
-    @COREML.converts(onnx_op, since=7)
     def convert(node, ctx):
         ctx.set(ctx.out(), getattr(mb, mil_op)(x=ctx.x(node.input[0]), y=ctx.x(node.input[1]), name=ctx.out()))
     convert.__doc__ = f"{mil_op} (numpy broadcasting)"
+    COREML.converts(onnx_op, since=7)(convert)
 
 
 for _onnx, _mil in COMPARE.items():

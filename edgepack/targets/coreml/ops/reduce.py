@@ -34,7 +34,6 @@ def _reduce_check(node, ctx):
 
 
 def _register(onnx_op, mil_op):
-    @COREML.converts(onnx_op, since=1, check=_reduce_check)
     def convert(node, ctx):
         axes = _axes(node, ctx)
         x = ctx.x(node.input[0])
@@ -43,6 +42,7 @@ def _register(onnx_op, mil_op):
         keep = bool(ctx.attrs(node).get("keepdims", 1))
         ctx.set(ctx.out(), getattr(mb, mil_op)(x=x, axes=axes, keep_dims=keep, name=ctx.out()))
     convert.__doc__ = mil_op
+    COREML.converts(onnx_op, since=1, check=_reduce_check)(convert)
 
 
 for _onnx, _mil in REDUCE.items():
@@ -54,13 +54,13 @@ def _arg_check(node, ctx):
 
 
 def _register_arg(onnx_op, mil_op):
-    @COREML.converts(onnx_op, since=1, check=_arg_check)
     def convert(node, ctx):
         a = ctx.attrs(node)
         axis = int(a.get("axis", 0)) % ctx.rank(node.input[0])
         ctx.set(ctx.out(), getattr(mb, mil_op)(x=ctx.x(node.input[0]), axis=axis,
                                                keep_dims=bool(a.get("keepdims", 1)), name=ctx.out()))
     convert.__doc__ = f"{mil_op} (int32 indices inside the program)"
+    COREML.converts(onnx_op, since=1, check=_arg_check)(convert)
 
 
 _register_arg("ArgMax", "reduce_argmax")

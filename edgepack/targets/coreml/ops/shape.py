@@ -13,10 +13,10 @@ def _to_output_shape(node, ctx):
 
 
 def _register_reshape(op_type, since):
-    @COREML.converts(op_type, since=since)
     def convert(node, ctx):
         _to_output_shape(node, ctx)
     convert.__doc__ = "reshape to the (static) ONNX output shape"
+    COREML.converts(op_type, since=since)(convert)
 
 
 for _op, _since in (("Reshape", 5), ("Flatten", 1), ("Squeeze", 1), ("Unsqueeze", 1)):

@@ -16,7 +16,7 @@ def _tensor_types(node, ctx):
     bad = sorted({str(ctx.dtype(n)) for n in names if ctx.dtype(n) not in TENSOR_TYPES})
     if bad:
         return f"tensor type(s) {', '.join(bad)} have no Core ML equivalent"
-    empty = [n for n in names if 0 in ctx.shape(n)]
+    empty = [n for n in names if 0 in ctx.shape(n) and ctx.const(n) is None]   # (an empty axes list is fine)
     if empty:
         return f"zero-size tensor '{empty[0]}' {list(ctx.shape(empty[0]))}"
     deep = [n for n in names if ctx.rank(n) > MAX_RANK]

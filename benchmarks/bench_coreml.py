@@ -2,6 +2,7 @@
 through the MIL reference executor, weight size per compression mode against fp16, and the ANE report.
 
     python benchmarks/bench_coreml.py [--samples 3] [--models NAME ...] [--modes w8 palettize4 ...]
+    python benchmarks/bench_coreml.py --node-tests     # the ONNX node tests of every op the target claims
 
 Baseline and figure come from the same run: onnxruntime on the fp32 ONNX model vs the fp16 ML Program in
 the reference executor (cosine, max error relative to the output's max |x|, over ``--samples`` synthetic
@@ -99,6 +100,62 @@ def bench(name: str, n: int, modes) -> dict:
     return row
 
 
+def node_tests() -> int:
+    """Every ONNX backend node test (onnx 1.22.0) of an op the registry claims, at fp32 through intake,
+    the translator and the reference executor, against the test's expected outputs (rtol 1e-3, atol 1e-4).
+    Outcomes: pass, refused (preflight or intake names the reason), fail (wrong numbers), error."""
+    import collections
+    import os
+    import tempfile
+
+    import onnx
+
+    from edgepack.errors import EdgepackError, UnsupportedOpsError
+    from edgepack.model import load_model
+    from edgepack.targets.coreml.convert import lower, package, zip_package
+    from edgepack.targets.coreml.target import TARGET
+    from edgepack.testing.node_tests import list_node_tests
+    from edgepack_runtime.backends.coreml_ref import load
+    from tests.e2e.test_node_conformance import freeze_constant_slots
+    claimed = {e.op_type for e in TARGET.registry().entries()}
+    counts: collections.Counter = collections.Counter()
+    reasons: collections.Counter = collections.Counter()
+    for t in (t for t in list_node_tests(claimed) if not t.skip_reason):
+        try:
+            inputs, outputs = t.load_data(0)
+            model, feeds = freeze_constant_slots(onnx.load(t.model), dict(inputs))
+            with tempfile.TemporaryDirectory() as tmp:
+                onnx.save(model, os.path.join(tmp, "m.onnx"))
+                model = load_model(os.path.join(tmp, "m.onnx"))
+            program = load(zip_package(package(lower(model), precision="fp32")))
+            shapes = [[d.dim_value for d in i.type.tensor_type.shape.dim] or [1] for i in model.graph.input]
+            got = program.run({n: np.reshape(feeds[i.name], s)
+                               for n, i, s in zip(program.input_names, model.graph.input, shapes)})
+            ok = True
+            for (name, want), core in zip(outputs.items(), program.output_names):
+                have = np.asarray(got[core])
+                ok &= have.shape == want.shape and (
+                    np.allclose(have, want, rtol=1e-3, atol=1e-4, equal_nan=True) if want.dtype.kind in "fc"
+                    else np.array_equal(have.astype(want.dtype), want))
+            outcome = "pass" if ok else "fail"
+        except UnsupportedOpsError as exc:
+            outcome = "refused"
+            reasons[str(exc).split("): ", 1)[-1].split(" (see")[0][:70]] += 1
+        except EdgepackError as exc:
+            outcome = "refused"
+            reasons["intake: " + str(exc).split(": ", 1)[-1][:60]] += 1
+        except Exception as exc:     # noqa: BLE001 (counted and named: that is the measurement)
+            outcome = "error"
+            print(f"  {t.name}: {type(exc).__name__}: {str(exc)[:150]}")
+        if outcome == "fail":
+            print(f"  {t.name}: wrong numbers")
+        counts[outcome] += 1
+    print(f"node tests of the {len(claimed)} claimed ops: " + ", ".join(f"{k} {v}" for k, v in counts.most_common()))
+    for why, n in reasons.most_common(12):
+        print(f"  refused x{n}: {why}")
+    return 0
+
+
 def _ane(ane: dict) -> str:
     fired = ", ".join(f"{f['rule']}×{f['count']}" for f in ane["findings"])
     return f"{ane['verdict']}" + (f" ({fired})" if fired else "")
@@ -110,7 +167,10 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=3)
     ap.add_argument("--models", nargs="*")
     ap.add_argument("--modes", nargs="*", default=list(MODES))
+    ap.add_argument("--node-tests", action="store_true", help="run the ONNX node tests instead")
     args = ap.parse_args()
+    if args.node_tests:
+        return node_tests()
     names = args.models or [e.name for e in entries() if e.format == "onnx"]
     print("| model | MIL ops | fp16 package | fp16 parity: min cosine / max rel. err | executor s/sample | "
           + " | ".join(args.modes) + " | ANE report |")

@@ -40,6 +40,7 @@ def _session(model: ModelProto, *, optimize: bool, threads: int | None):
     opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads = threads
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")   # no busy-waiting between ops
     if not optimize:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     if fits_protobuf(model):

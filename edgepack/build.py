@@ -38,6 +38,7 @@ from .stages import StageRecorder
 from .targets.base import Job, QuantOptions
 
 N_SYNTHETIC = 40      # synthetic samples when no data is given (20% held out to verify)
+SYNTHETIC_BYTES = 64 << 20   # ...fewer when their inputs would take more (the 640x640 detector: 16, not 40)
 N_BUNDLED = 3         # samples shipped in the bundle for the on-device health check
 TOOLS = ("onnx", "onnxruntime", "numpy")   # plus what each built target requires
 
@@ -125,7 +126,7 @@ def _build(recorder: StageRecorder, model_path, *, targets, input_shapes, out, c
                                  holdout_is_calib=True)
         else:
             cal = load_calibration(calibration, model, preprocess=preprocess, holdout=holdout,
-                                   synthetic_samples=N_SYNTHETIC)
+                                   synthetic_samples=N_SYNTHETIC, synthetic_bytes=SYNTHETIC_BYTES)
     warnings.extend(cal.warnings)
     data_kind = {"given": "given", "synthetic": "synthetic"}.get(cal.kind, "holdout")
 

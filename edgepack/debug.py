@@ -15,7 +15,7 @@ from typing import Callable
 from edgepack_runtime.precisions import gate
 
 from . import targets as table
-from .build import N_SYNTHETIC
+from .build import N_SYNTHETIC, SYNTHETIC_BYTES
 from .calibration import load_calibration
 from .errors import EdgepackError
 from .model import load_model
@@ -55,7 +55,7 @@ def debug_quant(model_path: str | Path, *, target: str = table.DEFAULT, calibrat
     progress("loading the model and calibration data")
     model = load_model(Path(model_path), input_shapes=input_shapes, preflight=t.preflight)
     cal = load_calibration(calibration, model, preprocess=preprocess, holdout=holdout,
-                           synthetic_samples=N_SYNTHETIC)
+                           synthetic_samples=N_SYNTHETIC, synthetic_bytes=SYNTHETIC_BYTES)
     progress("computing fp32 reference outputs")
     reference = reference_outputs(model, cal.holdout)
     job = Job(t.debug_precision, cal, reference, gate(t.debug_precision), quant, progress=progress)

@@ -55,12 +55,14 @@ class CalibrationSet:
 
 def load_calibration(source: str | Path | None, model: onnx.ModelProto, *,
                      preprocess: str | Path | dict | None = None, holdout: float = 0.2, seed: int = 0,
-                     synthetic_samples: int = 16) -> CalibrationSet:
+                     synthetic_samples: int = 16, synthetic_bytes: int | None = None) -> CalibrationSet:
     """Load, check and split calibration data for ``model`` (static input shapes).
 
     ``source``: an ``.npz``, a folder of ``.npy`` files or of images, or None for synthetic samples.
     ``preprocess``: image preprocessing spec (images only). ``holdout``: fraction in [0, 0.9] kept out
-    of calibration to measure accuracy; the split is a shuffle seeded by ``seed``.
+    of calibration to measure accuracy; the split is a shuffle seeded by ``seed``. Synthetic samples: at
+    most ``synthetic_samples``, fewer (never under ``MIN_SYNTHETIC``) when they would take more than
+    ``synthetic_bytes`` (a 1x3x640x640 float input is 4.9 MB a sample, plus its reference outputs).
     Raises ``CalibrationError`` naming what is wrong and what to do.
     """
     if not 0.0 <= holdout <= MAX_HOLDOUT:
@@ -76,6 +78,7 @@ def load_calibration(source: str | Path | None, model: onnx.ModelProto, *,
         if synthetic_samples < 2:
             raise CalibrationError(f"synthetic_samples is {synthetic_samples}; at least 2 are needed",
                                    hint="one to calibrate, one held out")
+        synthetic_samples = _within(synthetic_samples, synthetic_bytes, specs)
         samples = make_inputs(model, synthetic_samples, seed=seed)
         warnings = [f"no calibration data: using {synthetic_samples} synthetic random samples; int8 ranges and "
                     f"accuracy figures are NOT representative of real inputs — pass --calibration with "
@@ -129,3 +132,14 @@ def split(samples: list, fraction: float, seed: int, *, where: str = "calibratio
     held = set(order[:k].tolist())
     calib = [s for i, s in enumerate(samples) if i not in held]
     return calib, [samples[i] for i in sorted(held)], warnings
+
+
+MIN_SYNTHETIC = 16     # 20% of them (3) still verify every target on several different inputs
+
+
+def _within(count: int, budget: int | None, specs) -> int:
+    """``count`` synthetic samples, or as many as ``budget`` bytes hold (at least MIN_SYNTHETIC)."""
+    per_sample = sum(int(np.prod(s.shape, dtype=np.int64)) * np.dtype(s.dtype).itemsize for s in specs.values())
+    if budget is None or per_sample == 0:
+        return count
+    return max(min(count, MIN_SYNTHETIC), min(count, budget // per_sample))

@@ -96,3 +96,23 @@ def test_errors_carry_exit_code_3(tmp_path):
         load_calibration(tmp_path / "nothing", conv_model())
     assert err.value.exit_code == 3
     assert "folder of images" in err.value.hint and str(err.value).endswith(f"({err.value.hint})")
+
+
+def test_synthetic_samples_stay_within_their_memory_budget():
+    """40 synthetic samples of a 1x3x640x640 input would hold 196 MB; a 64 MB budget gets 16 (the floor)."""
+    import onnx
+    from onnx import TensorProto as TP
+    from onnx import helper as h
+
+    from edgepack.calibration import load_calibration
+    def model(shape):
+        g = h.make_graph([h.make_node("Relu", ["x"], ["y"])], "g", [h.make_tensor_value_info("x", TP.FLOAT, shape)],
+                         [h.make_tensor_value_info("y", TP.FLOAT, shape)])
+        return h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+    big = load_calibration(None, model([1, 3, 640, 640]), synthetic_samples=40, synthetic_bytes=64 << 20)
+    assert len(big.all) == 16 and big.calib[0]["x"].shape == (1, 3, 640, 640)
+    mid = load_calibration(None, model([1, 3, 512, 512]), synthetic_samples=40, synthetic_bytes=64 << 20)
+    assert len(mid.all) == (64 << 20) // (3 * 512 * 512 * 4) == 21
+    small = load_calibration(None, model([1, 8]), synthetic_samples=40, synthetic_bytes=64 << 20)
+    assert len(small.all) == 40
+    assert "using 16 synthetic random samples" in big.warnings[0]

@@ -92,10 +92,13 @@ def test_compare_where_not(op, a_shape, b_shape):
     assert_converts(m, feeds)
 
 
-@pytest.mark.parametrize("axis,keep", [(1, 1), (-1, 0)])
-def test_argmax(axis, keep):
-    m = make([h.make_node("ArgMax", ["x"], ["y"], axis=axis, keepdims=keep)], {"x": [2, 5, 4]}, ["y"])
-    assert_converts(m)
+@pytest.mark.parametrize("op", ["ArgMax", "ArgMin"])
+@pytest.mark.parametrize("axis,keep,last", [(1, 1, 0), (-1, 0, 0), (1, 1, 1), (-1, 0, 1)])
+def test_argmax(op, axis, keep, last):
+    m = make([h.make_node(op, ["x"], ["y"], axis=axis, keepdims=keep, select_last_index=last)], {"x": [2, 5, 4]},
+             ["y"])
+    ties = RNG.integers(0, 3, (2, 5, 4)).astype(np.float32)       # repeated extremes: first vs last matters
+    assert_converts(m, {"x": ties})
 
 
 @pytest.mark.parametrize("largest,axis", [(1, -1), (0, 1)])

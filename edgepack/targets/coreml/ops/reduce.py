@@ -49,18 +49,21 @@ for _onnx, _mil in REDUCE.items():
     _register(_onnx, _mil)
 
 
-def _arg_check(node, ctx):
-    return "select_last_index=1" if ctx.attrs(node).get("select_last_index", 0) else None
-
-
 def _register_arg(onnx_op, mil_op):
     def convert(node, ctx):
         a = ctx.attrs(node)
         axis = int(a.get("axis", 0)) % ctx.rank(node.input[0])
-        ctx.set(ctx.out(), getattr(mb, mil_op)(x=ctx.x(node.input[0]), axis=axis,
-                                               keep_dims=bool(a.get("keepdims", 1)), name=ctx.out()))
-    convert.__doc__ = f"{mil_op} (int32 indices inside the program)"
-    COREML.converts(onnx_op, since=1, check=_arg_check)(convert)
+        keep = bool(a.get("keepdims", 1))
+        x = ctx.x(node.input[0])
+        if not a.get("select_last_index", 0):
+            return ctx.set(ctx.out(), getattr(mb, mil_op)(x=x, axis=axis, keep_dims=keep, name=ctx.out()))
+        # the last of equal extremes: the first one along the reversed axis, counted from the end
+        flipped = mb.reverse(x=x, axes=[axis], name=ctx.name("rev"))
+        first = getattr(mb, mil_op)(x=flipped, axis=axis, keep_dims=keep, name=ctx.name("arg"))
+        last = np.int32(ctx.shape(node.input[0])[axis] - 1)
+        ctx.set(ctx.out(), mb.sub(x=last, y=first, name=ctx.out()))
+    convert.__doc__ = f"{mil_op} (int32 indices inside the program; select_last_index on the reversed axis)"
+    COREML.converts(onnx_op, since=1)(convert)
 
 
 _register_arg("ArgMax", "reduce_argmax")

@@ -68,6 +68,14 @@ def test_layer_norm(axis, bias, operand):
     assert_converts(m, precisions=("fp32", "fp16") if operand == "init" else ("fp32",))
 
 
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_layer_norm_mean_and_inv_std_dev_outputs(axis):
+    m = make([h.make_node("LayerNormalization", ["x", "s", "b"], ["y", "mean", "isd"], axis=axis, epsilon=1e-3)],
+             {"x": [2, 3, 5]}, ["y", "mean", "isd"], [weight("s", (3, 5) if axis == 1 else (5,)),
+                                                       weight("b", (3, 5) if axis == 1 else (5,), 1)])
+    assert_converts(m, precisions=("fp32", "fp16"))
+
+
 @pytest.mark.parametrize("size", [3, 5])
 def test_lrn(size):
     m = make([h.make_node("LRN", ["x"], ["y"], size=size, alpha=1e-3, beta=0.75, bias=1.5)], {"x": [1, 8, 5, 5]},

@@ -51,16 +51,31 @@ def instance_norm(node, ctx):
                                         epsilon=np.float32(eps), name=ctx.out()))
 
 
-@COREML.converts("LayerNormalization", since=17, check=lambda n, c: "the Mean / InvStdDev outputs"
-                 if _extra_outputs(n) else None)
+def _layer_stats(node, ctx, axes, eps):
+    """LayerNormalization's optional Mean and InvStdDev outputs (kept dims)."""
+    x = ctx.x(node.input[0])
+    mean = mb.reduce_mean(x=x, axes=axes, keep_dims=True, name=node.output[1] or ctx.name("mean"))
+    centered = mb.sub(x=x, y=mean, name=ctx.name("centered"))
+    var = mb.reduce_mean(x=mb.mul(x=centered, y=centered, name=ctx.name("sq")), axes=axes, keep_dims=True,
+                         name=ctx.name("var"))
+    if node.output[1]:
+        ctx.set(node.output[1], mean)
+    if len(node.output) > 2 and node.output[2]:
+        ctx.set(node.output[2], mb.rsqrt(x=var, epsilon=eps, name=node.output[2]))
+
+
+@COREML.converts("LayerNormalization", since=17)
 def layer_norm(node, ctx):
-    """layer_norm over the trailing axes; a computed scale or bias is applied by mul / add"""
+    """layer_norm over the trailing axes; a computed scale or bias is applied by mul / add; the Mean and
+    InvStdDev outputs by reductions"""
     a = ctx.attrs(node)
     shape = ctx.shape(node.input[0])
     axis = int(a.get("axis", -1)) % len(shape)
     axes = list(range(axis, len(shape)))
     norm_shape = shape[axis:]
     eps = np.float32(a.get("epsilon", 1e-5))
+    if _extra_outputs(node):
+        _layer_stats(node, ctx, axes, eps)
     scale, bias = ctx.const(node.input[1]), ctx.const(ctx.inp(node, 2))
     kw = {}
     if scale is not None and (ctx.inp(node, 2) is None or bias is not None):

@@ -14,9 +14,9 @@ from .base import Target
 TABLE: dict[str, str] = {
     "cpu": "edgepack.targets.tflite.target:TARGET",
     "onnx": "edgepack.targets.onnx:TARGET",
+    "coreml": "edgepack.targets.coreml.target:TARGET",
 }
 PLANNED: dict[str, str] = {
-    "coreml": "Apple Neural Engine (Core ML ML Program): not built by this version yet",
     "qualcomm": "Qualcomm Hexagon NPU (QDQ ONNX + QNN context binaries): not built by this version yet",
 }
 DEFAULT = "cpu"          # what --target means when it is not given

@@ -69,7 +69,8 @@ class Runtime:
         internal = [to_model_layout(public[name], perm) for name, perm in self._in_order]
         results = self._session.run(internal)
         named = {name: from_model_layout(np.asarray(r), perm) for (name, perm), r in zip(self._out_order, results)}
-        return {spec["name"]: named[spec["name"]] for spec in self.outputs}
+        # the public dtype (Core ML, for one, returns int32 where the ONNX model's output is int64)
+        return {spec["name"]: _as_dtype(named[spec["name"]], spec["dtype"]) for spec in self.outputs}
 
     def self_check(self, *, rtol: float | None = None, atol: float | None = None,
                    min_cosine: float | None = None) -> dict:
@@ -139,3 +140,7 @@ def to_model_layout(array: np.ndarray, perm) -> np.ndarray:
 def from_model_layout(array: np.ndarray, perm) -> np.ndarray:
     """A model output back in the public (ONNX) layout."""
     return array if perm is None else np.require(np.transpose(array, np.argsort(perm)), requirements="C")
+
+
+def _as_dtype(array: np.ndarray, dtype: str) -> np.ndarray:
+    return array if array.dtype == dtype else array.astype(dtype)

@@ -142,7 +142,7 @@ def test_ops_table_is_generated_from_the_registry():
     assert {"domain": "ai.onnx", "op_type": "Conv", "since": 1} == {k: rows[[r["op_type"] for r in rows].index("Conv")][k]
                                                                   for k in ("domain", "op_type", "since")}
     code, _, err = _invoke("ops", "--target", "nope")
-    assert code == 1 and "unknown target 'nope' (targets: cpu, onnx)" in err, err
+    assert code == 1 and "unknown target 'nope' (targets: cpu, onnx, coreml)" in err, err
 
 
 def test_unknown_target_names_choices(tmp_path):

@@ -159,14 +159,15 @@ def test_targets_json_lists_every_target_with_precisions_and_availability():
     code, out, err = _invoke("targets", "--json")
     assert code == 0, err
     rows = {r["name"]: r for r in json.loads(out)}
-    assert list(rows)[:2] == ["cpu", "onnx"]
+    assert list(rows)[:3] == ["cpu", "onnx", "coreml"]
     cpu = rows["cpu"]
     assert cpu["format"] == "tflite" and cpu["aliases"] == ["tflite"] and cpu["default_precision"] == "fp32"
     assert cpu["precisions"] == ["fp32", "fp16", "int8-dynamic", "int8"] and cpu["available"] is True
     assert cpu["gates"]["int8"]["min_snr_db"] == 15.0 and cpu["debugger"] == "int8" and cpu["op_table"] is True
     assert rows["onnx"]["precisions"] == ["fp32"] and rows["onnx"]["backend"] == "onnxruntime"
-    for planned in ("coreml", "qualcomm"):
-        assert rows[planned]["available"] is False and "not built by this version" in rows[planned]["why_not"]
+    assert rows["coreml"]["format"] == "mlpackage" and rows["coreml"]["default_precision"] == "fp16"
+    assert rows["coreml"]["backend"] in ("coreml-reference", "coreml") and rows["coreml"]["available"] is True
+    assert rows["qualcomm"]["available"] is False and "not built by this version" in rows["qualcomm"]["why_not"]
 
 
 @pytest.mark.parametrize("spec,expected", [
@@ -185,6 +186,7 @@ def test_precision_per_target(spec, expected):
     ("int9", "unknown precision 'int9'"),
     ("cpu=int8,cpu=fp16", "sets cpu twice"),
     ("coreml=fp16", "names target 'coreml', which is not being built"),
+    ("coreml=int8", "names target 'coreml', which is not being built"),
     ("onnx=int8", "target 'onnx' has no precision 'int8'"),
     ("cpu=", "'cpu=' is not PRECISION or TARGET=PRECISION"),
 ])
@@ -198,13 +200,17 @@ def test_bad_precision_specs_say_what_is_wrong(spec, message):
 def test_a_device_profile_sets_the_default_precision_of_its_targets():
     from edgepack.plan import plan
     chosen = plan(["apple-a17-m3"])
-    assert [(i.target.name, i.precision) for i in chosen.items] == [("cpu", "fp16")]
-    assert chosen.skipped == ["coreml"] and chosen.profiles_named == ["apple-a17-m3"]
-    assert [(i.target.name, i.precision) for i in plan(["apple-a17-m3"], "cpu=int8").items] == [("cpu", "int8")]
-    assert [(i.target.name, i.precision) for i in plan(["cpu", "apple-a17-m3"]).items] == [("cpu", "fp16")]
+    assert [(i.target.name, i.precision) for i in chosen.items] == [("coreml", "fp16"), ("cpu", "fp16")]
+    assert chosen.skipped == [] and chosen.profiles_named == ["apple-a17-m3"]
+    assert [(i.target.name, i.precision) for i in plan(["apple-a17-m3"], "cpu=int8").items] == [("coreml", "fp16"),
+                                                                                                ("cpu", "int8")]
+    assert [(i.target.name, i.precision) for i in plan(["snapdragon-8-gen3"]).items] == [("cpu", "fp32")]
+    assert plan(["snapdragon-8-gen3"]).skipped == ["qualcomm"]
+    assert [(i.target.name, i.precision) for i in plan(["cpu", "apple-a17-m3"]).items] == [("cpu", "fp16"),
+                                                                                           ("coreml", "fp16")]
 
 
 def test_a_planned_target_asked_by_name_says_it_is_not_built_yet():
     from edgepack.plan import plan
-    with pytest.raises(EdgepackError, match="target 'coreml' is not built by this version"):
-        plan(["coreml"])
+    with pytest.raises(EdgepackError, match="target 'qualcomm' is not built by this version"):
+        plan(["qualcomm"])

@@ -12,8 +12,9 @@ from typing import Callable
 
 import onnx
 import onnx.defs
+from onnx import helper
 
-from ..errors import UnsupportedOpsError
+from ..errors import ConversionError, EdgepackError, UnsupportedOpsError
 
 
 @dataclass(frozen=True)
@@ -88,3 +89,40 @@ class Registry:
             raise UnsupportedOpsError(self.target, problems)
         return resolved
 
+
+class NodeContext:
+    """The ONNX side every target's conversion context shares: the node being converted and its attributes."""
+
+    node: onnx.NodeProto | None = None
+
+    @staticmethod
+    def attrs(node: onnx.NodeProto) -> dict:
+        return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+    @staticmethod
+    def inp(node: onnx.NodeProto, i: int) -> str | None:
+        """The i-th input name, or None when absent or given as the empty string."""
+        return node.input[i] if i < len(node.input) and node.input[i] else None
+
+    def fail(self, message: str) -> ConversionError:
+        n = self.node
+        where = f"{n.op_type} node '{n.name}'" if n is not None else "graph"
+        return ConversionError(f"{where}: {message}", hint="report this model; try --verbose for details")
+
+
+def convert_nodes(graph: onnx.GraphProto, entries: list[Entry], ctx: NodeContext,
+                  check: Callable[[onnx.NodeProto], str | None] = lambda node: None) -> None:
+    """Run every node's converter in graph order (``entries`` from ``preflight``); a converter bug, or what
+    ``check`` finds wrong after a node, becomes a ConversionError naming the node."""
+    for node, entry in zip(graph.node, entries):
+        ctx.node = node
+        try:
+            entry.fn(node, ctx)
+        except EdgepackError:
+            raise
+        except Exception as exc:  # a converter bug: say where
+            raise ctx.fail(f"{type(exc).__name__}: {exc}") from exc
+        problem = check(node)
+        if problem:
+            raise ctx.fail(problem)
+    ctx.node = None

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ...errors import ConversionError
+from ..registry import NodeContext
 
 NARROW = {np.dtype(np.int64): np.int32, np.dtype(np.float64): np.float32, np.dtype(np.int16): np.int32,
           np.dtype(np.int8): np.int32, np.dtype(np.uint8): np.int32}
@@ -25,7 +25,7 @@ def narrow(dtype) -> np.dtype:
     return np.dtype(NARROW.get(dtype, dtype))
 
 
-class Context:
+class Context(NodeContext):
     def __init__(self, model: onnx.ModelProto):
         self.model = model
         g = model.graph
@@ -56,20 +56,6 @@ class Context:
     def const(self, name: str | None) -> np.ndarray | None:
         """The constant value of an ONNX tensor, or None when it is computed at run time."""
         return self.consts.get(name) if name else None
-
-    @staticmethod
-    def attrs(node: onnx.NodeProto) -> dict:
-        return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-    @staticmethod
-    def inp(node: onnx.NodeProto, i: int) -> str | None:
-        """The i-th input name, or None when absent or given as the empty string."""
-        return node.input[i] if i < len(node.input) and node.input[i] else None
-
-    def fail(self, message: str) -> ConversionError:
-        n = self.node
-        where = f"{n.op_type} node '{n.name}'" if n is not None else "graph"
-        return ConversionError(f"{where}: {message}", hint="report this model; try --verbose for details")
 
     # --- MIL side -------------------------------------------------------------------------
     def x(self, name: str):

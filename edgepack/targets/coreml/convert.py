@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from ...errors import ConversionError, EdgepackError
+from ...errors import ConversionError
+from ..registry import convert_nodes
 from .context import MIL_DTYPE, Context, narrow
 from .deploy import DEPLOYMENT, ct_target
 
@@ -49,15 +50,7 @@ def lower(model: onnx.ModelProto, deployment: str = "iOS16"):
         for name, var in fn.inputs.items():
             scalar = not ctx.shape(name)
             ctx.set(name, mb.reshape(x=var, shape=np.zeros(0, np.int32), name=name + "__scalar") if scalar else var)
-        for node, entry in zip(model.graph.node, entries):
-            ctx.node = node
-            try:
-                entry.fn(node, ctx)
-            except EdgepackError:
-                raise
-            except Exception as exc:
-                raise ctx.fail(f"{type(exc).__name__}: {exc}") from exc
-        ctx.node = None
+        convert_nodes(model.graph, entries, ctx)
         fn.set_outputs([_named_output(ctx, o.name, mb) for o in model.graph.output])
     program = Program()
     program.add_function("main", fn)

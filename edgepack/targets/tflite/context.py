@@ -10,14 +10,14 @@ import onnx
 from ai_edge_litert import schema_py_generated as fb
 from onnx import helper, numpy_helper
 
-from ...errors import ConversionError
+from ..registry import NodeContext
 from .ir import Graph
 
 NCHW_TO_NHWC = {3: [0, 2, 1], 4: [0, 2, 3, 1], 5: [0, 2, 3, 4, 1]}
 NHWC_TO_NCHW = {3: [0, 2, 1], 4: [0, 3, 1, 2], 5: [0, 4, 1, 2, 3]}
 
 
-class Context:
+class Context(NodeContext):
     def __init__(self, model: onnx.ModelProto):
         self.model = model
         g = model.graph
@@ -57,20 +57,6 @@ class Context:
             return self.consts[name]
         t = self.graph.tensors.get(name)
         return t.data if t is not None else None
-
-    @staticmethod
-    def attrs(node: onnx.NodeProto) -> dict:
-        return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-    @staticmethod
-    def inp(node: onnx.NodeProto, i: int) -> str | None:
-        """The i-th input name, or None when absent or given as the empty string."""
-        return node.input[i] if i < len(node.input) and node.input[i] else None
-
-    def fail(self, message: str) -> ConversionError:
-        n = self.node
-        where = f"{n.op_type} node '{n.name}'" if n is not None else "graph"
-        return ConversionError(f"{where}: {message}", hint="report this model; try --verbose for details")
 
     # --- IR side --------------------------------------------------------------------------
     def tensor(self, name: str) -> str:

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
-from ...errors import ConversionError, EdgepackError
+from ...errors import ConversionError
+from ..registry import convert_nodes
 from . import ops  # noqa: F401  (registers converters)
 from .context import Context
 from .layout import absorb_io, optimize_layout
@@ -91,18 +92,7 @@ def lower(model: onnx.ModelProto, *, optimize: bool = True) -> Lowered:
     g = ctx.graph
     for inp in model.graph.input:
         g.inputs.append(ctx.output(inp.name))
-    for node, entry in zip(model.graph.node, entries):
-        ctx.node = node
-        try:
-            entry.fn(node, ctx)
-        except EdgepackError:
-            raise
-        except Exception as exc:  # a converter bug: say where
-            raise ctx.fail(f"{type(exc).__name__}: {exc}") from exc
-        missing = [o for o in node.output if o and o not in g.tensors]
-        if missing:
-            raise ctx.fail(f"converter produced no tensor for output(s) {missing}")
-    ctx.node = None
+    convert_nodes(model.graph, entries, ctx, check=lambda node: _missing_outputs(node, g))
     for out in model.graph.output:
         name = out.name
         if name in g.inputs or g.tensors[ctx.tensor(name)].data is not None:
@@ -125,6 +115,11 @@ def lower(model: onnx.ModelProto, *, optimize: bool = True) -> Lowered:
     io = {"inputs": [{"name": i.name, "perm": p} for i, p in zip(model.graph.input, in_perms)],
           "outputs": [{"name": o.name, "perm": p} for o, p in zip(model.graph.output, out_perms)]}
     return Lowered(g, io, {"transpose_count_unoptimized": transposes_before}, f"edgepack: {model.graph.name}")
+
+
+def _missing_outputs(node: onnx.NodeProto, g: Graph) -> str | None:
+    missing = [o for o in node.output if o and o not in g.tensors]
+    return f"converter produced no tensor for output(s) {missing}" if missing else None
 
 
 def convert(model: onnx.ModelProto, *, optimize: bool = True, precision: str = "fp32") -> TFLiteModel:

@@ -158,7 +158,7 @@ def _build(recorder: StageRecorder, model_path, *, targets, input_shapes, out, c
         with stage(f"convert:{target.name}"):
             progress(f"converting for target '{target.name}' ({item.precision})")
             job = Job(item.precision, cal, reference, gates[target.name], quant, tuple(item.profiles),
-                      num_threads, progress)
+                      num_threads, progress, model_name=model_path.stem, model_version=version)
             entries.append(_convert(target, model, job, files))
 
     tools = list(TOOLS) + [r.pip for i in planned.items for r in i.target.requires if r.pip not in TOOLS]

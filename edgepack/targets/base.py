@@ -48,6 +48,8 @@ class Job:
     profiles: tuple[dict, ...] = ()     # device profiles that asked for this target
     num_threads: int | None = None
     progress: Callable[[str], None] = lambda step: None
+    model_name: str = ""                # the bundle's model name and version (for a target's own metadata)
+    model_version: str = "1"
 
 
 @dataclass

@@ -68,8 +68,8 @@ class CoreMLTarget(Target):
 
 def _metadata(model: onnx.ModelProto, job: Job, deployment: str) -> dict:
     from ... import __version__
-    name = model.graph.name or "model"
-    return {"author": "edgepack", "version": str(model.model_version or 1),
+    name = job.model_name or model.graph.name or "model"
+    return {"author": "edgepack", "version": job.model_version or str(model.model_version or 1),
             "short_description": f"{name}: converted from ONNX by edgepack {__version__} "
                                  f"({job.precision}, {deployment})",
             "edgepack.precision": job.precision, "edgepack.version": __version__}

@@ -41,15 +41,21 @@ class DebugReport:
                 "culprits": [r["tensor"] for r in self.ranked[:10]], "layers": self.layers}
 
 
-def debug_quant(model_path: str | Path, *, target: str = table.DEFAULT, calibration=None, preprocess=None,
-                holdout: float = 0.2, input_shapes: dict | None = None, quant: QuantOptions | None = None,
-                progress: Callable[[str], None] = lambda s: None) -> DebugReport:
-    """Quantize ``model_path`` for ``target`` at its debug precision and compare every layer."""
+def debug_quant(model_path: str | Path, *, target: str = table.DEFAULT, precision: str | None = None,
+                calibration=None, preprocess=None, holdout: float = 0.2, input_shapes: dict | None = None,
+                quant: QuantOptions | None = None, progress: Callable[[str], None] = lambda s: None,
+                profiles: tuple[dict, ...] = ()) -> DebugReport:
+    """Quantize (or compress) ``model_path`` for ``target`` at ``precision`` (default: the target's debug
+    precision) and compare every layer with its float twin."""
     t = table.get(target)
     if t.debug_precision is None:
         quantizing = [n for n in table.names() if table.get(n).debug_precision]
         raise EdgepackError(f"target '{t.name}' has no quantization debugger",
                             hint=f"targets with one: {', '.join(quantizing)}")
+    precision = precision or t.debug_precision
+    allowed = t.debug_precisions or (t.debug_precision,)
+    if precision not in allowed:
+        raise EdgepackError(f"debug-quant --target {t.name} examines {', '.join(allowed)}, not '{precision}'")
     quant = QuantOptions(**{**(quant or QuantOptions()).__dict__, "mixed_precision": False})
     t.check_quant(quant)
     progress("loading the model and calibration data")
@@ -58,7 +64,7 @@ def debug_quant(model_path: str | Path, *, target: str = table.DEFAULT, calibrat
                            synthetic_samples=N_SYNTHETIC, synthetic_bytes=SYNTHETIC_BYTES)
     progress("computing fp32 reference outputs")
     reference = reference_outputs(model, cal.holdout)
-    job = Job(t.debug_precision, cal, reference, gate(t.debug_precision), quant, progress=progress)
+    job = Job(precision, cal, reference, gate(precision), quant, profiles, progress=progress)
     result = t.quantize_debug(model, job)
-    return DebugReport(str(model_path), t.name, t.debug_precision, result.method, cal.describe(),
+    return DebugReport(str(model_path), t.name, precision, result.method, cal.describe(),
                        list(cal.warnings), result.figures, result.layers, result.ranked)

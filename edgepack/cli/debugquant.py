@@ -20,6 +20,8 @@ def debug_quant(
     model: Annotated[Path, typer.Argument(help="ONNX model file")],
     target: Annotated[str, typer.Option("--target", "-t", help="target whose quantization to debug (see "
                                         "`edgepack targets`)")] = "cpu",
+    precision: Annotated[Optional[str], typer.Option(help="what to examine (default: the target's own: int8 for "
+                                                     "cpu, palettize4 for coreml; see `edgepack targets`)")] = None,
     calibration: Annotated[Optional[Path], typer.Option(help=CALIBRATION_HELP)] = None,
     preprocess: Annotated[Optional[str], typer.Option(help=PREPROCESS_HELP)] = None,
     holdout: Annotated[float, typer.Option(help="share of the samples kept out to measure accuracy")] = 0.2,
@@ -42,8 +44,8 @@ def debug_quant(
     if order not in ("rank", "graph"):
         raise EdgepackError(f"--order '{order}' is not one of rank, graph")
     with err_console.status("loading the model and calibration data") as status:
-        report = run_debug(model, target=target, calibration=calibration, preprocess=preprocess, holdout=holdout,
-                           input_shapes=parse_shapes(input_shape),
+        report = run_debug(model, target=target, precision=precision, calibration=calibration,
+                           preprocess=preprocess, holdout=holdout, input_shapes=parse_shapes(input_shape),
                            quant=QuantOptions(method=method, keep_float=tuple(keep_float), policy=int8_policy),
                            progress=lambda s: status.update(s))
     for w in report.warnings:
@@ -53,7 +55,7 @@ def debug_quant(
         return
     f = report.parity
     verdict = "[green]passes[/]" if f["passed"] else "[red]fails[/]"
-    out_console.print(f"{report.target} {report.precision} ({report.method}) on {report.calibration['counts']['holdout']} "
+    out_console.print(f"{report.target} {report.precision} ({report.method}) on {f.get('samples', report.calibration['counts']['holdout'])} "
                       f"held-out samples: mean cosine {f['mean_cosine']:.6f}, min cosine {f['min_cosine']:.6f}, "
                       f"SNR {f['min_snr_db']:.1f} dB" + (f", top-1 agreement {f['min_top1_agreement']:.1%}"
                                                          if "min_top1_agreement" in f else "")
@@ -70,8 +72,11 @@ def debug_quant(
                       f"{r['cosine']:.5f}")
     (out_console if out_console.is_terminal else Console(highlight=False, width=200)).print(table)
     if report.ranked and order == "rank":
+        from .. import targets as table
         worst = report.ranked[0]
         name = worst["origin"] or worst["tensor"]
+        tip = (f"edgepack build {model} --precision {report.target}={report.precision} --keep-float {name}  "
+               "(or let mixed precision pick)" if table.get(report.target).quant_choices() else
+               f"a gentler precision for {report.target} (see `edgepack targets`), or a model trained for it")
         out_console.print(f"culprit: [bold]{name}[/] ({worst['op']}): its own {report.precision} SNR is "
-                          f"{worst.get('quant_snr_db', 0):.1f} dB. Try: edgepack build {model} --precision "
-                          f"{report.target}={report.precision} --keep-float {name}  (or let mixed precision pick)")
+                          f"{worst.get('quant_snr_db', 0):.1f} dB. Try: {tip}")

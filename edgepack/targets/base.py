@@ -83,6 +83,7 @@ class Target:
     aliases: tuple[str, ...] = ()
     portable: bool = False              # runs on every device profile (a plain CPU is enough)
     debug_precision: str | None = None  # the precision ``edgepack debug-quant`` examines (None: no debugger)
+    debug_precisions: tuple[str, ...] = ()   # all it can examine (``--precision``); empty: just debug_precision
 
     def path(self, filename: str) -> str:
         """Where a file of this target lives inside the bundle."""

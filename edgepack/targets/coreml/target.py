@@ -20,9 +20,20 @@ class CoreMLTarget(Target):
     summary = "Core ML ML Program for Apple devices (Neural Engine, GPU, CPU): our own ONNX->MIL translator"
     precisions = PRECISIONS
     default_precision = "fp16"
+    debug_precision = "palettize4"     # what `edgepack debug-quant --target coreml` examines by default
+    debug_precisions = tuple(p for p in PRECISIONS if p != "fp32")
     backend = "coreml" if sys.platform == "darwin" else "coreml-reference"
     requires = (Requirement("coremltools", "coremltools",
                             "the MIL builder, ML Program serialization and weight compression"),)
+
+    def quantize_debug(self, model: onnx.ModelProto, job: Job):
+        """The compressed program against its fp32 twin, value by value (``debug.py``)."""
+        from . import compress
+        from .debug import debug_layers
+        from .deploy import from_profiles
+        deployment = from_profiles(job.profiles)
+        compress.check(job.precision, deployment)
+        return debug_layers(model, job, deployment)
 
     def registry(self):
         from . import ops  # noqa: F401

@@ -106,6 +106,17 @@ class Program:
             else:
                 self._steps.append(step)
 
+    @property
+    def constants(self) -> dict:
+        """Every constant by value name, compressed weights already decompressed (what the ops read)."""
+        return dict(self._consts)
+
+    def operations(self) -> list[tuple[str, list[str], list[str]]]:
+        """(op type, names of the values it reads, names of the values it writes) of every op ``run``
+        executes, in order (weights' ``constexpr_*`` ops are folded into ``constants`` at load)."""
+        return [(s.type, [b for _, binds in s.inputs for b in binds if isinstance(b, str)], list(s.outputs))
+                for s in self._steps]
+
     def run(self, feeds: dict, *, keep_all: bool = False) -> dict[str, np.ndarray]:
         """Run once. ``feeds``: input name -> array (cast to the declared input dtype; shapes must match
         the declared ones where they are fixed). ``keep_all=True`` returns every named value (a trace)."""

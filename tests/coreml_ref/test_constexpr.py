@@ -29,7 +29,8 @@ def _configs():
 CASES = [("iOS16", "int8", "constexpr_affine_dequantize"), ("iOS16", "lut4", "constexpr_lut_to_dense"),
          ("iOS16", "prune", "constexpr_sparse_to_dense"), ("iOS18", "int8", "constexpr_blockwise_shift_scale"),
          ("iOS18", "int4_block", "constexpr_blockwise_shift_scale"), ("iOS18", "lut4", "constexpr_lut_to_dense"),
-         ("iOS18", "lut2_grouped", "constexpr_lut_to_dense"), ("iOS18", "prune", "constexpr_sparse_to_dense")]
+         ("iOS18", "lut2_grouped", "constexpr_lut_to_dense"), ("iOS18", "prune", "constexpr_sparse_to_dense"),
+         ("iOS18", "prune_lut4", "constexpr_lut_to_sparse")]
 
 
 def _dense_weight(prog):
@@ -44,8 +45,15 @@ def test_compressed_weights_decompress_like_coremltools(target, mode, op_type, m
     import coremltools.optimize.coreml as cto
     from coremltools.converters.mil import Builder as mb
     path = k.build(mil_tmp, lambda x: mb.conv(x=x, weight=W), {"x": list(X.shape)}, target=target)
-    fn, config = _configs()[mode]
-    compressed = fn(ct.models.MLModel(str(path), skip_model_load=True), cto.OptimizationConfig(global_config=config))
+    model = ct.models.MLModel(str(path), skip_model_load=True)
+    if mode == "prune_lut4":    # joint: 4-bit palettes of the values pruning kept
+        fn, config = _configs()["prune"]
+        model = fn(model, cto.OptimizationConfig(global_config=config))
+        fn, config = _configs()["lut4"]
+        compressed = fn(model, cto.OptimizationConfig(global_config=config), joint_compression=True)
+    else:
+        fn, config = _configs()[mode]
+        compressed = fn(model, cto.OptimizationConfig(global_config=config))
     cpath, dpath = mil_tmp / f"{path.stem}_{mode}.mlpackage", mil_tmp / f"{path.stem}_{mode}_dense.mlpackage"
     compressed.save(str(cpath))
     cto.decompress_weights(compressed).save(str(dpath))
@@ -57,6 +65,8 @@ def test_compressed_weights_decompress_like_coremltools(target, mode, op_type, m
     w = _dense_weight(prog)
     if mode == "prune":
         np.testing.assert_array_equal(w, np.where(np.abs(W) > 0.5, W, 0))
+    if mode == "prune_lut4":
+        assert ((w == 0) == (np.abs(W) <= 0.5)).all() and len(np.unique(w[w != 0])) <= 16
     if mode == "int8":   # symmetric per output channel: within half a step of max|w| / 127
         step = np.abs(W).reshape(16, -1).max(axis=1) / 127
         assert (np.abs(w - W).reshape(16, -1).max(axis=1) <= 0.51 * step).all()

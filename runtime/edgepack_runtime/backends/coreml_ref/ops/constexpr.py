@@ -82,3 +82,19 @@ def constexpr_sparse_to_dense(nonzero_data, mask, shape=None):
     out = np.zeros(mask.shape, nonzero_data.dtype)
     out[np.asarray(mask) != 0] = nonzero_data
     return out
+
+
+@op("constexpr_lut_to_sparse")
+def constexpr_lut_to_sparse(indices_mask, indices_nonzero_data, lut, vector_axis=None):
+    """iOS18 joint pruning + palettization: the LUT applied to the nonzero entries only -> (mask, values),
+    which a constexpr_sparse_to_dense turns dense. Nonzero entries are in the mask's C order; each reads the
+    LUT of its block (``lut``: [*blocks, palette size, vector size])."""
+    mask = np.asarray(indices_mask)
+    if lut.shape[-1] != 1:
+        from ....errors import BackendError
+        raise BackendError("constexpr_lut_to_sparse with vector palettes is not supported by the reference "
+                           "executor", hint="use scalar palettes (the default) or run on macOS")
+    where = np.nonzero(mask)
+    blocks = tuple(pos // (full // part) for pos, full, part in zip(where, mask.shape, lut.shape[:mask.ndim]))
+    idx = np.asarray(indices_nonzero_data).astype(np.int64).reshape(-1)
+    return mask, lut[blocks + (idx, 0)]

@@ -12,7 +12,7 @@ from typing import Callable
 
 import onnx
 import onnx.defs
-from onnx import helper
+from onnx import helper, numpy_helper
 
 from ..errors import ConversionError, EdgepackError, UnsupportedOpsError
 
@@ -93,7 +93,14 @@ class Registry:
 class NodeContext:
     """The ONNX side every target's conversion context shares: the node being converted and its attributes."""
 
-    node: onnx.NodeProto | None = None
+    def __init__(self, model: onnx.ModelProto):
+        self.model = model
+        g = model.graph
+        self.opsets = {(o.domain or ""): o.version for o in model.opset_import}
+        self.opset = self.opsets.get("", self.opsets.get("ai.onnx", 1))
+        self.consts = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+        self._info = {v.name: v for v in list(g.input) + list(g.value_info) + list(g.output)}
+        self.node: onnx.NodeProto | None = None
 
     @staticmethod
     def attrs(node: onnx.NodeProto) -> dict:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
 from ..registry import NodeContext
 
@@ -27,14 +27,8 @@ def narrow(dtype) -> np.dtype:
 
 class Context(NodeContext):
     def __init__(self, model: onnx.ModelProto):
-        self.model = model
-        g = model.graph
-        self.opsets = {(o.domain or ""): o.version for o in model.opset_import}
-        self.opset = self.opsets.get("", self.opsets.get("ai.onnx", 1))
-        self.consts = {i.name: numpy_helper.to_array(i) for i in g.initializer}
-        self._info = {v.name: v for v in list(g.input) + list(g.value_info) + list(g.output)}
+        super().__init__(model)
         self.values: dict = {}              # ONNX tensor name -> MIL Var
-        self.node: onnx.NodeProto | None = None
         self._uid = 0
 
     # --- ONNX side ------------------------------------------------------------------------

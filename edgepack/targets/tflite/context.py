@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 from ai_edge_litert import schema_py_generated as fb
-from onnx import helper, numpy_helper
+from onnx import helper
 
 from ..registry import NodeContext
 from .ir import Graph
@@ -19,15 +19,10 @@ NHWC_TO_NCHW = {3: [0, 2, 1], 4: [0, 3, 1, 2], 5: [0, 4, 1, 2, 3]}
 
 class Context(NodeContext):
     def __init__(self, model: onnx.ModelProto):
-        self.model = model
+        super().__init__(model)
         g = model.graph
-        self.opsets = {(o.domain or ""): o.version for o in model.opset_import}
-        self.opset = self.opsets.get("", self.opsets.get("ai.onnx", 1))
-        self.consts = {i.name: numpy_helper.to_array(i) for i in g.initializer}
-        self._info = {v.name: v for v in list(g.input) + list(g.value_info) + list(g.output)}
         self.graph = Graph()
         self.graph.reserved = set(self.consts) | set(self._info) | {o for n in g.node for o in n.output}
-        self.node: onnx.NodeProto | None = None
 
     # --- ONNX side ------------------------------------------------------------------------
     def shape(self, name: str) -> tuple[int, ...]:

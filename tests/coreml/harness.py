@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
 from edgepack.targets.coreml.convert import lower, package, validate, zip_package
+from tests.tflite.harness import random_feeds, run_onnx  # noqa: F401  (the same ONNX side as the tflite tests)
 
 TOLERANCE = {"fp32": 1e-4, "fp16": 1.5e-2}   # max |got - ref| / max |ref|
 
@@ -33,28 +33,6 @@ def op_types(program) -> dict[str, int]:
     for op in program.functions["main"].operations:
         counts[op.op_type] = counts.get(op.op_type, 0) + 1
     return counts
-
-
-def random_feeds(model: onnx.ModelProto, seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for i in model.graph.input:
-        t = i.type.tensor_type
-        shape = [d.dim_value for d in t.shape.dim]
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type)
-        if np.issubdtype(dtype, np.floating):
-            feeds[i.name] = rng.standard_normal(shape).astype(dtype)
-        elif dtype == np.bool_:
-            feeds[i.name] = rng.random(shape) > 0.5
-        else:
-            feeds[i.name] = rng.integers(0, 5, shape).astype(dtype)
-    return feeds
-
-
-def run_onnx(model: onnx.ModelProto, feeds) -> dict[str, np.ndarray]:
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    names = [o.name for o in sess.get_outputs()]
-    return dict(zip(names, sess.run(names, feeds)))
 
 
 def assert_converts(model: onnx.ModelProto, feeds=None, *, precisions=("fp32",), seeds=(0, 1),

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install everything the test suite needs (mosquitto included) and run the whole suite.
+# Install everything the test suite needs (mosquitto and sshd included) and run the whole suite.
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -k conv`.
 # Outside a virtual environment, everything goes into ./.venv (see scripts/env.sh).
 set -euo pipefail
@@ -11,6 +11,10 @@ cd "$(dirname "$0")/.."
 case ":$PATH:" in *:/usr/sbin:*) ;; *) [ -d /usr/sbin ] && export PATH="$PATH:/usr/sbin" ;; esac
 if ! command -v mosquitto >/dev/null 2>&1; then
   apt_install mosquitto
+fi
+# the --via ssh:// tests start a real sshd (Debian's openssh-server) on loopback; ssh/scp come with it
+if ! command -v sshd >/dev/null 2>&1 || ! command -v ssh >/dev/null 2>&1; then
+  apt_install openssh-server openssh-client
 fi
 use_python
 "$PY" -m pip install -q --disable-pip-version-check -e ./runtime -e '.[test]'

@@ -2,6 +2,8 @@
 
     EdgepackError                 base; every error carries a one-line message and a hint
     ├── BundleError               bundle unreadable, tampered (hash mismatch), unknown format version
+    │   └── SignatureError        refused by its signature: unsigned, signed by an untrusted key, manifest
+    │                             changed after signing, or a malformed signature.json (with trust keys set)
     ├── InputError                wrong input name, shape or dtype at inference
     ├── BackendError              no usable backend, or a backend failed to load/run
     └── (host side, edgepack.errors)
@@ -34,6 +36,10 @@ class EdgepackError(Exception):
 
 class BundleError(EdgepackError):
     exit_code = 6
+
+
+class SignatureError(BundleError):
+    """The bundle's signature does not let a device with trust keys accept it (exit code 6, as BundleError)."""
 
 
 class InputError(EdgepackError, ValueError):

@@ -5,14 +5,15 @@
     ├── DynamicShapeError     dynamic dimensions left unfixed                      exit 3
     ├── UnsupportedOpsError   ops a target cannot express (all listed at once)     exit 4
     ├── ConversionError       a converter failed on a supported op                 exit 4
-    └── ParityError           converted model does not match the reference         exit 5
+    ├── ParityError           converted model does not match the reference         exit 5
+    └── DeliveryError         a bundle could not be delivered (--via ssh://, dir:)   exit 10
 """
 from __future__ import annotations
 
 from edgepack_runtime.errors import BackendError, BundleError, EdgepackError, InputError
 
 __all__ = [
-    "BackendError", "BundleError", "ConversionError", "DynamicShapeError", "EdgepackError",
+    "BackendError", "BundleError", "ConversionError", "DeliveryError", "DynamicShapeError", "EdgepackError",
     "InputError", "ModelError", "ParityError", "UnsupportedOpsError",
 ]
 
@@ -54,3 +55,17 @@ class ConversionError(EdgepackError):
 
 class ParityError(EdgepackError):
     exit_code = 5
+
+
+class DeliveryError(EdgepackError):
+    """A bundle could not be delivered to a device or installed there (``edgepack.fleet.via``): bad URL,
+    unreachable host, authentication, missing remote command, no space, or the device refused the bundle.
+    ``status`` holds the device's OTA status when it reported one, ``remote_error`` its error text."""
+
+    exit_code = 10
+
+    def __init__(self, message: str, *, hint: str | None = None, status: dict | None = None,
+                 remote_error: str | None = None):
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.remote_error = remote_error

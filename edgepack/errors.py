@@ -6,7 +6,7 @@
     ├── UnsupportedOpsError   ops a target cannot express (all listed at once)     exit 4
     ├── ConversionError       a converter failed on a supported op                 exit 4
     ├── ParityError           converted model does not match the reference         exit 5
-    └── DeliveryError         a bundle could not be delivered (--via ssh://, dir:)   exit 10
+    └── DeliveryError         a bundle could not be delivered (--via ssh://, dir:) exit 10
 """
 from __future__ import annotations
 

@@ -163,6 +163,10 @@ class Bundle:
     def has(self, relpath: str) -> bool:
         return relpath in self._source.members
 
+    def size(self, relpath: str) -> int:
+        """Stored size in bytes of member ``relpath``, known before it is read (a reader can refuse a huge one)."""
+        return self._source.size(relpath)
+
     def read(self, relpath: str) -> bytes:
         """Bytes of one member, re-verified against the manifest's size and sha256."""
         if relpath == mf.MANIFEST_NAME:

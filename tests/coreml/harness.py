@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from edgepack.targets.coreml.convert import lower, package, validate, zip_package
+from edgepack.targets.coreml.convert import discard, lower, package, validate, zip_package
 from tests.tflite.harness import random_feeds, run_onnx  # noqa: F401  (the same ONNX side as the tflite tests)
 
 TOLERANCE = {"fp32": 1e-4, "fp16": 1.5e-2}   # max |got - ref| / max |ref|
@@ -23,7 +23,9 @@ def reference_executor():
 def convert(model: onnx.ModelProto, precision: str = "fp32", deployment: str = "iOS16"):
     """(zipped package bytes, spec, MIL program as loaded back and validated)."""
     model = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
-    data = zip_package(package(lower(model, deployment), precision=precision, deployment=deployment))
+    mlmodel = package(lower(model, deployment), precision=precision, deployment=deployment)
+    data = zip_package(mlmodel)
+    discard(mlmodel)
     spec, program = validate(data)
     return data, spec, program
 

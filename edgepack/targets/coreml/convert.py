@@ -8,6 +8,7 @@ stores the ``.mlpackage`` folder as one uncompressed zip for the bundle.
 from __future__ import annotations
 
 import io
+import shutil
 import tempfile
 import warnings
 import zipfile
@@ -90,6 +91,14 @@ def zip_package(mlmodel) -> bytes:
             for path in [root] + sorted(root.rglob("*")):   # folders too: the manifest names empty ones
                 zf.write(path, str(path.relative_to(Path(tmp))))
         return buf.getvalue()
+
+
+def discard(*mlmodels) -> None:
+    """Delete the temporary ``.mlpackage`` folders coremltools made for these models now: it only removes them
+    at interpreter exit, which forked workers and killed processes never reach (they piled up in /tmp)."""
+    for mlmodel in mlmodels:
+        if getattr(mlmodel, "is_temp_package", False) and getattr(mlmodel, "package_path", None):
+            shutil.rmtree(mlmodel.package_path, ignore_errors=True)
 
 
 def unzip_package(data: bytes, dest: str | Path) -> Path:

@@ -37,13 +37,15 @@ def debug_layers(model: onnx.ModelProto, job: Job, deployment: str) -> LayerTabl
     from edgepack_runtime.backends.coreml_ref import load
 
     from . import compress
-    from .convert import lower, package, zip_package
-    twin = load(zip_package(package(lower(model, deployment), precision="fp32", deployment=deployment,
-                                    metadata={})))
+    from .convert import discard, lower, package, zip_package
+    ml32 = package(lower(model, deployment), precision="fp32", deployment=deployment, metadata={})
+    twin = load(zip_package(ml32))
     mlq = package(lower(model, deployment), precision="fp16", deployment=deployment, metadata={})
     if job.precision in compress.MODES:
-        mlq = compress.compress(mlq, job.precision)
+        fp16, mlq = mlq, compress.compress(mlq, job.precision)
+        discard(fp16)
     q = load(zip_package(mlq))
+    discard(ml32, mlq)
     samples = job.calibration.holdout[:DEBUG_SAMPLES]
     feeds = [dict(zip(q.input_names, (s[i.name] for i in model.graph.input))) for s in samples]
     job.progress(f"running the fp32 twin and the {job.precision} program value by value ({len(samples)} samples)")

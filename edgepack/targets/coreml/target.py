@@ -46,7 +46,7 @@ class CoreMLTarget(Target):
 
     def convert(self, model: onnx.ModelProto, job: Job) -> Converted:
         from . import ane, compress
-        from .convert import lower, package, validate, zip_package
+        from .convert import discard, lower, package, validate, zip_package
         from .deploy import from_profiles
         deployment = from_profiles(job.profiles)
         compress.check(job.precision, deployment)
@@ -61,8 +61,10 @@ class CoreMLTarget(Target):
             info["fp16_size"] = len(zip_package(mlmodel))
             compressed = compress.compress(mlmodel, job.precision)
             extra["compression"] = compress.summarize(mlmodel._mil_program, compressed._mil_program, job.precision)
+            discard(mlmodel)
             mlmodel = compressed
         data = zip_package(mlmodel)
+        discard(mlmodel)
         spec, final = validate(data)
         info.update(mil_ops=_histogram(final), weights_bytes=_weights_size(data))
         job.progress("ANE report: fp32 activation ranges on calibration samples")

@@ -128,3 +128,21 @@ def test_import_stays_light():
             "print(','.join(heavy))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == ""
+
+
+def test_check_keeps_stderr_clean_of_litert_chatter(add_bundle):
+    """LiteRT announces its XNNPACK delegate on fd 2; a device CLI (and a journal) must not carry it."""
+    proc = subprocess.run([sys.executable, "-m", "edgepack_runtime.cli", "check", str(add_bundle), "--json",
+                           "--backend", "litert"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["backend"] == "litert"
+    assert "XNNPACK" not in proc.stderr and proc.stderr == ""
+
+
+def test_stderr_filter_keeps_other_native_lines():
+    code = ("import os; from edgepack_runtime.backends.quiet import native_stderr_filtered, XNNPACK_INFO\n"
+            "with native_stderr_filtered(XNNPACK_INFO):\n"
+            "    os.write(2, b'WARNING: keep me\\nINFO: Created TensorFlow Lite XNNPACK delegate for CPU.\\nlast\\n')\n"
+            "os.write(2, b'after\\n')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stderr == "WARNING: keep me\nlast\nafter\n"

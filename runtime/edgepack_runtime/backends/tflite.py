@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import BackendError
+from .quiet import XNNPACK_INFO, native_stderr_filtered
 
 
 def load_litert(model: bytes, *, num_threads: int | None = None) -> "TFLiteSession":
@@ -45,8 +46,9 @@ class TFLiteSession:
     def __init__(self, interpreter_cls, model: bytes, num_threads: int | None, name: str):
         self.name = name
         try:
-            self._interp = interpreter_cls(model_content=model, num_threads=num_threads)
-            self._interp.allocate_tensors()
+            with native_stderr_filtered(XNNPACK_INFO):    # LiteRT announces its delegate on fd 2 once per process
+                self._interp = interpreter_cls(model_content=model, num_threads=num_threads)
+                self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise BackendError(f"{name} could not load the model: {exc}",
                                hint="the model file is not a TFLite model this interpreter accepts: rebuild the "

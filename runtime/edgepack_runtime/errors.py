@@ -6,6 +6,7 @@
     │                             changed after signing, or a malformed signature.json (with trust keys set)
     ├── InputError                wrong input name, shape or dtype at inference
     ├── BackendError              no usable backend, or a backend failed to load/run
+    ├── OtaError                  an update cannot start or run (no previous slot, disk full, ota.json unusable)
     └── (host side, edgepack.errors)
         ├── ModelError            not ONNX, fails the checker, missing external data
         ├── DynamicShapeError     dynamic dimensions left unfixed
@@ -48,3 +49,8 @@ class InputError(EdgepackError, ValueError):
 
 class BackendError(EdgepackError):
     exit_code = 8
+
+
+class OtaError(EdgepackError):
+    """A device update cannot start or run (edgepack_runtime.ota); exit code 11."""
+    exit_code = 11

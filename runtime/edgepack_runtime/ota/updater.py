@@ -1,0 +1,293 @@
+"""``Updater``: the device side of an over-the-air model update (see ``ota/__init__.py`` for the layout).
+
+    up = Updater(state_dir, profile="raspberry-pi-5", on_switch=agent.swap_bundle)
+    up.recover()                          # at start: finish or undo an interrupted update, install inbox/
+    up.install(path, update_id="u1")      # verify -> slot -> health check -> switch -> committed (or rolled back)
+    up.rollback()                         # back to the previous slot
+    up.status()                           # {"update_id", "state", "progress", "reason", "active_slot", "model", "ts", ...}
+
+Every state change is one row of ``table.TABLE``, persisted to ``ota.json`` before its action runs. One
+update runs at a time: a thread lock in the process and ``flock`` on ``<state_dir>/.lock`` across processes
+(the agent and ``edgepack-device install`` may share a state folder).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable
+
+from . import store
+from .actions import ACTIONS
+from .errors import NewerStateError, OtaError, StateError
+from .faults import crash_point
+from .slots import Slots, other
+from .table import PROGRESS, RESTING, TABLE
+
+MAX_RESUMES = 3          # loop guard: restarts tolerated in one state of one update before giving up
+_UPDATE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+try:
+    import fcntl
+except ImportError:      # not on Windows: the thread lock alone
+    fcntl = None
+
+
+def _quiet(_status: dict) -> None:
+    return None
+
+
+class Updater:
+    """A/B model updates in ``state_dir``; every public method is thread-safe and blocking."""
+
+    def __init__(self, state_dir: str | Path, *, trust_keys=(), profile: str | None = None,
+                 on_status: Callable[[dict], None] = _quiet, on_switch: Callable[[Path], None] = _quiet,
+                 health_budget_ms: float | None = None, backend: str | None = None,
+                 max_resumes: int = MAX_RESUMES):
+        self.dir = Path(state_dir)
+        self.path = self.dir / "ota.json"
+        self.slots = Slots(self.dir / "slots")
+        self.staging_dir, self.inbox_dir = self.dir / "staging", self.dir / "inbox"
+        self.trust_keys, self.profile, self.backend = _load_keys(trust_keys), profile, backend
+        self.on_status, self.on_switch = on_status or _quiet, on_switch or _quiet
+        self.health_budget_ms, self.max_resumes = health_budget_ms, max_resumes
+        self._lock = threading.RLock()
+        self.doc: dict | None = None
+        self.problem: str | None = None
+        self._read()
+
+    # public API ------------------------------------------------------------------------
+    def active(self) -> Path | None:
+        """The bundle the device must serve now (``slots/active``), or None before the first install."""
+        slot = self.slots.active()
+        return self.slots.bundle(slot) if slot else None
+
+    def staging_path(self, update_id: str) -> Path:
+        """Where a download for ``update_id`` is written (same filesystem as the slots)."""
+        self.staging_dir.mkdir(parents=True, exist_ok=True)
+        return self.staging_dir / f"{_checked_id(update_id)}.edgepack"
+
+    def free_bytes(self) -> int:
+        """Free bytes on the state folder's filesystem."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        return shutil.disk_usage(self.dir).free
+
+    def install(self, bundle: str | Path, *, update_id: str, budget_ms: float | None = None,
+                meta: dict | None = None) -> dict:
+        """Verify, install into the inactive slot, health-check, switch; returns the final status.
+
+        A refused or unhealthy bundle ends in ``failed`` / ``rolled_back`` with ``reason`` (no exception):
+        the previous slot keeps serving. Raises ``OtaError`` only when no update can start at all."""
+        _checked_id(update_id)
+        with self._exclusive():
+            self._writable()
+            self._fire("install", update_id=update_id, source=str(Path(bundle).absolute()), budget_ms=budget_ms,
+                       meta=dict(meta or {}), restore_to=self.slots.active(), target_slot=None, reason=None,
+                       resumes={}, health=None)
+            return self.status()
+
+    def rollback(self) -> dict:
+        """Go back to the previous slot (health-checked first); ``OtaError`` when there is none."""
+        with self._exclusive():
+            self._writable()
+            active = self.slots.active()
+            back = other(active)
+            if active is None or self.slots.bundle(back) is None:
+                raise OtaError("no previous slot to roll back to" + ("" if active else " (nothing installed yet)"),
+                               hint="install another bundle first; see `edgepack-device ota-status`")
+            self._fire("rollback", update_id=f"rollback-{int(time.time())}", source=None, budget_ms=None,
+                       meta={}, restore_to=back, target_slot=None, reason="rollback requested", resumes={},
+                       health=None)
+            return self.status()
+
+    def recover(self) -> dict:
+        """At start: finish or undo the update a crash interrupted, then install ``inbox/*.edgepack``.
+
+        With an unusable ``ota.json`` nothing is touched: the status says why and ``active()`` still
+        answers from ``slots/active``."""
+        with self._exclusive():
+            if self.doc is None:
+                return self.status()
+            state = self.doc["state"]
+            if state in RESTING:
+                self._repoint()
+            else:
+                count = self.doc["resumes"].get(state, 0) + 1
+                self.doc["resumes"][state] = count
+                give_up = count > self.max_resumes and (state, "give_up") in TABLE.rows
+                if give_up:
+                    self.doc["reason"] = (f"loop guard: the update was interrupted {count} times in state "
+                                          f"{state}; giving up")
+                self._fire("give_up" if give_up else "interrupted")
+        for path in self._inbox():
+            self.install(path, update_id=_inbox_id(path))
+        return self.status()
+
+    def status(self) -> dict:
+        """The status message (``ota/status``): update_id, state, progress, reason, active_slot, model, ts, ..."""
+        with self._lock:
+            active = self.slots.active()
+            if self.doc is None:
+                return {"update_id": None, "state": "unknown", "progress": None, "reason": self.problem,
+                        "active_slot": active, "model": None, "ts": time.time(), "active_bundle": _str(self.active())}
+            doc = self.doc
+            record = doc["slots"].get(active) if active else None
+            return {"update_id": doc["update_id"], "state": doc["state"], "progress": PROGRESS.get(doc["state"]),
+                    "reason": doc["reason"], "active_slot": active,
+                    "model": (record or {}).get("model"), "ts": time.time(), "target_slot": doc["target_slot"],
+                    "previous_slot": other(active) if active and self.slots.bundle(other(active)) else None,
+                    "health": doc["health"], "slots": doc["slots"], "active_bundle": _str(self.active())}
+
+    # download hooks (H6's transfer) ------------------------------------------------------
+    def begin_download(self, update_id: str, meta: dict | None = None) -> dict:
+        """A transfer starts writing ``staging_path(update_id)``: state ``downloading``."""
+        with self._exclusive():
+            self._writable()
+            self._fire("download", update_id=_checked_id(update_id), source=str(self.staging_path(update_id)),
+                       meta=dict(meta or {}), reason=None, resumes={}, health=None, target_slot=None)
+            return self.status()
+
+    def downloaded(self, update_id: str) -> dict:
+        """The staged file is complete (``downloading`` -> ``downloaded``)."""
+        return self._event_for(update_id, "downloaded")
+
+    def abort(self, update_id: str, reason: str) -> dict:
+        """The transfer was given up: ``failed`` with ``reason``, the staging file removed."""
+        return self._event_for(update_id, "abort", reason=reason)
+
+    def report_progress(self, update_id: str, progress: float) -> None:
+        """Tell ``on_status`` how far a download is (not persisted)."""
+        self.on_status(dict(self.status(), progress=float(progress), update_id=update_id))
+
+    # machinery ---------------------------------------------------------------------------
+    def _event_for(self, update_id: str, event: str, **fields) -> dict:
+        with self._exclusive():
+            self._writable()
+            if self.doc["update_id"] != update_id:
+                raise OtaError(f"update {update_id!r} is not the one in progress ({self.doc['update_id']!r})")
+            self._fire(event, **fields)
+            return self.status()
+
+    def _fire(self, event: str, **fields) -> None:
+        """Apply ``event`` (and every event its actions return) until the machine rests."""
+        while event is not None:
+            row = TABLE.step(self.doc["state"], event)
+            self.doc.update(fields, state=row.next)
+            fields = {}
+            if row.next in RESTING and row.next != "idle":
+                self.doc["history"].append({"update_id": self.doc["update_id"], "state": row.next,
+                                            "reason": self.doc["reason"], "ts": time.time()})
+            self._save()
+            crash_point(row.next)
+            event = ACTIONS[row.action](self)
+            crash_point(row.next, after_action=True)
+            self._publish()
+
+    def _save(self) -> None:
+        store.save(self.path, self.doc)
+
+    def _publish(self) -> None:
+        try:
+            self.on_status(self.status())
+        except Exception:  # noqa: BLE001 - reporting must never break an update
+            pass
+
+    def _read(self) -> None:
+        try:
+            self.doc, self.problem = store.load(self.path), None
+        except StateError as exc:
+            self.doc, self.problem = None, str(exc)
+
+    def _writable(self) -> None:
+        """Before a change: a corrupt ota.json is kept aside (``ota.json.corrupt-<time>``) and a fresh one
+        started from ``slots/``; one written by a newer runtime refuses the change."""
+        if self.doc is not None:
+            if not self.path.exists():
+                self._save()
+                crash_point("idle")
+            return
+        try:
+            self.doc, self.problem = store.load(self.path), None     # repaired by someone meanwhile
+            return
+        except NewerStateError as exc:
+            raise OtaError(f"cannot update: {exc.message}", hint=exc.hint) from None
+        except StateError:
+            aside = self.path.with_name(f"ota.json.corrupt-{time.time_ns()}")
+            os.replace(self.path, aside)
+        self.doc = store.empty()
+        self.doc["slots"] = {s: _describe(self.slots.bundle(s)) for s in ("a", "b")}
+        self.doc["history"].append({"update_id": None, "state": "idle", "ts": time.time(),
+                                    "reason": f"ota.json was unusable ({self.problem}); kept as {aside.name}"})
+        self.problem = None
+        self._save()
+
+    def _repoint(self) -> None:
+        """Resting with no valid pointer but exactly one slot holding a bundle: point at it."""
+        if self.slots.active() is None:
+            full = [s for s in ("a", "b") if self.slots.bundle(s) is not None]
+            if len(full) == 1:
+                self.slots.point(full[0])
+
+    def _inbox(self) -> list[Path]:
+        if not self.inbox_dir.is_dir():
+            return []
+        found = [p for p in self.inbox_dir.iterdir() if p.name.endswith(".edgepack") and not p.name.startswith(".")]
+        return sorted(found, key=lambda p: (p.stat().st_mtime, p.name))
+
+    @contextmanager
+    def _exclusive(self):
+        with self._lock:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                if fcntl is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                self._read()                      # another process may have changed the state meanwhile
+                yield
+            finally:
+                os.close(fd)                      # closing releases the flock
+
+
+def _load_keys(trust_keys) -> list:
+    """Trust keys given as file paths are read now, so a bad key file fails at start, not at the first update."""
+    keys = list(trust_keys or ())
+    paths = [k for k in keys if isinstance(k, (str, Path))]
+    if not paths:
+        return keys
+    try:
+        from ..signing import load_trust_keys
+    except ImportError:
+        return keys                                # verify.signature refuses every bundle then, saying why
+    return [k for k in keys if not isinstance(k, (str, Path))] + list(load_trust_keys(paths))
+
+
+def _checked_id(update_id: str) -> str:
+    if not isinstance(update_id, str) or not _UPDATE_ID.fullmatch(update_id):
+        raise OtaError(f"update id {str(update_id)[:80]!r} must be 1-64 letters, digits, '.', '_' or '-'",
+                       hint="use a short id such as a timestamp or a hash prefix")
+    return update_id
+
+
+def _inbox_id(path: Path) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]", "-", path.name[: -len(".edgepack")])[:48] or "bundle"
+    return f"inbox-{stem.lstrip('.-_') or 'bundle'}"
+
+
+def _describe(path: Path | None) -> dict | None:
+    """The slot record of a bundle found on disk without a state document (model name and version)."""
+    if path is None:
+        return None
+    from ..bundle import Bundle
+    try:
+        model = Bundle.open(path).manifest["model"]
+    except Exception:  # noqa: BLE001 - an unreadable slot is described as such, never deleted
+        return {"model": None, "update_id": None, "note": "unreadable"}
+    return {"model": {"name": model["name"], "version": model["version"]}, "update_id": None}
+
+
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)

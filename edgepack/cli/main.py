@@ -10,6 +10,7 @@ from .build import build
 from .debugquant import debug_quant
 from .devices import devices
 from .inspect import inspect
+from .keys import keys_app, sign
 from .ops import ops
 from .targets import targets
 
@@ -18,6 +19,8 @@ app = typer.Typer(name="edgepack", no_args_is_help=True, add_completion=False,
 app.command()(build)
 app.command("debug-quant")(debug_quant)
 app.command()(inspect)
+app.add_typer(keys_app)
+app.command()(sign)
 app.command()(ops)
 app.command()(devices)
 app.command()(targets)

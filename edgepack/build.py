@@ -25,6 +25,7 @@ from edgepack_runtime.bundle import Bundle, write_bundle
 from edgepack_runtime.compare import compare_output, compare_runs, summarize
 from edgepack_runtime.drift import compute_baseline
 from edgepack_runtime.precisions import Gate, gate, tolerance
+from edgepack_runtime.signing import sign_bundle
 
 from . import __version__
 from . import targets as table
@@ -48,6 +49,7 @@ class BuildResult:
     path: Path | None
     manifest: dict
     warnings: list[str] = field(default_factory=list)
+    signature: dict | None = None       # signature.json when built with sign_key
 
 
 def default_output(model_path: Path) -> Path:
@@ -73,7 +75,8 @@ def build(model_path: str | Path, *, targets=(table.DEFAULT,), input_shapes: dic
           holdout: float = 0.2, allow_mismatch: bool = False, thresholds: Gate | None = None,
           gate_overrides: dict | None = None, version: str = "1", num_threads: int | None = None,
           samples: list[dict] | None = None, precision: str | dict | None = None, quant: QuantOptions | None = None,
-          report: str | Path | None = None, progress: Callable[[str], None] = lambda step: None) -> BuildResult:
+          report: str | Path | None = None, progress: Callable[[str], None] = lambda step: None,
+          sign_key: str | Path | None = None) -> BuildResult:
     """Build a bundle for ``targets`` (target or device-profile names). Raises EdgepackError subclasses.
 
     Data: ``samples`` (input dicts, used for everything) if given, else ``calibration`` (an .npz, a folder
@@ -83,7 +86,8 @@ def build(model_path: str | Path, *, targets=(table.DEFAULT,), input_shapes: dic
     ``edgepack.plan``); unset targets take their device profile's preference, else their default.
     Gates: ``thresholds`` applies as is to every target; else each target's precision gate with
     ``gate_overrides`` (min_cosine, max_rel_error, min_snr_db, min_top1) replaced. ``quant`` tunes
-    quantization (calibration method, I/O type, mixed precision).
+    quantization (calibration method, I/O type, mixed precision). ``sign_key``: a private key file; the key
+    is loaded before any work and the written bundle is signed (``edgepack_runtime.signing``).
     """
     recorder = StageRecorder()
     with recorder:
@@ -91,19 +95,20 @@ def build(model_path: str | Path, *, targets=(table.DEFAULT,), input_shapes: dic
                         calibration=calibration, preprocess=preprocess, holdout=holdout,
                         allow_mismatch=allow_mismatch, thresholds=thresholds, gate_overrides=gate_overrides,
                         version=version, num_threads=num_threads, samples=samples, precision=precision,
-                        quant=quant, report=report, progress=progress)
+                        quant=quant, report=report, progress=progress, sign_key=sign_key)
     result.manifest["build"].update(recorder.figures())    # now with the bundle stage and the totals
     return result
 
 
 def _build(recorder: StageRecorder, model_path, *, targets, input_shapes, out, calibration, preprocess, holdout,
            allow_mismatch, thresholds, gate_overrides, version, num_threads, samples, precision, quant, report,
-           progress) -> BuildResult:
+           progress, sign_key=None) -> BuildResult:
     stage = recorder.stage
     quant = quant or QuantOptions()
     model_path = Path(model_path)
     out = Path(out) if out else default_output(model_path)
     check_output(out)
+    key = _load_sign_key(sign_key)
     planned = plan(list(targets), precision)
     for item in planned.items:
         item.target.check_quant(quant)
@@ -197,10 +202,19 @@ def _build(recorder: StageRecorder, model_path, *, targets, input_shapes, out, c
     with stage("bundle"):
         progress(f"writing {out}")
         path = write_bundle(out, manifest, files)
+        signature = sign_bundle(path, key) if key is not None else None
     manifest = dict(manifest, build=dict(manifest["build"], **recorder.figures()))
     if report:
         _write_report(report, manifest, model_path)
-    return BuildResult(path, manifest, warnings)
+    return BuildResult(path, manifest, warnings, signature)
+
+
+def _load_sign_key(sign_key):
+    """The private key of ``--sign-key``, loaded now: a wrong path or passphrase fails before any conversion."""
+    if sign_key is None:
+        return None
+    from edgepack_runtime.signing import load_private_key
+    return load_private_key(Path(sign_key))
 
 
 def _write_report(report, manifest: dict, model_path: Path) -> None:

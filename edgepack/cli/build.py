@@ -58,6 +58,8 @@ def build(
     min_top1: Annotated[Optional[float], typer.Option(help="accuracy gate: lowest top-1 agreement for "
                                                       "classifier-like outputs (default off)")] = None,
     model_version: Annotated[str, typer.Option("--model-version", help="version string stored in the bundle")] = "1",
+    sign_key: Annotated[Optional[Path], typer.Option("--sign-key", help="private key file (`edgepack keys generate`): "
+                                                     "sign the bundle; checked before any work")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print the manifest as JSON on stdout")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show tracebacks")] = False,
 ):
@@ -75,13 +77,14 @@ def build(
                            version=model_version, precision=precision, quant=quant, report=report,
                            gate_overrides=dict(min_cosine=min_cosine, max_rel_error=max_rel_error,
                                                min_snr_db=min_snr_db, min_top1=min_top1),
-                           progress=lambda step: bar.update(task, description=step))
+                           progress=lambda step: bar.update(task, description=step), sign_key=sign_key)
     for w in result.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(w)}")
     if json_out:
-        print_json({"bundle": str(result.path), "manifest": result.manifest})
+        print_json({"bundle": str(result.path), "manifest": result.manifest, "signature": result.signature})
         return
-    out_console.print(f"[bold green]built[/] {result.path}")
+    out_console.print(f"[bold green]built[/] {result.path}"
+                      + (f", signed with key {result.signature['key_id']}" if result.signature else ""))
     for t in result.manifest["targets"]:
         p, info = t["parity"], t["info"]
         extra = f", {info['transpose_count']} TRANSPOSE" if "transpose_count" in info else ""

@@ -17,6 +17,7 @@ import random
 import ssl
 import threading
 import time
+from collections import deque
 from typing import Callable
 
 from .commands import TokenBucket
@@ -76,6 +77,9 @@ class MqttLink:
         self.supervisor = Supervisor(backoff_base=restart_base, backoff_cap=restart_cap)   # restarts _run
         self._client = None
         self._got_connack = False
+        self.announce: dict = {}             # extra fields of the retained state message (profile, model, ota)
+        self.routes: dict[str, tuple] = {}   # topic-suffix filter -> (handler(suffix, payload), qos), beside cmd/+
+        self._direct: deque = deque(maxlen=256)   # send_now messages: never stored, dropped on a reconnect
 
     # lifetime ---------------------------------------------------------------------------
     def __enter__(self) -> "MqttLink":
@@ -104,6 +108,20 @@ class MqttLink:
         with self._lock:
             self.counters["published"] += 1
         return seq
+
+    def route(self, suffix: str, handler: Callable[[str, bytes], None], *, qos: int = 1) -> None:
+        """Also subscribe to ``<base>/<suffix>`` (MQTT wildcards allowed) and hand its raw messages to
+        ``handler(topic suffix, payload)`` on the link's thread (not JSON-parsed nor rate-limited like commands;
+        the handler bounds its own input). Call before ``start()``."""
+        self.routes[suffix] = (handler, qos)
+
+    def send_now(self, kind: str, payload: bytes, *, qos: int = 1) -> bool:
+        """Publish ``payload`` on ``<base>/<kind>`` without the outbox: False (nothing queued) while the link is
+        down, and what is queued is dropped by a reconnect. For messages that are stale after one."""
+        if not self.connected.is_set():
+            return False
+        self._direct.append((self.topic(kind), bytes(payload), qos))
+        return True
 
     def status(self) -> dict:
         return {"kind": "mqtt", "broker": f"{self.host}:{self.port}", "connected": self.connected.is_set(),
@@ -185,6 +203,9 @@ class MqttLink:
 
     def _drain(self) -> None:
         """Send queued messages in order; the outbox keeps each until its PUBACK arrives."""
+        while self._direct:
+            topic, payload, qos = self._direct.popleft()
+            self._client.publish(topic, payload, qos=qos)
         with self._lock:
             waiting = set(self._inflight.values())
         for seq, topic, payload, qos, retain in self.outbox.pending(200):
@@ -223,8 +244,11 @@ class MqttLink:
         self.last_error = None
         with self._lock:
             self._inflight.clear()               # unacked messages are still in the outbox: resent
+        self._direct.clear()
         self.connected.set()
         client.subscribe(self.topic("cmd/+"), qos=1)
+        for suffix, (_, qos) in list(self.routes.items()):
+            client.subscribe(self.topic(suffix), qos=qos)
         client.publish(self.topic("state"), self._state_payload("online"), qos=1, retain=True)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties=None):
@@ -241,7 +265,9 @@ class MqttLink:
             self.outbox.ack(seq)
 
     def _on_message(self, client, userdata, msg):
-        """One command; nothing may escape to paho, which would tear the connection down."""
+        """One command (or a routed message); nothing may escape to paho, which would tear the connection down."""
+        if self.routes and not msg.topic.startswith(self.topic("cmd/")):
+            return self._routed(msg)
         verb = msg.topic.rsplit("/", 1)[-1]
         try:
             if not self.commands_bucket.take():
@@ -250,6 +276,16 @@ class MqttLink:
             self._command(verb, msg.payload)
         except Exception:  # answering failed too (the outbox?): log it, the link stays up
             log.exception("command %.100r could not be answered", verb)
+
+    def _routed(self, msg) -> None:
+        from paho.mqtt.client import topic_matches_sub
+        for suffix, (handler, _) in list(self.routes.items()):
+            if topic_matches_sub(self.topic(suffix), msg.topic):
+                try:
+                    handler(msg.topic[len(self.base) + 1:], msg.payload)
+                except Exception:  # a failing handler must not kill the link
+                    log.exception("handler of %.100r failed", msg.topic)
+                return
 
     def _command(self, verb: str, payload: bytes) -> None:
         try:
@@ -286,5 +322,5 @@ class MqttLink:
         self.publish("events", exc.event(verb))
 
     def _state_payload(self, state: str) -> bytes:
-        return json.dumps({"schema": SCHEMA, "state": state, "device": self.device_id, "fleet": self.fleet,
-                           "ts": time.time()}).encode()
+        return json.dumps({**self.announce, "schema": SCHEMA, "state": state, "device": self.device_id,
+                           "fleet": self.fleet, "ts": time.time()}).encode()

@@ -32,7 +32,7 @@ from .sigkeys import (PASSPHRASE_ENV, TrustKey, crypto, generate_keypair, key_fi
 
 __all__ = ["MAX_SIGNATURE_BYTES", "NOT_CHECKED", "PASSPHRASE_ENV", "Signature", "TrustKey", "fingerprint",
            "generate_keypair", "key_file_id", "load_private_key", "load_trust_keys", "parse_signature", "sign_bundle",
-           "signature_doc", "verify", "write_keypair"]
+           "open_verified", "signature_doc", "trust_set", "verify", "write_keypair"]
 
 NOT_CHECKED = "no trust key set: signature not checked"
 _SIGN_IT = "sign it with `edgepack sign BUNDLE --key PRIVATE` (keys from `edgepack keys generate`)"
@@ -72,6 +72,23 @@ def sign_bundle(path, private_key, *, signer: str | None = None) -> dict:
     doc = signature_doc(key, bundle.manifest_bytes, signer=signer)
     write_signature(Path(path), bundle, dumps_signature(doc))
     return doc
+
+
+def trust_set(trust_keys: Iterable) -> list[TrustKey]:
+    """TrustKey objects from a mix of TrustKeys and public key file paths (read with ``load_trust_keys``)."""
+    keys = list(trust_keys)
+    return [k for k in keys if isinstance(k, TrustKey)] + load_trust_keys(
+        [k for k in keys if not isinstance(k, TrustKey)])
+
+
+def open_verified(path, trust_keys: Iterable = ()) -> tuple:
+    """``(Bundle, verify report)`` for the bundle at ``path``: hashes checked by ``Bundle.open``, then the
+    signature against ``trust_keys`` (TrustKeys or public key file paths; the keys are read first, so a bad
+    key file is reported before the bundle is touched). SignatureError as ``verify``."""
+    from .bundle import Bundle
+    keys = trust_set(trust_keys)
+    bundle = Bundle.open(path)
+    return bundle, verify(bundle, keys)
 
 
 def verify(bundle, trust_keys: Iterable[TrustKey] = ()) -> dict:

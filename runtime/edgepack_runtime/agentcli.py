@@ -51,6 +51,7 @@ SETTINGS = {
     "refuse_nonfinite": (bool, False, "answer inputs holding NaN or Inf with an input error (400) instead of running"),
     "command_rate": (float, 5.0, "MQTT commands handled per second at most (token bucket; more answer rate_limited)"),
     "command_burst": (int, 20, "MQTT commands handled at once before command_rate applies"),
+    "trust_keys": (list, None, None),   # public key files (flag: --trust-key, repeatable); set: only signed bundles
 }
 # floor and ceiling of every numeric setting, inclusive (runtime/README.md states them; a test keeps them in step)
 BOUNDS = {
@@ -93,6 +94,8 @@ def add_parser(sub) -> None:
             shown = f" (default {default})" if default is not None else ""
             shown += f", within {describe_bounds(key)}" if key in BOUNDS else ""
             p.add_argument("--" + key.replace("_", "-"), dest=key, type=kind, help=help_ + shown)
+    p.add_argument("--trust-key", dest="trust_keys", action="append", metavar="PUB",
+                   help="serve only bundles signed by this public key (repeatable; TOML: trust_keys = [...])")
     p.add_argument("--list-commands", action="store_true",
                    help="print the MQTT command table (cmd/<verb>: arguments, what it does) and exit")
     p.add_argument("--verbose", "-v", action="store_true")
@@ -103,6 +106,8 @@ def _typed(key: str, value, source: str):
     kind = SETTINGS[key][0]
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    if kind is list and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        raise EdgepackError(f"agent setting {key} in {source} must be a list of file paths, not {value!r}")
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise EdgepackError(f"agent setting {key} in {source} must be {kind.__name__}, not {value!r}")
     return _bounded(key, value, f"{key} in {source}")
@@ -164,7 +169,9 @@ def make_agent(conf: dict):
     from .agent import Agent
     from .drift import Thresholds
     from .runtime import Runtime
-    rt = Runtime.open(conf["bundle"], backend=conf.get("backend"), num_threads=conf.get("threads"))
+    from .signing import open_verified
+    bundle = open_verified(conf["bundle"], conf.get("trust_keys") or ())[0]   # refused before serving anything
+    rt = Runtime.open(bundle, backend=conf.get("backend"), num_threads=conf.get("threads"))
     sampler = None
     if conf.get("sample_dir"):
         from .sampler import RawSampler
@@ -185,6 +192,11 @@ def http_limits(conf: dict) -> dict:
     return {"max_connections": conf["http_max_connections"], "header_timeout": conf["http_header_timeout"],
             "body_timeout": conf["http_body_timeout"], "idle_timeout": conf["http_idle_timeout"],
             "max_body": mb("http_max_body_mb"), "body_budget": mb("http_body_budget_mb")}
+
+
+def _signature_note(agent, conf: dict) -> str:
+    from .signing import trust_set, verify
+    return verify(agent.rt.bundle, trust_set(conf.get("trust_keys") or ()))["note"]
 
 
 def cmd_agent(args, stop: threading.Event | None = None) -> int:
@@ -208,7 +220,8 @@ def cmd_agent(args, stop: threading.Event | None = None) -> int:
         print(f"edgepack agent: {agent.rt.bundle.manifest['model']['name']} on {agent.rt.backend_name}, "
               f"http://{conf['http_host']}:{server.port}/v1/infer"
               + (f", mqtt {conf['broker']} as {conf['fleet']}/{conf['device_id']}" if conf.get("broker") else "")
-              + (f", telemetry to {sink['path']}" if sink and sink.get("kind") == "jsonl" else ""), flush=True)
+              + (f", telemetry to {sink['path']}" if sink and sink.get("kind") == "jsonl" else "")
+              + f"; {_signature_note(agent, conf)}", flush=True)
         stop.wait()
         server.stop()
     return 0

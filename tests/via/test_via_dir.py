@@ -92,3 +92,39 @@ def test_inbox_names_are_safe(tmp_path_factory, name):
     got = inbox_name(tmp_path_factory.getbasetemp() / name)
     assert re.fullmatch(r"\d{8}T\d{12}Z-[A-Za-z0-9._-]{1,80}\.edgepack", got)
     assert not got.split("Z-", 1)[1].startswith(".")      # never a hidden file
+
+
+# --- end to end with the device's Updater: what the device does on its next start ---------------------------
+
+def _device_with(state, bundle):
+    """A device that serves ``bundle`` (its first install, as the agent does with --bundle)."""
+    from edgepack_runtime.ota import Updater
+    assert Updater(state).install(bundle, update_id="first")["state"] == "committed"
+
+
+def test_device_installs_the_delivered_bundle_on_its_next_start(tmp_path, state):
+    from edgepack_runtime.ota import Updater
+
+    from .bundles import served_bias
+    _device_with(state, add_bundle(tmp_path / "v1.edgepack", (10.0, 20.0), version="1"))
+    assert served_bias(Updater(state).active()) == [10.0, 20.0]
+    deliver(f"dir:{state}", add_bundle(tmp_path / "v2.edgepack", (1.0, 2.0), version="2"))
+    status = Updater(state).recover()                       # the device restarts
+    assert status["state"] == "committed" and status["model"]["version"] == "2"
+    assert status["update_id"].startswith("inbox-") and status["update_id"].endswith("-v2")
+    assert served_bias(Updater(state).active()) == [1.0, 2.0]
+    assert list((state / "inbox").iterdir()) == []          # consumed
+
+
+def test_a_delivered_bundle_that_fails_on_the_device_changes_nothing(tmp_path, state):
+    from edgepack_runtime.ota import Updater
+
+    from .bundles import served_bias
+    _device_with(state, add_bundle(tmp_path / "v1.edgepack", (10.0, 20.0), version="1"))
+    # its samples disagree with its model: the device's health check fails
+    unhealthy = add_bundle(tmp_path / "bad.edgepack", (1.0, 2.0), version="2", sample_bias=(5.0, 5.0))
+    deliver(f"dir:{state}", unhealthy)
+    status = Updater(state).recover()
+    assert status["state"] == "rolled_back" and status["reason"], status
+    assert served_bias(Updater(state).active()) == [10.0, 20.0]
+    assert [p.suffix for p in (state / "inbox").iterdir()] == [".rejected"]     # kept aside, not retried

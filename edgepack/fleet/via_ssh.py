@@ -19,6 +19,7 @@ from .via import CHUNK, Progress, Via
 
 # exit codes of the upload script (below ssh's own 255)
 _SHORT, _NOSPACE, _MKDIR, _WRITE, _RENAME = 70, 71, 72, 73, 74
+INSTALL_TIMEOUT = 3600   # seconds for the remote install (verify, copy, health check) to answer
 UPLOAD = (
     'd={inbox}; p={part}; f={final}; n={size}; '
     'mkdir -p -- "$d" || exit 72; '
@@ -64,6 +65,15 @@ class SshOptions:
         return args + ["--", f"{via.user}@{via.host}" if via.user else via.host]
 
 
+def _spawn(how, argv: list[str], **kwargs):
+    """``subprocess.Popen`` / ``run`` of ssh, or a DeliveryError when this machine has no ssh client."""
+    try:
+        return how(argv, **kwargs)
+    except FileNotFoundError:
+        raise DeliveryError("no ssh client on this machine (`ssh` is not on PATH)",
+                            hint="install OpenSSH's client (apt-get install openssh-client)") from None
+
+
 def _where(via: Via) -> str:
     return f"{via.user + '@' if via.user else ''}{via.host}{':' + str(via.port) if via.port else ''}"
 
@@ -76,8 +86,8 @@ def upload(via: Via, opts: SshOptions, src: Path, name: str, progress: Progress 
     script = UPLOAD.format(inbox=shlex.quote(inbox), part=shlex.quote(final + ".part"),
                            final=shlex.quote(final), size=total)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(opts.argv(via) + ["sh -c " + shlex.quote(script)],
-                                stdin=subprocess.PIPE, stdout=out, stderr=err)
+        proc = _spawn(subprocess.Popen, opts.argv(via) + ["sh -c " + shlex.quote(script)],
+                      stdin=subprocess.PIPE, stdout=out, stderr=err)
         try:
             _stream(proc, src, total, progress)
         except BaseException:
@@ -150,7 +160,12 @@ def install(via: Via, opts: SshOptions, remote: str, device_cmd: str, trust_keys
     args = [*words, "install", remote, "--state-dir", via.path, "--json"]
     for key in trust_keys:
         args += ["--trust-key", key]
-    proc = subprocess.run(opts.argv(via) + [shlex.join(args)], capture_output=True, timeout=3600)
+    try:
+        proc = _spawn(subprocess.run, opts.argv(via) + [shlex.join(args)], capture_output=True,
+                      timeout=INSTALL_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise DeliveryError(f"{_where(via)}: no answer from {device_cmd} install within {INSTALL_TIMEOUT} s",
+                            hint="see `edgepack-device ota-status` on the device") from None
     out, errors = proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
     status = _status(out)
     if proc.returncode == 0 and status is not None and status.get("state") == "committed":
@@ -162,7 +177,8 @@ def install(via: Via, opts: SshOptions, remote: str, device_cmd: str, trust_keys
     if missing:
         raise DeliveryError(f"{where}: the device command {device_cmd!r} was not found: {_tail(errors, 2)}",
                             hint="install edgepack-runtime on the device, or pass device_cmd=/path/to/venv/bin/"
-                                 "edgepack-device (a non-interactive ssh session may not have the venv on PATH)",
+                                 "edgepack-device (a non-interactive ssh session may not have the venv on PATH); "
+                                 f"meanwhile the bundle waits in {remote}: the device installs it on its next start",
                             remote_error=errors.strip())
     if "invalid choice: 'install'" in errors:
         raise DeliveryError(f"{where}: {device_cmd} has no install command (an older edgepack-runtime)",

@@ -106,3 +106,9 @@ def test_missing_device_command(sshd, state, tmp_path):
     assert "/nonexistent/edgepack-device: No such file or directory" in err.value.remote_error
     with pytest.raises(DeliveryError, match="was not found"):      # a Python without the runtime
         deliver(sshd.url(state), bundle, device_cmd=f"{sys.executable} -I -S -m edgepack_runtime.cli")
+
+
+def test_no_ssh_client_on_this_machine(monkeypatch, tmp_path, blob):
+    monkeypatch.setenv("PATH", str(tmp_path))           # a PATH without ssh
+    with pytest.raises(DeliveryError, match=r"no ssh client on this machine.*openssh-client"):
+        deliver("ssh://pi@127.0.0.1:1/state", blob, install=False)

@@ -68,7 +68,7 @@ def test_wrong_key_is_an_authentication_error(sshd, state, blob):
 
 
 def test_unreachable_port(sshd, state, blob):
-    from tests.agent.conftest import free_port
+    from .sshd import free_port
     with pytest.raises(DeliveryError, match=r"host unreachable: .*Connection refused.*sshd runs"):
         deliver(sshd.url(state, port=free_port()), blob, install=False)
 

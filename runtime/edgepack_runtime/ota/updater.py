@@ -209,6 +209,8 @@ class Updater:
             if not self.path.exists():
                 self._save()
                 crash_point("idle")
+                crash_point("idle", after_action=True)      # idle has no action: both points are here
+                self._publish()
             return
         try:
             self.doc, self.problem = store.load(self.path), None     # repaired by someone meanwhile

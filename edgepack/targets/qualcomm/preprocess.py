@@ -1,0 +1,91 @@
+"""QNN-oriented preprocessing: the graph onnxruntime's QNN quantizer and HTP take without tripping.
+
+``prepare(model)`` works on a copy and is idempotent (preparing a prepared model changes nothing), so node
+names of its result are stable: they are the names ``quantize(..., overrides=...)`` refers to. In order:
+
+1. static input shapes are required (``DynamicShapeError`` naming the inputs and ``--input-shape``);
+2. ``metadata_props`` are dropped (``qnn_preprocess_model`` crashes on them);
+3. opset < 13 is upgraded to 13 (per-channel quantization of opset 11/12 writes DequantizeLinear with an
+   ``axis`` those opsets do not have);
+4. rewrites (``rewrite.py``): Reciprocal -> Div(1, x), Gemm's 2-D bias, Clip's infinite bounds;
+5. ``qnn_preprocess_model``'s fusions (Gelu, LpNormalization, SpaceToDepth, LayerNormalization at opset
+   >= 17); it writes nothing when no fusion fires, so its result is used only when it wrote one;
+6. constant folding and pruning with edgepack's own loader passes (``Constant`` nodes become
+   initializers: a Constant feeding Resize's empty ``roi`` breaks the HTP graph), and unique node names.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+from pathlib import Path
+
+import onnx
+from onnx import version_converter
+
+from ...errors import ModelError
+from ...model.graphutil import main_opset
+from ...model.loader import name_nodes, simplify
+from ...model.shapes import require_static_inputs
+from . import rewrite
+
+MIN_OPSET = 13
+LAYERNORM_OPSET = 17         # LayerNormalization exists from opset 17: the fusion needs it
+
+log = logging.getLogger("edgepack.qualcomm")
+
+
+def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` ready for QNN QDQ quantization (see the module docstring for the steps)."""
+    require_static_inputs(model)
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    del m.metadata_props[:]
+    m = upgrade_opset(m)
+    rewrite.apply(m)
+    m = _qnn_fusions(m)
+    simplify(m)
+    name_nodes(m)
+    return m
+
+
+def upgrade_opset(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model at opset >= 13 (``onnx.version_converter``); ModelError naming the opset when it fails."""
+    opset = main_opset(model)
+    if opset >= MIN_OPSET:
+        return model
+    try:
+        upgraded = version_converter.convert_version(model, MIN_OPSET)
+    except Exception as exc:   # the converter raises bare RuntimeErrors and ValueErrors
+        raise ModelError(f"the model's opset {opset} could not be upgraded to {MIN_OPSET} for per-channel "
+                         f"QDQ quantization: {exc}",
+                         hint=f"export the model at opset {MIN_OPSET} or later") from exc
+    log.info("upgraded opset %d -> %d", opset, MIN_OPSET)
+    return upgraded
+
+
+def _qnn_fusions(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``qnn_preprocess_model`` on ``model``; the model itself when no fusion fired (nothing is written)."""
+    from onnxruntime.quantization.execution_providers.qnn import qnn_preprocess_model
+    with tempfile.TemporaryDirectory(prefix="edgepack-qnn-pre-") as tmp:
+        src, out = Path(tmp) / "in.onnx", Path(tmp) / "pre.onnx"
+        onnx.save(model, str(src))       # a path: given a ModelProto it would move its weights to external data
+        with quiet():
+            wrote = qnn_preprocess_model(src, out, fuse_layernorm=main_opset(model) >= LAYERNORM_OPSET)
+        if not wrote or not out.exists():
+            return model
+        fused = onnx.load(str(out))
+    del fused.metadata_props[:]
+    return fused
+
+
+@contextlib.contextmanager
+def quiet():
+    """Silence the root logger, on which onnxruntime's quantization tools log a warning per node."""
+    root = logging.getLogger()
+    was = root.disabled
+    root.disabled = True
+    try:
+        yield
+    finally:
+        root.disabled = was

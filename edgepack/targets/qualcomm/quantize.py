@@ -1,0 +1,136 @@
+"""QDQ quantization for Qualcomm HTP with onnxruntime's QNN helpers (``get_qnn_qdq_config`` + ``quantize``).
+
+``quantize(model, samples)`` prepares the model (``preprocess.prepare``), sets the tensor overrides HTP needs
+beyond what onnxruntime's helper sets, calibrates on ``samples`` and returns the QDQ model. Node names in
+``overrides`` are those of ``prepare(model)`` (the same as the model's own for every node prepare keeps).
+Overrides HTP needs that ``get_qnn_qdq_config`` does not set:
+- LayerNormalization's scale: uint8 (HTP refuses the int8 symmetric weight int8 weights give it, and the
+  node falls back to CPU, splitting transformers into many partitions);
+- tensors computed from +-inf constants, or with infinite calibrated values: a finite range (``finite.py``).
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnxruntime.quantization import CalibrationDataReader
+
+from ...errors import ConversionError, EdgepackError
+from . import finite
+from .preprocess import prepare, quiet
+
+ACTIVATIONS = ("uint8", "uint16")
+WEIGHTS = ("int8", "uint8")
+OVERRIDES = ("a16", "float")           # 16-bit activations for a node's outputs | the node left unquantized
+METHODS = ("minmax", "percentile", "entropy")
+PRECISIONS = {"w8a8": ("uint8", "int8"), "w8a16": ("uint16", "int8")}   # precision -> (activations, weights)
+LARGE_MODEL = 1 << 30                  # past this the model goes to the quantizer with external data
+
+
+def quantize(model: onnx.ModelProto, samples: list[dict[str, np.ndarray]], *, activations: str = "uint8",
+             weights: str = "int8", per_channel: bool = True, overrides: dict[str, str] | None = None,
+             method: str = "minmax") -> onnx.ModelProto:
+    """The QDQ model of ``model`` for HTP, calibrated on ``samples`` (input name -> array dicts).
+
+    ``activations``: uint8 | uint16; ``weights``: int8 (symmetric) | uint8; ``per_channel``: Conv,
+    ConvTranspose and Gemm weights per output channel (MatMul stays per-tensor: HTP has no per-channel
+    MatMul). ``overrides``: ONNX node name -> "a16" (16-bit activations on its outputs) or "float" (left
+    unquantized). ``method``: the calibration (minmax | percentile | entropy). Raises EdgepackError on bad
+    arguments, ConversionError when the quantizer fails.
+    """
+    _check_args(activations, weights, method, samples)
+    prepared = prepare(model)
+    overrides = dict(overrides or {})
+    _check_overrides(prepared, overrides)
+    replaced = finite.replace_infinite_constants(prepared)
+    ranges = finite.finite_ranges(prepared, samples, finite.downstream(prepared.graph, replaced))
+    finite.settle_constants(prepared, replaced, ranges)
+    qdq = _run_quantizer(prepared, samples, activations, weights, per_channel, overrides, ranges, method)
+    bad = finite.nonfinite_scales(qdq)
+    if bad:       # infinite values met in calibration (log(0), x/0): quantize again with finite ranges
+        ranges.update(finite.finite_ranges(prepared, samples, bad))
+        qdq = _run_quantizer(prepared, samples, activations, weights, per_channel, overrides, ranges, method)
+        bad = finite.nonfinite_scales(qdq)
+    if bad:
+        raise ConversionError(f"QDQ quantization left infinite or NaN scales on {len(bad)} tensor(s): "
+                              f"{', '.join(bad[:10])}",
+                              hint="their calibration values are not finite; keep their nodes in float")
+    return qdq
+
+
+def tensor_overrides(model: onnx.ModelProto, overrides: dict[str, str], ranges: dict[str, dict]) -> dict:
+    """The ``init_overrides`` given to ``get_qnn_qdq_config``: tensor -> [override dict]."""
+    from onnxruntime.quantization import QuantType
+    out: dict[str, dict] = {}
+    inits = {t.name for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "LayerNormalization" and len(node.input) > 1 and node.input[1] in inits:
+            out[node.input[1]] = {"quant_type": QuantType.QUInt8, "symmetric": False}
+        if overrides.get(node.name) == "a16":
+            for o in node.output:
+                if o:
+                    out.setdefault(o, {})["quant_type"] = QuantType.QUInt16
+    for name, r in ranges.items():
+        out.setdefault(name, {}).update(r)
+    return {name: [d] for name, d in out.items()}
+
+
+def _run_quantizer(model, samples, activations, weights, per_channel, overrides, ranges, method):
+    from onnxruntime.quantization import CalibrationMethod, QuantType
+    from onnxruntime.quantization import quantize as ort_quantize
+    from onnxruntime.quantization.execution_providers.qnn import get_qnn_qdq_config
+    qtypes = {"uint8": QuantType.QUInt8, "uint16": QuantType.QUInt16, "int8": QuantType.QInt8}
+    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+               "entropy": CalibrationMethod.Entropy}
+    excluded = [n for n, v in overrides.items() if v == "float"]
+    with tempfile.TemporaryDirectory(prefix="edgepack-qnn-q-") as tmp, quiet(), np.errstate(all="ignore"):
+        src, out = Path(tmp) / "float.onnx", Path(tmp) / "qdq.onnx"
+        onnx.save(model, str(src), save_as_external_data=model.ByteSize() > LARGE_MODEL)
+        try:
+            config = get_qnn_qdq_config(str(src), _Reader(samples), calibrate_method=methods[method],
+                                        activation_type=qtypes[activations], weight_type=qtypes[weights],
+                                        per_channel=per_channel,
+                                        init_overrides=tensor_overrides(model, overrides, ranges) or None,
+                                        nodes_to_exclude=excluded or None)
+            ort_quantize(str(src), str(out), config)
+        except EdgepackError:
+            raise
+        except Exception as exc:     # the quantizer's own errors (bare ValueErrors, asserts)
+            raise ConversionError(f"onnxruntime's QNN quantizer failed ({activations} activations, {weights} "
+                                  f"weights): {type(exc).__name__}: {exc}",
+                                  hint="report this model; try --precision qualcomm=w8a16 or keep the named "
+                                       "node in float with --keep-float") from exc
+        return onnx.load(str(out))
+
+
+class _Reader(CalibrationDataReader):
+    """Calibration samples held in memory."""
+
+    def __init__(self, samples):
+        self._it = iter(samples)
+
+    def get_next(self):
+        return next(self._it, None)
+
+
+def _check_args(activations, weights, method, samples) -> None:
+    for what, value, allowed in (("activations", activations, ACTIVATIONS), ("weights", weights, WEIGHTS),
+                                 ("calibration method", method, METHODS)):
+        if value not in allowed:
+            raise EdgepackError(f"qualcomm {what} '{value}' is not one of {', '.join(allowed)}")
+    if not samples:
+        raise EdgepackError("QDQ quantization needs calibration samples; none were given",
+                            hint="give --calibration data (or let the build make synthetic samples)")
+
+
+def _check_overrides(model: onnx.ModelProto, overrides: dict[str, str]) -> None:
+    names = {n.name for n in model.graph.node}
+    bad_value = {n: v for n, v in overrides.items() if v not in OVERRIDES}
+    unknown = [n for n in overrides if n not in names]
+    if bad_value:
+        raise EdgepackError(f"qualcomm overrides take {' or '.join(OVERRIDES)}; got {bad_value}")
+    if unknown:
+        raise EdgepackError(f"qualcomm overrides name {len(unknown)} node(s) the prepared model does not have: "
+                            f"{', '.join(unknown[:10])}", hint="use node names of preprocess.prepare(model)")

@@ -33,6 +33,7 @@ from .calibration import CalibrationSet, load_calibration
 from .devices import suited_profiles
 from .errors import EdgepackError, ParityError
 from .model import load_model
+from .model.freeze import frozen_inputs
 from .model.ort import reference_outputs
 from .plan import plan
 from .stages import StageRecorder
@@ -71,7 +72,8 @@ def check_output(out: Path) -> None:
 
 
 def build(model_path: str | Path, *, targets=(table.DEFAULT,), input_shapes: dict | None = None,
-          out: str | Path | None = None, calibration: str | Path | None = None, preprocess=None,
+          input_values: dict | None = None, out: str | Path | None = None,
+          calibration: str | Path | None = None, preprocess=None,
           holdout: float = 0.2, allow_mismatch: bool = False, thresholds: Gate | None = None,
           gate_overrides: dict | None = None, version: str = "1", num_threads: int | None = None,
           samples: list[dict] | None = None, precision: str | dict | None = None, quant: QuantOptions | None = None,
@@ -88,10 +90,13 @@ def build(model_path: str | Path, *, targets=(table.DEFAULT,), input_shapes: dic
     ``gate_overrides`` (min_cosine, max_rel_error, min_snr_db, min_top1) replaced. ``quant`` tunes
     quantization (calibration method, I/O type, mixed precision). ``sign_key``: a private key file; the key
     is loaded before any work and the written bundle is signed (``edgepack_runtime.signing``).
+    ``input_values`` ({name: values}, ``--input-value``) freezes inputs to constants: they leave the bundle's
+    interface and are listed in ``manifest["frozen_inputs"]``.
     """
     recorder = StageRecorder()
     with recorder:
-        result = _build(recorder, model_path, targets=targets, input_shapes=input_shapes, out=out,
+        result = _build(recorder, model_path, targets=targets, input_shapes=input_shapes,
+                        input_values=input_values, out=out,
                         calibration=calibration, preprocess=preprocess, holdout=holdout,
                         allow_mismatch=allow_mismatch, thresholds=thresholds, gate_overrides=gate_overrides,
                         version=version, num_threads=num_threads, samples=samples, precision=precision,
@@ -100,8 +105,8 @@ def build(model_path: str | Path, *, targets=(table.DEFAULT,), input_shapes: dic
     return result
 
 
-def _build(recorder: StageRecorder, model_path, *, targets, input_shapes, out, calibration, preprocess, holdout,
-           allow_mismatch, thresholds, gate_overrides, version, num_threads, samples, precision, quant, report,
+def _build(recorder: StageRecorder, model_path, *, targets, input_shapes, input_values, out, calibration, preprocess,
+           holdout, allow_mismatch, thresholds, gate_overrides, version, num_threads, samples, precision, quant, report,
            progress, sign_key=None) -> BuildResult:
     stage = recorder.stage
     quant = quant or QuantOptions()
@@ -120,7 +125,8 @@ def _build(recorder: StageRecorder, model_path, *, targets, input_shapes, out, c
 
     with stage("load"):
         progress("loading and normalizing the model")
-        model = load_model(model_path, input_shapes=input_shapes, preflight=preflight)
+        model = load_model(model_path, input_shapes=input_shapes, input_values=input_values,
+                           preflight=preflight)
         progress("checking that every op converts")
         preflight(model)
 
@@ -169,6 +175,8 @@ def _build(recorder: StageRecorder, model_path, *, targets, input_shapes, out, c
     tools = list(TOOLS) + [r.pip for i in planned.items for r in i.target.requires if r.pip not in TOOLS]
     manifest = _manifest(model, model_path, version, entries, planned.profiles_named, tools)
     manifest["calibration"] = cal.describe()
+    if frozen_inputs(model):
+        manifest["frozen_inputs"] = frozen_inputs(model)     # constants now, not part of the interface
     manifest["drift_baseline"] = "drift/baseline.json"
     manifest["samples"].extend(samples_listed)
     output_names = [o.name for o in model.graph.output]

@@ -43,6 +43,7 @@ class DebugReport:
 
 def debug_quant(model_path: str | Path, *, target: str = table.DEFAULT, precision: str | None = None,
                 calibration=None, preprocess=None, holdout: float = 0.2, input_shapes: dict | None = None,
+                input_values: dict | None = None,
                 quant: QuantOptions | None = None, progress: Callable[[str], None] = lambda s: None,
                 profiles: tuple[dict, ...] = ()) -> DebugReport:
     """Quantize (or compress) ``model_path`` for ``target`` at ``precision`` (default: the target's debug
@@ -59,7 +60,8 @@ def debug_quant(model_path: str | Path, *, target: str = table.DEFAULT, precisio
     quant = QuantOptions(**{**(quant or QuantOptions()).__dict__, "mixed_precision": False})
     t.check_quant(quant)
     progress("loading the model and calibration data")
-    model = load_model(Path(model_path), input_shapes=input_shapes, preflight=t.preflight)
+    model = load_model(Path(model_path), input_shapes=input_shapes, input_values=input_values,
+                       preflight=t.preflight)
     cal = load_calibration(calibration, model, preprocess=preprocess, holdout=holdout,
                            synthetic_samples=N_SYNTHETIC, synthetic_bytes=SYNTHETIC_BYTES)
     progress("computing fp32 reference outputs")

@@ -24,6 +24,10 @@ def build(
                                               "profile name (see `edgepack devices`); repeatable")] = ["cpu"],
     input_shape: Annotated[list[str], typer.Option("--input-shape", help="fix dynamic dims: NAME=D0,D1,...; "
                                                    "repeatable")] = [],
+    input_value: Annotated[list[str], typer.Option("--input-value", help="freeze an input to a constant: NAME=VALUE "
+                                                   "or NAME=V1,V2,... in the input's dtype (e.g. sr=16000); it "
+                                                   "leaves the bundle's interface and constant folding removes "
+                                                   "the branches it decides; repeatable")] = [],
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="bundle path (default: beside the "
                                                    "model, MODEL.edgepack)")] = None,
     calibration: Annotated[Optional[Path], typer.Option(help=CALIBRATION_HELP)] = None,
@@ -65,14 +69,17 @@ def build(
 ):
     """Convert MODEL for each target, verify every target against onnxruntime, write a bundle."""
     from ..build import build as run_build
+    from ..model.freeze import parse_input_values
     from ..targets.base import QuantOptions
     shapes = parse_shapes(input_shape)
+    values = parse_input_values(input_value)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=err_console, transient=True) as bar:
         task = bar.add_task("starting", total=None)
         quant = QuantOptions(method=method, io=io_type, mixed_precision=mixed_precision,
                              max_float_fraction=max_float, keep_float=tuple(keep_float), policy=int8_policy)
-        result = run_build(model, targets=target, input_shapes=shapes, out=output, calibration=calibration,
+        result = run_build(model, targets=target, input_shapes=shapes, input_values=values, out=output,
+                           calibration=calibration,
                            preprocess=preprocess, holdout=holdout, allow_mismatch=allow_mismatch,
                            version=model_version, precision=precision, quant=quant, report=report,
                            gate_overrides=dict(min_cosine=min_cosine, max_rel_error=max_rel_error,

@@ -26,6 +26,8 @@ def debug_quant(
     preprocess: Annotated[Optional[str], typer.Option(help=PREPROCESS_HELP)] = None,
     holdout: Annotated[float, typer.Option(help="share of the samples kept out to measure accuracy")] = 0.2,
     input_shape: Annotated[list[str], typer.Option("--input-shape", help="fix dynamic dims: NAME=D0,D1,...")] = [],
+    input_value: Annotated[list[str], typer.Option("--input-value", help="freeze an input to a constant: "
+                                                   "NAME=VALUE or NAME=V1,V2,... (e.g. sr=16000)")] = [],
     method: Annotated[str, typer.Option(help="activation ranges: auto (minmax or percentile, whichever is closer "
                                            "to fp32 on calibration samples) | minmax | percentile | mse | "
                                            "entropy")] = "auto",
@@ -40,12 +42,14 @@ def debug_quant(
 ):
     """Quantize MODEL for a target and report, per layer, the error it adds (worst first)."""
     from ..debug import debug_quant as run_debug
+    from ..model.freeze import parse_input_values
     from ..targets.base import QuantOptions
     if order not in ("rank", "graph"):
         raise EdgepackError(f"--order '{order}' is not one of rank, graph")
     with err_console.status("loading the model and calibration data") as status:
         report = run_debug(model, target=target, precision=precision, calibration=calibration,
                            preprocess=preprocess, holdout=holdout, input_shapes=parse_shapes(input_shape),
+                           input_values=parse_input_values(input_value),
                            quant=QuantOptions(method=method, keep_float=tuple(keep_float), policy=int8_policy),
                            progress=lambda s: status.update(s))
     for w in report.warnings:

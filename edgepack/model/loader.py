@@ -11,8 +11,10 @@ from onnx import ModelProto
 
 from edgepack.errors import ModelError
 from edgepack.model.fold import fold_constants
+from edgepack.model.freeze import freeze_inputs
 from edgepack.model.graphutil import keep_only
 from edgepack.model.infer import infer_shapes, skeleton
+from edgepack.model.inline_if import explain_live_ifs, inline_constant_ifs
 from edgepack.model.prune import remove_aliases, remove_dead, trim_unused_outputs
 from edgepack.model.read import one_line, read_model
 from edgepack.model.shapes import (apply_input_shapes, drop_initializer_inputs, forget_shapes,
@@ -26,6 +28,7 @@ MAX_ROUNDS = 10
 
 
 def load_model(path: str | Path, *, input_shapes: dict[str, list[int]] | None = None,
+               input_values: dict[str, list] | None = None,
                preflight: Callable[[ModelProto], None] | None = None) -> ModelProto:
     """Load an ONNX file and return a normalized model ready for the target converters.
 
@@ -33,10 +36,13 @@ def load_model(path: str | Path, *, input_shapes: dict[str, list[int]] | None = 
     ``input_shapes`` overrides of dynamic dims), constants folded into initializers, no
     Identity/Dropout/no-op/dead nodes or unused initializers, and a static shape and dtype in
     ``graph.value_info`` (or ``graph.output``) for every other tensor. Graph input and output
-    names are unchanged. Raises ``ModelError`` / ``DynamicShapeError`` with what to do next.
+    names are unchanged, except that inputs named in ``input_values`` (``--input-value``) become
+    constants: they leave the interface, and an ``If`` they decide is replaced by its taken branch.
+    Raises ``ModelError`` / ``DynamicShapeError`` with what to do next.
 
     ``preflight`` (a target's op check) runs on the folded graph before onnxruntime is asked for
-    missing shapes, so ops that nothing can run are reported as unsupported, all at once.
+    missing shapes, so ops that nothing can run are reported as unsupported, all at once (an If it
+    refuses is reported with the live inputs its condition reads).
     """
     start = time.perf_counter()
     path = Path(path)
@@ -47,13 +53,14 @@ def load_model(path: str | Path, *, input_shapes: dict[str, list[int]] | None = 
     nodes_before = len(model.graph.node)
     drop_initializer_inputs(model)
     apply_input_shapes(model, input_shapes or {}, path)
+    freeze_inputs(model, input_values or {}, path)
     require_static_inputs(model)
     require_reasonable_sizes(model)
     forget_shapes(model)
     simplify(model)
     name_nodes(model)
     if preflight is not None:
-        preflight(model)
+        explain_live_ifs(model, preflight)
     complete_value_info(model, path)
     require_reasonable_sizes(model, list(model.graph.value_info) + list(model.graph.output))
     _final_check(model, path)
@@ -67,6 +74,7 @@ def simplify(model: ModelProto) -> None:
     for _ in range(MAX_ROUNDS):
         infer_shapes(model)
         changed = fold_constants(model)
+        changed += inline_constant_ifs(model)
         changed += remove_aliases(model)
         changed += trim_unused_outputs(model)
         changed += remove_dead(model)

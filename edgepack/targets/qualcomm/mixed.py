@@ -1,0 +1,191 @@
+"""Mixed precision for the qualcomm target: which layers get 16-bit activations ("a16") or stay unquantized
+("float") so that the accuracy gate passes.
+
+    qdq, summary = search(model, job, precision="w8a8")
+
+The shared search (``edgepack.mixed``) does the choosing, in two passes over the layer ranking of
+``debug.layer_rows`` (``edgepack.verify.layers.rank``, worst first):
+
+1. a16 (w8a8 only): layers that break the gate move to 16-bit activations, the cheap step (the node stays
+   in the HTP graph, its activations take twice the bytes);
+2. float, only if pass 1 did not reach the gate (or at w8a16, where 16 bits are already the default): the
+   layer and its readers stay unquantized, so its output is never rounded (``Layers.floats``). The QNN EP
+   runs float nodes on HTP at fp16 where the HTP has fp16 (``enable_htp_fp16_precision``, on by default; the
+   simulator does), else on onnxruntime's CPU: the placement in the summary says which.
+Between the passes, a16 layers that HTP does not place (the node fell back to CPU anyway) become float:
+there they cost the same and lose nothing. Nodes the user names with ``--keep-float`` are float throughout.
+
+Where each measurement runs: the gate's measurement (every candidate the search keeps or rejects, on the
+full hold-out) runs on the HTP simulator; the sensitivity scan (each suspect alone on a few samples, only
+to order the suspects) runs the QDQ model on onnxruntime's CPU provider, which computes the same
+quantization grid at a fraction of the simulator's cost. The summary records the result and its cost: the
+QDQ model's size against the plain quantization's, and the nodes placed off HTP against it.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from edgepack_runtime.compare import compare_runs, summarize
+
+from ... import mixed as shared
+from ...verify.layers import rank
+from ..base import Job
+from . import htp
+from .debug import DEBUG_SAMPLES, final_figures, layer_rows, pinned_nodes
+from .preprocess import prepare
+from .quantize import PRECISIONS, quantize
+
+
+def search(model: onnx.ModelProto, job: Job, *, precision: str, base=None) -> tuple[onnx.ModelProto, dict]:
+    """(QDQ model, summary) after mixed precision at ``precision`` (w8a8 | w8a16).
+
+    ``base``: (QDQ model, HTP gate figures) of the plain quantization, when the caller has it already. The
+    summary (the manifest's ``mixed_precision``): ``a16`` / ``float`` (node names and what each is),
+    ``passed``, ``figures``, ``tried`` (every full measurement), ``cost``. When the gate is never met the
+    best candidate seen comes back with ``passed`` False."""
+    activations, weights = PRECISIONS[precision]
+    prepared = prepare(model)
+    pinned = pinned_nodes(prepared, job.quant.keep_float)
+    runner = _Runner(model, job, activations, weights, pinned)
+    qdq, figures = base or runner.measure(runner.build({}))
+    summary = {"enabled": True, "precision": precision, "a16": [], "float": sorted(pinned), "tried": []}
+    if figures["passed"]:
+        return qdq, _finish(summary, runner, qdq, qdq, figures)
+    job.progress("ranking the layers of the QDQ model against their fp32 twins")
+    rows = layer_rows(prepared, qdq, job.calibration.holdout[:DEBUG_SAMPLES])
+    layers = Layers(prepared, qdq)
+    ranked = [r for r in rank(rows) if r["origin"] and not set(layers.chain(r["tensor"])) & pinned]
+    a16: list[str] = []
+    best = (qdq, figures)
+    if activations == "uint8":
+        trial = runner.trial(lambda keep: dict.fromkeys(layers.chains(keep), "a16"))
+        keep, cand, fig = shared.search(trial, [], [], ranked, job.quant.max_float_fraction, qdq, figures,
+                                        job.progress)
+        a16 = layers.chains(keep)
+        moved = [n for n in a16 if n in runner.off_htp(cand)]     # HTP did not take them at 16 bits
+        if moved:
+            a16 = [n for n in a16 if n not in moved]
+            runner.pinned = pinned = pinned | set(moved)
+            cand, fig = runner.measure(runner.build(dict.fromkeys(a16, "a16")))
+        best = (cand, fig)
+    if not best[1]["passed"]:
+        left = [r for r in ranked if not set(layers.chain(r["tensor"])) & pinned]
+        trial = runner.trial(lambda keep: {**dict.fromkeys(a16, "a16"), **dict.fromkeys(layers.floats(keep), "float")})
+        keep, cand, fig = shared.search(trial, [], [], left, job.quant.max_float_fraction, *best, job.progress)
+        floated = set(layers.floats(keep))
+        a16 = [n for n in a16 if n not in floated]
+        pinned = pinned | floated
+        best = (cand, fig)
+    summary.update(a16=a16, float=sorted(pinned))
+    return best[0], _finish(summary, runner, qdq, *best)
+
+
+PASS_THROUGH = ("Relu", "Clip", "LeakyRelu", "PRelu", "MaxPool", "Identity")
+
+
+class Layers:
+    """Which prepared-model nodes an override needs so that a quantized tensor changes precision.
+
+    ``chain(T)``: T's producer, and upstream through nodes the quantizer folded away (a Relu/Clip absent from
+    the QDQ model) or that pass values through unchanged in range (Relu, Clip, MaxPool...), up to the first
+    other node: 16 bits on T alone would leave the outliers already rounded at 8 bits one node earlier.
+    ``floats(T)``: the chain and T's consumers: onnxruntime quantizes an excluded node's output whenever a
+    consumer is quantized, so T stays float only when its readers are float too."""
+
+    def __init__(self, prepared: onnx.ModelProto, qdq: onnx.ModelProto):
+        self.producer = {o: n for n in prepared.graph.node for o in n.output}
+        self.readers: dict[str, list[str]] = {}
+        for n in prepared.graph.node:
+            for i in n.input:
+                self.readers.setdefault(i, []).append(n.name)
+        self.in_qdq = {n.name for n in qdq.graph.node}
+
+    def chain(self, tensor: str) -> list[str]:
+        out, node = [], self.producer.get(tensor)
+        while node is not None and len(out) < 8:
+            out.append(node.name)
+            if node.name in self.in_qdq and node.op_type not in PASS_THROUGH:
+                break
+            node = self.producer.get(node.input[0]) if node.input else None
+        return out
+
+    def chains(self, tensors) -> list[str]:
+        return list(dict.fromkeys(n for t in tensors for n in self.chain(t)))
+
+    def floats(self, tensors) -> list[str]:
+        return list(dict.fromkeys(n for t in tensors for n in self.chain(t) + self.readers.get(t, [])))
+
+
+class _Runner:
+    """Builds QDQ candidates (``pinned`` nodes always float) and measures them."""
+
+    def __init__(self, model, job: Job, activations: str, weights: str, pinned: set[str]):
+        self.model, self.job, self.pinned = model, job, pinned
+        self.activations, self.weights = activations, weights
+        self.names = [o.name for o in model.graph.output]
+        self.kinds = {n.name: n.op_type for n in prepare(model).graph.node}
+        self.tried: list[dict] = []
+
+    def build(self, overrides: dict[str, str]) -> onnx.ModelProto:
+        over = {**overrides, **{n: "float" for n in self.pinned}}
+        return quantize(self.model, self.job.calibration.calib, activations=self.activations,
+                        weights=self.weights, overrides=over)
+
+    def measure(self, qdq: onnx.ModelProto) -> tuple[onnx.ModelProto, dict]:
+        return qdq, self.evaluate(qdq, None)
+
+    def evaluate(self, qdq: onnx.ModelProto, n: int | None) -> dict:
+        """Gate figures on the first ``n`` held-out samples: HTP for a full measurement (``n`` None),
+        onnxruntime CPU for the sensitivity scan."""
+        holdout, reference = self.job.calibration.holdout, self.job.reference
+        if n is None:
+            got = htp.run(qdq, holdout)
+            return final_figures(got, reference, self.names, self.job.gate)
+        got = cpu_run(qdq, holdout[:n])
+        return summarize(compare_runs(got, reference[:len(got)], self.names), self.job.gate)
+
+    def trial(self, overrides_of) -> shared.Trial:
+        trial = shared.Trial(lambda keep: self.build(overrides_of(keep)), self.evaluate,
+                             lambda qdq: qdq.ByteSize())
+        trial.tried = self.tried
+        return trial
+
+    def off_htp(self, qdq: onnx.ModelProto) -> set[str]:
+        """Names of the non-Q/DQ nodes of ``qdq`` that onnxruntime does not assign to the QNN EP."""
+        return off_htp(qdq)
+
+
+def off_htp(qdq: onnx.ModelProto) -> set[str]:
+    """Nodes (other than QuantizeLinear/DequantizeLinear) of ``qdq`` not placed on the QNN EP."""
+    sess = htp.session(qdq, config={"session.record_ep_graph_assignment_info": "1"})
+    qdq_ops = ("QuantizeLinear", "DequantizeLinear")
+    return {n.name for sub in sess.get_provider_graph_assignment_info() if sub.ep_name != htp.qnn_ep.EP_NAME
+            for n in sub.get_nodes() if n.op_type not in qdq_ops}
+
+
+def cpu_run(qdq: onnx.ModelProto, feeds: list[dict]) -> list[dict]:
+    """Outputs of the QDQ model on onnxruntime's CPU provider, by name."""
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(qdq.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    return [dict(zip(names, sess.run(names, f))) for f in feeds]
+
+
+def _finish(summary: dict, runner: _Runner, base, qdq, figures) -> dict:
+    kinds = runner.kinds
+    off, base_off = runner.off_htp(qdq), runner.off_htp(base) if base is not qdq else None
+    summary.update(passed=bool(figures["passed"]), figures=_brief(figures), tried=runner.tried,
+                   layers=[{"node": n, "op": kinds.get(n, ""), "override": o}
+                           for o in ("a16", "float") for n in summary[o]])
+    summary["cost"] = {"size": qdq.ByteSize(), "plain_size": base.ByteSize(),
+                       "size_ratio": qdq.ByteSize() / max(base.ByteSize(), 1), "nodes_off_htp": len(off),
+                       "plain_nodes_off_htp": len(off if base_off is None else base_off), "off_htp": sorted(off)[:50]}
+    return summary
+
+
+def _brief(figures: dict) -> dict:
+    keys = ("passed", "min_cosine", "mean_cosine", "max_rel_error", "min_snr_db", "min_top1_agreement",
+            "failed", "samples")
+    return {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in figures.items() if k in keys}

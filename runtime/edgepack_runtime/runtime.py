@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import candidates
+from .backends import candidates, passed_over
 from .compare import compare_output, within
 from .bundle import Bundle
 from .errors import BackendError, BundleError
@@ -21,8 +21,11 @@ from .precisions import tolerance
 class Runtime:
     """A bundle bound to one backend and one target. Create with ``Runtime.open``."""
 
-    def __init__(self, bundle: Bundle, target: dict, backend_name: str, session):
+    def __init__(self, bundle: Bundle, target: dict, backend_name: str, session, *,
+                 detail: str | None = None, reason: str | None = None):
         self.bundle, self.target, self.backend_name = bundle, target, backend_name
+        self.backend_detail = detail or backend_name   # how it runs: "qnn-context", "qnn-qdq", "onnxruntime-cpu"...
+        self.backend_reason = reason                   # why not something better (None: the best there is)
         self._session = session
         io = target["io"]
         self._in_order = [(e["name"], e.get("perm")) for e in io["inputs"]]
@@ -33,21 +36,25 @@ class Runtime:
              num_threads: int | None = None, target: str | None = None) -> "Runtime":
         """Verify the bundle at ``path`` and load its best target on the best installed backend.
 
-        ``backend`` forces a backend ("litert", "tflite-runtime", "onnxruntime"); ``target`` forces a
+        ``backend`` forces a backend ("litert", "tflite-runtime", "onnxruntime", "qnn"...); ``target`` forces a
         target entry by name. BackendError says which backends and targets exist when none fits.
+        ``backend_detail`` and ``backend_reason`` then say how it runs and why not in a better way.
         """
         bundle = path if isinstance(path, Bundle) else Bundle.open(path)
         failures, hints = [], []
         for spec, entry in candidates(bundle.manifest["targets"], backend, target):
             try:
-                session = spec.load(bundle.read(entry["file"]), num_threads=num_threads)
+                session = spec.load(bundle.read(entry["file"]), num_threads=num_threads, entry=entry, bundle=bundle)
             except BackendError as exc:
                 if backend is not None:
                     raise
                 failures.append(f"{spec.name}/{entry['name']} ({entry['file']}): {exc.message}")
                 hints.append(exc.hint)
                 continue
-            return cls(bundle, entry, spec.name, session)
+            why = [getattr(session, "reason", None), *failures,
+                   passed_over(spec, entry["format"], forced=backend is not None)]
+            return cls(bundle, entry, spec.name, session, detail=getattr(session, "detail", None) or spec.detail,
+                       reason="; ".join(w for w in why if w) or None)
         same = hints and all(h == hints[0] for h in hints)   # one cause (a corrupt file): say its remedy only
         raise BackendError("no backend could load this bundle: " + "; ".join(failures),
                            hint=hints[0] if same and hints[0] else "reinstall a backend, or force one with backend=...")
@@ -103,7 +110,8 @@ class Runtime:
             stats[name] = {"max_abs": f["max_abs"], "max_rel": f["rel_error"], "cosine": f["cosine"],
                            "ref_max": f["ref_max"]}
         report = {"backend": self.backend_name, "target": self.target["name"], "samples": len(samples),
-                  "passed": not failed, "tolerance": tol, "outputs": stats}
+                  "passed": not failed, "tolerance": tol, "outputs": stats,
+                  "backend_detail": self.backend_detail, "backend_reason": self.backend_reason}
         if failed:
             detail = ", ".join(f"{n} (max_abs {stats[n]['max_abs']:.3g}, cosine {stats[n]['cosine']:.6f})"
                                for n in sorted(failed))

@@ -57,7 +57,7 @@ def test_input_forms_agree(add_bundle):
 def test_target_option_and_forced_backend(add_bundle):
     with Runtime.open(add_bundle, target="ref") as rt:
         assert (rt.backend_name, rt.target["name"]) == ("onnxruntime", "ref")
-    with pytest.raises(BackendError, match=r"onnxruntime runs onnx targets but the bundle has cpu \("):
+    with pytest.raises(BackendError, match=r"onnxruntime runs onnx/qnn targets but the bundle has cpu \("):
         Runtime.open(add_bundle, "onnxruntime", target="cpu")
 
 

@@ -7,6 +7,10 @@ backends from most to least specialised; names in it that are not registered yet
 A backend may be limited to some platforms (``platforms``: ``sys.platform`` values; ``elsewhere`` says what
 to do on the others) and may be ``explicit``: run only when asked for by name, never chosen
 automatically (``coreml-reference``, the slow numpy executor for Core ML programs).
+A loader that needs more than the model bytes (``qnn``: the target entry names a context binary beside the
+model) declares ``wants_bundle`` and also receives ``entry=`` and ``bundle=``; its session may say what it
+chose (``detail``, ``reason``), and ``planner`` ("module:function" of (entry, bundle)) predicts that without
+loading, for ``edgepack-device info``.
 """
 from __future__ import annotations
 
@@ -32,6 +36,9 @@ class BackendSpec:
     explicit: bool = False
     platforms: tuple[str, ...] = ()
     elsewhere: str = ""
+    wants_bundle: bool = False
+    planner: str = ""
+    detail: str = ""            # how it runs, as reported by Runtime.backend_detail (default: the name)
 
     def runs_here(self) -> bool:
         """Whether this platform is one the backend runs on."""
@@ -46,12 +53,21 @@ class BackendSpec:
         except (ImportError, ValueError):
             return False
 
-    def load(self, model: bytes, *, num_threads: int | None = None):
-        """Import the backend and build a Session running ``model``."""
-        module, func = self.loader.split(":")
+    def load(self, model: bytes, *, num_threads: int | None = None, entry: dict | None = None, bundle=None):
+        """Import the backend and build a Session running ``model`` (``entry``/``bundle``: for ``wants_bundle``)."""
+        extra = {"entry": entry, "bundle": bundle} if self.wants_bundle else {}
+        return self._call(self.loader, model, num_threads=num_threads, **extra)
+
+    def plan(self, entry: dict, bundle) -> tuple[str, str | None]:
+        """(detail, reason) this backend expects to report for ``entry``, without loading anything."""
+        if not self.planner:
+            return self.detail or self.name, None
+        return self._call(self.planner, entry, bundle)
+
+    def _call(self, ref: str, *args, **kwargs):
+        module, func = ref.split(":")
         try:
-            make = getattr(importlib.import_module(module, __package__), func)
-            return make(model, num_threads=num_threads)
+            return getattr(importlib.import_module(module, __package__), func)(*args, **kwargs)
         except ImportError as exc:
             raise BackendError(f"backend {self.name} failed to import: {exc}",
                                hint=f"reinstall it with `pip install {self.pip}`") from exc
@@ -71,7 +87,11 @@ def register(spec: BackendSpec) -> BackendSpec:
 register(BackendSpec("litert", ("tflite",), "ai_edge_litert", "ai-edge-litert", ".tflite:load_litert"))
 register(BackendSpec("tflite-runtime", ("tflite",), "tflite_runtime", "tflite-runtime",
                      ".tflite:load_tflite_runtime"))
-register(BackendSpec("onnxruntime", ("onnx",), "onnxruntime", "onnxruntime", ".ort:load_onnxruntime"))
+# onnxruntime also runs a Qualcomm target's portable QDQ model, on CPU, where onnxruntime-qnn is missing
+register(BackendSpec("onnxruntime", ("onnx", "qnn"), "onnxruntime", "onnxruntime", ".ort:load_onnxruntime",
+                     detail="onnxruntime-cpu"))
+register(BackendSpec("qnn", ("qnn",), "onnxruntime_qnn", "onnxruntime-qnn", ".qnn:load_qnn", wants_bundle=True,
+                     planner=".qnn:plan"))
 COREML_ELSEWHERE = ("Core ML runs on macOS; use backend='coreml-reference' (a numpy reference executor, slow) "
                     "to run it here")
 register(BackendSpec("coreml", ("mlpackage",), "coremltools", "coremltools", ".coreml:load_coreml",
@@ -119,6 +139,18 @@ def candidates(targets: list[dict], backend: str | None = None,
                            f"installed: {', '.join(s.name for s in ordered() if s.available()) or 'none'}",
                            hint=_suggest(pool))
     return pairs
+
+
+def passed_over(spec: BackendSpec, fmt: str, forced: bool) -> str | None:
+    """Why a backend preferred over ``spec`` for format ``fmt`` does not run it (None: ``spec`` is the best)."""
+    ranked = ordered()
+    better = [s for s in ranked[:ranked.index(spec)] if fmt in s.formats and not s.explicit and s.runs_here()]
+    if not better:
+        return None
+    if forced:
+        return f"backend {spec.name} was asked for (preferred for {fmt}: {', '.join(s.name for s in better)})"
+    missing = [f"{s.name} is not installed (pip install {s.pip})" for s in better if not s.available()]
+    return "; ".join(missing) or None
 
 
 def _pick_targets(targets, target):

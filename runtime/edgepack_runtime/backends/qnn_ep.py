@@ -42,6 +42,7 @@ def devices() -> list:
     import onnxruntime as ort
     with _lock:
         if not _registered:
+            ort.set_default_logger_severity(3)   # registration and session creation warn on stderr otherwise
             try:
                 ort.register_execution_provider_library(EP_NAME, qnn.get_library_path())
             except Exception as exc:

@@ -4,6 +4,7 @@
     edgepack-device check BUNDLE      verify hashes and run the bundle's own samples
     edgepack-device info BUNDLE       show the manifest and which backend would run it
     edgepack-device agent --bundle B [--broker mqtt://HOST:PORT --device-id ID] [--config agent.toml]
+    edgepack-device install BUNDLE --state-dir DIR   (also: rollback, ota-status; see ota/cli.py)
 
 Errors print one line ``error: ...`` on stderr and exit with the error class's exit code
 (``--verbose`` prints the traceback).
@@ -45,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("info", parents=[common], help="show what the bundle holds")
     from .agentcli import add_parser as add_agent
     add_agent(sub)
+    from .ota.cli import add_parsers as add_ota
+    add_ota(sub)
     return parser
 
 
@@ -55,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "agent":
             from .agentcli import cmd_agent
             return cmd_agent(args)
+        if args.command in ("install", "rollback", "ota-status"):
+            from .ota.cli import run as run_ota
+            return run_ota(args)
         return {"run": cmd_run, "check": cmd_check, "info": cmd_info}[args.command](args)
     except EdgepackError as exc:
         return _fail(args, str(exc), exc.exit_code)
@@ -78,14 +84,15 @@ def cmd_run(args) -> int:
     with _open_runtime(args) as rt:
         outputs = rt.run(_load_inputs(args.input, [s["name"] for s in rt.inputs]))
         files = _write_outputs(outputs, args.output_dir) if args.output_dir else {}
-        report = {"backend": rt.backend_name, "target": rt.target["name"], "outputs": {
+        report = {"backend": rt.backend_name, "target": rt.target["name"], "backend_detail": rt.backend_detail,
+                  "backend_reason": rt.backend_reason, "outputs": {
             name: {"shape": list(a.shape), "dtype": str(a.dtype), "size": int(a.size),
                    "head": a.ravel()[:8].tolist(),
                    "file": files.get(name)} for name, a in outputs.items()}}
     if args.json:
         print(json.dumps(report, indent=1))
         return 0
-    print(f"ran on {report['backend']} (target {report['target']})")
+    print(f"ran on {report['backend']} (target {report['target']}){_how(report)}")
     for name, out in report["outputs"].items():
         head = ", ".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in out["head"])
         print(f"  {name}: shape {out['shape']} {out['dtype']}  [{head}{', ...' if out['size'] > 8 else ''}]"
@@ -166,7 +173,7 @@ def cmd_check(args) -> int:
     if args.json:
         print(json.dumps(report, indent=1))
         return 0
-    print(f"bundle {args.bundle}: hashes ok; backend {report['backend']} (target {report['target']})")
+    print(f"bundle {args.bundle}: hashes ok; backend {report['backend']} (target {report['target']}){_how(report)}")
     if not report["samples"]:
         print("  no samples in the bundle: nothing to self-check")
     for name, s in report["outputs"].items():
@@ -175,18 +182,32 @@ def cmd_check(args) -> int:
     return 0
 
 
+def _how(report: dict) -> str:
+    """What follows the backend's name: ", as qnn-qdq; <why not the context binary>" and the like."""
+    detail, reason = report.get("backend_detail"), report.get("backend_reason")
+    shown = f", as {detail}" if detail and detail != report.get("backend") else ""
+    return shown + (f"; {reason}" if reason else "")
+
+
 def cmd_info(args) -> int:
     bundle = Bundle.open(args.bundle)
     m = bundle.manifest
+    plan = None
     try:
         spec, entry = candidates(m["targets"])[0]
         selected = {"backend": spec.name, "target": entry["name"]}
     except BackendError as exc:
         selected = {"error": str(exc)}
+    else:
+        try:
+            detail, reason = spec.plan(entry, bundle)
+        except BackendError as exc:
+            detail, reason = None, f"cannot tell how it would run: {exc}"
+        plan = {"backend_detail": detail, "backend_reason": reason}
     backends = {s.name: s.available() for s in ordered()}
     if args.json:
         print(json.dumps({"path": str(bundle.path), "manifest": m, "backends": backends,
-                          "selected": selected}, indent=1))
+                          "selected": selected, "plan": plan}, indent=1))
         return 0
     print(f"{m['model']['name']} {m['model']['version']}  (bundle format {m['format_version']}, "
           f"created {m['created']})")
@@ -196,10 +217,14 @@ def cmd_info(args) -> int:
     for t in m["targets"]:
         size = m["files"][t["file"]]["size"]
         print(f"  target {t['name']}: {t['format']} {t['precision']}  {t['file']} ({size} bytes)")
+        if t["format"] == "qnn":
+            from .backends.qnn_manifest import summary
+            print("".join(f"    {line}\n" for line in summary(t, m["files"])), end="")
     print(f"  samples: {len(m['samples'])}  signed: {'yes' if m.get('signature') else 'no'}")
     listed = [n + ("" if ok else " (not installed)") for n, ok in backends.items()]
     print(f"  backends: {', '.join(listed)}")
     print(f"  would run: {selected.get('backend', '-')}/{selected.get('target', '-')}"
+          + _how({"backend": selected["backend"], **plan})
           if "backend" in selected else f"  cannot run here: {selected['error']}")
     return 0
 

@@ -32,6 +32,10 @@ def inspect(
         for v in m[kind]:
             io.add_row(kind[:-1], v["name"], str(v["shape"]), v["dtype"], v.get("layout") or "")
     out_console.print(io)
+    for f in m.get("frozen_inputs", []):        # --input-value: constants in the model, not inputs any more
+        value = f.get("value", f"sha256 {f.get('sha256', '?')[:12]}")
+        out_console.print(f"frozen input (not in the interface): {f['name']} = {value} ({f['dtype']} {f['shape']})",
+                          markup=False, highlight=False)
     t = Table("target", "format", "precision", "file", "size", "cosine", "rel.err", "verdict", title="targets")
     for e in m["targets"]:
         p = e.get("parity") or {}
@@ -64,9 +68,19 @@ def inspect(
                 where = ", ".join(f.get("where", [])[:3])
                 out_console.print(f"    {f['severity']}: {f['rule']} ({f.get('count', '')}) {f.get('what', '')}"
                                   + (f": {where}" if where else ""))
+        if e.get("format") == "qnn":
+            _print_qnn(e, m["files"])
     out_console.print(f"samples for the on-device check: {len(m.get('samples', []))}")
     stages = (m.get("build") or {}).get("stages") or []
     if stages:
         out_console.print("build cost: " + ", ".join(
             f"{s['name']} {s['seconds']:.2f} s" + (f" ({s['peak_rss_mb']:.0f} MB)" if s.get("peak_rss_mb") else "")
             for s in stages))
+
+
+def _print_qnn(entry: dict, files: dict) -> None:
+    """A Qualcomm target's qnn block: quantization, context binary (HTP arch, QNN SDK) or why there is none,
+    placement (fraction of nodes on HTP) and the nodes left on CPU."""
+    from edgepack_runtime.backends.qnn_manifest import summary
+    for line in summary(entry, files):
+        out_console.print(f"{entry['name']}: {line}", markup=False, highlight=False)

@@ -44,12 +44,18 @@ class Agent:
                  drift_every: int | None = None, sampler=None, commands=None, restart_base: float = 0.5,
                  restart_cap: float = 30.0, refuse_nonfinite: bool = False):
         self.rt = runtime
+        self.updater = None                  # an ota.Updater when the agent runs from a state folder
+        self._leases: dict[int, int] = {}    # id(runtime) -> backend calls in flight (hot swap waits for them)
+        self._retired: dict[int, object] = {}
+        self._swap_lock = threading.Lock()
+        self._started = False
         self.commands = COMMANDS if commands is None else commands   # verb -> schema -> handler
         self.sink = sink
         self.interval = telemetry_interval
         self.telemetry = Telemetry(backend=runtime.backend_name, bundle=runtime.bundle.manifest,
                                    bundle_sha256=hashlib.sha256(runtime.bundle.manifest_bytes).hexdigest())
-        self.drift = self._drift_monitor(drift_window, drift_window_seconds, drift_thresholds) if drift else None
+        self._drift_args = (drift_window, drift_window_seconds, drift_thresholds) if drift else None
+        self.drift = self._drift_monitor(*self._drift_args) if drift else None
         self.cache = OutputCache(cache_size) if cache_size > 0 else None
         self.max_batch, self.max_wait = max(1, max_batch), max_wait_ms / 1e3
         self.requests: queue.Queue = queue.Queue(maxsize=queue_size)
@@ -75,6 +81,7 @@ class Agent:
 
     # lifetime ---------------------------------------------------------------------------
     def start(self) -> "Agent":
+        self._started = True
         self.supervisor.spawn("edgepack-worker", self._work, self._stop)
         self.supervisor.spawn("edgepack-telemetry", self._telemetry_loop, self._stop)
         if self.drift is not None:
@@ -193,16 +200,19 @@ class Agent:
 
     def _compute(self, inputs: dict, key) -> dict:
         t0 = time.perf_counter()
+        rt = self._lease()
         try:
-            out = self.rt.run(inputs)
+            out = rt.run(inputs)
         except InputError:
             self.telemetry.error("InputError", input_error=True)
             raise
         except Exception as exc:
             self.telemetry.error(type(exc).__name__)
             raise
+        finally:
+            self._release(rt)
         self.account(inputs, out, time.perf_counter() - t0)
-        if key is not None:
+        if key is not None and rt is self.rt:            # never cache an answer of a model swapped out meanwhile
             self.cache.put(key, out)
         return out
 
@@ -217,8 +227,11 @@ class Agent:
 
     def _observe(self, inputs: dict, outputs: dict, latency: float) -> None:
         """Feed the drift monitor, observing one call in N so that its cost stays within the budget."""
+        drift = self.drift
+        if drift is None:                             # swapped for a bundle without a drift baseline
+            return
         t0 = time.perf_counter()
-        self.drift.observe(inputs, outputs)
+        drift.observe(inputs, outputs)
         cost = time.perf_counter() - t0
         ema = lambda old, new: new if old is None else 0.9 * old + 0.1 * new  # noqa: E731
         self._cost_ema, self._latency_ema = ema(self._cost_ema, cost), ema(self._latency_ema, latency)
@@ -246,7 +259,11 @@ class Agent:
                 feeds[s["name"]] = np.concatenate([rows[s["name"]], np.zeros((pad,) + rows[s["name"]].shape[1:],
                                                                              rows[s["name"]].dtype)])
             t0 = time.perf_counter()
-            out = self.rt.run(feeds)
+            rt = self._lease()
+            try:
+                out = rt.run(feeds)
+            finally:
+                self._release(rt)
             latency = time.perf_counter() - t0
         except Exception:
             return False
@@ -257,6 +274,44 @@ class Agent:
                 self.cache.put(key, one)
             fut.set_result(one)
         return True
+
+    # hot swap (OTA) ----------------------------------------------------------------------
+    def _lease(self):
+        """The current Runtime, counted as in use until ``_release``: a swap closes it only when unused."""
+        with self._swap_lock:
+            rt = self.rt
+            self._leases[id(rt)] = self._leases.get(id(rt), 0) + 1
+            return rt
+
+    def _release(self, rt) -> None:
+        with self._swap_lock:
+            left = self._leases[id(rt)] = self._leases[id(rt)] - 1
+            done = left == 0 and self._retired.pop(id(rt), None) is not None
+            if left == 0:
+                del self._leases[id(rt)]
+        if done:
+            rt.close()
+
+    def swap_runtime(self, runtime) -> None:
+        """Serve ``runtime`` from now on. Calls in flight finish on the old Runtime, which is closed after the
+        last of them; the output cache is emptied and telemetry and drift follow the new bundle."""
+        m = runtime.bundle.manifest
+        with self._swap_lock:
+            old, self.rt = self.rt, runtime
+            self.telemetry.static.update(backend=runtime.backend_name, model=m["model"]["name"],
+                                         model_version=m["model"]["version"], bundle_created=m.get("created"),
+                                         bundle_sha256=hashlib.sha256(runtime.bundle.manifest_bytes).hexdigest())
+            if self.cache is not None:
+                self.cache = OutputCache(self.cache.size)
+            if self._drift_args is not None:            # the new bundle's baseline (or none)
+                self.drift = self._drift_monitor(*self._drift_args)
+                if self.drift is not None and "edgepack-drift" not in self.supervisor.status() and self._started:
+                    self.supervisor.spawn("edgepack-drift", self._drift_loop, self._stop)
+            close_now = old is not runtime and not self._leases.get(id(old))
+            if old is not runtime and not close_now:
+                self._retired[id(old)] = old
+        if close_now:
+            old.close()
 
     # reporting --------------------------------------------------------------------------
     def _telemetry_loop(self) -> None:
@@ -270,7 +325,8 @@ class Agent:
     def _drift_loop(self) -> None:
         while not self._stop.wait(0.05):
             self.supervisor.beat()
-            if self.drift.window_full():
+            drift = self.drift                        # replaced (or None) when an update swaps the bundle
+            if drift is not None and drift.window_full():
                 self.publish_drift()
 
     def publish_telemetry(self) -> dict:
@@ -282,6 +338,9 @@ class Agent:
             snap["cache_entries"] = len(self.cache)
         if self.sampler is not None:
             snap["sampling"] = self.sampler.stats()
+        if self.updater is not None:
+            ota = self.updater.status()
+            snap["ota"] = {k: ota.get(k) for k in ("state", "update_id", "active_slot", "reason")}
         if self.sink is not None:
             snap["sink"] = self.sink.status()
             self.sink.publish("telemetry", {"telemetry": snap})
@@ -307,8 +366,10 @@ class Agent:
         link_sup = getattr(self.sink, "supervisor", None)
         problems += self.supervisor.problems() + (link_sup.problems() if link_sup is not None else [])
         threads = {**self.supervisor.status(), **(link_sup.status() if link_sup is not None else {})}
+        ota = self.updater.status() if self.updater is not None else None
         return {"status": "degraded" if problems else "ok", "model": m["model"]["name"],
                 "version": m["model"]["version"], "backend": self.rt.backend_name,
+                "ota": ota and {k: ota.get(k) for k in ("state", "update_id", "active_slot", "reason", "progress")},
                 "queue": {"depth": self.requests.qsize(), "max": self.requests.maxsize},
                 "mqtt_connected": bool(sink and sink.get("connected")),
                 "outbox": sink.get("outbox") if sink else None, "sink": sink, "problems": problems,

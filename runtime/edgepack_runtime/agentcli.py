@@ -52,6 +52,9 @@ SETTINGS = {
     "command_rate": (float, 5.0, "MQTT commands handled per second at most (token bucket; more answer rate_limited)"),
     "command_burst": (int, 20, "MQTT commands handled at once before command_rate applies"),
     "trust_keys": (list, None, None),   # public key files (flag: --trust-key, repeatable); set: only signed bundles
+    "state_dir": (str, None, "OTA state folder (A/B slots, ota.json, inbox/): serve its active slot and take updates"),
+    "profile": (str, None, "this device's profile (e.g. raspberry-pi-5): updates built for other profiles are refused"),
+    "health_budget_ms": (float, None, "latency budget of an update's health check (median ms per call; unset: none)"),
 }
 # floor and ceiling of every numeric setting, inclusive (runtime/README.md states them; a test keeps them in step)
 BOUNDS = {
@@ -64,6 +67,7 @@ BOUNDS = {
     "command_rate": (0.01, 1000.0), "command_burst": (1, 10_000),
     "http_max_connections": (1, 10_000), "http_header_timeout": (0.1, 3600.0), "http_body_timeout": (0.1, 3600.0),
     "http_idle_timeout": (0.1, 3600.0), "http_max_body_mb": (0.001, 4096.0), "http_body_budget_mb": (0.01, 65536.0),
+    "health_budget_ms": (0.0, 3_600_000.0),
 }
 
 
@@ -132,8 +136,8 @@ def settings(args) -> dict:
         conf.update({k: _typed(k, v, str(args.config)) for k, v in data.items()})
     conf.update({k: _bounded(k, v, f"--{k.replace('_', '-')}") for k, v in vars(args).items()
                  if k in KEYS and v is not None})
-    if not conf.get("bundle"):
-        raise EdgepackError("no bundle given", hint="pass --bundle PATH or set bundle in --config")
+    if not conf.get("bundle") and not conf.get("state_dir"):
+        raise EdgepackError("no bundle given", hint="pass --bundle PATH (or --state-dir DIR) or set it in --config")
     if conf.get("broker") and not conf.get("device_id"):
         raise EdgepackError("--device-id is required with --broker")
     if conf["outbox_policy"] not in ("drop-oldest", "drop-newest"):
@@ -170,7 +174,13 @@ def make_agent(conf: dict):
     from .drift import Thresholds
     from .runtime import Runtime
     from .signing import open_verified
-    bundle = open_verified(conf["bundle"], conf.get("trust_keys") or ())[0]   # refused before serving anything
+    updater = None
+    if conf.get("state_dir"):                     # OTA: serve the active slot (--bundle seeds an empty state)
+        from .ota.agentota import open_updater
+        updater, path = open_updater(conf)
+    else:
+        path = conf["bundle"]
+    bundle = open_verified(path, conf.get("trust_keys") or ())[0]   # refused before serving anything
     rt = Runtime.open(bundle, backend=conf.get("backend"), num_threads=conf.get("threads"))
     sampler = None
     if conf.get("sample_dir"):
@@ -179,11 +189,15 @@ def make_agent(conf: dict):
                              max_bytes=int(conf["sample_max_mb"] * 2 ** 20))
     thresholds = Thresholds(psi=conf["drift_psi"], js=conf["drift_js"], ks=conf["drift_ks"],
                             class_shift=conf["drift_class_shift"])
-    return Agent(rt, sink=make_sink(conf), telemetry_interval=conf["telemetry_interval"],
-                 queue_size=conf["queue_size"], cache_size=conf["cache_size"], max_batch=conf["max_batch"],
-                 max_wait_ms=conf["max_wait_ms"], drift_window=conf["drift_window"],
-                 drift_window_seconds=conf.get("drift_window_seconds"), drift_thresholds=thresholds,
-                 sampler=sampler, refuse_nonfinite=conf["refuse_nonfinite"])
+    agent = Agent(rt, sink=make_sink(conf), telemetry_interval=conf["telemetry_interval"],
+                  queue_size=conf["queue_size"], cache_size=conf["cache_size"], max_batch=conf["max_batch"],
+                  max_wait_ms=conf["max_wait_ms"], drift_window=conf["drift_window"],
+                  drift_window_seconds=conf.get("drift_window_seconds"), drift_thresholds=thresholds,
+                  sampler=sampler, refuse_nonfinite=conf["refuse_nonfinite"])
+    if updater is not None:
+        from .ota.agentota import attach
+        attach(agent, updater, conf)
+    return agent
 
 
 def http_limits(conf: dict) -> dict:

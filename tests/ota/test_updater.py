@@ -185,3 +185,13 @@ def test_update_ids_are_checked(state):
         with pytest.raises(OtaError, match="update id"):
             up.staging_path(bad)
     assert up.staging_path("u-1.2_3") == state / "staging" / "u-1.2_3.edgepack"
+
+
+def test_the_readme_shows_the_table():
+    from pathlib import Path
+
+    import edgepack_runtime
+    readme = (Path(edgepack_runtime.__file__).parents[1] / "README.md").read_text()
+    begin, end = "<!-- ota table: begin -->\n", "<!-- ota table: end -->"
+    assert readme[readme.index(begin) + len(begin):readme.index(end)] == TABLE.render(), \
+        "runtime/README.md: paste `edgepack-device ota-status --state-dir . --table` between the ota table markers"

@@ -5,7 +5,6 @@
     edgepack-device info BUNDLE       show the manifest and which backend would run it
     edgepack-device agent --bundle B [--broker mqtt://HOST:PORT --device-id ID] [--config agent.toml]
     edgepack-device install BUNDLE --state-dir DIR   (also: rollback, ota-status; see ota/cli.py)
-    edgepack-device install BUNDLE --state-dir DIR   (also: rollback, ota-status; see ota/cli.py)
 
 Errors print one line ``error: ...`` on stderr and exit with the error class's exit code
 (``--verbose`` prints the traceback).
@@ -49,8 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_agent(sub)
     from .ota.cli import add_parsers as add_ota
     add_ota(sub)
-    from .ota.cli import add_parsers as add_ota
-    add_ota(sub)
     return parser
 
 
@@ -61,9 +58,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "agent":
             from .agentcli import cmd_agent
             return cmd_agent(args)
-        if args.command in ("install", "rollback", "ota-status"):
-            from .ota.cli import run as run_ota
-            return run_ota(args)
         if args.command in ("install", "rollback", "ota-status"):
             from .ota.cli import run as run_ota
             return run_ota(args)

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
+from ..signing import trust_set
 from . import store
 from .actions import ACTIONS
 from .errors import NewerStateError, OtaError, StateError
@@ -52,7 +53,7 @@ class Updater:
         self.path = self.dir / "ota.json"
         self.slots = Slots(self.dir / "slots")
         self.staging_dir, self.inbox_dir = self.dir / "staging", self.dir / "inbox"
-        self.trust_keys, self.profile, self.backend = _load_keys(trust_keys), profile, backend
+        self.trust_keys, self.profile, self.backend = trust_set(trust_keys or ()), profile, backend
         self.on_status, self.on_switch = on_status or _quiet, on_switch or _quiet
         self.health_budget_ms, self.max_resumes = health_budget_ms, max_resumes
         self._lock = threading.RLock()
@@ -252,19 +253,6 @@ class Updater:
                 yield
             finally:
                 os.close(fd)                      # closing releases the flock
-
-
-def _load_keys(trust_keys) -> list:
-    """Trust keys given as file paths are read now, so a bad key file fails at start, not at the first update."""
-    keys = list(trust_keys or ())
-    paths = [k for k in keys if isinstance(k, (str, Path))]
-    if not paths:
-        return keys
-    try:
-        from ..signing import load_trust_keys
-    except ImportError:
-        return keys                                # verify.signature refuses every bundle then, saying why
-    return [k for k in keys if not isinstance(k, (str, Path))] + list(load_trust_keys(paths))
 
 
 def _checked_id(update_id: str) -> str:

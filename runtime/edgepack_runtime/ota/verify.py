@@ -1,8 +1,6 @@
-"""The ``verifying`` step: bundle hashes, signature (H4's ``edgepack_runtime.signing``), device profile, disk.
+"""The ``verifying`` step: bundle hashes, signature (``edgepack_runtime.signing``), device profile, disk space.
 
-SIGNING SEAM: ``signature(bundle, trust_keys)`` calls ``edgepack_runtime.signing.verify`` when that module
-exists. Until it does, a device with trust keys refuses every bundle (it cannot check what it was told to
-check), and a device without trust keys accepts bundles with a note that nothing was verified.
+``signature`` is the one place the update path calls the signature checker.
 """
 from __future__ import annotations
 
@@ -17,22 +15,10 @@ HEADROOM = 1 << 20
 
 
 def signature(bundle: Bundle, trust_keys) -> dict:
-    """The signature verdict of ``bundle`` (see the module docstring); raises when it must be refused."""
-    try:
-        from .. import signing
-    except ImportError:
-        signing = None
-    if signing is not None and hasattr(signing, "verify"):
-        keys = list(trust_keys)
-        paths = [k for k in keys if isinstance(k, (str, Path))]
-        if paths:                                  # key files given by path (CLI, agent config)
-            keys = [k for k in keys if not isinstance(k, (str, Path))] + list(signing.load_trust_keys(paths))
-        return signing.verify(bundle, keys)
-    if trust_keys:
-        raise OtaError("trust keys are set but this runtime has no signature checker (edgepack_runtime.signing)",
-                       hint="install edgepack-runtime with signing support, or remove the trust keys")
-    return {"signed": bundle.has("signature.json"), "verified": False, "key_id": None, "signer": None,
-            "note": "no trust key set: signature not checked"}
+    """The signature verdict of ``bundle`` (H4's ``signing.verify``); raises ``SignatureError`` when a device
+    with trust keys must refuse it, and only notes "not checked" when it has none."""
+    from ..signing import verify as check
+    return check(bundle, trust_keys)
 
 
 def size_of(path: Path) -> int:

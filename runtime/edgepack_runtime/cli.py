@@ -3,6 +3,7 @@
     edgepack-device run BUNDLE --input NAME=FILE.npy ... [--output-dir DIR] [--backend B] [--threads N]
     edgepack-device check BUNDLE      verify hashes and run the bundle's own samples
     edgepack-device info BUNDLE       show the manifest and which backend would run it
+    (run, check, info: --trust-key PUB, repeatable, accepts only bundles signed by one of those keys)
     edgepack-device agent --bundle B [--broker mqtt://HOST:PORT --device-id ID] [--config agent.toml]
     edgepack-device install BUNDLE --state-dir DIR   (also: rollback, ota-status; see ota/cli.py)
 
@@ -31,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("bundle", help="bundle file (.edgepack tar) or unpacked bundle folder")
     common.add_argument("--json", action="store_true", help="print machine-readable JSON")
     common.add_argument("--verbose", "-v", action="store_true", help="show tracebacks on errors")
+    common.add_argument("--trust-key", dest="trust_keys", action="append", default=[], metavar="PUB",
+                        help="accept only bundles signed by this public key (repeatable)")
     backend = argparse.ArgumentParser(add_help=False)
     backend.add_argument("--backend", help=f"force a backend ({', '.join(BACKENDS)})")
     backend.add_argument("--target", help="force a target entry of the bundle by name")
@@ -77,7 +80,15 @@ def _fail(args, message: str, code: int) -> int:
 
 def _open_runtime(args):
     from .runtime import Runtime
-    return Runtime.open(args.bundle, args.backend, num_threads=args.threads, target=args.target)
+    bundle = _open_bundle(args)
+    return Runtime.open(bundle, args.backend, num_threads=args.threads, target=args.target)
+
+
+def _open_bundle(args) -> Bundle:
+    """The bundle, hashes and signature checked (``--trust-key``); what was found goes to ``args.signature``."""
+    from .signing import open_verified
+    bundle, args.signature = open_verified(args.bundle, args.trust_keys)
+    return bundle
 
 
 def cmd_run(args) -> int:
@@ -88,7 +99,7 @@ def cmd_run(args) -> int:
                   "backend_reason": rt.backend_reason, "outputs": {
             name: {"shape": list(a.shape), "dtype": str(a.dtype), "size": int(a.size),
                    "head": a.ravel()[:8].tolist(),
-                   "file": files.get(name)} for name, a in outputs.items()}}
+                   "file": files.get(name)} for name, a in outputs.items()}, "signature": args.signature}
     if args.json:
         print(json.dumps(report, indent=1))
         return 0
@@ -169,11 +180,12 @@ def _write_outputs(outputs: dict[str, np.ndarray], out_dir: Path) -> dict[str, s
 def cmd_check(args) -> int:
     with _open_runtime(args) as rt:
         report = rt.self_check()
-    report["bundle"] = str(args.bundle)
+    report["bundle"], report["signature"] = str(args.bundle), args.signature
     if args.json:
         print(json.dumps(report, indent=1))
         return 0
     print(f"bundle {args.bundle}: hashes ok; backend {report['backend']} (target {report['target']}){_how(report)}")
+    print(f"  signature: {args.signature['note']}")
     if not report["samples"]:
         print("  no samples in the bundle: nothing to self-check")
     for name, s in report["outputs"].items():
@@ -190,7 +202,7 @@ def _how(report: dict) -> str:
 
 
 def cmd_info(args) -> int:
-    bundle = Bundle.open(args.bundle)
+    bundle = _open_bundle(args)
     m = bundle.manifest
     plan = None
     try:
@@ -207,7 +219,7 @@ def cmd_info(args) -> int:
     backends = {s.name: s.available() for s in ordered()}
     if args.json:
         print(json.dumps({"path": str(bundle.path), "manifest": m, "backends": backends,
-                          "selected": selected, "plan": plan}, indent=1))
+                          "selected": selected, "plan": plan, "signature": args.signature}, indent=1))
         return 0
     print(f"{m['model']['name']} {m['model']['version']}  (bundle format {m['format_version']}, "
           f"created {m['created']})")
@@ -220,7 +232,8 @@ def cmd_info(args) -> int:
         if t["format"] == "qnn":
             from .backends.qnn_manifest import summary
             print("".join(f"    {line}\n" for line in summary(t, m["files"])), end="")
-    print(f"  samples: {len(m['samples'])}  signed: {'yes' if m.get('signature') else 'no'}")
+    print(f"  samples: {len(m['samples'])}  signed: {'yes' if args.signature['signed'] else 'no'}")
+    print(f"  signature: {args.signature['note']}")
     listed = [n + ("" if ok else " (not installed)") for n, ok in backends.items()]
     print(f"  backends: {', '.join(listed)}")
     print(f"  would run: {selected.get('backend', '-')}/{selected.get('target', '-')}"

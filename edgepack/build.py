@@ -78,7 +78,7 @@ def build(model_path: str | Path, *, targets=(table.DEFAULT,), input_shapes: dic
           gate_overrides: dict | None = None, version: str = "1", num_threads: int | None = None,
           samples: list[dict] | None = None, precision: str | dict | None = None, quant: QuantOptions | None = None,
           report: str | Path | None = None, progress: Callable[[str], None] = lambda step: None,
-          sign_key: str | Path | None = None) -> BuildResult:
+          sign_key: str | Path | None = None, require_npu: bool = False) -> BuildResult:
     """Build a bundle for ``targets`` (target or device-profile names). Raises EdgepackError subclasses.
 
     Data: ``samples`` (input dicts, used for everything) if given, else ``calibration`` (an .npz, a folder
@@ -91,7 +91,8 @@ def build(model_path: str | Path, *, targets=(table.DEFAULT,), input_shapes: dic
     quantization (calibration method, I/O type, mixed precision). ``sign_key``: a private key file; the key
     is loaded before any work and the written bundle is signed (``edgepack_runtime.signing``).
     ``input_values`` ({name: values}, ``--input-value``) freezes inputs to constants: they leave the bundle's
-    interface and are listed in ``manifest["frozen_inputs"]``.
+    interface and are listed in ``manifest["frozen_inputs"]``. ``require_npu``: a target with an NPU
+    (qualcomm) fails the build when any node would fall back to its CPU.
     """
     recorder = StageRecorder()
     with recorder:
@@ -100,14 +101,14 @@ def build(model_path: str | Path, *, targets=(table.DEFAULT,), input_shapes: dic
                         calibration=calibration, preprocess=preprocess, holdout=holdout,
                         allow_mismatch=allow_mismatch, thresholds=thresholds, gate_overrides=gate_overrides,
                         version=version, num_threads=num_threads, samples=samples, precision=precision,
-                        quant=quant, report=report, progress=progress, sign_key=sign_key)
+                        quant=quant, report=report, progress=progress, sign_key=sign_key, require_npu=require_npu)
     result.manifest["build"].update(recorder.figures())    # now with the bundle stage and the totals
     return result
 
 
 def _build(recorder: StageRecorder, model_path, *, targets, input_shapes, input_values, out, calibration, preprocess,
            holdout, allow_mismatch, thresholds, gate_overrides, version, num_threads, samples, precision, quant, report,
-           progress, sign_key=None) -> BuildResult:
+           progress, sign_key=None, require_npu=False) -> BuildResult:
     stage = recorder.stage
     quant = quant or QuantOptions()
     model_path = Path(model_path)
@@ -169,8 +170,9 @@ def _build(recorder: StageRecorder, model_path, *, targets, input_shapes, input_
         with stage(f"convert:{target.name}"):
             progress(f"converting for target '{target.name}' ({item.precision})")
             job = Job(item.precision, cal, reference, gates[target.name], quant, tuple(item.profiles),
-                      num_threads, progress, model_name=model_path.stem, model_version=version)
-            entries.append(_convert(target, model, job, files))
+                      num_threads, progress, model_name=model_path.stem, model_version=version,
+                      require_npu=require_npu)
+            entries.append(_convert(target, model, job, files, warnings))
 
     tools = list(TOOLS) + [r.pip for i in planned.items for r in i.target.requires if r.pip not in TOOLS]
     manifest = _manifest(model, model_path, version, entries, planned.profiles_named, tools)
@@ -230,10 +232,11 @@ def _write_report(report, manifest: dict, model_path: Path) -> None:
     write_report(report, manifest, {"command": "edgepack build " + model_path.name})
 
 
-def _convert(target, model: onnx.ModelProto, job: Job, files: dict[str, bytes]) -> dict:
+def _convert(target, model: onnx.ModelProto, job: Job, files: dict[str, bytes], warnings: list[str]) -> dict:
     t0 = time.perf_counter()
     done = target.convert(model, job)
     files.update(done.files)
+    warnings.extend(f"target '{target.name}': {w}" for w in done.warnings)
     info = dict(done.info, size=len(done.files[done.file]), convert_seconds=round(time.perf_counter() - t0, 4))
     return {"name": target.name, "format": target.format, "file": done.file, "precision": job.precision,
             "io": done.io, "parity": {}, "info": info, "devices": suited_profiles(target), **done.extra}

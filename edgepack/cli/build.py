@@ -64,6 +64,8 @@ def build(
     model_version: Annotated[str, typer.Option("--model-version", help="version string stored in the bundle")] = "1",
     sign_key: Annotated[Optional[Path], typer.Option("--sign-key", help="private key file (`edgepack keys generate`): "
                                                      "sign the bundle; checked before any work")] = None,
+    require_npu: Annotated[bool, typer.Option("--require-npu", help="fail when any node of an NPU target "
+                                              "(qualcomm) would fall back to CPU; the error lists them")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="print the manifest as JSON on stdout")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show tracebacks")] = False,
 ):
@@ -84,7 +86,8 @@ def build(
                            version=model_version, precision=precision, quant=quant, report=report,
                            gate_overrides=dict(min_cosine=min_cosine, max_rel_error=max_rel_error,
                                                min_snr_db=min_snr_db, min_top1=min_top1),
-                           progress=lambda step: bar.update(task, description=step), sign_key=sign_key)
+                           progress=lambda step: bar.update(task, description=step), sign_key=sign_key,
+                           require_npu=require_npu)
     for w in result.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(w)}")
     if json_out:

@@ -50,6 +50,7 @@ class Job:
     progress: Callable[[str], None] = lambda step: None
     model_name: str = ""                # the bundle's model name and version (for a target's own metadata)
     model_version: str = "1"
+    require_npu: bool = False           # --require-npu: a target with an NPU fails on any node left to its CPU
 
 
 @dataclass
@@ -61,6 +62,7 @@ class Converted:
     io: dict                            # {"inputs": [{"name", "perm"}], "outputs": [...]}
     info: dict                          # conversion facts: ops, transpose count, sizes...
     extra: dict = field(default_factory=dict)   # further manifest keys: quantization, latency_ms...
+    warnings: list[str] = field(default_factory=list)   # for the build's warnings (e.g. a part not made, why)
 
 
 @dataclass(frozen=True)

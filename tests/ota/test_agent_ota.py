@@ -82,3 +82,32 @@ def test_agent_starts_from_the_state_folder_and_installs_its_inbox(tmp_path, bun
         make_agent(_conf(tmp_path, state_dir=str(tmp_path / "empty")))
     with pytest.raises(EdgepackError, match="first install .* failed"):
         make_agent(_conf(tmp_path, state_dir=str(tmp_path / "empty2"), bundle=str(bundles["bad"])))
+
+
+def _until(predicate, timeout=20.0):
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+def test_agent_follows_installs_by_another_process_and_its_inbox(tmp_path, bundles):
+    import subprocess
+    import sys
+    state = tmp_path / "state"
+    agent = make_agent(_conf(tmp_path, state_dir=str(state), bundle=str(bundles["v1"])))
+    with agent:
+        done = subprocess.run([sys.executable, "-m", "edgepack_runtime.cli", "install", str(bundles["v2"]),
+                               "--state-dir", str(state), "--json"], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["state"] == "committed"
+        assert _until(lambda: _bias(agent) == 2.0)                # swapped by the watcher, no restart
+        (state / "inbox").mkdir(exist_ok=True)
+        shutil.copy(bundles["v3"], state / "inbox" / ".v3.tmp")
+        (state / "inbox" / ".v3.tmp").rename(state / "inbox" / "v3.edgepack")   # as --via dir: delivers
+        assert _until(lambda: _bias(agent) == 3.0)
+        assert agent.updater.status()["update_id"] == "inbox-v3" and not (state / "inbox" / "v3.edgepack").exists()
+        assert not agent.health()["problems"]

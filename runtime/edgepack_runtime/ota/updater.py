@@ -124,6 +124,12 @@ class Updater:
                     self.doc["reason"] = (f"loop guard: the update was interrupted {count} times in state "
                                           f"{state}; giving up")
                 self._fire("give_up" if give_up else "interrupted")
+        return self.process_inbox()
+
+    def process_inbox(self) -> dict:
+        """Install every ``inbox/*.edgepack`` (oldest first): installed ones are removed, refused ones renamed
+        ``*.rejected``. The agent calls it every few seconds too, so a bundle dropped there while it runs is
+        installed without a restart."""
         for path in self._inbox():
             self.install(path, update_id=_inbox_id(path))
         return self.status()
@@ -234,6 +240,10 @@ class Updater:
             full = [s for s in ("a", "b") if self.slots.bundle(s) is not None]
             if len(full) == 1:
                 self.slots.point(full[0])
+
+    def inbox_waiting(self) -> bool:
+        """Whether ``inbox/`` holds a bundle to install."""
+        return bool(self._inbox())
 
     def _inbox(self) -> list[Path]:
         if not self.inbox_dir.is_dir():

@@ -109,8 +109,8 @@ def verify(bundle, trust_keys: Iterable[TrustKey] = ()) -> dict:
     key = next((k for k in trust if k.key_id == sig.key_id), None)
     if key is None:
         ids = ", ".join(k.key_id for k in trust)
-        raise SignatureError(f"bundle {bundle.path} is signed by key {sig.key_id}, which this device does not "
-                             f"trust (trusted: {ids})", hint="add its public key with --trust-key, or re-sign the "
+        raise SignatureError(f"bundle {bundle.path} is signed by key {sig.key_id}, which is not a trusted key "
+                             f"(trusted: {ids})", hint="add its public key with --trust-key, or re-sign the "
                              "bundle with a trusted key: `edgepack sign BUNDLE --key PRIVATE`")
     if not _valid(key.raw, sig.signature, bundle.manifest_bytes):
         raise SignatureError(f"bundle {bundle.path}: the signature by key {sig.key_id} does not match "

@@ -46,7 +46,7 @@ def test_agent_refuses_bad_bundles_at_start(bundle, keys, tmp_path, capsys):
     assert "is not signed, and this device accepts only signed bundles" in capsys.readouterr().err
     sign_bundle(bundle, keys["b"]["private"])
     assert main(base + ["--trust-key", str(keys["a"]["public"])]) == 6            # untrusted key
-    assert f"signed by key {keys['b']['key_id']}, which this device does not trust" in capsys.readouterr().err
+    assert f"signed by key {keys['b']['key_id']}, which is not a trusted key" in capsys.readouterr().err
     (tmp_path / "agent.toml").write_text(f'trust_keys = ["{keys["a"]["public"]}"]\n')
     assert main(base + ["--config", str(tmp_path / "agent.toml")]) == 6          # the same from TOML
     assert keys["b"]["key_id"] in capsys.readouterr().err

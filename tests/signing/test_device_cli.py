@@ -47,7 +47,7 @@ def test_refusals_exit_6_with_one_line(bundle, keys, tmp_path, capsys):
     assert err.startswith(f"error: bundle {bundle} is not signed, and this device accepts only signed bundles")
     sign_bundle(bundle, keys["b"]["private"])
     code, _, err = _device(capsys, "check", bundle, "--trust-key", keys["a"]["public"])
-    assert code == 6 and f"signed by key {keys['b']['key_id']}, which this device does not trust" in err
+    assert code == 6 and f"signed by key {keys['b']['key_id']}, which is not a trusted key" in err
     _patch_manifest(bundle, b'"version": "1"', b'"version": "2"')
     code, _, err = _device(capsys, "info", bundle, "--trust-key", keys["b"]["public"])
     assert code == 6 and "does not match manifest.json: the manifest was changed after signing" in err

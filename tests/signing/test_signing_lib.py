@@ -49,7 +49,7 @@ def test_unknown_key_is_refused_naming_it(bundle, keys):
     sign_bundle(bundle, keys["a"]["private"])
     with pytest.raises(SignatureError) as err:
         verify(Bundle.open(bundle), load_trust_keys([keys["b"]["public"]]))
-    assert f"signed by key {keys['a']['key_id']}, which this device does not trust" in str(err.value)
+    assert f"signed by key {keys['a']['key_id']}, which is not a trusted key" in str(err.value)
     assert f"trusted: {keys['b']['key_id']}" in str(err.value) and err.value.exit_code == 6
 
 

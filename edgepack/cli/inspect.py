@@ -14,19 +14,22 @@ from .common import handle_errors, out_console, print_json
 def inspect(
     bundle: Annotated[Path, typer.Argument(help="bundle file or unpacked bundle folder")],
     json_out: Annotated[bool, typer.Option("--json", help="print the manifest as JSON")] = False,
+    trust_key: Annotated[list[Path], typer.Option("--trust-key", help="a trusted public key (repeatable): "
+                                                  "the signature must verify against one")] = [],
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show tracebacks")] = False,
 ):
-    """Verify a bundle (hashes, format) and show what it holds."""
-    from edgepack_runtime.bundle import Bundle
-    b = Bundle.open(bundle)
+    """Verify a bundle (hashes, format, signature with --trust-key) and show what it holds and who signed it."""
+    from edgepack_runtime.signing import open_verified
+    b, sig = open_verified(bundle, trust_key)
     m = b.manifest
     if json_out:
-        print_json({"bundle": str(bundle), "verified": True, "manifest": m})
+        print_json({"bundle": str(bundle), "verified": True, "manifest": m, "signature": sig})
         return
     model = m["model"]
     out_console.print(f"[bold]{model['name']}[/] v{model['version']}  (format {m['format_version']}, "
-                      f"created {m['created']}, signature: {'present' if m.get('signature') else 'none'})")
+                      f"created {m['created']}, signature: {'present' if sig['signed'] else 'none'})")
     out_console.print("hashes: [green]all members verified[/]")
+    out_console.print(_signature_line(sig), markup=False)
     io = Table("", "name", "shape", "dtype", "layout", title="interface (as in the ONNX model)")
     for kind in ("inputs", "outputs"):
         for v in m[kind]:
@@ -84,3 +87,11 @@ def _print_qnn(entry: dict, files: dict) -> None:
     from edgepack_runtime.backends.qnn_manifest import summary
     for line in summary(entry, files):
         out_console.print(f"{entry['name']}: {line}", markup=False, highlight=False)
+
+
+def _signature_line(sig: dict) -> str:
+    """Who signed and whether that was checked (``edgepack_runtime.signing.verify``'s report)."""
+    if not sig["signed"] or sig["key_id"] is None:
+        return f"signature: {'none' if not sig['signed'] else 'unreadable'} ({sig['note']})"
+    who = f"key {sig['key_id']}" + (f" ({sig['signer']})" if sig["signer"] else "") + f", signed {sig['signed_at']}"
+    return f"signature: verified, {who}" if sig["verified"] else f"signature: {who}; {sig['note']}"

@@ -70,7 +70,11 @@ def sign_bundle(path, private_key, *, signer: str | None = None) -> dict:
     key = load_private_key(private_key)
     bundle = Bundle.open(path)
     doc = signature_doc(key, bundle.manifest_bytes, signer=signer)
-    write_signature(Path(path), bundle, dumps_signature(doc))
+    try:
+        write_signature(Path(path), bundle, dumps_signature(doc))
+    except OSError as exc:
+        raise EdgepackError(f"cannot write the signature into {path}: {exc.strerror or exc}",
+                            hint="check that the bundle and its folder are writable, and the disk not full") from None
     return doc
 
 

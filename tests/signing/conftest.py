@@ -13,7 +13,6 @@ SHAPE = [1, 4]
 
 
 def onnx_add_one() -> bytes:
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
     one = numpy_helper.from_array(np.ones(SHAPE, np.float32), "one")
     graph = helper.make_graph([helper.make_node("Add", ["x", "one"], ["y"])], "add1",

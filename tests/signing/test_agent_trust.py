@@ -16,8 +16,6 @@ from edgepack_runtime.cli import build_parser, main
 from edgepack_runtime.errors import EdgepackError
 from edgepack_runtime.signing import NOT_CHECKED, sign_bundle
 
-pytest.importorskip("onnxruntime")
-
 
 def _serve_once(argv, capsys) -> tuple[str, list]:
     """Start the agent, wait for its start line, run one request on its local API, stop it."""

@@ -7,14 +7,11 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from edgepack_runtime.cli import main
 from edgepack_runtime.signing import NOT_CHECKED, sign_bundle
 
 from .test_signing_lib import _patch_manifest
-
-pytest.importorskip("onnxruntime")
 
 
 def _device(capsys, *argv) -> tuple[int, str, str]:

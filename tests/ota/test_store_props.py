@@ -11,7 +11,7 @@ from edgepack_runtime.ota import store
 from edgepack_runtime.ota.errors import NewerStateError, StateError
 from edgepack_runtime.ota.table import STATES
 
-json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
                            lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
                                                                                         max_size=4), max_leaves=20)
 slot = st.sampled_from(["a", "b"])

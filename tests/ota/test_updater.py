@@ -195,3 +195,15 @@ def test_the_readme_shows_the_table():
     begin, end = "<!-- ota table: begin -->\n", "<!-- ota table: end -->"
     assert readme[readme.index(begin) + len(begin):readme.index(end)] == TABLE.render(), \
         "runtime/README.md: paste `edgepack-device ota-status --state-dir . --table` between the ota table markers"
+
+
+def test_meta_and_budget_are_checked_before_anything_is_persisted(state, bundles):
+    up = Updater(state)
+    for kwargs, match in (({"meta": {"x": float("inf")}}, "meta must be"), ({"meta": {"x": object()}}, "meta must be"),
+                          ({"budget_ms": -1.0}, "budget_ms"), ({"budget_ms": float("nan")}, "budget_ms"),
+                          ({"budget_ms": True}, "budget_ms")):
+        with pytest.raises(OtaError, match=match):
+            up.install(bundles["v1"], update_id="u1", **kwargs)
+    assert not (state / "ota.json").exists()
+    st = up.install(bundles["v1"], update_id="u1", meta={"flash": {"chunks": 3}}, budget_ms=1e4)
+    assert st["state"] == "committed" and st["health"]["budget_ms"] == 1e4

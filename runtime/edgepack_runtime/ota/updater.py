@@ -12,6 +12,7 @@ update runs at a time: a thread lock in the process and ``flock`` on ``<state_di
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -84,10 +85,11 @@ class Updater:
         A refused or unhealthy bundle ends in ``failed`` / ``rolled_back`` with ``reason`` (no exception):
         the previous slot keeps serving. Raises ``OtaError`` only when no update can start at all."""
         _checked_id(update_id)
+        meta, budget_ms = _checked_meta(meta), _checked_budget(budget_ms)
         with self._exclusive():
             self._writable()
             self._fire("install", update_id=update_id, source=str(Path(bundle).absolute()), budget_ms=budget_ms,
-                       meta=dict(meta or {}), restore_to=self.slots.active(), target_slot=None, reason=None,
+                       meta=meta, restore_to=self.slots.active(), target_slot=None, reason=None,
                        resumes={}, health=None)
             return self.status()
 
@@ -155,7 +157,7 @@ class Updater:
         with self._exclusive():
             self._writable()
             self._fire("download", update_id=_checked_id(update_id), source=str(self.staging_path(update_id)),
-                       meta=dict(meta or {}), reason=None, resumes={}, health=None, target_slot=None)
+                       meta=_checked_meta(meta), reason=None, resumes={}, health=None, target_slot=None)
             return self.status()
 
     def downloaded(self, update_id: str) -> dict:
@@ -270,6 +272,22 @@ def _checked_id(update_id: str) -> str:
         raise OtaError(f"update id {str(update_id)[:80]!r} must be 1-64 letters, digits, '.', '_' or '-'",
                        hint="use a short id such as a timestamp or a hash prefix")
     return update_id
+
+
+def _checked_meta(meta) -> dict:
+    """``meta`` as plain JSON (it is persisted in ota.json); OtaError when it cannot be."""
+    try:
+        return json.loads(json.dumps(dict(meta or {}), allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise OtaError(f"update meta must be a JSON object of finite numbers, strings, lists, objects: {exc}") from None
+
+
+def _checked_budget(budget_ms):
+    if budget_ms is None:
+        return None
+    if isinstance(budget_ms, bool) or not isinstance(budget_ms, (int, float)) or not 0 <= budget_ms < float("inf"):
+        raise OtaError(f"budget_ms must be a finite number >= 0, not {budget_ms!r}")
+    return float(budget_ms)
 
 
 def _inbox_id(path: Path) -> str:

@@ -32,3 +32,6 @@ def bundles(tmp_path_factory):
 @pytest.fixture
 def state(tmp_path) -> Path:
     return tmp_path / "state"
+
+
+from tests.agent.conftest import broker, mosquitto_bin, session_broker, subscribe  # noqa: E402,F401 - real mosquitto

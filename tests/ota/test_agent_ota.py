@@ -111,3 +111,12 @@ def test_agent_follows_installs_by_another_process_and_its_inbox(tmp_path, bundl
         assert _until(lambda: _bias(agent) == 3.0)
         assert agent.updater.status()["update_id"] == "inbox-v3" and not (state / "inbox" / "v3.edgepack").exists()
         assert not agent.health()["problems"]
+
+
+def test_status_follows_changes_made_by_another_process(tmp_path, bundles):
+    from edgepack_runtime.ota import Updater
+    agent_side, cli_side = Updater(tmp_path / "s"), Updater(tmp_path / "s")
+    agent_side.install(bundles["v1"], update_id="u1")
+    cli_side.install(bundles["v2"], update_id="u2")
+    st = agent_side.status()
+    assert st["update_id"] == "u2" and st["active_slot"] == "b" and st["model"]["version"] == "2"

@@ -139,6 +139,8 @@ class Updater:
     def status(self) -> dict:
         """The status message (``ota/status``): update_id, state, progress, reason, active_slot, model, ts, ..."""
         with self._lock:
+            if self._stamp() != self._seen:      # another process (edgepack-device install) changed it
+                self._read()
             active = self.slots.active()
             if self.doc is None:
                 return {"update_id": None, "state": "unknown", "progress": None, "reason": self.problem,
@@ -198,6 +200,14 @@ class Updater:
 
     def _save(self) -> None:
         store.save(self.path, self.doc)
+        self._seen = self._stamp()
+
+    def _stamp(self):
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
 
     def _publish(self) -> None:
         try:
@@ -206,6 +216,7 @@ class Updater:
             pass
 
     def _read(self) -> None:
+        self._seen = self._stamp()
         try:
             self.doc, self.problem = store.load(self.path), None
         except StateError as exc:

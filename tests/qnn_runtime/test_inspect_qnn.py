@@ -33,10 +33,11 @@ def test_inspect_shows_context_binary_placement_and_cpu_nodes(tmp_path):
 
 
 def test_inspect_says_why_there_is_no_context_binary(tmp_path):
-    qnn = k.qnn_block(None, reason="onnxruntime-qnn is not installed on this host (pip install onnxruntime-qnn)")
+    qnn = k.qnn_block(None, reason="no QNN context binary: onnxruntime-qnn is not installed on the build host")
     lines = _inspect(tmp_path, qnn, ctx=None)
-    assert ("qualcomm: no usable context binary: the bundle has no context binary: onnxruntime-qnn is not "
-            "installed on this host (pip install onnxruntime-qnn)") in lines
+    assert "qualcomm: no QNN context binary: onnxruntime-qnn is not installed on the build host" in lines
+    qnn["context_reason"] = None
+    assert "qualcomm: the bundle has no context binary" in _inspect(tmp_path, qnn, ctx=None, name="r.edgepack")
 
 
 def test_inspect_survives_a_malformed_qnn_block_and_keeps_markup_out(tmp_path):
@@ -44,7 +45,7 @@ def test_inspect_survives_a_malformed_qnn_block_and_keeps_markup_out(tmp_path):
            "placement": {"fraction_on_htp": "most", "cpu": [{"name": "[red]n[/]", "op_type": 7}, "junk"]},
            "per_channel": [1]}
     lines = _inspect(tmp_path, qnn)
-    assert ("qualcomm: no usable context binary: manifest qnn.context.htp_arch '[bold]x[/]' is not an HTP "
+    assert ("qualcomm: context binary not usable: manifest qnn.context.htp_arch '[bold]x[/]' is not an HTP "
             "version like \"75\"") in lines
     assert "qualcomm: placement: ? of nodes on HTP (? on HTP, ? on CPU)" in lines
     assert "qualcomm:   on CPU: [red]n[/] (7)" in lines

@@ -75,8 +75,8 @@ def read_context(entry, files=None) -> tuple[Context | None, str | None]:
         return None, "the target entry has no qnn block (a bundle from an older edgepack?)"
     raw = qnn.get("context")
     if raw is None:
-        why = qnn.get("context_reason")
-        return None, "the bundle has no context binary" + (f": {why[:300]}" if isinstance(why, str) and why else "")
+        why = qnn.get("context_reason")     # the build's own words, e.g. "no QNN context binary: ..."
+        return None, why[:300] if isinstance(why, str) and why.strip() else "the bundle has no context binary"
     if not isinstance(raw, dict):
         return None, f"manifest qnn.context must be an object or null, got {type(raw).__name__}"
     file = raw.get("file")
@@ -109,8 +109,10 @@ def summary(entry, files=None) -> list[str]:
     if ctx is not None:
         by = f" (onnxruntime-qnn {ctx.ort_qnn})" if ctx.ort_qnn else ""
         lines.append(f"context binary {ctx.file}: {ctx.describe()}{by}")
+    elif qnn.get("context") is None:
+        lines.append(why)                    # the build's reason, or "the bundle has no context binary"
     else:
-        lines.append(f"no usable context binary: {why}")
+        lines.append(f"context binary not usable: {why}")
     lines.extend(_placement_lines(qnn.get("placement")))
     return lines
 

@@ -25,10 +25,11 @@ def _refusal(fn, *args) -> BadCommand:
 
 
 def test_the_agent_table_lists_its_verbs_and_schemas():
-    assert COMMANDS.verbs == ["config", "ping", "telemetry"]
+    assert COMMANDS.verbs == ["config", "ota-cancel", "ota-rollback", "ota-status", "ping", "telemetry"]
     schemas = {c.verb: {name: (arg.kind, arg.required) for name, arg in c.schema.items()} for c in COMMANDS}
     assert schemas == {"config": {"telemetry_interval": ("number", True)}, "ping": {"echo": ("any", False)},
-                       "telemetry": {}}
+                       "telemetry": {}, "ota-cancel": {}, "ota-rollback": {"request_id": ("string", False)},
+                       "ota-status": {}}
     assert all(c.doc for c in COMMANDS)
 
 
@@ -66,8 +67,8 @@ def test_unknown_verb_lists_the_known_ones():
     exc = _refusal(COMMANDS.dispatch, "reboot", {}, None)
     assert isinstance(exc, UnknownVerb)
     event = exc.event("reboot")
-    assert event["type"] == "unknown_command" and event["known"] == ["config", "ping", "telemetry"]
-    assert "reboot" in event["error"] and "config, ping, telemetry" in event["error"]
+    assert event["type"] == "unknown_command" and event["known"] == COMMANDS.verbs
+    assert "reboot" in event["error"] and ", ".join(COMMANDS.verbs) in event["error"]
 
 
 SCHEMA = {"interval": Arg("number", required=True, gt=0, le=60), "mode": Arg("string", choices=("a", "b")),

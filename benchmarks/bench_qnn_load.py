@@ -131,7 +131,7 @@ def measure(name: str, repeat: int) -> dict:
         qdq_run, _ = timed(lambda: s_qdq.run(None, x), repeat)
         ctx_load, s_ctx = timed(lambda: ort.InferenceSession(ctx, sess_options=opts()), repeat)
         ctx_run, _ = timed(lambda: s_ctx.run(None, x), repeat)
-        del s_qdq, s_ctx
+        s_qdq = s_ctx = None     # release both sessions before the Runtime.open rounds
         b_qdq = bundle(tmp, name, qdq, ctx, "v2.0.0", inp, shape, out_name)
         b_ctx = bundle(tmp, name, qdq, ctx, "", inp, shape, out_name)
         rt_qdq, detail_q = timed(lambda: _open(Runtime, b_qdq), repeat)

@@ -27,6 +27,7 @@ class Row:
     ended: float | None = None
     status: dict = field(default_factory=dict)
     answered: bool = False
+    transfer: dict | None = None         # the device's transfer counters (from its downloading/downloaded status)
 
 
 class Roster:
@@ -93,6 +94,8 @@ class Roster:
             if not isinstance(state, str):
                 return False
             row.state, row.answered, row.status = state, True, body
+            if isinstance(body.get("transfer"), dict):
+                row.transfer = body["transfer"]
             progress = body.get("progress")
             row.progress = float(progress) if isinstance(progress, (int, float)) else row.progress
             row.reason = body.get("reason") if isinstance(body.get("reason"), str) else row.reason
@@ -139,5 +142,6 @@ class Roster:
         return [{"device": r.device, "ok": r.state == "committed", "state": r.state, "update_id": r.update_id,
                  "reason": r.reason, "progress": r.progress, "model": r.status.get("model"),
                  "seconds": round((r.ended or time.monotonic()) - r.started, 3),
-                 "host": sender.counters(r.device) if sender else {}, "device_transfer": r.status.get("transfer")}
+                 "host": dict(sender.counters(r.device), resent_chunks=sender.resent(r.device)) if sender else {},
+                 "device_transfer": r.transfer}
                 for r in rows]

@@ -184,6 +184,12 @@ class Sender:
                 s.counters["resent"] += 1
             s.sends[index] = min(255, s.sends[index] + 1)
 
+    def resent(self, device: str, limit: int = 100) -> list[int]:
+        """The chunk indices sent more than once to ``device`` (the first ``limit``)."""
+        with self._lock:
+            s = self.devices.get(device)
+            return [i for i, n in enumerate(s.sends) if n > 1][:limit] if s is not None else []
+
     def counters(self, device: str) -> dict:
         with self._lock:
             s = self.devices.get(device)

@@ -144,19 +144,25 @@ class StagedFile:
         self.dirty = True
 
     def checkpoint(self) -> None:
-        """fsync the data, then save the chunk map atomically."""
+        """fsync the data, then save the chunk map atomically. A map that cannot be written (disk full) keeps the
+        previous one: it only costs chunks fetched again after a restart."""
         os.fsync(self.fd)
         part = part_path(self.path)
         tmp = part.with_suffix(".tmp")
         doc = {"v": 1, "sha256": self.offer.sha256, "size": self.offer.size, "chunk_size": self.offer.chunk_size,
                "have": base64.b64encode(bytes(self.have)).decode()}
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, json.dumps(doc).encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, part)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, json.dumps(doc).encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, part)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            log.warning("cannot save the chunk map %s: %s", part, exc)
+            return
         self.dirty, self.saved_at = False, time.monotonic()
 
     def bad_chunks(self) -> list[int] | None:

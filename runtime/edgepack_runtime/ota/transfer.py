@@ -43,7 +43,7 @@ class Receiver:
 
     def __init__(self, updater, *, send: Callable[[str, bytes], bool], report: Callable[[dict], None],
                  window: int = 16, request_timeout: float = 10.0, max_timeout: float = 30.0,
-                 max_bundle_bytes: int = MAX_BUNDLE_BYTES, reserve_bytes: int = 16 * 2 ** 20,
+                 max_bundle_bytes: int = MAX_BUNDLE_BYTES, reserve_bytes: int = 0,
                  profile: str | None = None, preallocate: bool = True, checkpoint_s: float = 1.0,
                  record: Path | None = None, clock: Callable[[], float] = time.monotonic):
         if not 1 <= window <= MAX_REQUEST_CHUNKS:
@@ -137,10 +137,10 @@ class Receiver:
         except OSError as exc:
             return f"cannot tell the free disk space: {exc}"
         held = StagedFile.held(offer, Path(self.updater.staging_path(offer.update_id)).parent)
-        if offer.size - held + self.reserve_bytes > free:
-            return (f"not enough disk space for a {offer.size}-byte bundle: {free} bytes free, "
-                    f"{offer.size - held + self.reserve_bytes} needed with the {self.reserve_bytes}-byte reserve; "
-                    "free space on the device and flash again")
+        need = offer.size - held + _install_need(offer.size) + self.reserve_bytes
+        if need > free:
+            return (f"not enough disk space for a {offer.size}-byte bundle: {free} bytes free, {need} needed "
+                    "(the download, then its copy into a slot); free space on the device and flash again")
         return None
 
     def _already(self, update_id: str) -> dict | None:
@@ -271,29 +271,33 @@ class Receiver:
         try:
             bad = dl.bad_chunks()
         except OSError as exc:
-            bad = f"cannot read the staging file back: {exc}"
+            bad = f"cannot read the staging file back: {exc.strerror or exc}"
         with self._lock:
             if isinstance(bad, list) and bad:             # whole-file sha256 is off: fetch the bad chunks again
                 self._retry.extend(bad)
                 self._worker = None
                 return self._fill()
             self.dl, self.offer = None, None
+        dl.close()
+        if bad is not None and not isinstance(bad, str):
             self.report({"update_id": offer.update_id, "state": "downloaded", "progress": 1.0, "reason": None,
                          "model": offer.model, "transfer": self.transfer_counters()})
-        dl.close()
-        if bad is None or isinstance(bad, str):
-            why = bad or "every chunk matches the offer's hash list but the file does not match its sha256"
-            self._fail(offer, f"download refused: {why}", staged=dl)
-            with self._lock:
-                self._worker = None
-            return
         try:
+            if bad is None or isinstance(bad, str):
+                raise ValueError(bad or "every chunk matches the offer's hash list but the file does not match "
+                                        "its sha256: the offer contradicts itself")
             self._hook("downloaded", offer.update_id)
             result = self.updater.install(dl.path, update_id=offer.update_id, budget_ms=offer.budget_ms,
                                           meta={"sha256": offer.sha256, "model": offer.model, "via": "mqtt"})
             result = dict(result) if isinstance(result, dict) else {"state": "committed"}
         except Exception as exc:  # noqa: BLE001  (whatever install raises ends this update, never the agent)
-            result = {"state": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+            why = f"{exc.strerror} (disk full?)" if isinstance(exc, OSError) and exc.strerror else str(exc)
+            result = {"state": "failed", "progress": None,
+                      "reason": f"the update could not be installed: {why}; the previous model keeps serving"}
+            try:
+                self._hook("abort", offer.update_id, result["reason"])     # the Updater rests in failed
+            except Exception as inner:  # noqa: BLE001
+                log.debug("Updater.abort: %s", inner)
         dl.discard()
         self._end(offer, result)
 
@@ -353,6 +357,15 @@ class Receiver:
         with self._lock:
             return {"update_id": self.offer.update_id if self.offer else None, "counters": self.transfer_counters(),
                     "last_refusal": self.last_refusal}
+
+
+def _install_need(size: int) -> int:
+    """Free bytes the Updater wants beside the staged file to copy it into a slot."""
+    try:
+        from .verify import HEADROOM, MARGIN
+    except ImportError:
+        MARGIN, HEADROOM = 1.1, 1 << 20
+    return int(size * MARGIN) + HEADROOM
 
 
 def _uid_of(raw: bytes) -> str | None:

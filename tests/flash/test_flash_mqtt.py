@@ -1,0 +1,149 @@
+"""``flash`` end to end on a real mosquitto with real agents: five devices at once, each switching to the new
+model and answering from it on its local HTTP API; a broker restart in mid-transfer that resumes without
+resending what arrived; unknown devices, other profiles and offline devices; rollback over MQTT."""
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+
+from edgepack.fleet.flash import FlashSettings, flash
+from edgepack.fleet.rollback import rollback
+
+from .bundles import make_bundle
+from .devices import Device, wait
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    d = tmp_path_factory.mktemp("flash")
+    return {"v1": make_bundle(d / "v1.edgepack", "1", 1.0),
+            "v2": make_bundle(d / "v2.edgepack", "2", 2.0, pad=200_000),
+            "big": make_bundle(d / "big.edgepack", "3", 3.0, pad=3_000_000),
+            "pi": make_bundle(d / "pi.edgepack", "pi", 4.0, devices=["raspberry-pi-5"])}
+
+
+@pytest.fixture
+def fleet():
+    return f"f{uuid.uuid4().hex[:8]}"                 # one fleet per test: the session broker is shared
+
+
+@pytest.fixture
+def devices(tmp_path):
+    made: list[Device] = []
+
+    def make(port, device_id, fleet, bundle, **conf) -> Device:
+        made.append(Device(tmp_path, port, device_id, fleet, bundle, **conf))
+        return made[-1]
+    yield make
+    for d in made:
+        d.stop()
+
+
+def _url(broker) -> str:
+    return f"mqtt://127.0.0.1:{broker.port}"
+
+
+def test_flash_five_agents_at_once_each_answers_from_the_new_model(broker, devices, fleet, bundles):
+    fleet_devices = [devices(broker.port, f"cam-{i}", fleet, bundles["v1"]).start() for i in range(5)]
+    assert {d.bias() for d in fleet_devices} == {1.0}
+    seen: list[list[dict]] = []
+    results = flash(bundles["v2"], broker=_url(broker), fleet=fleet,            # --fleet: all that announced
+                    settings=FlashSettings(chunk_size=16384, timeout=60, discovery=1.0), progress=seen.append)
+    assert sorted(r["device"] for r in results) == [f"cam-{i}" for i in range(5)]
+    assert all(r["ok"] and r["state"] == "committed" for r in results), results
+    chunks = -(-bundles["v2"].stat().st_size // 16384)
+    for r in results:
+        assert r["model"] == {"name": "adder", "version": "2"}
+        assert r["host"]["sent"] == chunks and r["host"]["resent"] == 0, r["host"]
+        assert r["device_transfer"]["received"] == chunks and r["device_transfer"]["duplicates"] == 0
+    assert {d.bias() for d in fleet_devices} == {2.0}                         # served by the new model
+    states = {row["state"] for rows in seen for row in rows}
+    assert "committed" in states and states <= {"pending", "downloading", "downloaded", "verifying", "installing",
+                                                 "health_check", "switching", "committed"}, states
+
+
+def test_a_broker_restart_mid_transfer_resumes_without_resending_what_arrived(broker, devices, fleet, bundles):
+    dev = devices(broker.port, "cam-r", fleet, bundles["v1"]).start()
+    link, rx = dev.agent.sink, dev.agent.receiver
+    handler, _ = link.routes["ota/data/+"]
+    gate, held, release = threading.Event(), [], threading.Event()
+
+    def gated(suffix, payload):                 # the device stops reading after 40 chunks while the broker restarts
+        if rx.counters["received"] >= 40 and not release.is_set():
+            held.append(sorted(i for i in range(rx.dl.offer.chunks) if rx.dl.has(i)))
+            gate.set()
+            release.wait(20)
+        handler(suffix, payload)
+    link.routes["ota/data/+"] = (gated, 1)
+    results = []
+    t = threading.Thread(target=lambda: results.extend(flash(
+        bundles["big"], broker=_url(broker), devices=["cam-r"], fleet=fleet,
+        settings=FlashSettings(chunk_size=32768, timeout=60, discovery=1.0))))
+    t.start()
+    assert gate.wait(30), "the transfer never reached 40 chunks"
+    broker.stop()
+    broker.start()
+    release.set()
+    t.join(60)
+    (r,) = results
+    assert r["state"] == "committed", r
+    chunks = -(-bundles["big"].stat().st_size // 32768)
+    had = set(held[0])
+    assert len(had) == 40
+    host, device = r["host"], r["device_transfer"]
+    assert not had & set(host["resent_chunks"]), "a chunk the device held was sent again"
+    assert host["sent"] == chunks + host["resent"] and host["resent"] <= rx.window, host   # only what was in flight
+    assert host["resent"] <= device["rerequested"] <= rx.window, (host, device)            # and asked for again
+    assert device["received"] == chunks and device["duplicates"] == 0, device
+    assert dev.bias() == 3.0
+
+
+def test_unknown_devices_other_profiles_and_agents_without_flash_are_refused_up_front(
+        broker, devices, fleet, bundles, subscribe):
+    devices(broker.port, "cam-ok", fleet, bundles["v1"]).start()
+    devices(broker.port, "cam-mac", fleet, bundles["v1"], profile="apple-a17-m3").start()
+    results = {r["device"]: r for r in flash(
+        bundles["pi"], broker=_url(broker), devices=["cam-ok", "ghost", "cam-mac"], fleet=fleet,
+        settings=FlashSettings(timeout=30, discovery=1.0))}
+    assert results["cam-ok"]["state"] == "committed"                     # announced no profile: the device decides
+    assert results["ghost"]["state"] == "unknown" and "never announced" in results["ghost"]["reason"]
+    assert results["cam-mac"]["state"] == "refused" and "apple-a17-m3" in results["cam-mac"]["reason"]
+    assert not results["ghost"]["ok"] and results["ghost"]["update_id"] is None
+    late = subscribe(f"edgepack/v1/{fleet}/+/ota/offer")                  # nothing left retained for them
+    assert not late.wait_for(lambda: late.messages, timeout=1.0), late.messages
+
+
+def test_an_offline_device_is_pending_and_gets_the_update_when_it_comes_back(broker, devices, fleet, bundles):
+    dev = devices(broker.port, "cam-off", fleet, bundles["v1"]).start()
+    dev.stop()                                                             # announced, now offline
+    rows: list[list[dict]] = []
+    short = flash(bundles["v2"], broker=_url(broker), devices=["cam-off"], fleet=fleet,
+                  settings=FlashSettings(timeout=1.5, discovery=0.5), progress=rows.append)
+    assert short[0]["state"] == "pending" and "offline" in short[0]["reason"] and not short[0]["ok"]
+    assert rows[0][0]["online"] == "offline"
+    results = []
+    t = threading.Thread(target=lambda: results.extend(flash(
+        bundles["v2"], broker=_url(broker), devices=["cam-off"], fleet=fleet,
+        settings=FlashSettings(timeout=60, discovery=0.5))))
+    t.start()
+    assert wait(lambda: False, timeout=1.0) is False                      # the operator sees pending meanwhile
+    dev.start()
+    t.join(60)
+    assert results[0]["state"] == "committed", results
+    assert dev.bias() == 2.0
+
+
+def test_rollback_over_mqtt_returns_to_the_previous_model(broker, devices, fleet, bundles):
+    dev = devices(broker.port, "cam-b", fleet, bundles["v1"]).start()
+    assert flash(bundles["v2"], broker=_url(broker), devices=["cam-b"], fleet=fleet,
+                 settings=FlashSettings(timeout=30, discovery=1.0))[0]["ok"]
+    assert dev.bias() == 2.0
+    (r,) = rollback(broker=_url(broker), devices=["cam-b"], fleet=fleet, timeout=30, discovery=1.0)
+    assert r["ok"] and r["state"] == "rolled_back", r
+    assert dev.bias() == 1.0
+    (again,) = rollback(broker=_url(broker), devices=["cam-b", "ghost"][:1], fleet=fleet, timeout=30)
+    assert again["state"] in ("rolled_back", "failed")                    # back to v2, or refused with a reason
+    (ghost,) = rollback(broker=_url(broker), devices=["ghost"], fleet=fleet, timeout=1, discovery=0.3)
+    assert ghost["state"] == "unknown" and not ghost["ok"]

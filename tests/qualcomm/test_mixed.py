@@ -18,7 +18,7 @@ from edgepack.model.ort import reference_outputs
 from edgepack.targets.base import Job, QuantOptions
 from edgepack.targets.qualcomm import htp
 from edgepack.targets.qualcomm.debug import final_figures
-from edgepack.targets.qualcomm.mixed import Layers, search
+from edgepack.targets.qualcomm.mixed import Layers, search, when_needed
 from edgepack.targets.qualcomm.quantize import quantize
 
 from .kit import model, needs_htp
@@ -100,3 +100,16 @@ def test_a_layer_names_the_nodes_its_override_needs():
     assert layers.chain("ar") == ["relu1", "conv1"]         # the quantizer folded relu1 into conv1
     assert layers.floats(["ar"]) == ["relu1", "conv1", "conv2"]
     assert layers.chain("y") == ["conv4"] and layers.chain("x") == []
+
+
+@needs_htp
+def test_convert_asks_for_the_search_only_when_the_gate_fails_and_mixed_precision_is_on():
+    m = outlier_net()
+    off = job_for(m, "w8a8", mixed_precision=False)
+    plain = quantize(m, off.calibration.calib)
+    assert when_needed(m, plain, off) == (plain, None)
+    qdq, summary = when_needed(m, plain, job_for(m, "w8a8"))
+    assert summary["passed"] and set(summary["a16"]) == {"conv1", "relu1"} and qdq is not plain
+    fine = outlier_net(spike=1.0)
+    q = quantize(fine, off.calibration.calib)
+    assert when_needed(fine, q, job_for(fine, "w8a8")) == (q, None)

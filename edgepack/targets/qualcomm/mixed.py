@@ -16,7 +16,7 @@ Between the passes, a16 layers that HTP does not place (the node fell back to CP
 there they cost the same and lose nothing. Nodes the user names with ``--keep-float`` are float throughout.
 
 Where each measurement runs: the gate's measurement (every candidate the search keeps or rejects, on the
-full hold-out) runs on the HTP simulator; the sensitivity scan (each suspect alone on a few samples, only
+full hold-out) runs on the HTP simulator (onnxruntime CPU when onnxruntime-qnn is missing); the sensitivity scan (each suspect alone on a few samples, only
 to order the suspects) runs the QDQ model on onnxruntime's CPU provider, which computes the same
 quantization grid at a fraction of the simulator's cost. The summary records the result and its cost: the
 QDQ model's size against the plain quantization's, and the nodes placed off HTP against it.
@@ -34,6 +34,20 @@ from . import htp
 from .debug import DEBUG_SAMPLES, final_figures, layer_rows, pinned_nodes
 from .preprocess import prepare
 from .quantize import PRECISIONS, quantize
+
+
+def when_needed(model: onnx.ModelProto, qdq: onnx.ModelProto, job: Job) -> tuple[onnx.ModelProto, dict | None]:
+    """What ``convert`` calls after the plain quantization: (``qdq`` and None) when mixed precision is off
+    or the gate passes on the hold-out, else ``search``'s result."""
+    if not job.quant.mixed_precision or not job.calibration.holdout:
+        return qdq, None
+    runner = _Runner(model, job, *PRECISIONS[job.precision], set())
+    job.progress(f"checking the {job.precision} QDQ model against the gate ({len(job.calibration.holdout)} "
+                 f"held-out samples{'' if htp.available() else ', onnxruntime CPU'})")
+    figures = runner.evaluate(qdq, None)
+    if figures["passed"]:
+        return qdq, None
+    return search(model, job, precision=job.precision, base=(qdq, figures))
 
 
 def search(model: onnx.ModelProto, job: Job, *, precision: str, base=None) -> tuple[onnx.ModelProto, dict]:
@@ -139,7 +153,7 @@ class _Runner:
         onnxruntime CPU for the sensitivity scan."""
         holdout, reference = self.job.calibration.holdout, self.job.reference
         if n is None:
-            got = htp.run(qdq, holdout)
+            got = htp.run(qdq, holdout, allow_cpu=True)
             return final_figures(got, reference, self.names, self.job.gate)
         got = cpu_run(qdq, holdout[:n])
         return summarize(compare_runs(got, reference[:len(got)], self.names), self.job.gate)
@@ -156,7 +170,10 @@ class _Runner:
 
 
 def off_htp(qdq: onnx.ModelProto) -> set[str]:
-    """Nodes (other than QuantizeLinear/DequantizeLinear) of ``qdq`` not placed on the QNN EP."""
+    """Nodes (other than QuantizeLinear/DequantizeLinear) of ``qdq`` not placed on the QNN EP (none known
+    without onnxruntime-qnn)."""
+    if not htp.available():
+        return set()
     sess = htp.session(qdq, config={"session.record_ep_graph_assignment_info": "1"})
     qdq_ops = ("QuantizeLinear", "DequantizeLinear")
     return {n.name for sub in sess.get_provider_graph_assignment_info() if sub.ep_name != htp.qnn_ep.EP_NAME

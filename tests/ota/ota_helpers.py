@@ -5,7 +5,6 @@ import io
 from pathlib import Path
 
 import numpy as np
-import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from edgepack_runtime.bundle import write_bundle

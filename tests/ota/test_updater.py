@@ -207,3 +207,24 @@ def test_meta_and_budget_are_checked_before_anything_is_persisted(state, bundles
     assert not (state / "ota.json").exists()
     st = up.install(bundles["v1"], update_id="u1", meta={"flash": {"chunks": 3}}, budget_ms=1e4)
     assert st["state"] == "committed" and st["health"]["budget_ms"] == 1e4
+
+
+def test_download_hooks(state, bundles):
+    up = Updater(state)
+    up.install(bundles["v1"], update_id="u1")
+    assert up.begin_download("d1", meta={"size": 3})["state"] == "downloading"
+    staged = up.staging_path("d1")
+    staged.write_bytes(b"half")
+    (staged.parent / (staged.name + ".part")).write_bytes(b"map")
+    with pytest.raises(OtaError, match="not the one in progress"):
+        up.downloaded("other")
+    with pytest.raises(BadTransition, match="not accepted in state 'downloading'"):
+        up._event_for("d1", "switched")
+    st = up.abort("d1", "sender gave up")
+    assert st["state"] == "failed" and st["reason"] == "sender gave up" and not list(staged.parent.iterdir())
+    assert served_bias(up.active()) == 1.0
+    up.begin_download("d2")
+    shutil.copy(bundles["v2"], up.staging_path("d2"))
+    assert up.downloaded("d2")["state"] == "downloaded"
+    assert up.install(up.staging_path("d2"), update_id="d2")["state"] == "committed"
+    assert not up.staging_path("d2").exists() and served_bias(up.active()) == 2.0

@@ -12,9 +12,7 @@ update runs at a time: a thread lock in the process and ``flock`` on ``<state_di
 """
 from __future__ import annotations
 
-import json
 import os
-import re
 import shutil
 import threading
 import time
@@ -25,13 +23,14 @@ from typing import Callable
 from ..signing import trust_set
 from . import store
 from .actions import ACTIONS
+from .checks import checked_budget, checked_id, checked_meta, describe_slot, inbox_id
+from .downloads import DownloadHooks
 from .errors import NewerStateError, OtaError, StateError
 from .faults import crash_point
 from .slots import Slots, other
 from .table import PROGRESS, RESTING, TABLE
 
 MAX_RESUMES = 3          # loop guard: restarts tolerated in one state of one update before giving up
-_UPDATE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 try:
     import fcntl
@@ -43,7 +42,7 @@ def _quiet(_status: dict) -> None:
     return None
 
 
-class Updater:
+class Updater(DownloadHooks):
     """A/B model updates in ``state_dir``; every public method is thread-safe and blocking."""
 
     def __init__(self, state_dir: str | Path, *, trust_keys=(), profile: str | None = None,
@@ -71,7 +70,7 @@ class Updater:
     def staging_path(self, update_id: str) -> Path:
         """Where a download for ``update_id`` is written (same filesystem as the slots)."""
         self.staging_dir.mkdir(parents=True, exist_ok=True)
-        return self.staging_dir / f"{_checked_id(update_id)}.edgepack"
+        return self.staging_dir / f"{checked_id(update_id)}.edgepack"
 
     def free_bytes(self) -> int:
         """Free bytes on the state folder's filesystem."""
@@ -84,8 +83,8 @@ class Updater:
 
         A refused or unhealthy bundle ends in ``failed`` / ``rolled_back`` with ``reason`` (no exception):
         the previous slot keeps serving. Raises ``OtaError`` only when no update can start at all."""
-        _checked_id(update_id)
-        meta, budget_ms = _checked_meta(meta), _checked_budget(budget_ms)
+        checked_id(update_id)
+        meta, budget_ms = checked_meta(meta), checked_budget(budget_ms)
         with self._exclusive():
             self._writable()
             self._fire("install", update_id=update_id, source=str(Path(bundle).absolute()), budget_ms=budget_ms,
@@ -133,7 +132,7 @@ class Updater:
         ``*.rejected``. The agent calls it every few seconds too, so a bundle dropped there while it runs is
         installed without a restart."""
         for path in self._inbox():
-            self.install(path, update_id=_inbox_id(path))
+            self.install(path, update_id=inbox_id(path))
         return self.status()
 
     def status(self) -> dict:
@@ -153,36 +152,7 @@ class Updater:
                     "previous_slot": other(active) if active and self.slots.bundle(other(active)) else None,
                     "health": doc["health"], "slots": doc["slots"], "active_bundle": _str(self.active())}
 
-    # download hooks (H6's transfer) ------------------------------------------------------
-    def begin_download(self, update_id: str, meta: dict | None = None) -> dict:
-        """A transfer starts writing ``staging_path(update_id)``: state ``downloading``."""
-        with self._exclusive():
-            self._writable()
-            self._fire("download", update_id=_checked_id(update_id), source=str(self.staging_path(update_id)),
-                       meta=_checked_meta(meta), reason=None, resumes={}, health=None, target_slot=None)
-            return self.status()
-
-    def downloaded(self, update_id: str) -> dict:
-        """The staged file is complete (``downloading`` -> ``downloaded``)."""
-        return self._event_for(update_id, "downloaded")
-
-    def abort(self, update_id: str, reason: str) -> dict:
-        """The transfer was given up: ``failed`` with ``reason``, the staging file removed."""
-        return self._event_for(update_id, "abort", reason=reason)
-
-    def report_progress(self, update_id: str, progress: float) -> None:
-        """Tell ``on_status`` how far a download is (not persisted)."""
-        self.on_status(dict(self.status(), progress=float(progress), update_id=update_id))
-
     # machinery ---------------------------------------------------------------------------
-    def _event_for(self, update_id: str, event: str, **fields) -> dict:
-        with self._exclusive():
-            self._writable()
-            if self.doc["update_id"] != update_id:
-                raise OtaError(f"update {update_id!r} is not the one in progress ({self.doc['update_id']!r})")
-            self._fire(event, **fields)
-            return self.status()
-
     def _fire(self, event: str, **fields) -> None:
         """Apply ``event`` (and every event its actions return) until the machine rests."""
         while event is not None:
@@ -241,7 +211,7 @@ class Updater:
             aside = self.path.with_name(f"ota.json.corrupt-{time.time_ns()}")
             os.replace(self.path, aside)
         self.doc = store.empty()
-        self.doc["slots"] = {s: _describe(self.slots.bundle(s)) for s in ("a", "b")}
+        self.doc["slots"] = {s: describe_slot(self.slots.bundle(s)) for s in ("a", "b")}
         self.doc["history"].append({"update_id": None, "state": "idle", "ts": time.time(),
                                     "reason": f"ota.json was unusable ({self.problem}); kept as {aside.name}"})
         self.problem = None
@@ -276,46 +246,6 @@ class Updater:
                 yield
             finally:
                 os.close(fd)                      # closing releases the flock
-
-
-def _checked_id(update_id: str) -> str:
-    if not isinstance(update_id, str) or not _UPDATE_ID.fullmatch(update_id):
-        raise OtaError(f"update id {str(update_id)[:80]!r} must be 1-64 letters, digits, '.', '_' or '-'",
-                       hint="use a short id such as a timestamp or a hash prefix")
-    return update_id
-
-
-def _checked_meta(meta) -> dict:
-    """``meta`` as plain JSON (it is persisted in ota.json); OtaError when it cannot be."""
-    try:
-        return json.loads(json.dumps(dict(meta or {}), allow_nan=False))
-    except (TypeError, ValueError) as exc:
-        raise OtaError(f"update meta must be a JSON object of finite numbers, strings, lists, objects: {exc}") from None
-
-
-def _checked_budget(budget_ms):
-    if budget_ms is None:
-        return None
-    if isinstance(budget_ms, bool) or not isinstance(budget_ms, (int, float)) or not 0 <= budget_ms < float("inf"):
-        raise OtaError(f"budget_ms must be a finite number >= 0, not {budget_ms!r}")
-    return float(budget_ms)
-
-
-def _inbox_id(path: Path) -> str:
-    stem = re.sub(r"[^A-Za-z0-9._-]", "-", path.name[: -len(".edgepack")])[:48] or "bundle"
-    return f"inbox-{stem.lstrip('.-_') or 'bundle'}"
-
-
-def _describe(path: Path | None) -> dict | None:
-    """The slot record of a bundle found on disk without a state document (model name and version)."""
-    if path is None:
-        return None
-    from ..bundle import Bundle
-    try:
-        model = Bundle.open(path).manifest["model"]
-    except Exception:  # noqa: BLE001 - an unreadable slot is described as such, never deleted
-        return {"model": None, "update_id": None, "note": "unreadable"}
-    return {"model": {"name": model["name"], "version": model["version"]}, "update_id": None}
 
 
 def _str(path: Path | None) -> str | None:

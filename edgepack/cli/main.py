@@ -9,6 +9,7 @@ from .. import __version__
 from .build import build
 from .debugquant import debug_quant
 from .devices import devices
+from .flash import flash, rollback
 from .inspect import inspect
 from .keys import keys_app, sign
 from .ops import ops
@@ -23,6 +24,8 @@ app.add_typer(keys_app)
 app.command()(sign)
 app.command()(ops)
 app.command()(devices)
+app.command()(flash)
+app.command()(rollback)
 app.command()(targets)
 
 

@@ -228,3 +228,16 @@ def test_download_hooks(state, bundles):
     assert up.downloaded("d2")["state"] == "downloaded"
     assert up.install(up.staging_path("d2"), update_id="d2")["state"] == "committed"
     assert not up.staging_path("d2").exists() and served_bias(up.active()) == 2.0
+
+
+def test_recover_repairs_a_lost_pointer_and_power_cut_leftovers(state, bundles):
+    import os
+    up = Updater(state)
+    up.install(bundles["v1"], update_id="u1")
+    (state / ".ota.json.x1.tmp").write_text("{half")
+    os.symlink("b", state / "slots" / ".active.999.tmp")
+    (state / "slots" / "active").unlink()
+    assert Updater(state).recover()["active_slot"] == "a"
+    assert not list(state.glob(".ota.json.*")) and not list((state / "slots").glob(".active.*"))
+    up.slots.point("b")                                     # pointing at an empty slot
+    assert Updater(state).recover()["active_slot"] == "a" and served_bias(up.active()) == 1.0

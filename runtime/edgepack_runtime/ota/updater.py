@@ -218,8 +218,12 @@ class Updater(DownloadHooks):
         self._save()
 
     def _repoint(self) -> None:
-        """Resting with no valid pointer but exactly one slot holding a bundle: point at it."""
-        if self.slots.active() is None:
+        """Resting, with no pointer or one at an empty slot, and exactly one slot holding a bundle: point at it.
+        Also removes the temporaries a power cut may leave (``.ota.json.*.tmp``, ``slots/.active.*.tmp``)."""
+        for stale in [*self.dir.glob(".ota.json.*.tmp"), *self.slots.root.glob(".active.*.tmp")]:
+            stale.unlink(missing_ok=True)
+        active = self.slots.active()
+        if active is None or self.slots.bundle(active) is None:
             full = [s for s in ("a", "b") if self.slots.bundle(s) is not None]
             if len(full) == 1:
                 self.slots.point(full[0])

@@ -57,11 +57,12 @@ def act_health_check(u) -> str:
     budget = doc["budget_ms"] if doc["budget_ms"] is not None else u.health_budget_ms
     from ..bundle import Bundle
     try:
-        targets = health.suitable_targets(Bundle.open(path).manifest, u.profile)
+        bundle = Bundle.open(path)                 # the copy in the slot, every member's hash checked again
     except EdgepackError as exc:
         doc["reason"] = f"health check: the installed copy is unreadable: {exc}"
         return "unhealthy"
-    report = health.check(path, budget_ms=budget, backend=u.backend, targets=targets)
+    targets = health.suitable_targets(bundle.manifest, u.profile)
+    report = health.check(bundle, budget_ms=budget, backend=u.backend, targets=targets)
     doc["health"] = report
     if not report["passed"]:
         doc["reason"] = f"health check failed: {report['reason']}"

@@ -17,6 +17,7 @@ import statistics
 import time
 from pathlib import Path
 
+from ..bundle import Bundle
 from ..errors import EdgepackError
 
 
@@ -41,9 +42,9 @@ def suits(manifest: dict, profile: str | None) -> str | None:
             f"`edgepack build --target {profile}` or a portable target")
 
 
-def check(path: Path, *, budget_ms: float | None = None, backend: str | None = None,
+def check(path: Path | Bundle, *, budget_ms: float | None = None, backend: str | None = None,
           targets: list[str] | None = None, runs: int = 5) -> dict:
-    """Health figures of the bundle at ``path``: ``{"passed", "reason", "backend", "target", "samples",
+    """Health figures of the bundle at ``path`` (or an opened ``Bundle``): ``{"passed", "reason", "backend", "target", "samples",
     "latency_ms": {"median", "max"}, "budget_ms", "outputs"}`` (see the module docstring)."""
     from ..runtime import Runtime
     report = {"passed": False, "reason": None, "backend": None, "target": None, "samples": 0,

@@ -241,3 +241,12 @@ def test_recover_repairs_a_lost_pointer_and_power_cut_leftovers(state, bundles):
     assert not list(state.glob(".ota.json.*")) and not list((state / "slots").glob(".active.*"))
     up.slots.point("b")                                     # pointing at an empty slot
     assert Updater(state).recover()["active_slot"] == "a" and served_bias(up.active()) == 1.0
+
+
+def test_callbacks_may_call_back_and_slot_files_are_not_sources(state, bundles):
+    seen = []
+    up = Updater(state, on_switch=lambda path: seen.append(up.status()["state"]))
+    up.on_status = lambda st: seen.append(up.free_bytes() > 0 and st["state"])
+    assert up.install(bundles["v1"], update_id="u1")["state"] == "committed" and "switching" in seen
+    st = up.install(up.active(), update_id="again")
+    assert st["state"] == "failed" and "inside the slots folder" in st["reason"] and served_bias(up.active()) == 1.0

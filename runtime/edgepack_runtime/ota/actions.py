@@ -23,6 +23,8 @@ def act_none(u) -> None:
 def act_verify(u) -> str:
     doc = u.doc
     try:
+        if Path(doc["source"] or "").absolute().is_relative_to(u.slots.root.absolute()):
+            raise OSError(f"{doc['source']} is inside the slots folder; copy the bundle elsewhere to install it")
         info = verify(Path(doc["source"] or ""), trust_keys=u.trust_keys, profile=u.profile, free=u.free_bytes())
     except (EdgepackError, OSError) as exc:
         doc["reason"] = f"refused: {exc}"

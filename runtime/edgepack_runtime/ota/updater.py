@@ -57,6 +57,7 @@ class Updater(DownloadHooks):
         self.on_status, self.on_switch = on_status or _quiet, on_switch or _quiet
         self.health_budget_ms, self.max_resumes = health_budget_ms, max_resumes
         self._lock = threading.RLock()
+        self._held = False
         self.doc: dict | None = None
         self.problem: str | None = None
         self._read()
@@ -241,14 +242,19 @@ class Updater(DownloadHooks):
     @contextmanager
     def _exclusive(self):
         with self._lock:
+            if self._held:                        # re-entered by this thread (a callback calling back): held already
+                yield
+                return
             self.dir.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 if fcntl is not None:
                     fcntl.flock(fd, fcntl.LOCK_EX)
                 self._read()                      # another process may have changed the state meanwhile
+                self._held = True
                 yield
             finally:
+                self._held = False
                 os.close(fd)                      # closing releases the flock
 
 

@@ -53,7 +53,11 @@ def describe_bundle(path: Path) -> dict:
     """Verify the bundle (structure and every member hash) and say what the offer carries about it."""
     bundle = Bundle.open(path)
     m = bundle.manifest
-    profiles = sorted({p for t in m["targets"] for p in (t.get("devices") or [])})
+    targets = m["targets"]
+    if any(t.get("portable") or not isinstance(t.get("devices"), list) for t in targets):
+        profiles = []             # a portable target, or one that makes no claim: any device may take it
+    else:
+        profiles = sorted({p for t in targets for p in t["devices"]})
     key_id = None
     try:
         from edgepack_runtime.signing import verify

@@ -8,9 +8,13 @@ Layout of a state folder::
     <state_dir>/staging/ID.edgepack  downloads in progress (ota/transfer.py writes them)
     <state_dir>/inbox/*.edgepack     bundles dropped by `--via dir:` / ssh, installed by Updater.recover()
 
-``Updater`` (updater.py) is the API; ``table.TABLE`` the (state, event) -> (next state, action) table;
-``actions`` the actions it names; ``health`` the health check and the device-profile rule; ``verify`` the
-checks before a slot is written (hashes, signature seam, profile, disk space).
+``Updater`` (updater.py, with the download hooks of downloads.py) is the API; ``table.TABLE`` the
+(state, event) -> (next state, action) table; ``actions`` the actions it names; ``store`` the ota.json
+parser and atomic writer; ``slots`` the A/B folders and the pointer; ``health`` the health check and the
+device-profile rule; ``verify`` the checks before a slot is written (hashes, signature, profile, disk
+space); ``checks`` the argument checks; ``agentota`` the agent's wiring (hot swap, ota/status, the folder
+watcher); ``cli`` ``edgepack-device install | rollback | ota-status``; ``faults`` the test-only crash
+point. ``transfer``, ``chunks`` and ``staged`` are the MQTT flash receiver.
 """
 from .errors import NewerStateError, OtaError, StateError
 

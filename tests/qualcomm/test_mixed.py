@@ -59,7 +59,7 @@ def test_the_outlier_layer_alone_moves_to_16_bit_and_the_gate_passes():
     before = final_figures(htp.run(plain, job.calibration.holdout), job.reference, ["y"], job.gate)
     assert not before["passed"] and before["min_snr_db"] < 3.0           # w8a8 alone: the output is noise
     qdq, summary = search(m, job, precision="w8a8", base=(plain, before))
-    assert summary["passed"] and summary["figures"]["min_snr_db"] > 25.0
+    assert summary["passed"] and summary["figures"]["min_snr_db"] > 25.0 and not summary["htp_kernel_loss"]
     assert set(summary["a16"]) == {"conv1", "relu1"} and summary["float"] == []
     assert {(r["node"], r["override"]) for r in summary["layers"]} == {("conv1", "a16"), ("relu1", "a16")}
     q16 = {n.input[0] for n in qdq.graph.node if n.op_type == "QuantizeLinear"

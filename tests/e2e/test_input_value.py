@@ -85,11 +85,14 @@ def test_cpu_target_names_the_if_and_its_input_then_only_the_lstm(tmp_path):
 
 
 @pytest.mark.forked
-def test_cli_build_with_input_value(tmp_path):
+def test_cli_build_and_inspect_show_the_frozen_input(tmp_path):
     out = tmp_path / "vad.edgepack"
     args = ["build", str(fetch(NAME)), "--target", "onnx", "--input-shape", "input=1,576",
             "--input-shape", "state=2,1,128", "--input-value", "sr=16000", "-o", str(out)]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, ["inspect", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "frozen" in res.output and "sr" in res.output and "16000" in res.output
     bad = CliRunner().invoke(app, args[:-4] + ["--input-value", "sr=16k", "-o", str(out)])
     assert bad.exit_code == 3 and "is not an integer" in bad.output

@@ -22,6 +22,7 @@ Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="show tracebacks"
 User = Annotated[Optional[str], typer.Option(help="MQTT user name")]
 Password = Annotated[Optional[str], typer.Option(help="MQTT password", envvar="EDGEPACK_MQTT_PASSWORD")]
 Ca = Annotated[Optional[Path], typer.Option(help="CA file for mqtts://")]
+ConnectTimeout = Annotated[float, typer.Option(help="seconds to reach the broker")]
 
 
 @handle_errors
@@ -38,7 +39,8 @@ def flash(
                                                 "pending until they appear")] = False,
     via: Annotated[Optional[str], typer.Option(help="deliver over ssh://user@host[:port]/STATE_DIR or dir:PATH "
                                                "instead of MQTT")] = None,
-    username: User = None, password: Password = None, ca: Ca = None, json_out: Json = False, verbose: Verbose = False,
+    username: User = None, password: Password = None, ca: Ca = None, connect_timeout: ConnectTimeout = 10.0,
+    json_out: Json = False, verbose: Verbose = False,
 ):
     """Send BUNDLE to devices: each verifies it, installs it into its inactive slot, health-checks it and
     switches, or keeps its previous model. Exits non-zero unless every device committed the update."""
@@ -49,6 +51,7 @@ def flash(
     devices, fleet_name = _targets(broker, device, fleet)
     settings = FlashSettings(chunk_size=chunk_size, max_inflight=max_inflight, timeout=timeout, budget_ms=budget_ms,
                              discovery=discovery, allow_unknown=allow_unknown, username=username,
+                             connect_timeout=connect_timeout,
                              password=password, ca=str(ca) if ca else None)
     with _Bars(quiet=json_out) as bars:
         results = run_flash(bundle, broker=broker, devices=devices, fleet=fleet_name, settings=settings,
@@ -60,13 +63,14 @@ def flash(
 def rollback(
     broker: Broker = None, device: Devices = [], fleet: Fleet = None,  # noqa: B006
     timeout: Annotated[float, typer.Option(help="seconds to wait for the devices' answers")] = 60.0,
-    username: User = None, password: Password = None, ca: Ca = None, json_out: Json = False, verbose: Verbose = False,
+    username: User = None, password: Password = None, ca: Ca = None, connect_timeout: ConnectTimeout = 10.0,
+    json_out: Json = False, verbose: Verbose = False,
 ):
     """Return devices to their previous model (the other slot, health-checked first)."""
     from ..fleet.rollback import rollback as run_rollback
     devices, fleet_name = _targets(broker, device, fleet)
     results = run_rollback(broker=broker, devices=devices, fleet=fleet_name, timeout=timeout, username=username,
-                           password=password, ca=str(ca) if ca else None)
+                           password=password, ca=str(ca) if ca else None, connect_timeout=connect_timeout)
     _finish(results, json_out, "rolled_back", "rollback")
 
 

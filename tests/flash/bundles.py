@@ -51,3 +51,16 @@ def make_bundle(path: Path, version: str, bias: float, *, pad: int = 0, devices:
                 "inputs": [{"name": "x", **tensor}], "outputs": [{"name": "y", **tensor}], "targets": [target],
                 "samples": [{"file": "samples/sample_000.npz"}]}
     return write_bundle(path, manifest, files)
+
+
+def built_bundle(folder: Path, version: str, bias: float, *, sign_key: Path | None = None) -> Path:
+    """The same model through ``edgepack build`` (cpu target: TFLite, verified against onnxruntime), signed
+    with ``sign_key`` when given: the bundle an operator would flash."""
+    from edgepack.build import build
+    folder.mkdir(parents=True, exist_ok=True)
+    model = folder / f"add{version}.onnx"
+    model.write_bytes(_onnx_add(bias))
+    rng = np.random.default_rng(7)
+    samples = [{"x": rng.standard_normal(SHAPE).astype(np.float32)} for _ in range(20)]
+    return build(model, targets=["cpu"], samples=samples, out=folder / f"add{version}.edgepack", version=version,
+                 sign_key=sign_key).path

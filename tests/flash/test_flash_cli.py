@@ -66,8 +66,11 @@ def test_bad_arguments_are_clear_errors(tmp_path, bundles):
     assert code == 6 and "not a bundle file" in err
     code, _, err = _run("flash", bundles["v2"], "--broker", "http://h:1", "--device", "x")
     assert code == 1 and "mqtt://HOST:PORT" in err
-    code, _, err = _run("rollback", "--broker", "mqtt://127.0.0.1:1", "--device", "x")
+    code, _, err = _run("rollback", "--broker", "mqtt://127.0.0.1:1", "--device", "x", "--connect-timeout", "0.5")
     assert code == 1 and "cannot reach the broker" in err.replace("\n", " ")
+    code, _, err = _run("flash", bundles["v2"], "--broker", "mqtt://127.0.0.1:1", "--device", "x",
+                        "--connect-timeout", "0.5")
+    assert code == 1 and "within 0.5 s" in err.replace("\n", " ")
 
 
 def test_flash_via_dir_drops_the_bundle_into_the_inbox(tmp_path, bundles):

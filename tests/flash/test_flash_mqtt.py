@@ -3,6 +3,7 @@ model and answering from it on its local HTTP API; a broker restart in mid-trans
 resending what arrived; unknown devices, other profiles and offline devices; rollback over MQTT."""
 from __future__ import annotations
 
+import shutil
 import threading
 import uuid
 
@@ -10,8 +11,9 @@ import pytest
 
 from edgepack.fleet.flash import FlashSettings, flash
 from edgepack.fleet.rollback import rollback
+from edgepack_runtime.signing import sign_bundle, write_keypair
 
-from .bundles import make_bundle
+from .bundles import built_bundle, make_bundle
 from .devices import Device, wait
 
 
@@ -45,23 +47,38 @@ def _url(broker) -> str:
     return f"mqtt://127.0.0.1:{broker.port}"
 
 
-def test_flash_five_agents_at_once_each_answers_from_the_new_model(broker, devices, fleet, bundles):
-    fleet_devices = [devices(broker.port, f"cam-{i}", fleet, bundles["v1"]).start() for i in range(5)]
+def test_flash_five_agents_at_once_each_answers_from_the_new_model(broker, devices, fleet, bundles, tmp_path):
+    keys, strangers = write_keypair(tmp_path / "keys"), write_keypair(tmp_path / "strangers")
+    seed = shutil.copy(bundles["v1"], tmp_path / "seed.edgepack")
+    sign_bundle(seed, keys["private"])
+    v2 = built_bundle(tmp_path / "build", "2", 2.0, sign_key=keys["private"])     # edgepack build --sign-key
+    fleet_devices = [devices(broker.port, f"cam-{i}", fleet, seed, trust_keys=[str(keys["public"])]).start()
+                     for i in range(5)]
     assert {d.bias() for d in fleet_devices} == {1.0}
     seen: list[list[dict]] = []
-    results = flash(bundles["v2"], broker=_url(broker), fleet=fleet,            # --fleet: all that announced
-                    settings=FlashSettings(chunk_size=16384, timeout=60, discovery=1.0), progress=seen.append)
+    results = flash(v2, broker=_url(broker), fleet=fleet,                          # --fleet: all that announced
+                    settings=FlashSettings(chunk_size=4096, timeout=60, discovery=1.0), progress=seen.append)
     assert sorted(r["device"] for r in results) == [f"cam-{i}" for i in range(5)]
     assert all(r["ok"] and r["state"] == "committed" for r in results), results
-    chunks = -(-bundles["v2"].stat().st_size // 16384)
+    chunks = -(-v2.stat().st_size // 4096)
     for r in results:
-        assert r["model"] == {"name": "adder", "version": "2"}
+        assert r["model"]["version"] == "2"
         assert r["host"]["sent"] == chunks and r["host"]["resent"] == 0, r["host"]
         assert r["device_transfer"]["received"] == chunks and r["device_transfer"]["duplicates"] == 0
-    assert {d.bias() for d in fleet_devices} == {2.0}                         # served by the new model
+    assert {d.bias() for d in fleet_devices} == {2.0}                              # served by the new model
+    for d in fleet_devices:
+        st = d.agent.updater.status()
+        assert st["slots"][st["active_slot"]]["signature"]["verified"] is True
     states = {row["state"] for rows in seen for row in rows}
     assert "committed" in states and states <= {"pending", "downloading", "downloaded", "verifying", "installing",
                                                  "health_check", "switching", "committed"}, states
+    foreign = shutil.copy(bundles["v2"], tmp_path / "foreign.edgepack")
+    sign_bundle(foreign, strangers["private"])                                       # a key the devices do not trust
+    refused = flash(foreign, broker=_url(broker), devices=["cam-0", "cam-1"], fleet=fleet,
+                    settings=FlashSettings(timeout=60, discovery=1.0))
+    assert [r["state"] for r in refused] == ["failed", "failed"], refused
+    assert all("refused" in r["reason"] and "signed by key" in r["reason"] for r in refused), refused
+    assert {d.bias() for d in fleet_devices} == {2.0}
 
 
 def test_a_broker_restart_mid_transfer_resumes_without_resending_what_arrived(broker, devices, fleet, bundles):

@@ -1,11 +1,12 @@
 """A device disk that fills up in mid-transfer, on a real small filesystem (a tmpfs mounted for the test; needs
-root, as in CI's container): without preallocation the write fails, the update ends ``failed`` with the reason,
+root, or sudo as on CI runners): without preallocation the write fails, the update ends ``failed`` with the reason,
 the staging file is gone and the previous model still serves; with preallocation (the default) the download
 cannot lose its blocks, and the install that then finds no room for its slot copy is refused: nothing is
 half-installed either way."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import uuid
 
@@ -24,15 +25,16 @@ def small_disk(tmp_path):
     """An 8 MiB tmpfs at tmp_path/disk, unmounted afterwards."""
     disk = tmp_path / "disk"
     disk.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", f"tmpfs-{uuid.uuid4().hex[:6]}", str(disk)],
-                          capture_output=True, text=True)
+    root = [] if os.geteuid() == 0 or not shutil.which("sudo") else ["sudo", "-n"]     # CI runners: sudo
+    done = subprocess.run(root + ["mount", "-t", "tmpfs", "-o", "size=8m,mode=1777", f"tmpfs-{uuid.uuid4().hex[:6]}",
+                                  str(disk)], capture_output=True, text=True)
     if done.returncode != 0:
-        why = f"cannot mount a tmpfs for the disk-full test (needs root): {done.stderr.strip()}"
+        why = f"cannot mount a tmpfs for the disk-full test (needs root or sudo): {done.stderr.strip()}"
         if _under_ci():
             pytest.fail(f"CI=true and {why}", pytrace=False)
         pytest.skip(why)
     yield disk
-    subprocess.run(["umount", "-l", str(disk)], check=False)
+    subprocess.run(root + ["umount", "-l", str(disk)], check=False)
 
 
 def _fill(disk) -> None:

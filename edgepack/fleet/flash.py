@@ -93,6 +93,7 @@ class FlashRun:
         self.sender: Sender | None = None
         self.offers: dict[str, object] = {}
         self.run_id = uuid.uuid4().hex[:8]
+        self.failure: BundleError | None = None
         self.link = HostLink(broker, on_connect=self._connected, on_message=self._message, pump=self._pump,
                              username=s.username, password=s.password, ca=s.ca)
 
@@ -111,10 +112,18 @@ class FlashRun:
                     raise EdgepackError(f"no device has announced itself in fleet {self.fleet!r} on {self.link.url}",
                                         hint="name devices with --device, or check the fleet name and the broker")
                 self._wait(progress)
+            except BaseException:                   # an error or Ctrl-C: no offer is left behind to wait
+                self._withdraw()
+                raise
             finally:
                 self.link.close()
                 source.close()
         return self.roster.results(self.sender)
+
+    def _withdraw(self) -> None:
+        for device in list(self.offers):
+            if self.roster.state(device) not in FINAL:
+                self.link.publish(f"{self.base}/{device}/ota/offer", b"", retain=True)
 
     def _offer(self, device: str, source: BundleFile) -> None:
         offer = make_offer(uuid.uuid4().hex, source.sha256, source.size, source.chunk_size, source.hashes,
@@ -131,6 +140,8 @@ class FlashRun:
     def _wait(self, progress) -> None:
         deadline = time.monotonic() + self.s.timeout
         while time.monotonic() < deadline and not self.roster.all_final():
+            if self.failure is not None:
+                raise self.failure
             if progress is not None:
                 progress(self.roster.snapshot(self.sender))
             time.sleep(0.1)
@@ -181,7 +192,12 @@ class FlashRun:
             if nxt is None:
                 return
             device, uid, index = nxt
-            payload = sender.payload(uid, index)
+            try:
+                payload = sender.payload(uid, index)
+            except BundleError as exc:                 # the file changed under us: stop the whole run
+                self.failure = exc
+                sender.reset()
+                return
             if not self.link.send(f"{self.base}/{device}/ota/data/{uid}", payload, qos=1):
                 return
             sender.sent(device, index, len(payload))

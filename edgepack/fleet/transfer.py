@@ -44,10 +44,10 @@ def fit_chunk_size(size: int, wanted: int = DEFAULT_CHUNK, max_packet: int | Non
 class BundleFile:
     """A bundle file opened for serving: size, sha256, chunk digests; ``chunk(i)`` reads one chunk."""
 
-    def __init__(self, path: Path, size: int, sha256: str, chunk_size: int, hashes: bytes):
+    def __init__(self, path: Path, fd: int, size: int, sha256: str, chunk_size: int, hashes: bytes):
         self.path, self.size, self.sha256 = path, size, sha256
         self.chunk_size, self.hashes = chunk_size, hashes
-        self._fd = os.open(path, os.O_RDONLY)
+        self._fd, self._stamp = fd, _stamp(fd)
 
     @classmethod
     def open(cls, path: str | Path, chunk_size: int = DEFAULT_CHUNK) -> "BundleFile":
@@ -55,17 +55,22 @@ class BundleFile:
         if not path.is_file():
             raise BundleError(f"{path} is not a bundle file", hint="flash sends the .edgepack file `edgepack build` "
                                                                    "writes (a folder bundle cannot be flashed)")
-        size = path.stat().st_size
-        if size > MAX_BUNDLE_BYTES:
-            raise BundleError(f"{path} is {size} bytes; a device accepts bundles up to 2 GiB")
-        whole, hashes = hashlib.sha256(), bytearray()
-        with open(path, "rb") as fh:
-            while block := fh.read(chunk_size):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            stamp, size = _stamp(fd), os.fstat(fd).st_size
+            if size > MAX_BUNDLE_BYTES or size == 0:
+                raise BundleError(f"{path} is {size} bytes; a device accepts bundles of 1 byte to 2 GiB")
+            whole, hashes = hashlib.sha256(), bytearray()
+            for offset in range(0, size, chunk_size):
+                block = os.pread(fd, chunk_size, offset)
                 whole.update(block)
                 hashes += hashlib.sha256(block).digest()
-        if size == 0:
-            raise BundleError(f"{path} is empty")
-        return cls(path, size, whole.hexdigest(), chunk_size, bytes(hashes))
+            if _stamp(fd) != stamp:
+                raise BundleError(f"{path} changed while it was being hashed", hint="flash a file nobody writes to")
+            return cls(path, fd, size, whole.hexdigest(), chunk_size, bytes(hashes))
+        except BaseException:
+            os.close(fd)
+            raise
 
     @property
     def chunks(self) -> int:
@@ -74,14 +79,19 @@ class BundleFile:
     def chunk(self, index: int) -> bytes:
         length = min(self.chunk_size, self.size - index * self.chunk_size)
         data = os.pread(self._fd, length, index * self.chunk_size)
-        if len(data) != length:
-            raise BundleError(f"{self.path} changed while it was being flashed (chunk {index} is short)")
+        if len(data) != length or _stamp(self._fd) != self._stamp:       # the digests sent would be stale
+            raise BundleError(f"{self.path} changed while it was being flashed", hint="flash a file nobody writes to")
         return data
 
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def _stamp(fd: int) -> tuple:
+    st = os.fstat(fd)
+    return st.st_size, st.st_mtime_ns, st.st_ino
 
 
 @dataclass
@@ -173,7 +183,7 @@ class Sender:
 
     def payload(self, update_id: str, index: int) -> bytes:
         """The chunk message (header + data read from the file)."""
-        return pack_chunk(update_id, index, self.source.chunk(index))
+        return pack_chunk(update_id, index, self.source.chunk(index), self.source.hashes[32 * index:32 * index + 32])
 
     def sent(self, device: str, index: int, nbytes: int) -> None:
         with self._lock:

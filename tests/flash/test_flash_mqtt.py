@@ -164,3 +164,39 @@ def test_rollback_over_mqtt_returns_to_the_previous_model(broker, devices, fleet
     assert again["state"] in ("rolled_back", "failed")                    # back to v2, or refused with a reason
     (ghost,) = rollback(broker=_url(broker), devices=["ghost"], fleet=fleet, timeout=1, discovery=0.3)
     assert ghost["state"] == "unknown" and not ghost["ok"]
+
+
+def test_a_bundle_file_changed_during_the_flash_stops_it_and_withdraws_the_offer(
+        broker, devices, fleet, bundles, tmp_path, subscribe):
+    dev = devices(broker.port, "cam-w", fleet, bundles["v1"]).start()
+    link, rx = dev.agent.sink, dev.agent.receiver
+    handler, _ = link.routes["ota/data/+"]
+    gate, release = threading.Event(), threading.Event()
+
+    def gated(suffix, payload):
+        if rx.counters["received"] >= 10 and not release.is_set():
+            gate.set()
+            release.wait(20)
+        handler(suffix, payload)
+    link.routes["ota/data/+"] = (gated, 1)
+    moving = shutil.copy(bundles["big"], tmp_path / "moving.edgepack")
+    errors = []
+
+    def run():
+        try:
+            flash(moving, broker=_url(broker), devices=["cam-w"], fleet=fleet,
+                  settings=FlashSettings(chunk_size=32768, timeout=60, discovery=1.0))
+        except Exception as exc:  # noqa: BLE001 - the expected error, checked below
+            errors.append(exc)
+    t = threading.Thread(target=run)
+    t.start()
+    assert gate.wait(30)
+    with open(moving, "r+b") as fh:                                     # someone rewrites the file meanwhile
+        fh.seek(2_000_000)
+        fh.write(b"changed")
+    release.set()
+    t.join(60)
+    assert errors and "changed while it was being flashed" in str(errors[0]), errors
+    late = subscribe(f"edgepack/v1/{fleet}/cam-w/ota/offer")
+    assert not late.wait_for(lambda: late.messages, timeout=1.0), "the offer was left on the broker"
+    assert dev.bias() == 1.0

@@ -223,9 +223,10 @@ def parse_request(raw: bytes, chunks: int) -> tuple[str, str, list[int]]:
 
 
 # chunks ---------------------------------------------------------------------------------------
-def pack_chunk(update_id: str, index: int, data: bytes) -> bytes:
-    """Header + data of chunk ``index``."""
-    return HEADER.pack(MAGIC, bytes.fromhex(update_id), index, len(data), hashlib.sha256(data).digest()) + data
+def pack_chunk(update_id: str, index: int, data: bytes, digest: bytes | None = None) -> bytes:
+    """Header + data of chunk ``index`` (``digest``: its sha256 when already known)."""
+    digest = digest or hashlib.sha256(data).digest()
+    return HEADER.pack(MAGIC, bytes.fromhex(update_id), index, len(data), digest) + data
 
 
 def parse_chunk(raw: bytes) -> tuple[str, int, bytes, memoryview]:

@@ -15,10 +15,9 @@ TABLE: dict[str, str] = {
     "cpu": "edgepack.targets.tflite.target:TARGET",
     "onnx": "edgepack.targets.onnx:TARGET",
     "coreml": "edgepack.targets.coreml.target:TARGET",
+    "qualcomm": "edgepack.targets.qualcomm.target:TARGET",
 }
-PLANNED: dict[str, str] = {
-    "qualcomm": "Qualcomm Hexagon NPU (QDQ ONNX + QNN context binaries): not built by this version yet",
-}
+PLANNED: dict[str, str] = {}
 DEFAULT = "cpu"          # what --target means when it is not given
 _loaded: dict[str, Target] = {}
 

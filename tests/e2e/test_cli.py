@@ -142,7 +142,7 @@ def test_ops_table_is_generated_from_the_registry():
     assert {"domain": "ai.onnx", "op_type": "Conv", "since": 1} == {k: rows[[r["op_type"] for r in rows].index("Conv")][k]
                                                                   for k in ("domain", "op_type", "since")}
     code, _, err = _invoke("ops", "--target", "nope")
-    assert code == 1 and "unknown target 'nope' (targets: cpu, onnx, coreml)" in err, err
+    assert code == 1 and "unknown target 'nope' (targets: cpu, onnx, coreml, qualcomm)" in err, err
 
 
 def test_unknown_target_names_choices(tmp_path):
@@ -152,10 +152,11 @@ def test_unknown_target_names_choices(tmp_path):
     assert "(targets: cpu" in err and "raspberry-pi-5" in err
 
 
-def test_device_profile_target_builds_what_it_can(tmp_path):
+def test_device_profile_target_builds_its_targets(tmp_path):
     code, out, err = _invoke("build", _cnn(tmp_path / "cnn.onnx"), "--target", "snapdragon-8-gen3", "--json")
-    assert code == 0 and "qualcomm" in err
-    assert [t["name"] for t in json.loads(out)["manifest"]["targets"]] == ["cpu"]
+    assert code == 0, err
+    targets = json.loads(out)["manifest"]["targets"]
+    assert [(t["name"], t["precision"]) for t in targets] == [("qualcomm", "w8a8"), ("cpu", "fp32")]
 
 
 @pytest.mark.parametrize("text,reason", [("x", "has no '='"), ("x=", "has no dimensions after '='"),

@@ -57,3 +57,13 @@ def conv_net(opset=17) -> onnx.ModelProto:
              "b2": rng.standard_normal(16).astype(np.float32) * 0.1, "fc": fc,
              "fcb": rng.standard_normal((1, 10)).astype(np.float32)}
     return model(nodes, inits, [("x", [1, 3, 16, 16])], ["y"], opset=opset)
+
+
+def erf_net() -> onnx.ModelProto:
+    """Conv -> Erf -> Conv -> Relu on 1x8x8x8: Erf is an op HTP does not run (QNN EP refuses it)."""
+    rng = np.random.default_rng(0)
+    w = (rng.standard_normal((8, 8, 3, 3)) * 0.2).astype(np.float32)
+    return model([h.make_node("Conv", ["x", "w"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+                  h.make_node("Erf", ["c1"], ["e"], name="erf"),
+                  h.make_node("Conv", ["e", "w"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
+                  h.make_node("Relu", ["c2"], ["y"], name="relu")], {"w": w}, [("x", [1, 8, 8, 8])], ["y"])

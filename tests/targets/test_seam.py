@@ -155,7 +155,14 @@ def test_registering_a_target_twice_is_an_error(new_target):
         table.register("fp16onnx", "ep_test_target:TARGET")
 
 
-def test_targets_json_lists_every_target_with_precisions_and_availability():
+@pytest.fixture
+def planned_target(monkeypatch):
+    """A target name device profiles may mention that this version does not build (none is planned today)."""
+    monkeypatch.setitem(table.PLANNED, "tpu-x", "a test NPU target: not built by this version yet")
+    return "tpu-x"
+
+
+def test_targets_json_lists_every_target_with_precisions_and_availability(planned_target):
     code, out, err = _invoke("targets", "--json")
     assert code == 0, err
     rows = {r["name"]: r for r in json.loads(out)}
@@ -167,7 +174,8 @@ def test_targets_json_lists_every_target_with_precisions_and_availability():
     assert rows["onnx"]["precisions"] == ["fp32"] and rows["onnx"]["backend"] == "onnxruntime"
     assert rows["coreml"]["format"] == "mlpackage" and rows["coreml"]["default_precision"] == "fp16"
     assert rows["coreml"]["backend"] in ("coreml-reference", "coreml") and rows["coreml"]["available"] is True
-    assert rows["qualcomm"]["available"] is False and "not built by this version" in rows["qualcomm"]["why_not"]
+    assert rows["qualcomm"]["format"] == "qnn" and rows["qualcomm"]["precisions"] == ["w8a8", "w8a16"]
+    assert rows["tpu-x"]["available"] is False and "not built by this version" in rows["tpu-x"]["why_not"]
 
 
 @pytest.mark.parametrize("spec,expected", [
@@ -204,13 +212,14 @@ def test_a_device_profile_sets_the_default_precision_of_its_targets():
     assert chosen.skipped == [] and chosen.profiles_named == ["apple-a17-m3"]
     assert [(i.target.name, i.precision) for i in plan(["apple-a17-m3"], "cpu=int8").items] == [("coreml", "fp16"),
                                                                                                 ("cpu", "int8")]
-    assert [(i.target.name, i.precision) for i in plan(["snapdragon-8-gen3"]).items] == [("cpu", "fp32")]
-    assert plan(["snapdragon-8-gen3"]).skipped == ["qualcomm"]
+    assert [(i.target.name, i.precision) for i in plan(["snapdragon-8-gen3"]).items] == [("qualcomm", "w8a8"),
+                                                                                        ("cpu", "fp32")]
+    assert plan(["snapdragon-8-gen3"]).skipped == []
     assert [(i.target.name, i.precision) for i in plan(["cpu", "apple-a17-m3"]).items] == [("cpu", "fp16"),
                                                                                            ("coreml", "fp16")]
 
 
-def test_a_planned_target_asked_by_name_says_it_is_not_built_yet():
+def test_a_planned_target_asked_by_name_says_it_is_not_built_yet(planned_target):
     from edgepack.plan import plan
-    with pytest.raises(EdgepackError, match="target 'qualcomm' is not built by this version"):
-        plan(["qualcomm"])
+    with pytest.raises(EdgepackError, match="target 'tpu-x' is not built by this version"):
+        plan(["tpu-x"])

@@ -8,8 +8,9 @@ names of its result are stable: they are the names ``quantize(..., overrides=...
 3. opset < 13 is upgraded to 13 (per-channel quantization of opset 11/12 writes DequantizeLinear with an
    ``axis`` those opsets do not have);
 4. rewrites (``rewrite.py``): Reciprocal -> Div(1, x), Gemm's 2-D bias, Clip's infinite bounds;
-5. ``qnn_preprocess_model``'s fusions (Gelu, LpNormalization, SpaceToDepth, LayerNormalization at opset
-   >= 17); it writes nothing when no fusion fires, so its result is used only when it wrote one;
+5. onnxruntime's basic optimizations (BatchNormalization into Conv, ...), then ``qnn_preprocess_model``'s
+   fusions (Gelu, LpNormalization, SpaceToDepth, LayerNormalization at opset >= 17); it writes nothing when
+   none of its fusions fires (dropping its optimizations too), so the optimized model is kept in that case;
 6. constant folding and pruning with edgepack's own loader passes (``Constant`` nodes become
    initializers: a Constant feeding Resize's empty ``roi`` breaks the HTP graph), and unique node names.
 """
@@ -65,16 +66,18 @@ def upgrade_opset(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _qnn_fusions(model: onnx.ModelProto) -> onnx.ModelProto:
-    """``qnn_preprocess_model`` on ``model``; the model itself when no fusion fired (nothing is written)."""
+    """onnxruntime's basic graph optimizations (BatchNormalization folded into Conv, ...), then
+    ``qnn_preprocess_model``'s fusions. That function optimizes too, but writes nothing when none of its own
+    fusions fires, so its optimizations are lost unless run here first."""
     from onnxruntime.quantization.execution_providers.qnn import qnn_preprocess_model
+    from onnxruntime.tools.onnx_model_utils import optimize_model
     with tempfile.TemporaryDirectory(prefix="edgepack-qnn-pre-") as tmp:
-        src, out = Path(tmp) / "in.onnx", Path(tmp) / "pre.onnx"
+        src, opt, out = Path(tmp) / "in.onnx", Path(tmp) / "opt.onnx", Path(tmp) / "pre.onnx"
         onnx.save(model, str(src))       # a path: given a ModelProto it would move its weights to external data
+        optimize_model(src, opt)
         with quiet():
-            wrote = qnn_preprocess_model(src, out, fuse_layernorm=main_opset(model) >= LAYERNORM_OPSET)
-        if not wrote or not out.exists():
-            return model
-        fused = onnx.load(str(out))
+            wrote = qnn_preprocess_model(opt, out, fuse_layernorm=main_opset(model) >= LAYERNORM_OPSET)
+        fused = onnx.load(str(out if wrote and out.exists() else opt))
     del fused.metadata_props[:]
     return fused
 

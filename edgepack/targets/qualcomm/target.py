@@ -1,0 +1,140 @@
+"""The ``qualcomm`` target: an HTP-ready QDQ ONNX model (w8a8 or w8a16) plus, when onnxruntime-qnn is here, a
+QNN context binary compiled for the device profile's HTP and a placement report; verified on the HTP
+simulator (backend ``qnn``), or on onnxruntime's CPU when onnxruntime-qnn is missing (said in the manifest).
+"""
+from __future__ import annotations
+
+import time
+
+import onnx
+from edgepack_runtime.backends import qnn_ep
+
+from ...errors import BackendError, EdgepackError
+from ..base import Converted, Job, Requirement, Target
+
+PRECISIONS = ("w8a8", "w8a16")
+METHODS = {"auto": "minmax", "minmax": "minmax", "percentile": "percentile", "entropy": "entropy"}
+
+
+class QualcommTarget(Target):
+    name = "qualcomm"
+    format = "qnn"
+    summary = ("Qualcomm Hexagon NPU (HTP): QDQ ONNX for onnxruntime's QNN EP, with a QNN context binary "
+               "compiled on the host when onnxruntime-qnn is installed")
+    precisions = PRECISIONS
+    default_precision = "w8a8"
+    requires = (Requirement("onnxruntime", "onnxruntime", "QDQ quantization (onnxruntime.quantization) and "
+                                                         "CPU verification"),)
+    optional = (Requirement("onnxruntime_qnn", "onnxruntime-qnn", "the HTP simulator (verification), "
+                                                                  "context binaries and the placement report"),)
+
+    @property
+    def backend(self) -> str:
+        """``qnn`` (HTP simulator / device) with onnxruntime-qnn, else ``onnxruntime`` (CPU) on the QDQ model."""
+        return "qnn" if qnn_ep.installed() else "onnxruntime"
+
+    def registry(self):
+        from .ops import HTP_OPS
+        return HTP_OPS
+
+    def quant_choices(self) -> dict[str, tuple[str, ...]]:
+        """Accepted values of the QuantOptions fields this target reads."""
+        return {"method": tuple(METHODS)}
+
+    def convert(self, model: onnx.ModelProto, job: Job) -> Converted:
+        from .device import for_profiles
+        from .preprocess import prepare
+        job.progress("preparing the model for QNN (opset, fusions, rewrites)")
+        prepared = prepare(model)
+        t0 = time.perf_counter()
+        qdq, overrides = self.quantize_model(prepared, job)
+        quantize_seconds = time.perf_counter() - t0
+        data = qdq.SerializeToString()
+        files = {self.path("model.qdq.onnx"): data}
+        device = for_profiles(job.profiles)
+        context, reason, placement, warnings = self._compile(qdq, data, device, job, files)
+        if job.require_npu:
+            from .placement import require_npu
+            require_npu(placement, self.name)
+        activations, weights = _types(job.precision)
+        extra = {"qnn": {"activations": activations, "weights": weights, "per_channel": True,
+                         "versions": qnn_ep.versions() if qnn_ep.installed() else None,
+                         "context": context, "context_reason": reason, "placement": placement,
+                         "overrides": overrides, "device": device}}
+        info = {"qdq_ops": _histogram(qdq), "quantize_seconds": round(quantize_seconds, 3),
+                "calibration_samples": len(_calib(job))}
+        io = {"inputs": [{"name": v.name, "perm": None} for v in qdq.graph.input],
+              "outputs": [{"name": v.name, "perm": None} for v in qdq.graph.output]}
+        return Converted(files, self.path("model.qdq.onnx"), io, info, extra, warnings)
+
+    def quantize_model(self, prepared: onnx.ModelProto, job: Job) -> tuple[onnx.ModelProto, dict[str, str]]:
+        """The QDQ model at ``job.precision`` and the per-node overrides used (``--keep-float`` -> "float")."""
+        from .quantize import quantize
+        overrides = keep_float_overrides(prepared, job.quant.keep_float)
+        activations, weights = _types(job.precision)
+        job.progress(f"QDQ quantization for HTP ({job.precision}: {activations} activations, {weights} weights "
+                     f"per channel, {len(_calib(job))} calibration samples)")
+        qdq = quantize(prepared, _calib(job), activations=activations, weights=weights, per_channel=True,
+                       overrides=overrides, method=METHODS[job.quant.method])
+        return qdq, overrides
+
+    def _compile(self, qdq, data: bytes, device: dict, job: Job, files: dict):
+        """(context entry, reason there is none, placement, warnings): the context binary when it can be made."""
+        from .context import compile_context
+        from .placement import estimate, report
+        if not qnn_ep.installed():
+            reason = (f"no QNN context binary: onnxruntime-qnn is not installed on the build host (pip install "
+                      f"{qnn_ep.PIP}); the bundle holds the portable QDQ model only, verified on onnxruntime CPU")
+            return None, reason, estimate(qdq), [reason]
+        job.progress(f"compiling the QNN context binary for HTP v{device['htp_arch']} (SoC {device['soc_model']}, "
+                     f"{device['source']})")
+        try:
+            compiled = compile_context(data, htp_arch=device["htp_arch"], soc_model=device["soc_model"])
+        except BackendError as exc:
+            if job.require_npu:
+                raise EdgepackError(f"--require-npu: {exc.message}", hint=exc.hint) from exc
+            reason = f"no QNN context binary: {exc.message}"
+            return None, reason, report(qdq, None), [reason]
+        if compiled.data is None:
+            reason = "no QNN context binary: HTP takes none of the model's nodes (see the placement report)"
+            return None, reason, report(qdq, None, compiled.log), [reason]
+        file = self.path("model.ctx.onnx")
+        files[file] = compiled.data
+        return {"file": file, **compiled.info}, None, report(qdq, compiled.model, compiled.log), []
+
+
+def keep_float_overrides(model: onnx.ModelProto, names) -> dict[str, str]:
+    """``--keep-float`` names (ONNX node names, or tensors they produce) as "float" overrides; EdgepackError
+    naming those the model does not have."""
+    by_output = {o: n.name for n in model.graph.node for o in n.output}
+    nodes = {n.name for n in model.graph.node}
+    out, unknown = {}, []
+    for name in names:
+        node = name if name in nodes else by_output.get(name)
+        if node is None:
+            unknown.append(name)
+        else:
+            out[node] = "float"
+    if unknown:
+        raise EdgepackError(f"--keep-float names no node or tensor of the model: {', '.join(unknown)}",
+                            hint="use ONNX node names (see the placement report or `edgepack debug-quant`)")
+    return out
+
+
+def _types(precision: str) -> tuple[str, str]:
+    from .quantize import PRECISIONS as TYPES
+    return TYPES[precision]
+
+
+def _calib(job: Job) -> list[dict]:
+    return list(job.calibration.calib or job.calibration.all)
+
+
+def _histogram(model: onnx.ModelProto) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for node in model.graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+TARGET = QualcommTarget()

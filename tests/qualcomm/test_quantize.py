@@ -188,3 +188,21 @@ def test_cpu_run_only_when_asked(monkeypatch):
         htp.run(qdq, feeds)
     got = htp.run(qdq, feeds, allow_cpu=True)
     assert max_rel_error(got, reference(m, feeds)) < 0.05
+
+
+def test_batchnorm_is_folded_even_when_no_qnn_fusion_fires():
+    rng = np.random.default_rng(5)
+    m = model([h.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+               h.make_node("BatchNormalization", ["c", "g", "b", "mu", "var"], ["y"], name="bn")],
+              {"w": rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "g": np.full(4, 1.5, np.float32),
+               "b": np.full(4, 0.1, np.float32), "mu": np.zeros(4, np.float32), "var": np.ones(4, np.float32)},
+              [("x", [1, 3, 8, 8])], ["y"])
+    assert [n.op_type for n in prepare(m).graph.node] == ["Conv"]
+
+
+def test_an_erf_gelu_is_fused_into_gelu():
+    inits = {"s": np.array(np.sqrt(2), np.float32), "one": np.array(1, np.float32), "half": np.array(.5, np.float32)}
+    m = model([h.make_node("Div", ["x", "s"], ["d"], name="div"), h.make_node("Erf", ["d"], ["e"], name="erf"),
+               h.make_node("Add", ["e", "one"], ["a"], name="add"), h.make_node("Mul", ["x", "a"], ["p"], name="mul"),
+               h.make_node("Mul", ["p", "half"], ["y"], name="half")], inits, [("x", [1, 16])], ["y"])
+    assert [n.op_type for n in prepare(m).graph.node] == ["Gelu"]

@@ -35,6 +35,7 @@ from .errors import EdgepackError, ParityError
 from .model import load_model
 from .model.freeze import frozen_inputs
 from .model.ort import reference_outputs
+from .model.qdq import is_quantized
 from .plan import plan
 from .stages import StageRecorder
 from .targets.base import Job, QuantOptions
@@ -141,6 +142,11 @@ def _build(recorder: StageRecorder, model_path, *, targets, input_shapes, input_
                                    synthetic_samples=N_SYNTHETIC, synthetic_bytes=SYNTHETIC_BYTES)
     warnings.extend(cal.warnings)
     data_kind = {"given": "given", "synthetic": "synthetic"}.get(cal.kind, "holdout")
+    quantized = is_quantized(model)
+    if quantized and any(_judged_as(i.precision, True) != i.precision for i in planned.items):
+        warnings.append("the model is quantized (QDQ/QOperator): a float build runs without its rounding of "
+                        "activations, so it is judged against onnxruntime running the quantized model with the "
+                        "int8 gate")
 
     with stage("reference"):
         progress(f"computing fp32 reference outputs (onnxruntime, {len(cal.all)} samples)")
@@ -166,7 +172,7 @@ def _build(recorder: StageRecorder, model_path, *, targets, input_shapes, input_
     entries, gates = [], {}
     for item in planned.items:
         target = item.target
-        gates[target.name] = thresholds or gate(item.precision, **(gate_overrides or {}))
+        gates[target.name] = thresholds or gate(_judged_as(item.precision, quantized), **(gate_overrides or {}))
         with stage(f"convert:{target.name}"):
             progress(f"converting for target '{target.name}' ({item.precision})")
             job = Job(item.precision, cal, reference, gates[target.name], quant, tuple(item.profiles),
@@ -225,6 +231,12 @@ def _load_sign_key(sign_key):
         return None
     from edgepack_runtime.signing import load_private_key
     return load_private_key(Path(sign_key))
+
+
+def _judged_as(precision: str, quantized: bool) -> str:
+    """The precision whose gate judges a build: a float build of a quantized model differs from its reference
+    (onnxruntime running the quantized model) by the model's own quantization noise, so it gets int8's."""
+    return "int8" if quantized and precision in ("fp32", "fp16") else precision
 
 
 def _write_report(report, manifest: dict, model_path: Path) -> None:

@@ -61,6 +61,7 @@ INPUT_SHAPES: dict[str, dict[str, list[int]]] = {
     "audio_oww_embedding_model.onnx": {"input_1": [1, 76, 32, 1]},
     "audio_basic_pitch_nmp.onnx": {"serving_default_input_2:0": [1, 43844, 1]},
     "bytes_magika_standard_v3_3.onnx": {"bytes": [1, 2048]},
+    "audio_smart_turn_v3_2_cpu_qdq.onnx": {"input_features": [1, 80, 800]},   # a QDQ-quantized Whisper encoder
 }
 
 # Models that build only with some inputs frozen (``--input-value``): name -> (input shapes, input values).

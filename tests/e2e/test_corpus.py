@@ -22,6 +22,8 @@ FP32_MAX_REL_ERROR = {
     "audio_basic_pitch_nmp.onnx": 6e-6,              # (1.8e-6)
     "bytes_magika_standard_v3_3.onnx": 1.2e-5,       # (3.6e-6)
     "archonly_light_densenet121.onnx": 1.5e-5,       # (4.7e-6)
+    # a QDQ model: its float build runs without the model's activation rounding, against onnxruntime running it
+    "audio_smart_turn_v3_2_cpu_qdq.onnx": 0.06,      # (2.0e-2)
 }
 FP32_MAX_REL_ERROR_FLOOR = 1e-6
 # a model added to the corpus without a measured bound is held to the loosest one until it gets its own

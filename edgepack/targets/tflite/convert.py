@@ -59,7 +59,7 @@ class Lowered:
         return [n for n, t in self.graph.tensors.items() if t.data is None and t.dtype == np.float32]
 
     def finish(self, precision: str = "fp32", *, ranges: dict | None = None, keep_float=(),
-               io: str = "float", float_opcodes=(), float_origins=()) -> TFLiteModel:
+               io: str = "float", float_opcodes=(), float_origins=(), weight_scales=None) -> TFLiteModel:
         """Serialize a copy at ``precision``; int8 needs calibrated ``ranges`` (see ``quant/ranges.py``)."""
         g = copy.deepcopy(self.graph)
         stats = dict(self.stats, precision=precision)
@@ -67,7 +67,8 @@ class Lowered:
             if ranges is None:
                 raise ValueError("int8 needs calibrated activation ranges")
             stats["quantization"] = quantize_int8(g, ranges, keep_float=keep_float, io=io,
-                                                  float_opcodes=float_opcodes, float_origins=float_origins)
+                                                  float_opcodes=float_opcodes, float_origins=float_origins,
+                                                  weight_scales=weight_scales)
             stats["quantization"]["io"] = io
         else:
             stats["compressed_weights"] = compress_weights(g, precision)

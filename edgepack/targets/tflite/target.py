@@ -27,7 +27,8 @@ class TFLiteTarget(Target):
 
     def preflight(self, model: onnx.ModelProto) -> None:
         from .convert import preflight
-        preflight(model)
+        from .qdq import preflight as qdq_preflight
+        qdq_preflight(model, preflight)         # a quantized model is checked as the float model it becomes
 
     def quant_choices(self) -> dict[str, tuple[str, ...]]:
         """Accepted values of the QuantOptions fields this target reads."""
@@ -38,10 +39,12 @@ class TFLiteTarget(Target):
 
     def convert(self, model: onnx.ModelProto, job: Job) -> Converted:
         from .convert import lower
+        from .qdq import float_view
         from .quant.measure import latency_ms
         extra, latency = {}, None
+        model, qdq = float_view(model)          # QDQ / QOperator in: its float twin and its own parameters
         if job.precision == "int8":
-            result = self._quantize(model, job, job.quant)
+            result = self._quantize(model, job, job.quant, qdq)
             low, tm, latency = result.lowered, result.model, result.latency
             from .quant.pipeline import describe
             extra["quantization"] = describe(result, job.quant)
@@ -49,6 +52,8 @@ class TFLiteTarget(Target):
             low = lower(model)
             tm = low.finish(job.precision)
         info = {k: v for k, v in tm.stats.items() if k != "quantization"}
+        if qdq is not None:
+            info["dequantized"] = qdq.counts
         fp32 = None
         if job.precision != "fp32":
             fp32 = low.finish("fp32")
@@ -68,14 +73,16 @@ class TFLiteTarget(Target):
 
     def quantize_debug(self, model: onnx.ModelProto, job: Job):
         """Full-integer int8 without mixed precision: the result's ``layers`` / ``ranked`` are the table."""
+        from .qdq import float_view
         opts = QuantOptions(**{**job.quant.__dict__, "mixed_precision": False})
-        return self._quantize(model, job, opts)
+        flt, qdq = float_view(model)
+        return self._quantize(flt, job, opts, qdq)
 
-    def _quantize(self, model, job: Job, options: QuantOptions):
+    def _quantize(self, model, job: Job, options: QuantOptions, qdq=None):
         from .quant.pipeline import quantize
         cal = job.calibration
         return quantize(model, cal.calib, cal.holdout, job.reference, job.gate, options,
-                        num_threads=job.num_threads, progress=job.progress)
+                        num_threads=job.num_threads, progress=job.progress, qdq=qdq)
 
 
 TARGET = TFLiteTarget()

@@ -64,7 +64,7 @@ def activation_ops(graph: Graph) -> list[Op]:
 
 class _Quantizer:
     def __init__(self, graph: Graph, ranges: dict, keep_float: set[str], io: str, float_opcodes=(),
-                 float_origins=()):
+                 float_origins=(), weight_scales=None):
         # ranges int8 cannot carry (masks of -1e9, overflowed sums) leave their ops in float: kernels derive
         # fixed-point multipliers from the scales, and absurd ones abort the interpreter at prepare time
         ranges = {n: r for n, r in ranges.items()
@@ -72,6 +72,7 @@ class _Quantizer:
         self.g, self.ranges, self.io = graph, ranges, io
         self.float_opcodes, self.float_origins = set(float_opcodes), set(float_origins)
         self.keep = set(keep_float)
+        self.weight_scales, self.model_weights = weight_scales or {}, 0   # a quantized model's own (qdq.py)
         self.rep: dict[str, str] = {}          # activation tensor -> "int8" | "float"
         self.cache: dict[tuple, str] = {}
         self.float_ops: list[Op] = []
@@ -199,7 +200,7 @@ class _Quantizer:
         x = op.inputs[ai]
         q_in = self.quant_of(x) or self.own(x)
         op.inputs[ai] = self.as_int8(x, q_in, op)
-        w_name, w_scale = self._weight(op.inputs[wi], axis)
+        w_name, w_scale = self._weight(op.inputs[wi], axis, op.origin)
         op.inputs[wi] = w_name
         if bi < len(op.inputs) and op.inputs[bi] is not None:
             b = self.g.tensors[op.inputs[bi]]
@@ -213,16 +214,24 @@ class _Quantizer:
         out = op.outputs[0]
         self.set_int8(out, self.own(out))
 
-    def _weight(self, name: str, axis: int) -> tuple[str, np.ndarray]:
+    def _weight(self, name: str, axis: int, origin: str = "") -> tuple[str, np.ndarray]:
         key = (name, "w", axis)
         if key not in self.cache:
             w = self.g.tensors[name].data.astype(np.float32)
-            other = tuple(a for a in range(w.ndim) if a != axis)
-            amax = np.max(np.abs(w), axis=other)
-            scale = np.where(amax > 0, amax / 127.0, 1e-9).astype(np.float32)
-            shape = [1] * w.ndim
-            shape[axis] = -1
-            q = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)
+            q = None
+            if origin in self.weight_scales:
+                from .qdq import exact_weights
+                q = exact_weights(w, self.weight_scales[origin], axis)
+            if q is not None:
+                scale = np.broadcast_to(self.weight_scales[origin], (w.shape[axis],)).astype(np.float32)
+                self.model_weights += 1
+            else:
+                other = tuple(a for a in range(w.ndim) if a != axis)
+                amax = np.max(np.abs(w), axis=other)
+                scale = np.where(amax > 0, amax / 127.0, 1e-9).astype(np.float32)
+                shape = [1] * w.ndim
+                shape[axis] = -1
+                q = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)
             new = self.g.add(f"{name}_int8", w.shape, np.int8, np.ascontiguousarray(q))
             self.g.tensors[new].quant = qparams(scale, np.zeros(len(scale), np.int64), axis)
             self.cache[key] = (new, scale)
@@ -267,16 +276,17 @@ class _Quantizer:
 
 
 def quantize_int8(graph: Graph, ranges: dict[str, tuple[float, float]], *, keep_float=(), io: str = "float",
-                  float_opcodes=(), float_origins=()) -> dict:
+                  float_opcodes=(), float_origins=(), weight_scales=None) -> dict:
     """Rewrite ``graph`` in place to full-integer int8; return counts for the build report.
 
     ``ranges``: calibrated (min, max) per float activation tensor. ``keep_float``: activation tensor names
     whose producer and consumers stay float (mixed precision). ``float_opcodes``: op types kept float
-    wherever they occur; ``float_origins``: ops lowered from these ONNX nodes stay float."""
+    wherever they occur; ``float_origins``: ops lowered from these ONNX nodes stay float. ``weight_scales``:
+    per ONNX node, a quantized model's own weight scales, used where the weights lie on their grid."""
     if io not in IO_TYPES:
         raise ValueError(f"io must be one of {IO_TYPES}")
     graph.toposort()
-    qz = _Quantizer(graph, ranges, set(keep_float), io, float_opcodes, float_origins)
+    qz = _Quantizer(graph, ranges, set(keep_float), io, float_opcodes, float_origins, weight_scales)
     qz.inputs()
     for op in list(graph.ops):
         if op.opcode == "QUANTIZE" and op.origin == "input":
@@ -289,4 +299,5 @@ def quantize_int8(graph: Graph, ranges: dict[str, tuple[float, float]], *, keep_
                             and op not in qz.float_ops),
             "float_ops": sorted({op.outputs[0] for op in qz.float_ops}),
             "float_opcodes": sorted({op.opcode for op in qz.float_ops}),
-            "quantize_ops": graph.count("QUANTIZE"), "dequantize_ops": graph.count("DEQUANTIZE")}
+            "quantize_ops": graph.count("QUANTIZE"), "dequantize_ops": graph.count("DEQUANTIZE"),
+            "model_weight_scales": qz.model_weights}

@@ -40,6 +40,7 @@ class Int8Result:
     lowered: object = None
     method: str = ""                    # the calibration method used (auto's choice)
     latency: dict | None = None         # host latency of ``model``, when mixed precision measured it
+    source: dict | None = None          # a quantized model's own parameters were used (quant/qdq.py)
 
 
 AUTO_CANDIDATES = ("minmax", "percentile")
@@ -80,15 +81,29 @@ def debug(low, tm, holdout) -> tuple[list[dict], list[dict]]:
 
 def quantize(model: onnx.ModelProto, calib: list[dict], holdout: list[dict], reference: list[dict],
              gate: Gate, options: QuantOptions, *, num_threads=None,
-             progress: Callable[[str], None] = lambda s: None) -> Int8Result:
-    """Quantize, measure on ``holdout`` (``reference``: its fp32 outputs), debug, mix precision."""
-    progress(f"calibrating activation ranges ({options.method}, {len(calib)} samples)")
+             progress: Callable[[str], None] = lambda s: None, qdq=None) -> Int8Result:
+    """Quantize, measure on ``holdout`` (``reference``: its fp32 outputs), debug, mix precision.
+
+    ``qdq``: the ``QdqInfo`` of a quantized source model (``model`` is then its dequantized float twin): its
+    own scales and zero points replace calibration (``quant/qdq.py``)."""
     policy = policy_float_nodes(model, options.policy)
-    low, ranges, method = prepare(model, calib, options.method, float_origins=policy)
+    scales, source = None, None
+    if qdq is not None:
+        progress("taking the quantized model's own scales and zero points")
+        from .qdq import model_quant
+        low = lower(model)
+        mq = model_quant(model, qdq, low)
+        ranges, method, scales = mq.ranges, "model", mq.weight_scales
+        policy = policy + [n for n in mq.float_nodes if n not in policy]
+        source = {**mq.counts, "float_nodes": [{"node": n, "why": w} for n, w in mq.float_nodes.items()]}
+    else:
+        progress(f"calibrating activation ranges ({options.method}, {len(calib)} samples)")
+        low, ranges, method = prepare(model, calib, options.method, float_origins=policy)
     pinned = resolve_keep(options.keep_float, low)
 
     def make(keep_float):
-        return low.finish("int8", ranges=ranges, io=options.io, keep_float=keep_float, float_origins=policy)
+        return low.finish("int8", ranges=ranges, io=options.io, keep_float=keep_float, float_origins=policy,
+                          weight_scales=scales)
 
     def evaluate(tm, n):
         return measure(tm.data, low.io, model, holdout[:n], reference[:n], gate, num_threads)
@@ -101,7 +116,7 @@ def quantize(model: onnx.ModelProto, calib: list[dict], holdout: list[dict], ref
     base, keep = tm, pinned
     if not figures["passed"] and options.mixed_precision:
         keep, tm, figures = search(trial, pinned, pinned, ranked, options.max_float_fraction, tm, figures, progress)
-    result = Int8Result(tm, figures, rows, ranked, tried=trial.tried, lowered=low, method=method)
+    result = Int8Result(tm, figures, rows, ranked, tried=trial.tried, lowered=low, method=method, source=source)
     if keep:
         by_tensor = {r["tensor"]: r for r in rows}
         result.float_layers = [{"tensor": t, "origin": by_tensor.get(t, {}).get("origin", ""),
@@ -124,4 +139,7 @@ def describe(result: Int8Result, options: QuantOptions, max_layers: int = 2000) 
             "float_opcodes": q.get("float_opcodes", []),
             "float_layers": result.float_layers, "culprits": [r["tensor"] for r in result.ranked[:10]],
             "mixed_precision": {"enabled": options.mixed_precision, "tried": result.tried, **result.costs},
+            "source": "model" if result.source else "calibration",
+            **({"model": {**result.source, "weight_scales_used": q.get("model_weight_scales", 0)}}
+               if result.source else {}),
             "layers": rows[:max_layers]}

@@ -13,7 +13,9 @@ Without them, ssh reads ``~/.ssh/config`` and ``~/.ssh/known_hosts`` as usual; i
 ``ssh://host/~/state`` names a folder relative to the remote home.
 
 Both copy atomically: the bytes go to ``inbox/<name>.part`` and are renamed to ``inbox/<name>`` only when
-complete, so a device never sees half a bundle; a failed copy leaves no ``.part`` behind.
+complete, so a device never sees half a bundle; a failed copy leaves no ``.part`` behind. Over ssh with
+install, the same session renames it ``inbox/<name>.install`` (a name the device's inbox processing skips, so
+its agent does not race the command) and runs ``edgepack-device install`` on it, which consumes it.
 """
 from __future__ import annotations
 
@@ -137,13 +139,8 @@ def deliver(url: str, bundle: Path, *, install: bool = True, progress: Progress 
         from . import via_ssh
         opts = via_ssh.SshOptions.make(via, identity_file=identity_file, known_hosts=known_hosts,
                                        ssh_config=ssh_config, connect_timeout=connect_timeout)
-        remote = via_ssh.upload(via, opts, path, name, progress)
-        result = {"via": "ssh", "path": remote, "installed": False, "status": None}
-        if install:
-            cmd = via.options.get("device_cmd", device_cmd)
-            result["status"] = via_ssh.install(via, opts, remote, cmd, [str(k) for k in trust_keys])
-            result["installed"] = True
-        return result
+        cmd = (via.options.get("device_cmd") or device_cmd or "edgepack-device") if install else None
+        return via_ssh.send(via, opts, path, name, progress, device_cmd=cmd, trust_keys=[str(k) for k in trust_keys])
 
 
 def inbox_name(bundle: Path) -> str:

@@ -1,11 +1,11 @@
-"""``--via ssh://``: the system OpenSSH client streams the bundle into ``STATE_DIR/inbox/`` and runs
-``edgepack-device install`` there. Bytes go through ``ssh host 'cat > inbox/<name>.part'`` in 1 MiB
-chunks (bounded memory, progress per chunk); a remote POSIX sh script checks the free space first, the
-byte count after, then renames the ``.part`` (atomic) and removes it on any failure.
+"""``--via ssh://``: the system OpenSSH client streams the bundle into ``STATE_DIR/inbox/`` and, with
+install, runs ``edgepack-device install`` on it, all in one ssh session. The bytes go to the stdin of a
+remote POSIX sh script (``cat > inbox/<name>.part``) in 1 MiB chunks: bounded memory, progress per chunk.
+The script checks that the device command exists and that the free space suffices before reading a byte,
+counts the bytes after, renames the ``.part`` (atomic) and removes whatever it wrote on any failure.
 """
 from __future__ import annotations
 
-import json
 import re
 import shlex
 import subprocess
@@ -16,13 +16,12 @@ from pathlib import Path
 from edgepack.errors import DeliveryError
 
 from .via import CHUNK, Progress, Via
+from .via_ssh_errors import install_error, status_of, upload_error
 
-# exit codes of the upload script (below ssh's own 255)
-_SHORT, _NOSPACE, _MKDIR, _WRITE, _RENAME = 70, 71, 72, 73, 74
-INSTALL_TIMEOUT = 3600   # seconds for the remote install (verify, copy, health check) to answer
-UPLOAD = (
-    'd={inbox}; p={part}; f={final}; n={size}; '
-    'mkdir -p -- "$d" || exit 72; '
+_MARK = "edgepack-via-path "
+_UPLOAD = (
+    's={state}; n={size}; '
+    'mkdir -p -- "$s/inbox" && s=$(cd -- "$s" && pwd) || exit 72; d="$s/inbox"; p="$d/"{name}.part; '
     'a=$(df -Pk -- "$d" 2>/dev/null | awk \'NR==2 {{print $4}}\'); '
     'case "$a" in ""|*[!0-9]*) ;; *) if [ "$a" -lt $(( (n + 1023) / 1024 )) ]; then '
     'echo "edgepack-via: no space left in $d: the bundle needs $n bytes, ${{a}} KiB are free" >&2; exit 71; fi;; esac; '
@@ -30,8 +29,30 @@ UPLOAD = (
     'cat > "$p" || exit 73; '
     'g=$(wc -c < "$p"); if [ "$g" -ne "$n" ]; then '
     'echo "edgepack-via: the upload stopped after $g of $n bytes" >&2; exit 70; fi; '
-    'sync -- "$p" 2>/dev/null; mv -f -- "$p" "$f" || exit 74; trap - EXIT HUP INT TERM PIPE; echo ok'
+    'sync -- "$p" 2>/dev/null; f="$d/"{final}; mv -f -- "$p" "$f" || exit 74; '
 )
+# without install: the inbox file is the result (the device installs it on its next start, or its agent at once)
+_DROP = 'trap - EXIT HUP INT TERM PIPE; echo "{mark}$f"'
+# with install: a name recover() and the agent's inbox watcher skip, installed (and consumed) by the command
+# itself in this same session; if the command never took it, it is removed: nothing is left behind
+_CHECK = ('command -v -- {word} >/dev/null 2>&1 || '
+          '{{ echo "edgepack-via: device command not found: "{word} >&2; exit 127; }}; ')
+_INSTALL = ('trap \'rm -f -- "$f"\' EXIT HUP INT TERM PIPE; echo "{mark}$f"; '
+            '{cmd} install "$f" --state-dir "$s" --json --update-id {uid}{keys}')
+
+
+def remote_script(via: Via, name: str, size: int, device_cmd: list[str] | None, trust_keys=()) -> str:
+    """The POSIX sh script run on the device: space check, upload into ``inbox/<name>.part``, rename, and
+    (with ``device_cmd``) ``<device_cmd> install`` of it. Every value in it is quoted."""
+    q = shlex.quote
+    state = via.path.rstrip("/") or "/"
+    if device_cmd is None:
+        return _UPLOAD.format(state=q(state), size=size, name=q(name), final=q(name)) + _DROP.format(mark=_MARK)
+    uid = "via-" + re.sub(r"[^A-Za-z0-9._-]", "-", name.removesuffix(".edgepack"))[:60]
+    keys = "".join(f" --trust-key {q(k)}" for k in trust_keys)
+    return (_CHECK.format(word=q(device_cmd[0])) + _UPLOAD.format(state=q(state), size=size, name=q(name),
+                                                                   final=q(name + ".install"))
+            + _INSTALL.format(mark=_MARK, cmd=shlex.join(device_cmd), uid=q(uid), keys=keys))
 
 
 @dataclass(frozen=True)
@@ -74,17 +95,26 @@ def _spawn(how, argv: list[str], **kwargs):
                             hint="install OpenSSH's client (apt-get install openssh-client)") from None
 
 
-def _where(via: Via) -> str:
-    return f"{via.user + '@' if via.user else ''}{via.host}{':' + str(via.port) if via.port else ''}"
+def send(via: Via, opts: SshOptions, src: Path, name: str, progress: Progress | None, *,
+         device_cmd: str | None, trust_keys=()) -> dict:
+    """Upload ``src`` into ``<state dir>/inbox/`` and, with ``device_cmd``, install it, in one ssh session.
 
-
-def upload(via: Via, opts: SshOptions, src: Path, name: str, progress: Progress | None) -> str:
-    """Stream ``src`` to ``<state dir>/inbox/<name>`` on the device; returns that remote path."""
-    inbox = via.path.rstrip("/") + "/inbox"
-    final = f"{inbox}/{name}"
+    Returns the ``deliver()`` result; raises DeliveryError (see ``_upload_error`` / ``_install_error``)."""
+    words = (shlex.split(device_cmd) or ["edgepack-device"]) if device_cmd is not None else None
     total = src.stat().st_size
-    script = UPLOAD.format(inbox=shlex.quote(inbox), part=shlex.quote(final + ".part"),
-                           final=shlex.quote(final), size=total)
+    code, out, errors = _run(via, opts, remote_script(via, name, total, words, trust_keys), src, total, progress)
+    path, body = _split(out)
+    if path is None:
+        raise upload_error(via, code, errors, device_cmd)
+    if words is None:
+        return {"via": "ssh", "path": path, "installed": False, "status": None}
+    status = status_of(body)
+    if code == 0 and status is not None and status.get("state") == "committed":
+        return {"via": "ssh", "path": path, "installed": True, "status": status}
+    raise install_error(via, code, errors, status, device_cmd)
+
+
+def _run(via: Via, opts: SshOptions, script: str, src: Path, total: int, progress) -> tuple[int, str, str]:
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = _spawn(subprocess.Popen, opts.argv(via) + ["sh -c " + shlex.quote(script)],
                       stdin=subprocess.PIPE, stdout=out, stderr=err)
@@ -96,10 +126,13 @@ def upload(via: Via, opts: SshOptions, src: Path, name: str, progress: Progress 
             raise
         code = proc.wait()
         out.seek(0), err.seek(0)
-        text, errors = out.read().decode(errors="replace"), err.read().decode(errors="replace")
-    if code != 0 or text.strip() != "ok":
-        raise _upload_error(via, code, errors, inbox)
-    return final
+        return code, out.read().decode(errors="replace"), err.read().decode(errors="replace")
+
+
+def _split(out: str) -> tuple[str | None, str]:
+    """(the remote path the script announced, the rest of stdout), or (None, stdout) before the upload ended."""
+    head, _, body = out.partition("\n")
+    return (head[len(_MARK):], body) if head.startswith(_MARK) else (None, out)
 
 
 def _stream(proc: subprocess.Popen, src: Path, total: int, progress: Progress | None) -> None:
@@ -116,88 +149,3 @@ def _stream(proc: subprocess.Popen, src: Path, total: int, progress: Progress | 
         pass
 
 
-def _tail(text: str, n: int = 6) -> str:
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    return " | ".join(lines[-n:])[:1200]
-
-
-def _ssh_error(via: Via, errors: str) -> DeliveryError | None:
-    """ssh's own failures (exit 255) as a clear DeliveryError, or None when it is not one."""
-    where, low = _where(via), errors.lower()
-    if "host key verification failed" in low or "remote host identification has changed" in low:
-        return DeliveryError(f"ssh to {where}: the host key is unknown or changed: {_tail(errors, 2)}",
-                             hint="check the device's fingerprint, then add it to known_hosts "
-                                  "(ssh-keyscan) or pass known_hosts=FILE")
-    if "permission denied" in low or "too many authentication failures" in low:
-        return DeliveryError(f"ssh to {where}: authentication failed: {_tail(errors, 1)}",
-                             hint="pass the device's key with identity=KEY (or -i in ~/.ssh/config) and check "
-                                  "its authorized_keys; passwords are not asked (BatchMode)")
-    for marker in ("connection refused", "timed out", "no route to host", "could not resolve",
-                   "network is unreachable", "connection closed", "connection reset", "name or service"):
-        if marker in low:
-            return DeliveryError(f"ssh to {where}: host unreachable: {_tail(errors, 1)}",
-                                 hint="check the host name, the port and that sshd runs on the device")
-    return None
-
-
-def _upload_error(via: Via, code: int, errors: str, inbox: str) -> DeliveryError:
-    where = _where(via)
-    if code == 255 and (found := _ssh_error(via, errors)):
-        return found
-    if code == _NOSPACE or "no space left" in errors.lower():
-        return DeliveryError(f"no space on {where} for the bundle in {inbox}: {_tail(errors, 2)}",
-                             hint="free some space on the device; nothing was installed")
-    what = {_MKDIR: f"cannot create {inbox}", _WRITE: f"cannot write into {inbox}",
-            _RENAME: f"cannot rename the upload in {inbox}", _SHORT: "the upload was cut short"}
-    return DeliveryError(f"upload to {where} failed ({what.get(code, f'exit {code}')}): "
-                         f"{_tail(errors) or 'no error text'}",
-                         hint="check the state folder's path and permissions on the device; no .part is left")
-
-
-def install(via: Via, opts: SshOptions, remote: str, device_cmd: str, trust_keys: list[str]) -> dict:
-    """Run ``<device_cmd> install <remote> --state-dir <dir> --json`` on the device; its status when committed."""
-    words = shlex.split(device_cmd) or ["edgepack-device"]
-    args = [*words, "install", remote, "--state-dir", via.path, "--json"]
-    for key in trust_keys:
-        args += ["--trust-key", key]
-    try:
-        proc = _spawn(subprocess.run, opts.argv(via) + [shlex.join(args)], capture_output=True,
-                      timeout=INSTALL_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        raise DeliveryError(f"{_where(via)}: no answer from {device_cmd} install within {INSTALL_TIMEOUT} s",
-                            hint="see `edgepack-device ota-status` on the device") from None
-    out, errors = proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
-    status = _status(out)
-    if proc.returncode == 0 and status is not None and status.get("state") == "committed":
-        return status
-    where = _where(via)
-    if proc.returncode == 255 and (found := _ssh_error(via, errors)):
-        raise found
-    missing = proc.returncode == 127 or re.search(r"no module named '?edgepack_runtime", errors.lower())
-    if missing:
-        raise DeliveryError(f"{where}: the device command {device_cmd!r} was not found: {_tail(errors, 2)}",
-                            hint="install edgepack-runtime on the device, or pass device_cmd=/path/to/venv/bin/"
-                                 "edgepack-device (a non-interactive ssh session may not have the venv on PATH); "
-                                 f"meanwhile the bundle waits in {remote}: the device installs it on its next start",
-                            remote_error=errors.strip())
-    if "invalid choice: 'install'" in errors:
-        raise DeliveryError(f"{where}: {device_cmd} has no install command (an older edgepack-runtime)",
-                            hint="upgrade edgepack-runtime on the device", remote_error=errors.strip())
-    state = status.get("state") if status else None
-    reason = (status or {}).get("reason") or _tail(errors, 3) or f"exit {proc.returncode}"
-    raise DeliveryError(f"{where}: the device did not install the bundle"
-                        f"{f' (state {state})' if state else ''}: {reason}",
-                        hint="the previous model keeps serving; see the device's error above",
-                        status=status, remote_error=errors.strip() or None)
-
-
-def _status(out: str) -> dict | None:
-    """The device's JSON status: the whole stdout, or its last JSON line; None when there is none."""
-    for text in [out, *reversed(out.strip().splitlines())]:
-        try:
-            doc = json.loads(text)
-        except ValueError:
-            continue
-        if isinstance(doc, dict):
-            return doc.get("status") if isinstance(doc.get("status"), dict) else doc
-    return None

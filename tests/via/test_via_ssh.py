@@ -100,12 +100,14 @@ def test_no_space_is_refused_before_sending(sshd, state, tmp_path):
 
 def test_missing_device_command(sshd, state, tmp_path):
     bundle = add_bundle(tmp_path / "add.edgepack")
-    with pytest.raises(DeliveryError, match=r"device command .*/nonexistent/edgepack-device.* was not found.*"
-                                            r"device_cmd=") as err:
+    with pytest.raises(DeliveryError, match=r"device command .*/nonexistent/edgepack-device.* was not found "
+                                            r"\(nothing was sent\).*device_cmd=") as err:
         deliver(sshd.url(state), bundle, device_cmd="/nonexistent/edgepack-device")
-    assert "/nonexistent/edgepack-device: No such file or directory" in err.value.remote_error
-    with pytest.raises(DeliveryError, match="was not found"):      # a Python without the runtime
+    assert "/nonexistent/edgepack-device" in err.value.remote_error and inbox(state) == []
+    # a Python without the runtime: found only once the upload is there, which is then removed
+    with pytest.raises(DeliveryError, match=r"was not found \(the upload was removed\)"):
         deliver(sshd.url(state), bundle, device_cmd=f"{sys.executable} -I -S -m edgepack_runtime.cli")
+    assert inbox(state) == []
 
 
 def test_no_ssh_client_on_this_machine(monkeypatch, tmp_path, blob):

@@ -78,7 +78,7 @@ def test_bad_urls_name_the_accepted_forms(url, why):
     assert why in str(err.value) and ACCEPTED in str(err.value) and err.value.exit_code == 10
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.text(max_size=80) | st.from_regex(r"(ssh|dir)://?[\x00-\x7f]{0,40}", fullmatch=True))
 def test_any_text_parses_or_is_refused_clearly(url):
     try:
@@ -93,7 +93,7 @@ def test_any_text_parses_or_is_refused_clearly(url):
         assert argv[-2] == "--" and argv[-1].endswith(via.host)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(user=st.from_regex(r"[a-z_][a-z0-9_-]{0,10}", fullmatch=True),
        host=st.from_regex(r"[a-z0-9][a-z0-9.-]{0,20}", fullmatch=True),
        port=st.none() | st.integers(1, 65535),

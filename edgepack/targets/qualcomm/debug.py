@@ -58,8 +58,9 @@ def debug_layers(model: onnx.ModelProto, job) -> LayerTable:
     prepared = prepare(model)
     pinned = pinned_nodes(prepared, job.quant.keep_float)
     job.progress(f"quantizing to {job.precision} ({len(job.calibration.calib)} calibration samples)")
+    method = {"auto": "minmax"}.get(job.quant.method, job.quant.method)
     qdq = quantize(model, job.calibration.calib, activations=activations, weights=weights,
-                   overrides=dict.fromkeys(pinned, "float"))
+                   overrides=dict.fromkeys(pinned, "float"), method=method)
     samples = job.calibration.holdout[:DEBUG_SAMPLES]
     names = [o.name for o in model.graph.output]
     job.progress(f"running the QDQ model and its fp32 twin tensor by tensor ({len(samples)} samples, CPU)")
@@ -72,7 +73,7 @@ def debug_layers(model: onnx.ModelProto, job) -> LayerTable:
         figures = dict(cpu, backend="onnxruntime-cpu (onnxruntime-qnn is not installed: no HTP figures)")
     figures["layers_backend"] = "onnxruntime-cpu"
     figures["cpu"] = {k: cpu[k] for k in ("passed", "min_cosine", "mean_cosine", "max_rel_error", "min_snr_db")}
-    return LayerTable(figures, "minmax", rows, rank(rows), cpu)
+    return LayerTable(figures, method, rows, rank(rows), cpu)
 
 
 def pinned_nodes(prepared: onnx.ModelProto, keep_float) -> set[str]:

@@ -148,8 +148,9 @@ class _Runner:
 
     def build(self, overrides: dict[str, str]) -> onnx.ModelProto:
         over = {**overrides, **{n: "float" for n in self.pinned}}
+        method = {"auto": "minmax"}.get(self.job.quant.method, self.job.quant.method)
         return quantize(self.model, self.job.calibration.calib, activations=self.activations,
-                        weights=self.weights, overrides=over)
+                        weights=self.weights, overrides=over, method=method)
 
     def measure(self, qdq: onnx.ModelProto) -> tuple[onnx.ModelProto, dict]:
         return qdq, self.evaluate(qdq, None)

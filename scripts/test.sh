@@ -16,6 +16,10 @@ fi
 if ! command -v sshd >/dev/null 2>&1 || ! command -v ssh >/dev/null 2>&1; then
   apt_install openssh-server openssh-client
 fi
+# the fleet history tests start a real PostgreSQL server (initdb + pg_ctl, Debian's postgresql package)
+if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 && ! command -v pg_ctl >/dev/null 2>&1; then
+  apt_install postgresql
+fi
 use_python
 "$PY" -m pip install -q --disable-pip-version-check -e ./runtime -e '.[test]'
 # CI=true makes tests that lack their broker or data fail instead of skip (tests/agent/conftest.py, ...)

@@ -20,6 +20,10 @@ fi
 if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 && ! command -v pg_ctl >/dev/null 2>&1; then
   apt_install postgresql
 fi
+# the monitor's web view is tested in a real headless Chromium (Debian's chromium package)
+if ! command -v chromium >/dev/null 2>&1; then
+  apt_install chromium
+fi
 use_python
 "$PY" -m pip install -q --disable-pip-version-check -e ./runtime -e '.[test]'
 # CI=true makes tests that lack their broker or data fail instead of skip (tests/agent/conftest.py, ...)

@@ -1,12 +1,15 @@
 """Small real bundles for the delivery tests: y = x + bias as an ONNX target, with samples for the health check."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from edgepack_runtime.bundle import write_bundle
 from tests.runtime.rt_helpers import NCHW, base_manifest, npz_bytes, onnx_add_model, target, tensor
+
+DEVICE = f"{sys.executable} -m edgepack_runtime.cli"      # the device's edgepack-device, by full path
 
 
 def add_bundle(path: Path, bias=(10.0, 20.0), *, version: str = "1", sample_bias=None, samples: int = 2) -> Path:
@@ -32,3 +35,9 @@ def served_bias(bundle_path: Path) -> list[float]:
     with Runtime.open(bundle_path) as rt:
         y = rt.run({"x": np.zeros(NCHW, np.float32)})["y"]
     return [float(y[0, c, 0, 0]) for c in range(y.shape[1])]
+
+
+def active_bias(state: Path) -> list[float]:
+    """What the device's state folder serves now (its active slot, opened with the real runtime)."""
+    from edgepack_runtime.ota import Updater
+    return served_bias(Updater(state).active())

@@ -33,3 +33,15 @@ def sshd(tmp_path_factory, sshd_bin):
     server = start_sshd(tmp_path_factory.mktemp("sshd"), sshd_bin)
     yield server
     server.stop()
+
+
+@pytest.fixture
+def device(tmp_path):
+    """A device state folder serving v1 (y = x + [10, 20]), installed as its first update."""
+    from edgepack_runtime.ota import Updater
+
+    from .bundles import add_bundle
+    state = tmp_path / "state"
+    v1 = add_bundle(tmp_path / "v1.edgepack", (10.0, 20.0), version="1")
+    assert Updater(state).install(v1, update_id="first")["state"] == "committed"
+    return state

@@ -13,7 +13,7 @@ from edgepack.errors import DeliveryError
 from edgepack.fleet.via import deliver, inbox_name
 from edgepack_runtime.bundle import Bundle, unpack_bundle
 
-from .bundles import add_bundle
+from .bundles import active_bias, add_bundle
 
 
 @pytest.fixture
@@ -96,35 +96,23 @@ def test_inbox_names_are_safe(tmp_path_factory, name):
 
 # --- end to end with the device's Updater: what the device does on its next start ---------------------------
 
-def _device_with(state, bundle):
-    """A device that serves ``bundle`` (its first install, as the agent does with --bundle)."""
+def test_device_installs_the_delivered_bundle_on_its_next_start(tmp_path, device):
     from edgepack_runtime.ota import Updater
-    assert Updater(state).install(bundle, update_id="first")["state"] == "committed"
-
-
-def test_device_installs_the_delivered_bundle_on_its_next_start(tmp_path, state):
-    from edgepack_runtime.ota import Updater
-
-    from .bundles import served_bias
-    _device_with(state, add_bundle(tmp_path / "v1.edgepack", (10.0, 20.0), version="1"))
-    assert served_bias(Updater(state).active()) == [10.0, 20.0]
-    deliver(f"dir:{state}", add_bundle(tmp_path / "v2.edgepack", (1.0, 2.0), version="2"))
-    status = Updater(state).recover()                       # the device restarts
+    assert active_bias(device) == [10.0, 20.0]
+    deliver(f"dir:{device}", add_bundle(tmp_path / "v2.edgepack", (1.0, 2.0), version="2"))
+    status = Updater(device).recover()                      # the device restarts
     assert status["state"] == "committed" and status["model"]["version"] == "2"
     assert status["update_id"].startswith("inbox-") and status["update_id"].endswith("-v2")
-    assert served_bias(Updater(state).active()) == [1.0, 2.0]
-    assert list((state / "inbox").iterdir()) == []          # consumed
+    assert active_bias(device) == [1.0, 2.0]
+    assert list((device / "inbox").iterdir()) == []         # consumed
 
 
-def test_a_delivered_bundle_that_fails_on_the_device_changes_nothing(tmp_path, state):
+def test_a_delivered_bundle_that_fails_on_the_device_changes_nothing(tmp_path, device):
     from edgepack_runtime.ota import Updater
-
-    from .bundles import served_bias
-    _device_with(state, add_bundle(tmp_path / "v1.edgepack", (10.0, 20.0), version="1"))
     # its samples disagree with its model: the device's health check fails
     unhealthy = add_bundle(tmp_path / "bad.edgepack", (1.0, 2.0), version="2", sample_bias=(5.0, 5.0))
-    deliver(f"dir:{state}", unhealthy)
-    status = Updater(state).recover()
-    assert status["state"] == "rolled_back" and status["reason"], status
-    assert served_bias(Updater(state).active()) == [10.0, 20.0]
-    assert [p.suffix for p in (state / "inbox").iterdir()] == [".rejected"]     # kept aside, not retried
+    deliver(f"dir:{device}", unhealthy)
+    status = Updater(device).recover()
+    assert status["state"] == "rolled_back" and "health check failed" in status["reason"], status
+    assert active_bias(device) == [10.0, 20.0]
+    assert [p.suffix for p in (device / "inbox").iterdir()] == [".rejected"]     # kept aside, not retried

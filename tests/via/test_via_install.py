@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import shutil
-import sys
 
 import pytest
 
@@ -10,24 +9,7 @@ from edgepack.errors import DeliveryError
 from edgepack.fleet.via import deliver
 from edgepack_runtime.archive import open_source
 
-from .bundles import add_bundle, served_bias
-
-DEVICE = f"{sys.executable} -m edgepack_runtime.cli"      # the device's edgepack-device, by full path
-
-
-@pytest.fixture
-def device(tmp_path):
-    """A device state folder serving v1 (y = x + [10, 20])."""
-    from edgepack_runtime.ota import Updater
-    state = tmp_path / "state"
-    v1 = add_bundle(tmp_path / "v1.edgepack", (10.0, 20.0), version="1")
-    assert Updater(state).install(v1, update_id="first")["state"] == "committed"
-    return state
-
-
-def active_bias(state):
-    from edgepack_runtime.ota import Updater
-    return served_bias(Updater(state).active())
+from .bundles import DEVICE, active_bias, add_bundle
 
 
 def test_install_over_ssh_switches_the_device_to_the_new_model(sshd, device, tmp_path):
@@ -38,12 +20,6 @@ def test_install_over_ssh_switches_the_device_to_the_new_model(sshd, device, tmp
     assert status["state"] == "committed" and status["model"]["version"] == "2"
     assert active_bias(device) == [1.0, 2.0]
     assert list((device / "inbox").iterdir()) == []
-
-
-def test_device_cmd_in_the_url(sshd, device, tmp_path):
-    v2 = add_bundle(tmp_path / "v2.edgepack", (1.0, 2.0), version="2")
-    result = deliver(sshd.url(device, device_cmd=DEVICE.replace(" ", "%20")), v2)
-    assert result["status"]["state"] == "committed" and active_bias(device) == [1.0, 2.0]
 
 
 def tampered(src, dst):

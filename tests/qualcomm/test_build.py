@@ -124,3 +124,27 @@ def test_ops_and_targets_list_qualcomm_from_the_measured_table():
     assert (row["format"], row["precisions"], row["default_precision"]) == ("qnn", ["w8a8", "w8a16"], "w8a8")
     assert row["available"] is True and row["op_table"] is True
     assert row["backend"] == ("qnn" if qnn_ep.installed() else "onnxruntime")
+
+
+@needs_htp
+def test_a_build_that_misses_the_gate_at_w8a8_gets_mixed_precision(tmp_path):
+    from .test_mixed import outlier_net
+    feeds = [{"x": np.random.default_rng(i).standard_normal((1, 8, 16, 16)).astype(np.float32)} for i in range(10)]
+    result = build(_save(outlier_net(), tmp_path / "spike.onnx"), targets=["qualcomm"], samples=feeds,
+                   out=tmp_path / "spike.edgepack")
+    (entry,) = result.manifest["targets"]
+    q = entry["qnn"]
+    assert entry["parity"]["passed"] and q["mixed_precision"]["passed"]
+    assert q["overrides"] == {"conv1": "a16", "relu1": "a16"}
+    qdq = onnx.load_model_from_string(Bundle.open(result.path).read(entry["file"]))
+    zps = {t.name: t.data_type for t in qdq.graph.initializer}
+    types = {n.input[0]: zps[n.input[2]] for n in qdq.graph.node if n.op_type == "QuantizeLinear"}
+    assert types["ar"] == onnx.TensorProto.UINT16 and types["br"] == onnx.TensorProto.UINT8
+
+
+def test_debug_quant_shows_the_qualcomm_layer_table(tmp_path):
+    code, out, err = _invoke("debug-quant", _save(conv_net(), tmp_path / "cnn.onnx"), "--target", "qualcomm",
+                             "--json")
+    assert code == 0, err
+    table = json.loads(out)
+    assert table["precision"] == "w8a8" and len(table["layers"]) >= 4

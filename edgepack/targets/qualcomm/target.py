@@ -23,6 +23,8 @@ class QualcommTarget(Target):
                "compiled on the host when onnxruntime-qnn is installed")
     precisions = PRECISIONS
     default_precision = "w8a8"
+    debug_precision = "w8a8"            # what `edgepack debug-quant --target qualcomm` examines by default
+    debug_precisions = PRECISIONS
     requires = (Requirement("onnxruntime", "onnxruntime", "QDQ quantization (onnxruntime.quantization) and "
                                                          "CPU verification"),)
     optional = (Requirement("onnxruntime_qnn", "onnxruntime-qnn", "the HTP simulator (verification), "
@@ -41,13 +43,22 @@ class QualcommTarget(Target):
         """Accepted values of the QuantOptions fields this target reads."""
         return {"method": tuple(METHODS)}
 
+    def quantize_debug(self, model: onnx.ModelProto, job: Job):
+        """The per-layer table of the QDQ model at ``job.precision`` without mixed precision (``debug.py``)."""
+        from .debug import debug_layers
+        return debug_layers(model, job)
+
     def convert(self, model: onnx.ModelProto, job: Job) -> Converted:
         from .device import for_profiles
+        from .mixed import when_needed
         from .preprocess import prepare
         job.progress("preparing the model for QNN (opset, fusions, rewrites)")
         prepared = prepare(model)
         t0 = time.perf_counter()
         qdq, overrides = self.quantize_model(prepared, job)
+        qdq, mixed = when_needed(prepared, qdq, job)        # the mixed-precision search, if the gate fails
+        if mixed:
+            overrides = {**dict.fromkeys(mixed["a16"], "a16"), **dict.fromkeys(mixed["float"], "float")}
         quantize_seconds = time.perf_counter() - t0
         data = qdq.SerializeToString()
         files = {self.path("model.qdq.onnx"): data}
@@ -61,6 +72,8 @@ class QualcommTarget(Target):
                          "versions": qnn_ep.versions() if qnn_ep.installed() else None,
                          "context": context, "context_reason": reason, "placement": placement,
                          "overrides": overrides, "device": device}}
+        if mixed:
+            extra["qnn"]["mixed_precision"] = mixed
         info = {"qdq_ops": _histogram(qdq), "quantize_seconds": round(quantize_seconds, 3),
                 "calibration_samples": len(_calib(job))}
         io = {"inputs": [{"name": v.name, "perm": None} for v in qdq.graph.input],

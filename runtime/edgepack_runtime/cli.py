@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .backends import BACKENDS, candidates, ordered
+from .backends import BACKENDS, candidates, ordered, passed_over
 from .bundle import Bundle
 from .errors import BackendError, EdgepackError, InputError
 
@@ -215,7 +215,8 @@ def cmd_info(args) -> int:
             detail, reason = spec.plan(entry, bundle)
         except BackendError as exc:
             detail, reason = None, f"cannot tell how it would run: {exc}"
-        plan = {"backend_detail": detail, "backend_reason": reason}
+        why = [reason, passed_over(spec, entry["format"], forced=False)]
+        plan = {"backend_detail": detail, "backend_reason": "; ".join(w for w in why if w) or None}
     backends = {s.name: s.available() for s in ordered()}
     if args.json:
         print(json.dumps({"path": str(bundle.path), "manifest": m, "backends": backends,

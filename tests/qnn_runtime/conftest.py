@@ -1,16 +1,15 @@
-import importlib.util
 import os
 
 import pytest
 
 # The qnn backend tests run real models on the HTP simulator that onnxruntime-qnn ships for Linux x86-64.
 # Elsewhere they skip; under CI the test extra installs it, so a missing one is a broken setup: fail, not skip.
-HAVE_QNN = importlib.util.find_spec("onnxruntime_qnn") is not None
+from qnn_kit import HAVE_QNN, needs_qnn  # noqa: F401  (tests import them from qnn_kit: "conftest" is ambiguous)
+
 if os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"} and not HAVE_QNN:
     raise ImportError("CI=true but onnxruntime_qnn cannot be imported, so the qnn backend tests would skip: "
                       "pip install -e ./runtime -e '.[test]' (scripts/test.sh does it)")
 
-needs_qnn = pytest.mark.skipif(not HAVE_QNN, reason="onnxruntime-qnn is not installed (pip install onnxruntime-qnn)")
 
 
 @pytest.fixture(scope="session")

@@ -2,13 +2,19 @@
 recipe (``get_qnn_qdq_config`` + ``quantize``), and EP-context models compiled on the HTP simulator."""
 from __future__ import annotations
 
+import importlib.util
 import io
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+import pytest
+
 from edgepack_runtime.bundle import write_bundle
+
+HAVE_QNN = importlib.util.find_spec("onnxruntime_qnn") is not None
+needs_qnn = pytest.mark.skipif(not HAVE_QNN, reason="onnxruntime-qnn is not installed (pip install onnxruntime-qnn)")
 
 SHAPE_IN, SHAPE_OUT = [1, 3, 8, 8], [1, 8, 8, 8]
 

@@ -5,11 +5,12 @@ creating a QNN session from a plain model breaks every context-binary session op
 (QNN_COMMON_ERROR_GENERAL, code 1100, at the next run).
 """
 import logging
+import platform
 import sys
 
 import numpy as np
 import pytest
-from conftest import needs_qnn
+from qnn_kit import needs_qnn
 
 import qnn_kit as k
 from edgepack_runtime.bundle import Bundle, unpack_bundle
@@ -22,6 +23,7 @@ LOGGER = "edgepack_runtime.qnn"
 
 
 def _open(path, caplog, **kw):
+    kw.setdefault("backend", "qnn")     # on x86-64 the HTP simulator runs only when asked for
     caplog.clear()
     with caplog.at_level(logging.INFO, logger=LOGGER):
         rt = Runtime.open(path, **kw)
@@ -130,7 +132,7 @@ def test_w8a16_context_binary(tmp_path):
     path = k.write(tmp_path / "q.edgepack", qdq16, k.qnn_block(k.context_block(), activations="uint16"), ctx=ctx,
                    precision="w8a16")
     want = k.run_on_htp(qdq16, FEEDS, htp_arch="75")
-    with Runtime.open(path) as rt:
+    with Runtime.open(path, backend="qnn") as rt:
         assert rt.backend_detail == "qnn-context"
         _same(_outputs(rt), want)
         report = rt.self_check()
@@ -153,4 +155,17 @@ def test_onnxruntime_cpu_runs_the_qdq_model_without_onnxruntime_qnn(tmp_path, qd
     with Runtime.open(path) as rt:
         assert (rt.backend_name, rt.backend_detail) == ("onnxruntime", "onnxruntime-cpu")
         assert rt.backend_reason == "qnn is not installed (pip install onnxruntime-qnn)"
+        _same(_outputs(rt), k.run_on_cpu(qdq8, FEEDS))
+
+
+def test_the_simulator_is_not_chosen_unasked_on_x86(tmp_path, qdq8, ctx75):
+    """On x86-64 onnxruntime-qnn holds the HTP simulator: a bundle opened without a backend runs on CPU and says
+    how to get the simulator."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("only x86-64 wheels of onnxruntime-qnn hold the simulator")
+    path = k.write(tmp_path / "q.edgepack", qdq8, k.qnn_block(k.context_block()), ctx=ctx75)
+    with Runtime.open(path) as rt:
+        assert (rt.backend_name, rt.backend_detail) == ("onnxruntime", "onnxruntime-cpu")
+        assert rt.backend_reason == ("qnn only emulates its hardware on this x86_64 machine "
+                                     "(ask for it: backend 'qnn')")
         _same(_outputs(rt), k.run_on_cpu(qdq8, FEEDS))

@@ -6,11 +6,12 @@ import subprocess
 import sys
 
 import numpy as np
-from conftest import needs_qnn
+from qnn_kit import needs_qnn
 
 import qnn_kit as k
 
 pytestmark = needs_qnn
+SIMULATED = "qnn only emulates its hardware on this x86_64 machine (ask for it: backend 'qnn')"
 
 
 def _device(*args, arch=None):
@@ -28,26 +29,26 @@ def test_run_check_info_report_the_context_binary(tmp_path, qdq8, ctx75):
     x = k.inputs(1, seed=11)[0]
     np.save(tmp_path / "x.npy", x)
     want = k.run_on_htp(qdq8, [x], htp_arch="75")[0]
-    run, err = _device("run", path, "--input", tmp_path / "x.npy", "--output-dir", tmp_path / "out", "--json")
+    run, err = _device("run", path, "--input", tmp_path / "x.npy", "--output-dir", tmp_path / "out", "--json",
+                       "--backend", "qnn")
     assert err == ""
     assert (run["backend"], run["backend_detail"], run["backend_reason"]) == ("qnn", "qnn-context", None)
     np.testing.assert_array_equal(np.load(run["outputs"]["y"]["file"]), want)
-    check, err = _device("check", path, "--json")
+    check, err = _device("check", path, "--json", "--backend", "qnn")
     assert err == "" and check["passed"] and check["backend_detail"] == "qnn-context"
     info, err = _device("info", path, "--json")
-    assert err == "" and info["selected"] == {"backend": "qnn", "target": "qualcomm"}
-    assert info["plan"] == {"backend_detail": "qnn-context", "backend_reason": None}
-    assert info["backends"]["qnn"] is True
+    assert err == "" and info["backends"]["qnn"] is True
+    # unasked, the x86-64 HTP simulator is passed over for onnxruntime on CPU, and info says why
+    assert info["selected"] == {"backend": "onnxruntime", "target": "qualcomm"}
+    assert info["plan"] == {"backend_detail": "onnxruntime-cpu", "backend_reason": SIMULATED}
 
 
 def test_check_on_another_arch_falls_back_with_one_line_on_stderr(tmp_path, qdq8, ctx75):
     path = k.write(tmp_path / "q.edgepack", qdq8, k.qnn_block(k.context_block()), ctx=ctx75)
     why = "it was compiled for HTP v75 but this device is HTP v73 (EDGEPACK_QNN_HTP_ARCH)"
-    check, err = _device("check", path, "--json", arch="73")
+    check, err = _device("check", path, "--json", "--backend", "qnn", arch="73")
     assert check["passed"] and (check["backend_detail"], check["backend_reason"]) == ("qnn-qdq", why)
     assert err == f"qnn: not using a context binary ({why}); running the QDQ model on HTP\n"
-    info, _ = _device("info", path, "--json", arch="73")
-    assert info["plan"] == {"backend_detail": "qnn-qdq", "backend_reason": why}
 
 
 def test_info_text_shows_the_qnn_block(tmp_path, qdq8, ctx75):
@@ -60,4 +61,4 @@ def test_info_text_shows_the_qnn_block(tmp_path, qdq8, ctx75):
     assert "    context binary models/qualcomm/model.ctx.onnx: HTP v75, SoC 57, QNN SDK 2.51.0 (onnxruntime-qnn " \
            "2.7.0)" in lines
     assert "    placement: 71.4% of nodes on HTP (5 on HTP, 2 on CPU, 1 HTP partition(s))" in lines
-    assert "  would run: qnn/qualcomm, as qnn-context" in lines
+    assert "  would run: onnxruntime/qualcomm, as onnxruntime-cpu; " + SIMULATED in lines

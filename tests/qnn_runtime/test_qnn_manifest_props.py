@@ -1,7 +1,7 @@
 """Property tests: the untrusted ``qnn`` block of a manifest never crashes the reader, ``inspect``'s summary, the
 backend's plan or ``Runtime.open``; a bad block means no context binary, with a reason, and the QDQ model runs."""
 import numpy as np
-from conftest import needs_qnn
+from qnn_kit import needs_qnn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -67,7 +67,7 @@ def test_runtime_opens_whatever_the_block_says(block, qdq8, ctx75):
     entry = bundle.manifest["targets"][0]
     planned, why = BACKENDS["qnn"].plan(entry, bundle)
     assert planned in ("qnn-context", "qnn-qdq") and (planned == "qnn-context") == (why is None)
-    with Runtime.open(bundle) as rt:
+    with Runtime.open(bundle, backend="qnn") as rt:
         assert rt.backend_name == "qnn" and rt.backend_detail in ("qnn-context", "qnn-qdq")
         assert (rt.backend_detail == "qnn-context") == (rt.backend_reason is None)
         y = rt.run({"x": k.inputs(1)[0]})["y"]

@@ -3,10 +3,11 @@
 A backend is data (``BackendSpec``): its name, the target formats it runs, the top-level module whose
 presence says it is installed (found with ``importlib.util.find_spec``, so probing never imports it), the
 pip requirement to suggest, and a loader imported only when the backend is used. ``PREFERENCE`` orders
-backends from most to least specialised; names in it that are not registered yet (qnn) are skipped.
+backends from most to least specialised; names in it that are not registered are skipped.
 A backend may be limited to some platforms (``platforms``: ``sys.platform`` values; ``elsewhere`` says what
 to do on the others) and may be ``explicit``: run only when asked for by name, never chosen
-automatically (``coreml-reference``, the slow numpy executor for Core ML programs).
+automatically (``coreml-reference``, the slow numpy executor for Core ML programs); ``simulated_on`` makes it
+explicit only on those machines, where it merely emulates its hardware (``qnn`` on x86-64: the HTP simulator).
 A loader that needs more than the model bytes (``qnn``: the target entry names a context binary beside the
 model) declares ``wants_bundle`` and also receives ``entry=`` and ``bundle=``; its session may say what it
 chose (``detail``, ``reason``), and ``planner`` ("module:function" of (entry, bundle)) predicts that without
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import platform
 import sys
 from dataclasses import dataclass
 
@@ -39,6 +41,11 @@ class BackendSpec:
     wants_bundle: bool = False
     planner: str = ""
     detail: str = ""            # how it runs, as reported by Runtime.backend_detail (default: the name)
+    simulated_on: tuple[str, ...] = ()   # platform.machine() values where it only emulates its hardware: explicit there
+
+    def automatic(self) -> bool:
+        """Whether selection may pick this backend without being asked for it by name."""
+        return not self.explicit and platform.machine().lower() not in self.simulated_on
 
     def runs_here(self) -> bool:
         """Whether this platform is one the backend runs on."""
@@ -90,8 +97,10 @@ register(BackendSpec("tflite-runtime", ("tflite",), "tflite_runtime", "tflite-ru
 # onnxruntime also runs a Qualcomm target's portable QDQ model, on CPU, where onnxruntime-qnn is missing
 register(BackendSpec("onnxruntime", ("onnx", "qnn"), "onnxruntime", "onnxruntime", ".ort:load_onnxruntime",
                      detail="onnxruntime-cpu"))
+# onnxruntime-qnn's x86-64 wheel holds the HTP *simulator* (seconds per inference of a detector): there the
+# backend runs only when asked for (build verification does), and bundles run on LiteRT/onnxruntime CPU
 register(BackendSpec("qnn", ("qnn",), "onnxruntime_qnn", "onnxruntime-qnn", ".qnn:load_qnn", wants_bundle=True,
-                     planner=".qnn:plan"))
+                     planner=".qnn:plan", simulated_on=("x86_64", "amd64", "i686", "x86")))
 COREML_ELSEWHERE = ("Core ML runs on macOS; use backend='coreml-reference' (a numpy reference executor, slow) "
                     "to run it here")
 register(BackendSpec("coreml", ("mlpackage",), "coremltools", "coremltools", ".coreml:load_coreml",
@@ -126,7 +135,7 @@ def candidates(targets: list[dict], backend: str | None = None,
             raise BackendError(f"backend {backend} runs {'/'.join(spec.formats)} targets but the bundle "
                                f"has {_describe(pool)}", hint=_suggest(pool))
         return pairs
-    pairs = [(spec, t) for spec in ordered() if spec.available() and not spec.explicit
+    pairs = [(spec, t) for spec in ordered() if spec.available() and spec.automatic()
              for t in pool if t["format"] in spec.formats]
     if not pairs:
         formats = {t["format"] for t in pool}
@@ -149,8 +158,10 @@ def passed_over(spec: BackendSpec, fmt: str, forced: bool) -> str | None:
         return None
     if forced:
         return f"backend {spec.name} was asked for (preferred for {fmt}: {', '.join(s.name for s in better)})"
-    missing = [f"{s.name} is not installed (pip install {s.pip})" for s in better if not s.available()]
-    return "; ".join(missing) or None
+    notes = [f"{s.name} is not installed (pip install {s.pip})" if not s.available() else
+             f"{s.name} only emulates its hardware on this {platform.machine()} machine (ask for it: backend "
+             f"'{s.name}')" for s in better if not (s.available() and s.automatic())]
+    return "; ".join(notes) or None
 
 
 def _pick_targets(targets, target):

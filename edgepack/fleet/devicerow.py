@@ -1,0 +1,113 @@
+"""One device's row in the fleet view, and how each kind of message changes it.
+
+The same function folds messages into the live ``FleetState`` and into the history's ``devices`` table, so
+``edgepack fleet status`` (from history) and the monitor (live) agree field by field. Fields starting with
+``_`` are private (the last drift summary, sequence tracking) and not shown.
+"""
+from __future__ import annotations
+
+from .messages import Message
+
+__all__ = ["SERIES", "apply_message", "fresh", "new_row"]
+
+# numeric time series kept per device (live: bounded deques; history: the points table)
+SERIES = ("p50_ms", "p95_ms", "p99_ms", "throughput", "error_rate", "calls", "drift_psi", "drift_alerts",
+          "cost_per_1k", "energy_per_1k_j")
+REPLAY_WINDOW = 1000    # a sequence number this far below the last one means the device started counting anew
+
+
+def new_row(fleet: str, device: str) -> dict:
+    """A device seen for the first time: everything unknown (``None``) until its messages say otherwise."""
+    return {"device": device, "fleet": fleet, "online": None, "state_ts": None, "model": None, "version": None,
+            "backend": None, "profile": None, "bundle_sha256": None, "p50_ms": None, "p95_ms": None,
+            "p99_ms": None, "throughput": None, "calls": None, "requests": None, "errors": None,
+            "error_rate": None, "drift_alerts": 0, "drift_psi": None, "ota_state": None,
+            "ota_update_id": None, "ota_progress": None, "cost_per_1k": None, "energy_per_1k_j": None,
+            "last_event": None, "last_seen": None, "messages": 0, "lost": 0, "replayed": 0,
+            "_seq": None, "_drift": None, "_drift_sha": None}
+
+
+def apply_message(row: dict, msg: Message) -> list[tuple[str, float, float]]:
+    """Fold ``msg`` into ``row`` (in place); returns the series points ``(metric, ts, value)`` it yields."""
+    row["messages"] += 1
+    if row["last_seen"] is None or msg.ts > row["last_seen"]:
+        row["last_seen"] = msg.ts
+    return _APPLY[msg.kind](row, msg.body, msg.ts)
+
+
+def fresh(row: dict, msg: Message) -> bool:
+    """Whether ``msg`` is news for ``row``, tracking sequence numbers: gaps count as ``lost``; a ``seq`` at or
+    below the last one is ``replayed`` (resent after a reconnect) and changes nothing else. A retained message
+    delivered again on subscribing (the same ``state``, an old ``ota/status``) is neither."""
+    if msg.kind == "state":
+        return not (row["state_ts"] == msg.ts and row["online"] == (msg.body["state"] == "online"))
+    seq, last = msg.seq, row["_seq"]
+    if msg.kind == "ota/status" and (last is None or seq <= last):
+        return last is None       # a retained status seen first: news, but not a base for counting gaps
+    if last is None or seq < last - REPLAY_WINDOW:
+        row["_seq"] = seq
+    elif seq > last:
+        row["lost"] += seq - last - 1
+        row["_seq"] = seq
+    else:
+        row["replayed"] += 1
+        return False
+    return True
+
+
+def _state(row: dict, body: dict, ts: float) -> list:
+    row["online"] = body["state"] == "online"
+    row["state_ts"] = ts
+    if body.get("profile") is not None:
+        row["profile"] = body["profile"]
+    for name in ("model", "version", "backend"):   # telemetry (fresher) wins over the announcement
+        if body.get(name) is not None and row[name] is None:
+            row[name] = body[name]
+    return []
+
+
+def _telemetry(row: dict, body: dict, ts: float) -> list:
+    t = body["telemetry"]
+    lat = t["latency_ms"]
+    errors = sum(t.get("errors", {}).values())
+    calls = t["calls"]
+    row.update(model=t.get("model", row["model"]), version=t.get("model_version", row["version"]),
+               backend=t.get("backend", row["backend"]), bundle_sha256=t.get("bundle_sha256", row["bundle_sha256"]),
+               p50_ms=float(lat["p50"]), p95_ms=float(lat["p95"]),
+               p99_ms=float(lat["p99"]) if lat.get("p99") is not None else None,
+               throughput=float(t["throughput_per_s"]), calls=calls, requests=t.get("requests"), errors=errors,
+               error_rate=errors / (calls + errors) if calls + errors else 0.0)
+    if isinstance(t.get("ota"), dict) and t["ota"].get("state") is not None:
+        row["ota_state"] = t["ota"]["state"]
+    points = [("p50_ms", row["p50_ms"]), ("p95_ms", row["p95_ms"]), ("throughput", row["throughput"]),
+              ("error_rate", row["error_rate"]), ("calls", float(calls))]
+    if row["p99_ms"] is not None:
+        points.append(("p99_ms", row["p99_ms"]))
+    for name in ("cost_per_1k", "energy_per_1k_j"):
+        if t.get(name) is not None:
+            row[name] = float(t[name])
+            points.append((name, row[name]))
+    return [(m, ts, v) for m, v in points]
+
+
+def _drift(row: dict, body: dict, ts: float) -> list:
+    d = body["drift"]
+    psis = [t["psi"] for t in d["tensors"].values() if isinstance(t.get("psi"), (int, float))]
+    row["drift_alerts"] = len(d.get("alerts", []))
+    row["drift_psi"] = float(max(psis)) if psis else None
+    row["_drift"], row["_drift_sha"] = d, row["bundle_sha256"]
+    points = [("drift_alerts", ts, float(row["drift_alerts"]))]
+    return points + ([("drift_psi", ts, row["drift_psi"])] if psis else [])
+
+
+def _events(row: dict, body: dict, ts: float) -> list:
+    row["last_event"] = body["type"]
+    return []
+
+
+def _ota(row: dict, body: dict, ts: float) -> list:
+    row.update(ota_state=body["state"], ota_update_id=body.get("update_id"), ota_progress=body.get("progress"))
+    return []
+
+
+_APPLY = {"state": _state, "telemetry": _telemetry, "drift": _drift, "events": _events, "ota/status": _ota}

@@ -1,0 +1,107 @@
+"""The live view of a fleet, fed message by message (``apply``) and read by the monitor, the web page and
+``fleet status`` (``snapshot``, ``series``). Thread-safe; memory bounded (``series_len`` points per device
+and metric, ``max_devices`` devices).
+
+Online/offline comes only from the retained ``state`` messages (birth and last will), in arrival order: a
+will carries the time its connection was made, so timestamps cannot order it against the birth. A device
+that sent telemetry but never a ``state`` message is listed with ``online: null`` ("unknown"): it talks to
+the broker without the agent's link (or its birth was lost), which an operator should see, not guess.
+"""
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+from .devicerow import SERIES, apply_message, fresh, new_row
+from .messages import Message
+
+__all__ = ["FleetState", "SERIES", "SORT_KEYS"]
+
+SORT_KEYS = ("device", "fleet", "online", "model", "version", "backend", "p50_ms", "p95_ms", "throughput",
+             "error_rate", "drift_alerts", "ota_state", "last_seen", "cost_per_1k")
+
+
+def sort_key(key: str):
+    """Sort ``None`` last, numbers and strings in their own order; ``-key`` sorts descending."""
+    def get(row):
+        value = row.get(key)
+        return (value is None, value if not isinstance(value, bool) else int(value))
+    return get
+
+
+class FleetState:
+    """``state.apply(message)``; ``state.snapshot(fleet=..., model=..., sort="p95_ms")``; ``state.series(d, m)``."""
+
+    def __init__(self, *, series_len: int = 720, max_devices: int = 100_000, counters=None):
+        self.series_len, self.max_devices = series_len, max_devices
+        self._rows: dict[tuple[str, str], dict] = {}
+        self._series: dict[tuple[str, str, str], deque] = {}
+        self._lock = threading.Lock()
+        self._counters = counters           # a callable returning the ingest counters (the Gate's), if any
+        self.applied = 0
+
+    def apply(self, msg: Message) -> None:
+        """Fold one accepted message into its device's row and time series."""
+        with self._lock:
+            row = self._rows.get(msg.key)
+            if row is None:
+                if len(self._rows) >= self.max_devices:
+                    return
+                row = self._rows[msg.key] = new_row(msg.fleet, msg.device)
+            if not fresh(row, msg):
+                return
+            for metric, ts, value in apply_message(row, msg):
+                self._point(msg.key, metric, ts, value)
+            self.applied += 1
+
+    def _point(self, key, metric: str, ts: float, value: float) -> None:
+        q = self._series.get((*key, metric))
+        if q is None:
+            q = self._series[(*key, metric)] = deque(maxlen=self.series_len)
+        q.append((ts, value))
+
+    def snapshot(self, *, fleet: str | None = None, model: str | None = None, sort: str = "device") -> dict:
+        """Every device (filtered by fleet and model, sorted by ``sort``, ``-`` for descending) and the counters."""
+        desc = sort.startswith("-")
+        key = sort.lstrip("-")
+        if key not in SORT_KEYS:
+            raise ValueError(f"cannot sort by {key!r}; choose one of {', '.join(SORT_KEYS)}")
+        with self._lock:
+            rows = [public(r) for r in self._rows.values()
+                    if (fleet is None or r["fleet"] == fleet) and (model is None or r["model"] == model)]
+        rows.sort(key=lambda r: (r["device"], r["fleet"]))
+        rows.sort(key=sort_key(key), reverse=desc)
+        counters = self._counters() if self._counters else {"accepted": self.applied, "rejected": {}}
+        return {"devices": rows, "counters": counters}
+
+    def series(self, device: str, metric: str, *, since: float | None = None,
+               fleet: str | None = None) -> list[tuple[float, float]]:
+        """``(ts, value)`` points of one device's metric (one of ``SERIES``), oldest first."""
+        with self._lock:
+            points = []
+            for (f, d, m), q in self._series.items():
+                if d == device and m == metric and (fleet is None or f == fleet):
+                    points.extend(q)
+        points.sort()
+        return [p for p in points if since is None or p[0] >= since]
+
+    def device(self, device: str, fleet: str | None = None) -> dict | None:
+        """One device's row (with its last drift summary), or None."""
+        with self._lock:
+            for (f, d), row in self._rows.items():
+                if d == device and (fleet is None or f == fleet):
+                    return dict(public(row), drift=row.get("_drift"))
+        return None
+
+    def drift_summaries(self, *, fleet: str | None = None, model: str | None = None) -> list[dict]:
+        """The last drift summary of every device (with its model, version and bundle_sha256)."""
+        with self._lock:
+            return [{"device": r["device"], "fleet": r["fleet"], "model": r["model"], "version": r["version"],
+                     "bundle_sha256": r.get("_drift_sha"), "summary": r["_drift"]}
+                    for r in self._rows.values() if r.get("_drift") is not None
+                    and (fleet is None or r["fleet"] == fleet) and (model is None or r["model"] == model)]
+
+
+def public(row: dict) -> dict:
+    """A row without its private fields (those starting with ``_``)."""
+    return {k: v for k, v in row.items() if not k.startswith("_")}

@@ -1,0 +1,160 @@
+"""``History``: what the monitor stores (``add``) and what ``edgepack fleet`` reads back (``status``,
+``history``, ``drift``), plus retention and downsampling (``maintain``). Orderings that depend on text are
+done here in Python, never by the database, so SQLite and PostgreSQL answer byte for byte the same.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from ..devicerow import apply_message, new_row
+from ..fleetdrift import fleet_report
+from ..fleetstate import SORT_KEYS, public, sort_key
+from ..messages import Message
+from .db import Database
+from .schema import INSERT_MESSAGE, INSERT_POINT, UPSERT_LATEST
+
+__all__ = ["History", "HistorySettings"]
+
+HOUR, DAY = 3600.0, 86400.0
+
+
+@dataclass
+class HistorySettings:
+    """Retention and downsampling: everything older than ``max_age`` seconds is deleted; raw messages and raw
+    points are kept ``raw_age`` seconds, after which points become means over ``bucket``-second buckets."""
+    max_age: float = 30 * DAY
+    raw_age: float = 48 * HOUR
+    bucket: int = 60
+    maintain_every: float = 600.0      # how often a monitor runs ``maintain`` (seconds)
+
+    def __post_init__(self):
+        if not (0 < self.raw_age <= self.max_age) or self.bucket < 1:
+            raise ValueError(f"history settings need 0 < raw_age <= max_age and bucket >= 1, not "
+                             f"raw_age={self.raw_age!r}, max_age={self.max_age!r}, bucket={self.bucket!r}")
+
+
+def _text(m: Message) -> str:
+    return m.payload.decode() if m.payload else json.dumps(m.body, sort_keys=True, separators=(",", ":"))
+
+
+class History:
+    """``h = open_history("sqlite:///fleet.db")``; ``h.add(messages)``; ``h.status()``; ``h.close()``."""
+
+    def __init__(self, db: Database, settings: HistorySettings | None = None):
+        self.db, self.settings = db, settings or HistorySettings()
+        self.url = db.url
+
+    # writing -----------------------------------------------------------------------------
+    def add(self, msgs: list[Message]) -> int:
+        """Store a batch in one transaction (duplicates are kept once); returns how many were given."""
+        rows, latest, points = [], {}, []
+        for m in msgs:
+            t = m.body.get("telemetry") if m.kind == "telemetry" else None
+            seq = -1 if m.seq is None else m.seq
+            text = _text(m)
+            rows.append((m.fleet, m.device, m.kind, seq, m.ts, m.received, t and t.get("model"),
+                         t and t.get("model_version"), t and t.get("bundle_sha256"), text))
+            key, row = (m.fleet, m.device, m.kind), (m.fleet, m.device, m.kind, seq, m.ts, m.received, text)
+            old = latest.get(key)
+            if old is None or m.kind == "state" or seq > old[3]:
+                latest[key] = row
+            if m.kind in ("telemetry", "drift"):
+                points += [(m.fleet, m.device, metric, ts, value, 1, 0)
+                           for metric, ts, value in apply_message(new_row(m.fleet, m.device), m)]
+        with self.db.transaction():
+            self.db.executemany(INSERT_MESSAGE, rows)
+            self.db.executemany(UPSERT_LATEST, [latest[k] for k in sorted(latest)])  # one lock order: no deadlock
+            self.db.executemany(INSERT_POINT, points)
+        return len(msgs)
+
+    # reading -----------------------------------------------------------------------------
+    def status(self, fleet: str | None = None, *, model: str | None = None, sort: str = "device") -> list[dict]:
+        """One row per device, the same fields as ``FleetState.snapshot()["devices"]`` (``replayed`` is None:
+        only a live monitor sees resends); ``messages`` and ``lost`` count the raw messages still kept."""
+        where, args = (" WHERE fleet = ?", (fleet,)) if fleet is not None else ("", ())
+        latest = self.db.query(f"SELECT fleet, device, kind, seq, ts, received, body FROM latest{where}", args)
+        counts = {(f, d): (n, k, lo, hi) for f, d, n, k, lo, hi in self.db.query(
+            "SELECT fleet, device, COUNT(*), SUM(CASE WHEN seq >= 0 THEN 1 ELSE 0 END), "
+            f"MIN(CASE WHEN seq >= 0 THEN seq END), MAX(seq) FROM messages{where} GROUP BY fleet, device", args)}
+        latest.sort(key=lambda r: (r[0], r[1], r[2] != "state", r[5], r[2]))
+        rows: dict[tuple, dict] = {}
+        for f, d, kind, seq, ts, received, body in latest:
+            row = rows.get((f, d)) or rows.setdefault((f, d), new_row(f, d))
+            apply_message(row, Message(f, d, kind, ts, None if seq < 0 else seq, json.loads(body), received))
+        out = []
+        for key, row in rows.items():
+            n, k, lo, hi = counts.get(key, (0, 0, None, None))
+            row.update(messages=n, lost=(hi - lo + 1 - k) if k else 0, replayed=None)
+            if model is None or row["model"] == model:
+                out.append(public(row))
+        return _sorted(out, sort)
+
+    def history(self, device: str, metric: str, *, since: float | None = None, until: float | None = None,
+                fleet: str | None = None) -> list[tuple[float, float]]:
+        """``(ts, value)`` of one device's metric, oldest first (downsampled buckets where raw points aged out)."""
+        sql, args = "SELECT ts, value FROM points WHERE device = ? AND metric = ?", [device, metric]
+        for cond, value in (("fleet = ?", fleet), ("ts >= ?", since), ("ts < ?", until)):
+            if value is not None:
+                sql, args = f"{sql} AND {cond}", args + [value]
+        return sorted((float(ts), float(v)) for ts, v in self.db.query(sql, args))
+
+    def metrics(self, device: str, fleet: str | None = None) -> list[str]:
+        """The metrics stored for one device."""
+        sql, args = "SELECT DISTINCT metric FROM points WHERE device = ?", [device]
+        if fleet is not None:
+            sql, args = sql + " AND fleet = ?", args + [fleet]
+        return sorted(r[0] for r in self.db.query(sql, args))
+
+    def drift_entries(self, fleet: str | None = None, model: str | None = None,
+                      since: float | None = None) -> list[dict]:
+        """Device drift windows: the newest per device, or every one since ``since``; each tagged with the model
+        and bundle of the device's telemetry at that time (a drift summary does not name them)."""
+        if since is None:
+            sql, args = "SELECT fleet, device, ts, body FROM latest WHERE kind = 'drift'", []
+        else:
+            sql, args = "SELECT fleet, device, ts, body FROM messages WHERE kind = 'drift' AND ts >= ?", [since]
+        if fleet is not None:
+            sql, args = sql + " AND fleet = ?", args + [fleet]
+        out = []
+        for f, d, ts, body in sorted(self.db.query(sql, args)):
+            tag = self._model_at(f, d, ts)
+            if model is None or tag[0] == model:
+                out.append({"device": d, "fleet": f, "ts": ts, "model": tag[0], "version": tag[1],
+                            "bundle_sha256": tag[2], "summary": json.loads(body)["drift"]})
+        return out
+
+    def _model_at(self, fleet: str, device: str, ts: float) -> tuple:
+        found = self.db.query("SELECT model, version, bundle_sha256 FROM messages WHERE fleet = ? AND device = ? "
+                              "AND kind = 'telemetry' AND ts <= ? ORDER BY ts DESC LIMIT 1", (fleet, device, ts))
+        if found:
+            return found[0]
+        last = self.db.query("SELECT body FROM latest WHERE fleet = ? AND device = ? AND kind = 'telemetry'",
+                             (fleet, device))
+        t = json.loads(last[0][0])["telemetry"] if last else {}
+        return t.get("model"), t.get("model_version"), t.get("bundle_sha256")
+
+    def drift(self, fleet: str | None = None, model: str | None = None, *, baseline=None,
+              since: float | None = None, thresholds=None) -> dict:
+        """Fleet drift from the stored device summaries (see ``fleetdrift.fleet_report``)."""
+        entries = self.drift_entries(fleet, model or getattr(baseline, "model", None), since)
+        return fleet_report(entries, baseline=baseline, thresholds=thresholds)
+
+    # upkeep ------------------------------------------------------------------------------
+    def maintain(self, now: float | None = None) -> dict:
+        """Apply retention and downsampling now; returns what was done (rows per table)."""
+        from .upkeep import maintain
+        return maintain(self.db, self.settings, time.time() if now is None else now)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _sorted(rows: list[dict], sort: str) -> list[dict]:
+    key = sort.lstrip("-")
+    if key not in SORT_KEYS:
+        raise ValueError(f"cannot sort by {key!r}; choose one of {', '.join(SORT_KEYS)}")
+    rows.sort(key=lambda r: (r["device"], r["fleet"]))
+    rows.sort(key=sort_key(key), reverse=sort.startswith("-"))
+    return rows

@@ -10,6 +10,7 @@ from .build import build
 from .debugquant import debug_quant
 from .devices import devices
 from .flash import flash, rollback
+from .fleet import fleet_app
 from .inspect import inspect
 from .keys import keys_app, sign
 from .ops import ops
@@ -27,6 +28,7 @@ app.command()(devices)
 app.command()(flash)
 app.command()(rollback)
 app.command()(targets)
+app.add_typer(fleet_app)
 
 
 @app.callback(invoke_without_command=True)

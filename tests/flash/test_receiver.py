@@ -87,7 +87,7 @@ def test_bad_chunks_are_refused_counted_asked_again_and_never_written(tmp_path, 
     loop.rx.on_chunk(topic, good)                                    # the same chunk again
     assert loop.rx.counters["duplicates"] == 1 and loop.rx.dl.has(1)
     loop.sender.reset()                                              # the host forgets the requests above
-    loop.rx._lost_all()
+    loop.rx._w.lost_all()
     loop.rx._fill()
     loop.deliver()
     final = loop.wait_final()

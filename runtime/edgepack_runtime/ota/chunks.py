@@ -177,6 +177,15 @@ def _ts(value) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
 
+def offer_id(raw: bytes) -> str | None:
+    """The update id of an offer that is refused, when it can be read, so the host learns which one failed."""
+    try:
+        uid = json.loads(raw[:MAX_OFFER_BYTES]).get("update_id")
+    except (ValueError, AttributeError, RecursionError, UnicodeDecodeError):
+        return None
+    return uid if isinstance(uid, str) and UPDATE_ID.fullmatch(uid) else None
+
+
 def make_offer(update_id: str, sha256: str, size: int, chunk_size: int, hashes: bytes, **extra) -> Offer:
     """An ``Offer`` the host is about to publish, checked by the same parser a device runs."""
     offer = Offer(update_id, sha256, size, chunk_size, hashes, **extra)

@@ -24,6 +24,15 @@ READ = 1 << 20
 log = logging.getLogger("edgepack_runtime.ota.staged")
 
 
+def install_need(size: int) -> int:
+    """Free bytes the Updater wants beside a staged file of ``size`` bytes to copy it into a slot."""
+    try:
+        from .verify import HEADROOM, MARGIN
+    except ImportError:
+        MARGIN, HEADROOM = 1.1, 1 << 20
+    return int(size * MARGIN) + HEADROOM
+
+
 def part_path(path: Path) -> Path:
     return path.with_name(path.name + ".part.json")
 
@@ -37,7 +46,6 @@ class StagedFile:
         self.count = sum(bin(b).count("1") for b in have)
         self._asked = bytearray(len(have))
         self._cursor = 0
-        self.outstanding: dict[int, float] = {}       # index -> when it was asked for
         self.dirty, self.saved_at = False, time.monotonic()
 
     @classmethod
@@ -139,7 +147,6 @@ class StagedFile:
             n = os.pwrite(self.fd, view, offset)
             view, offset = view[n:], offset + n
         self.have[index >> 3] |= 1 << (index & 7)
-        self.outstanding.pop(index, None)
         self.count += 1
         self.dirty = True
 

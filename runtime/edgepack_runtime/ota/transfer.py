@@ -19,17 +19,17 @@ States reported on ``ota/status``: ``downloading`` (``progress`` = fraction rece
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import threading
 import time
-from collections import deque
 from pathlib import Path
 from typing import Callable
 
 from ..payload import BadCommand
-from .chunks import MAX_BUNDLE_BYTES, MAX_REQUEST_CHUNKS, PROTOCOL, Offer, parse_chunk, parse_offer, request_bytes
-from .staged import Record, StagedFile
+from .chunks import (MAX_BUNDLE_BYTES, MAX_REQUEST_CHUNKS, PROTOCOL, Offer, offer_id, parse_chunk, parse_offer,
+                     request_bytes)
+from .staged import Record, StagedFile, install_need
+from .window import Window
 
 log = logging.getLogger("edgepack_runtime.ota.transfer")
 FINAL = ("committed", "rolled_back", "failed")
@@ -58,9 +58,8 @@ class Receiver:
         self.last_refusal: str | None = None
         self.dl: StagedFile | None = None
         self.offer: Offer | None = None
-        self._retry: deque[int] = deque()
-        self._timeout = request_timeout
-        self._last_progress = self._last_report = 0.0
+        self._w = self._window()
+        self._last_report = 0.0
         self._worker: threading.Thread | None = None
         self._waiting: bytes | None = None          # an offer that came while an install was running
         self._lock = threading.RLock()
@@ -81,13 +80,13 @@ class Receiver:
                 offer = parse_offer(raw, max_bundle_bytes=self.max_bundle_bytes)
             except BadCommand as exc:
                 self.counters["bad_offers"] += 1
-                self._refuse(_uid_of(raw), f"offer refused: {exc}")
+                self._refuse(offer_id(raw), f"offer refused: {exc}")
                 return
             cur = self.offer
             if cur is not None and (cur.update_id, cur.sha256, cur.size, cur.chunk_size) == (
                     offer.update_id, offer.sha256, offer.size, offer.chunk_size):
                 self.offer = self.dl.offer = offer       # redelivered after a reconnect (maybe a new epoch):
-                self._lost_all()                         # what was in flight is gone, ask again
+                self._w.lost_all()                       # what was in flight is gone, ask again
                 self._fill()
                 return
             self._start(offer)
@@ -113,8 +112,7 @@ class Receiver:
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             return self._fail(offer, f"cannot start the download: {why} (free disk space on the device, or "
                                      "check `edgepack-device ota-status`)")
-        self.offer, self._retry, self._timeout = offer, deque(), self.request_timeout
-        self._last_progress = self.clock()
+        self.offer, self._w = offer, self._window()
         self.counters["resumed"] += self.dl.count
         self._status("downloading")
         if self.dl.complete:
@@ -137,7 +135,7 @@ class Receiver:
         except OSError as exc:
             return f"cannot tell the free disk space: {exc}"
         held = StagedFile.held(offer, Path(self.updater.staging_path(offer.update_id)).parent)
-        need = offer.size - held + _install_need(offer.size) + self.reserve_bytes
+        need = offer.size - held + install_need(offer.size) + self.reserve_bytes
         if need > free:
             return (f"not enough disk space for a {offer.size}-byte bundle: {free} bytes free, {need} needed "
                     "(the download, then its copy into a slot); free space on the device and flash again")
@@ -158,7 +156,7 @@ class Receiver:
         if self.dl is not None:
             self.dl.checkpoint()
             self.dl.close()
-        self.dl, self.offer, self._retry = None, None, deque()
+        self.dl, self.offer = None, None
 
     # chunks -----------------------------------------------------------------------------
     def on_chunk(self, suffix: str, raw: bytes) -> None:
@@ -176,12 +174,11 @@ class Receiver:
                 return self._refused("malformed", f"chunk {index} of {len(data)} bytes does not fit the offer")
             if dl.has(index):
                 return self._refused("duplicates", f"chunk {index} arrived again")
-            if index not in dl.outstanding:
+            if index not in self._w:
                 return self._refused("unsolicited", f"chunk {index} was not asked for")
             if digest != offer.digest(index) or hashlib.sha256(data).digest() != digest:
                 self._refused("wrong_hash", f"chunk {index} does not match its sha256; asked again")
-                dl.outstanding.pop(index, None)
-                self._retry.append(index)
+                self._w.lost(index)
                 return self._fill()
             self._write(index, data)
 
@@ -194,14 +191,14 @@ class Receiver:
             return self._fail(self.offer, f"writing chunk {index} failed: {exc.strerror or exc} (disk full?); "
                                           "the staging file was removed and nothing was installed")
         self.counters["received"] += 1
-        self._last_progress, self._timeout = self.clock(), self.request_timeout
+        self._w.arrived(index)
         if self.clock() - dl.saved_at >= self.checkpoint_s:
             dl.checkpoint()
         if dl.complete:
             return self._complete()
         if self.clock() - self._last_report >= 1.0:
             self._status("downloading")
-        if len(dl.outstanding) <= self.window // 2:
+        if self._w.wants_more():
             self._fill()
 
     def _refused(self, kind: str, why: str) -> None:
@@ -210,31 +207,22 @@ class Receiver:
         log.debug("flash: %s", why)
 
     # requests ---------------------------------------------------------------------------
+    def _window(self) -> Window:
+        return Window(self.window, self.request_timeout, self.max_timeout, self.clock)
+
     def _fill(self) -> None:
         """Ask for missing chunks until ``window`` are outstanding."""
         dl, offer = self.dl, self.offer
         if dl is None or offer is None or dl.complete:
             return
-        want = []
-        while len(dl.outstanding) + len(want) < self.window:
-            index = self._retry.popleft() if self._retry else dl.next_missing()
-            if index is None:
-                break
-            if not dl.has(index) and index not in dl.outstanding:
-                want.append(index)
+        want = self._w.choose(dl.has, dl.next_missing)
         if want and self.send("ota/request", request_bytes(offer.update_id, offer.epoch, want)):
-            now = self.clock()
             self.counters["requests"] += 1
             for i in want:
                 self.counters["rerequested" if dl.ask(i) else "requested"] += 1
-                dl.outstanding[i] = now
+            self._w.asked(want)
         elif want:
-            self._retry.extendleft(reversed(want))       # not connected: ask when the link is back
-
-    def _lost_all(self) -> None:
-        if self.dl is not None:
-            self._retry.extendleft(sorted(self.dl.outstanding, reverse=True))
-            self.dl.outstanding.clear()
+            self._w.unsent(want)                        # not connected: ask when the link is back
 
     def tick(self) -> None:
         """Ask again for chunks overdue by ``request_timeout`` (doubling while nothing arrives); checkpoint."""
@@ -242,16 +230,9 @@ class Receiver:
             dl = self.dl
             if dl is None or self.offer is None or dl.complete:
                 return
-            now = self.clock()
-            late = [i for i, t in dl.outstanding.items() if now - t >= self._timeout]
-            if late:
-                for i in late:
-                    del dl.outstanding[i]
-                self._retry.extend(sorted(late))
-                if now - self._last_progress >= self._timeout:
-                    self._timeout = min(self.max_timeout, self._timeout * 2)
+            self._w.overdue()
             self._fill()
-            if dl.dirty and now - dl.saved_at >= self.checkpoint_s:
+            if dl.dirty and self.clock() - dl.saved_at >= self.checkpoint_s:
                 dl.checkpoint()
 
     def run(self, stop: threading.Event, beat: Callable[[], None] = lambda: None, every: float = 0.25) -> None:
@@ -274,7 +255,7 @@ class Receiver:
             bad = f"cannot read the staging file back: {exc.strerror or exc}"
         with self._lock:
             if isinstance(bad, list) and bad:             # whole-file sha256 is off: fetch the bad chunks again
-                self._retry.extend(bad)
+                self._w.retry.extend(bad)
                 self._worker = None
                 return self._fill()
             self.dl, self.offer = None, None
@@ -316,7 +297,7 @@ class Receiver:
         if staged is not None:
             staged.discard()
         if self.offer is offer:
-            self.dl, self.offer, self._retry = None, None, deque()
+            self.dl, self.offer = None, None
         try:
             self._hook("abort", offer.update_id, reason)
         except Exception as exc:  # noqa: BLE001  (the Updater may not be in that update: our report stands)
@@ -350,31 +331,13 @@ class Receiver:
     def transfer_counters(self) -> dict:
         out = dict(self.counters)
         if self.dl is not None and self.offer is not None:
-            out.update(chunks=self.offer.chunks, have=self.dl.count, outstanding=len(self.dl.outstanding))
+            out.update(chunks=self.offer.chunks, have=self.dl.count, outstanding=len(self._w.outstanding))
         return out
 
     def status(self) -> dict:
         with self._lock:
             return {"update_id": self.offer.update_id if self.offer else None, "counters": self.transfer_counters(),
                     "last_refusal": self.last_refusal}
-
-
-def _install_need(size: int) -> int:
-    """Free bytes the Updater wants beside the staged file to copy it into a slot."""
-    try:
-        from .verify import HEADROOM, MARGIN
-    except ImportError:
-        MARGIN, HEADROOM = 1.1, 1 << 20
-    return int(size * MARGIN) + HEADROOM
-
-
-def _uid_of(raw: bytes) -> str | None:
-    """The update id of an offer we refuse, if it can be read, so the host learns which offer failed."""
-    try:
-        uid = json.loads(raw).get("update_id")
-    except (ValueError, AttributeError, RecursionError, UnicodeDecodeError):
-        return None
-    return uid if isinstance(uid, str) and len(uid) == 32 and all(c in "0123456789abcdef" for c in uid) else None
 
 
 def attach(agent, link, updater, **settings) -> Receiver:

@@ -21,10 +21,11 @@ from .via_ssh_errors import install_error, status_of, upload_error
 _MARK = "edgepack-via-path "
 _UPLOAD = (
     's={state}; n={size}; '
-    'mkdir -p -- "$s/inbox" && s=$(cd -- "$s" && pwd) || exit 72; d="$s/inbox"; p="$d/"{name}.part; '
+    'mkdir -p -- "$s/inbox" && s=$(CDPATH= cd -- "$s" && pwd) || exit 72; d="$s/inbox"; p="$d/"{name}.part; '
     'a=$(df -Pk -- "$d" 2>/dev/null | awk \'NR==2 {{print $4}}\'); '
     'case "$a" in ""|*[!0-9]*) ;; *) if [ "$a" -lt $(( (n + 1023) / 1024 )) ]; then '
-    'echo "edgepack-via: no space left in $d: the bundle needs $n bytes, ${{a}} KiB are free" >&2; exit 71; fi;; esac; '
+    'printf "edgepack-via: no space left in %s: the bundle needs %s bytes, %s KiB are free\\n" "$d" "$n" "$a" >&2; '
+    'exit 71; fi;; esac; '
     'trap \'rm -f -- "$p"\' EXIT HUP INT TERM PIPE; '
     'cat > "$p" || exit 73; '
     'g=$(wc -c < "$p"); if [ "$g" -ne "$n" ]; then '
@@ -32,12 +33,12 @@ _UPLOAD = (
     'sync -- "$p" 2>/dev/null; f="$d/"{final}; mv -f -- "$p" "$f" || exit 74; '
 )
 # without install: the inbox file is the result (the device installs it on its next start, or its agent at once)
-_DROP = 'trap - EXIT HUP INT TERM PIPE; echo "{mark}$f"'
+_DROP = 'trap - EXIT HUP INT TERM PIPE; printf "{mark}%s\\n" "$f"'
 # with install: a name recover() and the agent's inbox watcher skip, installed (and consumed) by the command
 # itself in this same session; if the command never took it, it is removed: nothing is left behind
 _CHECK = ('command -v -- {word} >/dev/null 2>&1 || '
-          '{{ echo "edgepack-via: device command not found: "{word} >&2; exit 127; }}; ')
-_INSTALL = ('trap \'rm -f -- "$f"\' EXIT HUP INT TERM PIPE; echo "{mark}$f"; '
+          '{{ printf "edgepack-via: device command not found: %s\\n" {word} >&2; exit 127; }}; ')
+_INSTALL = ('trap \'rm -f -- "$f"\' EXIT HUP INT TERM PIPE; printf "{mark}%s\\n" "$f"; '
             '{cmd} install "$f" --state-dir "$s" --json --update-id {uid}{keys}')
 
 

@@ -1,4 +1,4 @@
-"""``edgepack flash BUNDLE --via ssh://...`` end to end (CliRunner): the CLI, the ssh delivery and the device's install."""
+"""`edgepack flash BUNDLE --via ssh://...` end to end (CliRunner): the CLI, the delivery and the device's install."""
 from __future__ import annotations
 
 from typer.testing import CliRunner

@@ -25,6 +25,7 @@ import numpy as np
 
 from .agentcmds import COMMANDS
 from .cache import OutputCache
+from .cost import cost_fields
 from .drift import DriftMonitor, Thresholds
 from .errors import BackendError, EdgepackError, InputError
 from .metrics import Telemetry
@@ -42,8 +43,10 @@ class Agent:
                  drift_window: int = 1000, drift_window_seconds: float | None = None,
                  drift_thresholds: Thresholds | None = None, drift_budget: float = 0.01,
                  drift_every: int | None = None, sampler=None, commands=None, restart_base: float = 0.5,
-                 restart_cap: float = 30.0, refuse_nonfinite: bool = False):
+                 restart_cap: float = 30.0, refuse_nonfinite: bool = False, power_watts: float | None = None,
+                 cost_per_hour: float | None = None):
         self.rt = runtime
+        self.power_watts, self.cost_per_hour = power_watts, cost_per_hour   # telemetry: energy/cost per 1k
         self.updater = None                  # an ota.Updater when the agent runs from a state folder
         self._leases: dict[int, int] = {}    # id(runtime) -> backend calls in flight (hot swap waits for them)
         self._retired: dict[int, object] = {}
@@ -333,6 +336,7 @@ class Agent:
         """Close the current telemetry period and publish it (``telemetry`` topic)."""
         snap = self.telemetry.snapshot()
         snap["drift_observe_every"] = self._observe_every
+        snap.update(cost_fields(snap, power_watts=self.power_watts, cost_per_hour=self.cost_per_hour))
         snap["queue"] = {"depth": self.requests.qsize(), "max": self.requests.maxsize}
         if self.cache is not None:
             snap["cache_entries"] = len(self.cache)

@@ -55,6 +55,8 @@ SETTINGS = {
     "state_dir": (str, None, "OTA state folder (A/B slots, ota.json, inbox/): serve its active slot and take updates"),
     "profile": (str, None, "this device's profile (e.g. raspberry-pi-5): updates built for other profiles are refused"),
     "health_budget_ms": (float, None, "latency budget of an update's health check (median ms per call; unset: none)"),
+    "power_watts": (float, None, "the device's average power draw (W): telemetry then carries energy_j_per_1k"),
+    "cost_per_hour": (float, None, "what one device-hour costs: telemetry then carries cost_per_1k"),
 }
 # floor and ceiling of every numeric setting, inclusive (runtime/README.md states them; a test keeps them in step)
 BOUNDS = {
@@ -67,7 +69,7 @@ BOUNDS = {
     "command_rate": (0.01, 1000.0), "command_burst": (1, 10_000),
     "http_max_connections": (1, 10_000), "http_header_timeout": (0.1, 3600.0), "http_body_timeout": (0.1, 3600.0),
     "http_idle_timeout": (0.1, 3600.0), "http_max_body_mb": (0.001, 4096.0), "http_body_budget_mb": (0.01, 65536.0),
-    "health_budget_ms": (0.0, 3_600_000.0),
+    "health_budget_ms": (0.0, 3_600_000.0), "power_watts": (0.0, 100_000.0), "cost_per_hour": (0.0, 1_000_000.0),
 }
 
 
@@ -193,7 +195,8 @@ def make_agent(conf: dict):
                   queue_size=conf["queue_size"], cache_size=conf["cache_size"], max_batch=conf["max_batch"],
                   max_wait_ms=conf["max_wait_ms"], drift_window=conf["drift_window"],
                   drift_window_seconds=conf.get("drift_window_seconds"), drift_thresholds=thresholds,
-                  sampler=sampler, refuse_nonfinite=conf["refuse_nonfinite"])
+                  sampler=sampler, refuse_nonfinite=conf["refuse_nonfinite"], power_watts=conf.get("power_watts"),
+                  cost_per_hour=conf.get("cost_per_hour"))
     if updater is not None:
         from .ota.agentota import attach
         attach(agent, updater, conf)

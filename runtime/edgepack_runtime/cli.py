@@ -6,6 +6,7 @@
     (run, check, info: --trust-key PUB, repeatable, accepts only bundles signed by one of those keys)
     edgepack-device agent --bundle B [--broker mqtt://HOST:PORT --device-id ID] [--config agent.toml]
     edgepack-device install BUNDLE --state-dir DIR   (also: rollback, ota-status; see ota/cli.py)
+    edgepack-device bench BUNDLE [--backend B] [--threads 1,2,4] [--seconds S]   cost per prediction (bench.py)
 
 Errors print one line ``error: ...`` on stderr and exit with the error class's exit code
 (``--verbose`` prints the traceback).
@@ -51,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_agent(sub)
     from .ota.cli import add_parsers as add_ota
     add_ota(sub)
+    from .bench import add_parser as add_bench
+    add_bench(sub)
     return parser
 
 
@@ -61,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "agent":
             from .agentcli import cmd_agent
             return cmd_agent(args)
+        if args.command == "bench":
+            from .bench import cmd_bench
+            return cmd_bench(args)
         if args.command in ("install", "rollback", "ota-status"):
             from .ota.cli import run as run_ota
             return run_ota(args)

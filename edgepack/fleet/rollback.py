@@ -15,62 +15,85 @@ import uuid
 from ..errors import EdgepackError
 from .hostlink import HostLink
 
+WAITING = ("sent", "started")
+
 
 def rollback(*, broker: str, devices: list[str] | tuple = (), fleet: str = "default", timeout: float = 60.0,
              discovery: float = 2.0, connect_timeout: float = 10.0, **auth) -> list[dict]:
-    """Roll ``devices`` (or every announced device of ``fleet``) back; one result per device."""
-    base = f"edgepack/v1/{fleet}"
-    seen: dict[str, dict] = {}
-    rows: dict[str, dict] = {}
-    lock = threading.Lock()
-
-    def on_message(topic: str, payload: bytes) -> None:
-        parts = topic.split("/")
-        body = _json(payload)
-        if len(parts) != 5 or body is None:
-            return
-        device, kind = parts[3], parts[4]
-        with lock:
-            if kind == "state":
-                seen[device] = body
-            elif kind == "events" and device in rows:
-                _answer(rows[device], body)
-
-    link = HostLink(broker, on_connect=lambda ln: [ln.subscribe(f"{base}/+/{k}") for k in ("state", "events")],
-                    on_message=on_message, **auth)
-    with link:
+    """Roll ``devices`` (or every announced device of ``fleet`` that takes updates) back; one result each."""
+    run = _Rollback(fleet)
+    with HostLink(broker, on_connect=run.subscribe, on_message=run.message, **auth) as link:
         link.wait_connected(connect_timeout)
-        deadline = time.monotonic() + discovery
-        while time.monotonic() < deadline and not (devices and all(d in seen for d in devices)):
-            time.sleep(0.05)
-        with lock:
-            chosen = list(dict.fromkeys(devices)) or sorted(d for d, s in seen.items() if s.get("ota"))
+        chosen = run.discover(list(dict.fromkeys(devices)), discovery)
         if not chosen:
             raise EdgepackError(f"no device of fleet {fleet!r} has announced flash support on {broker}",
                                 hint="name devices with --device, or check the fleet name and the broker")
         for device in chosen:
-            rid = uuid.uuid4().hex[:16]
-            with lock:
-                rows[device] = {"device": device, "ok": False, "state": "sent", "reason": None, "request_id": rid,
-                                "status": None}
-                if device not in seen:
-                    rows[device].update(state="unknown", reason=f"device {device} has never announced itself; "
-                                                                 "check the id and --fleet")
-                    continue
-            link.publish(f"{base}/{device}/cmd/ota-rollback", json.dumps({"request_id": rid}).encode())
+            request = run.ask(device)
+            if request is not None:
+                link.publish(f"{run.base}/{device}/cmd/ota-rollback", request)
+        run.wait(timeout)
+    return run.results(timeout)
+
+
+class _Rollback:
+    def __init__(self, fleet: str):
+        self.base = f"edgepack/v1/{fleet}"
+        self.seen: dict[str, dict] = {}
+        self.rows: dict[str, dict] = {}
+        self.lock = threading.Lock()
+
+    def subscribe(self, link: HostLink) -> None:
+        for kind in ("state", "events"):
+            link.subscribe(f"{self.base}/+/{kind}")
+
+    def message(self, topic: str, payload: bytes) -> None:
+        parts, body = topic.split("/"), _json(payload)
+        if len(parts) != 5 or body is None:
+            return
+        device, kind = parts[3], parts[4]
+        with self.lock:
+            if kind == "state":
+                self.seen[device] = body
+            elif kind == "events" and device in self.rows:
+                _answer(self.rows[device], body)
+
+    def discover(self, named: list[str], seconds: float) -> list[str]:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not (named and all(d in self.seen for d in named)):
+            time.sleep(0.05)
+        with self.lock:
+            return named or sorted(d for d, s in self.seen.items() if s.get("ota"))
+
+    def ask(self, device: str) -> bytes | None:
+        """The command payload for ``device``, or None when it never announced itself (refused here)."""
+        rid = uuid.uuid4().hex[:16]
+        with self.lock:
+            row = self.rows[device] = {"device": device, "ok": False, "state": "sent", "reason": None,
+                                       "request_id": rid, "status": None}
+            if device not in self.seen:
+                row.update(state="unknown", reason=f"device {device} has never announced itself; check the id "
+                                                   "and --fleet")
+                return None
+        return json.dumps({"request_id": rid}).encode()
+
+    def wait(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            with lock:
-                if all(r["state"] not in ("sent", "started") for r in rows.values()):
-                    break
+            with self.lock:
+                if all(r["state"] not in WAITING for r in self.rows.values()):
+                    return
             time.sleep(0.05)
-    with lock:
-        for r in rows.values():
-            if r["state"] in ("sent", "started"):
-                online = (seen.get(r["device"]) or {}).get("state")
-                r.update(state="no_answer", reason=f"no answer within {timeout:g} s (device {online or 'unknown'}); "
-                                                   "commands are not queued for offline devices: retry when it is online")
-        return [dict(r) for r in rows.values()]
+
+    def results(self, timeout: float) -> list[dict]:
+        with self.lock:
+            for r in self.rows.values():
+                if r["state"] in WAITING:
+                    online = (self.seen.get(r["device"]) or {}).get("state")
+                    r.update(state="no_answer", reason=f"no answer within {timeout:g} s (device {online or 'unknown'})"
+                                                       "; commands are not queued for offline devices: retry when "
+                                                       "it is online")
+            return [dict(r) for r in self.rows.values()]
 
 
 def _answer(row: dict, body: dict) -> None:

@@ -157,16 +157,21 @@ def test_an_offline_device_is_pending_and_gets_the_update_when_it_comes_back(bro
 
 def test_rollback_over_mqtt_returns_to_the_previous_model(broker, devices, fleet, bundles):
     dev = devices(broker.port, "cam-b", fleet, bundles["v1"]).start()
+    (first,) = rollback(broker=_url(broker), devices=["cam-b"], fleet=fleet, timeout=30, discovery=1.0)
+    assert first["state"] == "failed" and "no previous slot" in first["reason"] and not first["ok"], first
     assert flash(bundles["v2"], broker=_url(broker), devices=["cam-b"], fleet=fleet,
                  settings=FlashSettings(timeout=30, discovery=1.0))[0]["ok"]
     assert dev.bias() == 2.0
     (r,) = rollback(broker=_url(broker), devices=["cam-b"], fleet=fleet, timeout=30, discovery=1.0)
     assert r["ok"] and r["state"] == "rolled_back", r
     assert dev.bias() == 1.0
-    (again,) = rollback(broker=_url(broker), devices=["cam-b", "ghost"][:1], fleet=fleet, timeout=30)
+    (again,) = rollback(broker=_url(broker), devices=["cam-b"], fleet=fleet, timeout=30)
     assert again["state"] in ("rolled_back", "failed")                    # back to v2, or refused with a reason
     (ghost,) = rollback(broker=_url(broker), devices=["ghost"], fleet=fleet, timeout=1, discovery=0.3)
     assert ghost["state"] == "unknown" and not ghost["ok"]
+    dev.stop()                                                             # offline: commands are not queued
+    (gone,) = rollback(broker=_url(broker), devices=["cam-b"], fleet=fleet, timeout=1, discovery=0.5)
+    assert gone["state"] == "no_answer" and "offline" in gone["reason"], gone
 
 
 def test_a_bundle_file_changed_during_the_flash_stops_it_and_withdraws_the_offer(

@@ -3,6 +3,7 @@ model and answering from it on its local HTTP API; a broker restart in mid-trans
 resending what arrived; unknown devices, other profiles and offline devices; rollback over MQTT."""
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import uuid
@@ -208,3 +209,24 @@ def test_a_bundle_file_changed_during_the_flash_stops_it_and_withdraws_the_offer
     late = subscribe(f"edgepack/v1/{fleet}/cam-w/ota/offer")
     assert not late.wait_for(lambda: late.messages, timeout=1.0), "the offer was left on the broker"
     assert dev.bias() == 1.0
+
+
+def test_junk_on_the_flash_topics_is_counted_and_refused_then_a_flash_still_works(
+        broker, devices, fleet, bundles, subscribe):
+    import paho.mqtt.publish as publish
+    dev = devices(broker.port, "cam-j", fleet, bundles["v1"]).start()
+    base = f"edgepack/v1/{fleet}/cam-j"
+    status = subscribe(f"{base}/ota/status")
+    oversized = json.dumps({"v": 1, "update_id": "c" * 32, "sha256": "d" * 64, "size": 3 * 2 ** 30,
+                            "chunk_size": 2 ** 20, "chunks": 3072, "hashes": ""}).encode()
+    msgs = [(f"{base}/ota/offer", b"{not json"), (f"{base}/ota/offer", oversized),
+            (f"{base}/ota/data/{'c' * 32}", b"\x00" * 100), (f"{base}/ota/data/x", b"")]
+    publish.multiple([{"topic": t, "payload": p, "qos": 1} for t, p in msgs], hostname="127.0.0.1", port=broker.port)
+    rx = dev.agent.receiver
+    assert wait(lambda: rx.counters["bad_offers"] == 2 and rx.counters["malformed"] == 2), rx.counters
+    assert status.wait_for(lambda: any("over this device's limit" in (m.get("reason") or "")
+                                       and m.get("update_id") == "c" * 32 for m in status.on("ota/status")))
+    assert dev.agent.health()["status"] == "ok" and not list((dev.root / "state" / "staging").glob("*"))
+    (r,) = flash(bundles["v2"], broker=_url(broker), devices=["cam-j"], fleet=fleet,
+                 settings=FlashSettings(timeout=30, discovery=1.0))
+    assert r["state"] == "committed" and dev.bias() == 2.0

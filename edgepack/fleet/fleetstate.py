@@ -15,18 +15,21 @@ from collections import deque
 from .devicerow import SERIES, apply_message, fresh, new_row
 from .messages import Message
 
-__all__ = ["FleetState", "SERIES", "SORT_KEYS"]
+__all__ = ["FleetState", "SERIES", "SORT_KEYS", "sort_rows"]
 
 SORT_KEYS = ("device", "fleet", "online", "model", "version", "backend", "p50_ms", "p95_ms", "throughput",
              "error_rate", "drift_alerts", "ota_state", "last_seen", "cost_per_1k")
 
 
-def sort_key(key: str):
-    """Sort ``None`` last, numbers and strings in their own order; ``-key`` sorts descending."""
-    def get(row):
-        value = row.get(key)
-        return (value is None, value if not isinstance(value, bool) else int(value))
-    return get
+def sort_rows(rows: list[dict], sort: str = "device") -> list[dict]:
+    """Rows sorted by ``sort`` (``-key``: descending), ties by device and fleet; rows without the figure last."""
+    key = sort.lstrip("-")
+    if key not in SORT_KEYS:
+        raise ValueError(f"cannot sort by {key!r}; choose one of {', '.join(SORT_KEYS)}")
+    rows = sorted(rows, key=lambda r: (r["device"], r["fleet"]))
+    known = [r for r in rows if r.get(key) is not None]
+    known.sort(key=lambda r: r[key], reverse=sort.startswith("-"))
+    return known + [r for r in rows if r.get(key) is None]
 
 
 class FleetState:
@@ -62,15 +65,10 @@ class FleetState:
 
     def snapshot(self, *, fleet: str | None = None, model: str | None = None, sort: str = "device") -> dict:
         """Every device (filtered by fleet and model, sorted by ``sort``, ``-`` for descending) and the counters."""
-        desc = sort.startswith("-")
-        key = sort.lstrip("-")
-        if key not in SORT_KEYS:
-            raise ValueError(f"cannot sort by {key!r}; choose one of {', '.join(SORT_KEYS)}")
         with self._lock:
             rows = [public(r) for r in self._rows.values()
                     if (fleet is None or r["fleet"] == fleet) and (model is None or r["model"] == model)]
-        rows.sort(key=lambda r: (r["device"], r["fleet"]))
-        rows.sort(key=sort_key(key), reverse=desc)
+        rows = sort_rows(rows, sort)
         counters = self._counters() if self._counters else {"accepted": self.applied, "rejected": {}}
         return {"devices": rows, "counters": counters}
 

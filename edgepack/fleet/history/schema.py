@@ -2,7 +2,7 @@
 
 - ``messages``: every accepted message as received (``body`` is its JSON text), for ``raw_hours``; a message
   delivered twice (a resend, a retained one on a reconnect) is stored once (unique fleet/device/kind/seq/ts;
-  ``seq`` is -1 for ``state``, which has none). Telemetry rows also name the model, version and bundle.
+  ``seq`` is -1 for an online ``state`` and -2 for an offline one, which have none). Telemetry rows also name the model, version and bundle.
 - ``latest``: the newest message of each kind per device (``state`` by arrival, the others by ``seq``): what
   ``fleet status`` folds into one row per device, kept after the raw messages age out (until ``max_age``).
 - ``points``: numeric series per device and metric; ``res`` is 0 for raw points and the bucket width in

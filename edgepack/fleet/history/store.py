@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from ..devicerow import apply_message, new_row
 from ..fleetdrift import fleet_report
-from ..fleetstate import SORT_KEYS, public, sort_key
+from ..fleetstate import public, sort_rows
 from ..messages import Message
 from .db import Database
 from .schema import INSERT_MESSAGE, INSERT_POINT, UPSERT_LATEST
@@ -52,7 +52,7 @@ class History:
         rows, latest, points = [], {}, []
         for m in msgs:
             t = m.body.get("telemetry") if m.kind == "telemetry" else None
-            seq = -1 if m.seq is None else m.seq
+            seq = m.seq if m.seq is not None else -1 if m.body.get("state") == "online" else -2   # state: none
             text = _text(m)
             rows.append((m.fleet, m.device, m.kind, seq, m.ts, m.received, t and t.get("model"),
                          t and t.get("model_version"), t and t.get("bundle_sha256"), text))
@@ -89,7 +89,7 @@ class History:
             row.update(messages=n, lost=(hi - lo + 1 - k) if k else 0, replayed=None)
             if model is None or row["model"] == model:
                 out.append(public(row))
-        return _sorted(out, sort)
+        return sort_rows(out, sort)
 
     def history(self, device: str, metric: str, *, since: float | None = None, until: float | None = None,
                 fleet: str | None = None) -> list[tuple[float, float]]:
@@ -149,12 +149,3 @@ class History:
 
     def close(self) -> None:
         self.db.close()
-
-
-def _sorted(rows: list[dict], sort: str) -> list[dict]:
-    key = sort.lstrip("-")
-    if key not in SORT_KEYS:
-        raise ValueError(f"cannot sort by {key!r}; choose one of {', '.join(SORT_KEYS)}")
-    rows.sort(key=lambda r: (r["device"], r["fleet"]))
-    rows.sort(key=sort_key(key), reverse=sort.startswith("-"))
-    return rows

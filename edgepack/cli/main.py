@@ -13,6 +13,7 @@ from .flash import flash, rollback
 from .fleet import fleet_app
 from .inspect import inspect
 from .keys import keys_app, sign
+from .monitor import monitor
 from .ops import ops
 from .targets import targets
 
@@ -29,6 +30,7 @@ app.command()(flash)
 app.command()(rollback)
 app.command()(targets)
 app.add_typer(fleet_app)
+app.command()(monitor)
 
 
 @app.callback(invoke_without_command=True)

@@ -230,3 +230,16 @@ def test_junk_on_the_flash_topics_is_counted_and_refused_then_a_flash_still_work
     (r,) = flash(bundles["v2"], broker=_url(broker), devices=["cam-j"], fleet=fleet,
                  settings=FlashSettings(timeout=30, discovery=1.0))
     assert r["state"] == "committed" and dev.bias() == 2.0
+
+
+def test_allow_unknown_leaves_the_offer_pending_until_the_device_first_appears(broker, devices, fleet, bundles):
+    results = []
+    t = threading.Thread(target=lambda: results.extend(flash(
+        bundles["v2"], broker=_url(broker), devices=["cam-new"], fleet=fleet,
+        settings=FlashSettings(timeout=60, discovery=0.3, allow_unknown=True))))
+    t.start()
+    assert not wait(lambda: results, timeout=1.0)                       # pending: offered, nobody there yet
+    dev = devices(broker.port, "cam-new", fleet, bundles["v1"]).start()   # a brand-new device joins the fleet
+    t.join(60)
+    assert results[0]["state"] == "committed", results
+    assert dev.bias() == 2.0

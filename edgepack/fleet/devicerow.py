@@ -67,22 +67,25 @@ def _state(row: dict, body: dict, ts: float) -> list:
 
 
 def _telemetry(row: dict, body: dict, ts: float) -> list:
+    """A telemetry period. One without backend calls has no latency (the agent reports 0): the row keeps the
+    last measured figures and the series get no latency point, only throughput, errors and calls."""
     t = body["telemetry"]
     lat = t["latency_ms"]
     errors = sum(t.get("errors", {}).values())
     calls = t["calls"]
     row.update(model=t.get("model", row["model"]), version=t.get("model_version", row["version"]),
                backend=t.get("backend", row["backend"]), bundle_sha256=t.get("bundle_sha256", row["bundle_sha256"]),
-               p50_ms=float(lat["p50"]), p95_ms=float(lat["p95"]),
-               p99_ms=float(lat["p99"]) if lat.get("p99") is not None else None,
                throughput=float(t["throughput_per_s"]), calls=calls, requests=t.get("requests"), errors=errors,
                error_rate=errors / (calls + errors) if calls + errors else 0.0)
+    points = [("throughput", row["throughput"]), ("error_rate", row["error_rate"]), ("calls", float(calls))]
+    if calls:
+        row.update(p50_ms=float(lat["p50"]), p95_ms=float(lat["p95"]),
+                   p99_ms=float(lat["p99"]) if lat.get("p99") is not None else None)
+        points += [("p50_ms", row["p50_ms"]), ("p95_ms", row["p95_ms"])]
+        if row["p99_ms"] is not None:
+            points.append(("p99_ms", row["p99_ms"]))
     if isinstance(t.get("ota"), dict) and t["ota"].get("state") is not None:
         row["ota_state"] = t["ota"]["state"]
-    points = [("p50_ms", row["p50_ms"]), ("p95_ms", row["p95_ms"]), ("throughput", row["throughput"]),
-              ("error_rate", row["error_rate"]), ("calls", float(calls))]
-    if row["p99_ms"] is not None:
-        points.append(("p99_ms", row["p99_ms"]))
     for name in ("cost_per_1k", "energy_per_1k_j"):
         if t.get(name) is not None:
             row[name] = float(t[name])

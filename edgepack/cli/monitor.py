@@ -19,6 +19,24 @@ from .fleet import DEFAULT as DEFAULT_HISTORY
 Opt = typer.Option
 
 
+def _check_sort(value: str) -> str:
+    from ..fleet.fleetstate import SORT_KEYS
+    if value.lstrip("-") not in SORT_KEYS:
+        raise typer.BadParameter(f"choose one of {', '.join(SORT_KEYS)} (-key sorts descending)")
+    return value
+
+
+def _check_web(value: Optional[str]) -> Optional[str]:
+    from ..errors import EdgepackError
+    from ..fleet.web import parse_bind
+    if value is not None:
+        try:
+            parse_bind(value)
+        except EdgepackError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return value
+
+
 @handle_errors
 def monitor(
     broker: Annotated[str, Opt("--broker", help="mqtt://HOST:PORT or mqtts://HOST:PORT")],
@@ -28,9 +46,10 @@ def monitor(
     no_history: Annotated[bool, Opt("--no-history", help="keep the live view only, store nothing")] = False,
     fleet: Annotated[Optional[str], Opt("--fleet", help="only this fleet (also narrows the subscription)")] = None,
     model: Annotated[Optional[str], Opt("--model", help="only devices running this model")] = None,
-    sort: Annotated[str, Opt(help="sort key, -key for descending: device, p95_ms, error_rate, last_seen, ...")]
+    sort: Annotated[str, Opt(help="sort key, -key for descending: device, p95_ms, error_rate, last_seen, ...",
+                             callback=_check_sort)]
     = "device",
-    web: Annotated[Optional[str], Opt("--web", metavar="HOST:PORT",
+    web: Annotated[Optional[str], Opt("--web", metavar="HOST:PORT", callback=_check_web,
                                       help="also serve the view on a web page (loopback; 0.0.0.0:PORT for every "
                                            "network, without authentication)")] = None,
     headless: Annotated[bool, Opt("--headless", help="no terminal view: ingest (and serve --web) only")] = False,
@@ -49,10 +68,7 @@ def monitor(
 ):
     """Watch the fleet: devices online/offline, model and version, backend, p50/p95 latency, throughput,
     error rate, drift alerts, update state, last seen (and cost per 1,000 predictions when devices report it)."""
-    from ..fleet.fleetstate import SORT_KEYS
     from ..fleet.ingest import Monitor
-    if sort.lstrip("-") not in SORT_KEYS:
-        raise typer.BadParameter(f"choose one of {', '.join(SORT_KEYS)} (-key sorts descending)", param_hint="--sort")
     bind = _bind(web)
     mon = Monitor(broker, history=None if no_history else history, share_group=share_group, fleet=fleet or "+",
                   username=username, password=password, ca=ca)

@@ -84,3 +84,30 @@ def wait_until(predicate, timeout: float = 10.0, every: float = 0.05) -> bool:
             return True
         time.sleep(every)
     return bool(predicate())
+
+
+def message(fleet: str, device: str, kind: str, seq: int | None, *, ts: float | None = None, **fields):
+    """An accepted ``Message`` through the real parser (for tests that feed a ``FleetState`` directly)."""
+    from edgepack.fleet.messages import Message, parse
+    body = {"schema": 1, "ts": ts or time.time(), "device": device, "fleet": fleet, **fields}
+    if seq is not None:
+        body["seq"] = seq
+    msg = parse(f"edgepack/v1/{fleet}/{device}/{kind}", json.dumps(body).encode(), now=time.time())
+    assert isinstance(msg, Message), msg
+    return msg
+
+
+def feed(state, fleet: str, device: str, *, points: int = 3, p50: float = 1.0, model: str = "clf",
+         psi: float | None = 0.1, t0: float | None = None) -> None:
+    """Birth, then ``points`` telemetry periods (p50, p95 = 2 x p50, rising) and drift windows, 10 s apart."""
+    t0 = time.time() - 10 * points if t0 is None else t0
+    state.apply(message(fleet, device, "state", None, ts=t0, state="online", model=model, version="1.0.0",
+                        backend="litert"))
+    for i in range(points):
+        lat = {"p50": p50 + i, "p95": 2 * (p50 + i), "p99": 3 * (p50 + i), "mean": p50 + i}
+        state.apply(message(fleet, device, "telemetry", 2 * i + 1, ts=t0 + 10 * i, telemetry={
+            "model": model, "model_version": "1.0.0", "backend": "litert", "calls": 100, "requests": 100,
+            "throughput_per_s": 10.0, "latency_ms": lat, "errors": {}}))
+        if psi is not None:
+            state.apply(message(fleet, device, "drift", 2 * i + 2, ts=t0 + 10 * i + 1, drift={
+                "calls": 100, "tensors": {"x": {"counts": [1, 2, 3], "psi": psi * (i + 1)}}, "alerts": []}))

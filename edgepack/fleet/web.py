@@ -17,6 +17,7 @@ import json
 import socket
 import threading
 import time
+from dataclasses import replace
 from urllib.parse import parse_qs
 
 from edgepack_runtime.httpio import Closed, Conn, HttpError, parse_head
@@ -44,6 +45,7 @@ class WebServer:
         self.host, self.port = host, self.sock.getsockname()[1]
         self.counts = {"requests": 0, "streams": 0, "refused": 0}
         self._active, self._streams = set(), 0
+        self._views: dict[Query, tuple[float, str]] = {}      # query -> (when, view JSON): shared by the streams
         self._lock, self._stop = threading.Lock(), threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -157,6 +159,20 @@ class WebServer:
         points = self.state.series(p["device"], p["metric"], since=since, fleet=p.get("fleet"))
         return {"device": p["device"], "fleet": p.get("fleet"), "metric": p["metric"], "points": points}
 
+    def _view_json(self, q: Query) -> str:
+        """The view as JSON, computed at most once per ``interval`` for each query however many pages watch it."""
+        key, now = replace(q, events=None), time.monotonic()
+        with self._lock:
+            hit = self._views.get(key)
+        if hit is not None and now - hit[0] < self.interval * 0.9:
+            return hit[1]
+        data = json.dumps(view(self.state, q, stats=self._stats()), separators=(",", ":"))
+        with self._lock:
+            if len(self._views) >= 64:
+                self._views.clear()
+            self._views[key] = (now, data)
+        return data
+
     def _stats(self) -> dict | None:
         return self.stats_fn() if self.stats_fn else None
 
@@ -174,7 +190,7 @@ class WebServer:
             write(conn, head_bytes(200, "text/event-stream; charset=utf-8", None) + b"retry: 2000\n\n")
             sent = 0
             while not head_only and not self._stop.is_set():
-                data = json.dumps(view(self.state, q, stats=self._stats()), separators=(",", ":"))
+                data = self._view_json(q)
                 sent += 1
                 write(conn, f"event: snapshot\nid: {sent}\ndata: {data}\n\n".encode())
                 if q.events is not None and sent >= q.events:

@@ -6,7 +6,9 @@ Topics under ``edgepack/v1/<fleet>/<device>/``:
   flash run), ``sha256`` and ``size`` of the bundle file, ``chunk_size``, ``chunks`` (their count),
   ``hashes`` (base64 of the chunks' sha256 digests, 32 bytes each, in order), ``model`` {name, version},
   ``profiles`` (device profiles the bundle suits; empty: any), ``budget_ms``, ``key_id`` (signer, or null),
-  ``epoch`` (new on every connection of the sender, which then forgets what it owed), ``ts``. An empty
+  ``epoch`` (new on every connection of the sender, which then forgets what it owed), ``ts``; optional
+  ``mode`` (``"install"``, the default, or ``"shadow"``: run the bundle beside the serving one, never switch to
+  it; see ``edgepack_runtime.shadow``) and ``shadow_share`` (null or the share of requests, 0..1). An empty
   retained payload withdraws the offer. Retained, so a device that is offline finds it when it comes back.
 - ``ota/request`` (device -> host, QoS 1, never stored): JSON ``{"v": 1, "update_id", "epoch", "ranges":
   [[start, stop), ...]}``: chunk indices the device wants now (at most ``MAX_REQUEST_CHUNKS``), under the
@@ -65,6 +67,8 @@ class Offer:
     key_id: str | None = None
     epoch: str = ""
     ts: float = 0.0
+    mode: str = "install"                        # "shadow": installed as a shadow (edgepack_runtime.shadow)
+    shadow_share: float | None = None
 
     @property
     def chunks(self) -> int:
@@ -145,7 +149,22 @@ def parse_offer(raw: bytes, *, max_bundle_bytes: int = MAX_BUNDLE_BYTES) -> Offe
     _need(len(hashes) == 32 * count, f"offer hashes hold {len(hashes)} bytes, not {32 * count}", "hashes")
     return Offer(uid, sha, size, chunk, hashes, model=_model(doc.get("model")), profiles=_profiles(doc),
                  budget_ms=_budget(doc.get("budget_ms")), key_id=_short_str(doc, "key_id"),
-                 epoch=_short_str(doc, "epoch") or "", ts=_ts(doc.get("ts")))
+                 epoch=_short_str(doc, "epoch") or "", ts=_ts(doc.get("ts")), mode=_mode(doc.get("mode")),
+                 shadow_share=_share(doc.get("shadow_share")))
+
+
+MODES = ("install", "shadow")
+
+
+def _mode(value) -> str:
+    _need(value is None or value in MODES, f"offer mode must be one of {', '.join(MODES)}", "mode")
+    return value or "install"
+
+
+def _share(value) -> float | None:
+    ok = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1)
+    _need(ok, "offer shadow_share must be null or a number in [0, 1]", "shadow_share")
+    return None if value is None else float(value)
 
 
 def _model(value) -> dict:

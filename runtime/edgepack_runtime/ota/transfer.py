@@ -64,6 +64,10 @@ class Receiver:
         self._waiting: bytes | None = None          # an offer that came while an install was running
         self._lock = threading.RLock()
         self._record = Record(record)
+        # offers of mode "shadow" (edgepack_runtime.shadow sets this): install(path, update_id=, budget_ms=, meta=)
+        # -> status; their downloads leave the Updater's state alone (no begin_download/downloaded/abort)
+        self.shadow: Callable[..., dict] | None = None
+        self._shadow_ids: set[str] = set()
 
     # offers -----------------------------------------------------------------------------
     def on_offer(self, suffix: str, raw: bytes) -> None:
@@ -103,6 +107,8 @@ class Receiver:
         problem = self._unsuitable(offer)
         if problem:
             return self._refuse(offer.update_id, problem, model=offer.model)
+        if offer.mode == "shadow":
+            self._shadow_ids.add(offer.update_id)
         try:
             self._hook("begin_download", offer.update_id, {"sha256": offer.sha256, "model": offer.model})
             path = Path(self.updater.staging_path(offer.update_id))
@@ -122,11 +128,15 @@ class Receiver:
 
     def _hook(self, name: str, *args):
         """Tell the Updater about the download (``begin_download``, ``downloaded``, ``abort``) if it listens."""
+        if args and args[0] in self._shadow_ids:         # a shadow download is not an update of the slots
+            return None
         method = getattr(self.updater, name, None)
         return method(*args) if method is not None else None
 
     def _unsuitable(self, offer: Offer) -> str | None:
         """Why this device refuses ``offer`` before downloading anything, or None."""
+        if offer.mode == "shadow" and self.shadow is None:
+            return "this agent does not run shadow bundles (it has no shadow installer); update the agent"
         if offer.profiles and self.profile and self.profile not in offer.profiles:
             return (f"bundle suits device profiles {', '.join(offer.profiles)}, not this device's {self.profile}; "
                     "build it for this profile (edgepack build --target PROFILE)")
@@ -268,8 +278,11 @@ class Receiver:
                 raise ValueError(bad or "every chunk matches the offer's hash list but the file does not match "
                                         "its sha256: the offer contradicts itself")
             self._hook("downloaded", offer.update_id)
-            result = self.updater.install(dl.path, update_id=offer.update_id, budget_ms=offer.budget_ms,
-                                          meta={"sha256": offer.sha256, "model": offer.model, "via": "mqtt"})
+            meta = {"sha256": offer.sha256, "model": offer.model, "via": "mqtt"}
+            install = self.updater.install
+            if offer.mode == "shadow" and self.shadow is not None:
+                install, meta = self.shadow, dict(meta, shadow_share=offer.shadow_share)
+            result = install(dl.path, update_id=offer.update_id, budget_ms=offer.budget_ms, meta=meta)
             result = dict(result) if isinstance(result, dict) else {"state": "committed"}
         except Exception as exc:  # noqa: BLE001  (whatever install raises ends this update, never the agent)
             why = f"{exc.strerror} (disk full?)" if isinstance(exc, OSError) and exc.strerror else str(exc)

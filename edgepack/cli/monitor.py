@@ -26,6 +26,12 @@ def _check_sort(value: str) -> str:
     return value
 
 
+def _check_name(value: Optional[str]) -> Optional[str]:
+    if value is not None and (not value or any(c in value for c in "/+#") or len(value) > 128):
+        raise typer.BadParameter(f"{value!r} is not a name: 1 to 128 characters without '/', '+' or '#'")
+    return value
+
+
 def _check_web(value: Optional[str]) -> Optional[str]:
     from ..errors import EdgepackError
     from ..fleet.web import parse_bind
@@ -44,7 +50,8 @@ def monitor(
                                 help="where every message is stored: sqlite:///PATH or postgresql://...")]
     = DEFAULT_HISTORY,
     no_history: Annotated[bool, Opt("--no-history", help="keep the live view only, store nothing")] = False,
-    fleet: Annotated[Optional[str], Opt("--fleet", help="only this fleet (also narrows the subscription)")] = None,
+    fleet: Annotated[Optional[str], Opt("--fleet", help="only this fleet (also narrows the subscription)",
+                                        callback=_check_name)] = None,
     model: Annotated[Optional[str], Opt("--model", help="only devices running this model")] = None,
     sort: Annotated[str, Opt(help="sort key, -key for descending: device, p95_ms, error_rate, last_seen, ...",
                              callback=_check_sort)]
@@ -54,12 +61,13 @@ def monitor(
                                            "network, without authentication)")] = None,
     headless: Annotated[bool, Opt("--headless", help="no terminal view: ingest (and serve --web) only")] = False,
     share_group: Annotated[Optional[str], Opt("--share-group", help="split the ingest with other monitors "
-                                                                    "(MQTT 5 shared subscription $share/GROUP/...)")]
+                                                                    "(MQTT 5 shared subscription $share/GROUP/...)",
+                                                  callback=_check_name)]
     = None,
-    duration: Annotated[Optional[float], Opt(help="stop after this many seconds (demos, tests)")] = None,
-    refresh: Annotated[float, Opt(help="seconds between redraws of the terminal view")] = 1.0,
-    stats_every: Annotated[float, Opt(help="--headless: seconds between two log lines")] = 60.0,
-    rows: Annotated[int, Opt(help="terminal view: at most this many devices")] = 200,
+    duration: Annotated[Optional[float], Opt(help="stop after this many seconds (demos, tests)", min=0)] = None,
+    refresh: Annotated[float, Opt(help="seconds between redraws of the terminal view", min=0.1)] = 1.0,
+    stats_every: Annotated[float, Opt(help="--headless: seconds between two log lines", min=0.1)] = 60.0,
+    rows: Annotated[int, Opt(help="terminal view: at most this many devices", min=1)] = 200,
     username: Annotated[Optional[str], Opt(help="MQTT user name")] = None,
     password: Annotated[Optional[str], Opt(help="MQTT password", envvar="EDGEPACK_MQTT_PASSWORD")] = None,
     ca: Annotated[Optional[str], Opt(help="CA file for mqtts://")] = None,
@@ -129,7 +137,7 @@ def _headless(mon, stop, duration, every, json_out) -> None:
     _log(mon, json_out)
     while True:
         wait = every if end is None else min(every, end - time.monotonic())
-        if wait <= 0 or stop.wait(wait):
+        if wait <= 0 or stop.wait(wait) or (end is not None and time.monotonic() >= end):
             return
         _log(mon, json_out)
 

@@ -103,6 +103,8 @@ def test_unreachable_broker_is_said_and_the_monitor_keeps_trying(tmp_path):
     (["--sort", "colour"], 2, "choose one of device"),
     (["--web", "192.168.7.7:8080"], 2, "binds only to loopback"),
     (["--web", "127.0.0.1:port"], 2, "the port must be a number"),
+    (["--share-group", "a/b"], 2, "'a/b' is not a name"),
+    (["--fleet", "lab/#"], 2, "'lab/#' is not a name"),
 ])
 def test_bad_options_are_refused_clearly(args, code, needle):
     result = runner.invoke(app, ["monitor", "--broker", "mqtt://127.0.0.1:1", "--no-history", *args],

@@ -28,7 +28,8 @@ STATE_STYLE = {"online": "green", "offline": "red", "unknown": "yellow"}
 
 def header(snapshot: dict, stats: dict | None = None, *, title: str = "edgepack monitor") -> Text:
     """Title line, the counters (devices online/total, alerts, messages accepted/rejected) and the link."""
-    text = Text(title, style="bold")
+    text = Text()
+    text.append(title, style="bold")
     if stats:
         broker = stats.get("broker")
         connected = stats.get("connected")
@@ -86,8 +87,11 @@ def live(frame: Callable[[], RenderableType], *, refresh: float = 1.0, stop: thr
     (Ctrl-C ends it too: ``KeyboardInterrupt`` propagates after the view is closed)."""
     stop = stop or threading.Event()
     end = None if duration is None else time.monotonic() + duration
+    console = console or Console()
+    # on a terminal, a view taller than the screen is cut (else every redraw would scroll); in a pipe or a
+    # log, the last frame is printed whole
     with Live(frame(), console=console, auto_refresh=False, transient=False,
-              vertical_overflow="visible") as view:
+              vertical_overflow="ellipsis" if console.is_terminal else "visible") as view:
         while not stop.is_set():
             wait = refresh if end is None else min(refresh, end - time.monotonic())
             if wait <= 0 or stop.wait(wait):

@@ -48,6 +48,7 @@ class Agent:
         self.rt = runtime
         self.power_watts, self.cost_per_hour = power_watts, cost_per_hour   # telemetry: energy/cost per 1k
         self.updater = None                  # an ota.Updater when the agent runs from a state folder
+        self.shadow = None                   # a shadow.Shadow: a candidate bundle run on sampled calls (shadowinstall)
         self._leases: dict[int, int] = {}    # id(runtime) -> backend calls in flight (hot swap waits for them)
         self._retired: dict[int, object] = {}
         self._swap_lock = threading.Lock()
@@ -227,6 +228,9 @@ class Agent:
             self._observe(inputs, outputs, latency)
         if self.sampler is not None:
             self.sampler.offer(inputs, outputs)
+        shadow = self.shadow
+        if shadow is not None:                        # never blocks: a full shadow queue drops the sample
+            shadow.offer(inputs, outputs, latency)
 
     def _observe(self, inputs: dict, outputs: dict, latency: float) -> None:
         """Feed the drift monitor, observing one call in N so that its cost stays within the budget."""
@@ -345,6 +349,9 @@ class Agent:
         if self.updater is not None:
             ota = self.updater.status()
             snap["ota"] = {k: ota.get(k) for k in ("state", "update_id", "active_slot", "reason")}
+        shadow = self.shadow
+        if shadow is not None:
+            snap["shadow"] = shadow.block()
         if self.sink is not None:
             snap["sink"] = self.sink.status()
             self.sink.publish("telemetry", {"telemetry": snap})

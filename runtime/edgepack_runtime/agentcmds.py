@@ -83,5 +83,8 @@ def ota_cancel(agent, args: dict) -> dict:
     return {"type": "ota_cancel", **result}
 
 
+from . import shadowcmds  # noqa: E402,F401  (registers shadow-status, shadow-stop, shadow-promote)
+
 if __name__ == "__main__":
-    print(COMMANDS.render(), end="")
+    from .agentcmds import COMMANDS as TABLE      # run as __main__: the table as imported, shadow verbs included
+    print(TABLE.render(), end="")

@@ -25,11 +25,13 @@ def _refusal(fn, *args) -> BadCommand:
 
 
 def test_the_agent_table_lists_its_verbs_and_schemas():
-    assert COMMANDS.verbs == ["config", "ota-cancel", "ota-rollback", "ota-status", "ping", "telemetry"]
+    assert COMMANDS.verbs == ["config", "ota-cancel", "ota-rollback", "ota-status", "ping", "shadow-promote",
+                              "shadow-status", "shadow-stop", "telemetry"]
     schemas = {c.verb: {name: (arg.kind, arg.required) for name, arg in c.schema.items()} for c in COMMANDS}
     assert schemas == {"config": {"telemetry_interval": ("number", True)}, "ping": {"echo": ("any", False)},
                        "telemetry": {}, "ota-cancel": {}, "ota-rollback": {"request_id": ("string", False)},
-                       "ota-status": {}}
+                       "ota-status": {}, "shadow-status": {}, "shadow-stop": {"request_id": ("string", False)},
+                       "shadow-promote": {"request_id": ("string", False)}}
     assert all(c.doc for c in COMMANDS)
 
 

@@ -44,6 +44,8 @@ class FlashSettings:
     connect_timeout: float = 10.0
     budget_ms: float | None = None      # health-check latency budget the device must meet (None: the profile's)
     allow_unknown: bool = False         # offer to named devices that never announced themselves (pending)
+    mode: str = "install"               # "shadow": run it beside the serving model (edgepack.fleet.shadow)
+    shadow_share: float | None = None   # with mode "shadow": share of calls it runs on (None: the device's setting)
     username: str | None = None
     password: str | None = None
     ca: str | None = None
@@ -105,7 +107,8 @@ class FlashRun:
             try:
                 self.sender = Sender(source, max_inflight=self.s.max_inflight)
                 self.roster.discover(self.s.discovery)
-                for device, why in self.roster.choose(self.info["profiles"], self.s.allow_unknown):
+                needs = ("shadow",) if self.s.mode == "shadow" else ()
+                for device, why in self.roster.choose(self.info["profiles"], self.s.allow_unknown, needs=needs):
                     if why is None:
                         self._offer(device, source)
                 if not self.roster.rows:
@@ -128,7 +131,8 @@ class FlashRun:
     def _offer(self, device: str, source: BundleFile) -> None:
         offer = make_offer(uuid.uuid4().hex, source.sha256, source.size, source.chunk_size, source.hashes,
                            model=self.info["model"], profiles=tuple(self.info["profiles"]), budget_ms=self.s.budget_ms,
-                           key_id=self.info["key_id"], epoch=self._epoch(), ts=time.time())
+                           key_id=self.info["key_id"], epoch=self._epoch(), ts=time.time(), mode=self.s.mode,
+                           shadow_share=self.s.shadow_share)
         self.offers[device] = offer
         self.roster.offered(device, offer.update_id)
         self.sender.serve(device, offer, offer.epoch)
@@ -161,7 +165,8 @@ class FlashRun:
                 continue
             offer = make_offer(offer.update_id, offer.sha256, offer.size, offer.chunk_size, offer.hashes,
                                model=offer.model, profiles=offer.profiles, budget_ms=offer.budget_ms,
-                               key_id=offer.key_id, epoch=self._epoch(), ts=time.time())
+                               key_id=offer.key_id, epoch=self._epoch(), ts=time.time(), mode=offer.mode,
+                               shadow_share=offer.shadow_share)
             self.offers[device] = offer
             self.sender.serve(device, offer, offer.epoch)
             link.send(f"{self.base}/{device}/ota/offer", offer.to_bytes(), retain=True)

@@ -4,7 +4,7 @@ States of a device in a flash run: ``unknown`` (named, never announced), ``refus
 no flash support), ``pending`` (offered, no answer yet), then what the device reports on ``ota/status``
 (``downloading`` with progress, ``downloaded``, ``verifying``, ``installing``, ``health_check``, ``switching``,
 ``rolling_back``), and a final one: ``committed``, ``rolled_back``, ``failed`` (device) or ``timed_out``.
-Only ``committed`` is a success.
+Only ``committed`` is a success (``shadowing`` for a shadow flash, ``mode: "shadow"``: edgepack.fleet.shadow).
 """
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-FINAL = ("committed", "rolled_back", "failed")
+FINAL = ("committed", "rolled_back", "failed", "shadowing")
+GOOD = ("committed", "shadowing")       # a shadow offer never commits, an install offer never ends shadowing
 HOST_FINAL = FINAL + ("unknown", "refused")
 
 
@@ -52,11 +53,12 @@ class Roster:
                     return
             time.sleep(0.05)
 
-    def choose(self, profiles: list[str], allow_unknown: bool) -> list[tuple[str, str | None]]:
-        """The devices of this run, each with the reason it is refused (None: offer it)."""
+    def choose(self, profiles: list[str], allow_unknown: bool, needs: tuple = ()) -> list[tuple[str, str | None]]:
+        """The devices of this run, each with the reason it is refused (None: offer it); ``needs``: features
+        the device's announcement must state (e.g. ``shadow``)."""
         with self._lock:
             devices = self.named or sorted(self.announcements)
-            chosen = [(d, self._refusal(d, profiles, allow_unknown)) for d in devices]
+            chosen = [(d, self._refusal(d, profiles, allow_unknown) or self._lacks(d, needs)) for d in devices]
             for device, why in chosen:
                 row = self.rows[device] = Row(device)
                 if why is not None:
@@ -78,6 +80,14 @@ class Roster:
         if profile and profiles and profile not in profiles:
             return (f"bundle suits device profiles {', '.join(profiles)}, not {device}'s {profile}; build it for "
                     f"that profile (edgepack build --target {profile})")
+        return None
+
+    def _lacks(self, device: str, needs: tuple) -> str | None:
+        seen = self.announcements.get(device)
+        missing = [n for n in needs if not (seen or {}).get(n)]      # unknown devices too: it cannot be told
+        if missing:
+            return (f"device {device} does not announce {', '.join(missing)} support (its agent is older, or runs "
+                    "without a state folder); update the agent, or flash without --shadow")
         return None
 
     def offered(self, device: str, update_id: str) -> None:
@@ -139,7 +149,7 @@ class Roster:
     def results(self, sender=None) -> list[dict]:
         with self._lock:
             rows = list(self.rows.values())
-        return [{"device": r.device, "ok": r.state == "committed", "state": r.state, "update_id": r.update_id,
+        return [{"device": r.device, "ok": r.state in GOOD, "state": r.state, "update_id": r.update_id,
                  "reason": r.reason, "progress": r.progress, "model": r.status.get("model"),
                  "seconds": round((r.ended or time.monotonic()) - r.started, 3),
                  "host": dict(sender.counters(r.device), resent_chunks=sender.resent(r.device)) if sender else {},

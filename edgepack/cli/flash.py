@@ -39,12 +39,20 @@ def flash(
                                                 "pending until they appear")] = False,
     via: Annotated[Optional[str], typer.Option(help="deliver over ssh://user@host[:port]/STATE_DIR or dir:PATH "
                                                "instead of MQTT")] = None,
+    shadow: Annotated[bool, typer.Option("--shadow", help="run BUNDLE as a shadow beside the serving model (same "
+                                         "checks, never serves; agreement in telemetry): ok when 'shadowing'")] = False,
+    shadow_share: Annotated[Optional[float], typer.Option(
+        min=0.0, max=1.0, help="with --shadow: share of calls the shadow runs on (default: the device's)")] = None,
     username: User = None, password: Password = None, ca: Ca = None, connect_timeout: ConnectTimeout = 10.0,
     json_out: Json = False, verbose: Verbose = False,
 ):
     """Send BUNDLE to devices: each verifies it, installs it into its inactive slot, health-checks it and
     switches, or keeps its previous model. Exits non-zero unless every device committed the update."""
+    if shadow_share is not None and not shadow:
+        raise OtaError("--shadow-share goes with --shadow", hint="add --shadow, or drop --shadow-share")
     if via:
+        if shadow:
+            raise OtaError("--shadow works over MQTT only", hint="drop --via, or flash without --shadow")
         return _via(via, bundle, json_out)
     from ..fleet.flash import FlashSettings
     from ..fleet.flash import flash as run_flash
@@ -52,11 +60,12 @@ def flash(
     settings = FlashSettings(chunk_size=chunk_size, max_inflight=max_inflight, timeout=timeout, budget_ms=budget_ms,
                              discovery=discovery, allow_unknown=allow_unknown, username=username,
                              connect_timeout=connect_timeout,
-                             password=password, ca=str(ca) if ca else None)
+                             password=password, ca=str(ca) if ca else None,
+                             mode="shadow" if shadow else "install", shadow_share=shadow_share)
     with _Bars(quiet=json_out) as bars:
         results = run_flash(bundle, broker=broker, devices=devices, fleet=fleet_name, settings=settings,
                             progress=bars.update)
-    _finish(results, json_out, "committed", "flash")
+    _finish(results, json_out, "shadowing" if shadow else "committed", "flash")
 
 
 @handle_errors

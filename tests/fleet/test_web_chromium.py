@@ -153,12 +153,6 @@ def test_web_view_in_chromium_json_sse_and_sigterm(broker, chromium, monitor_pro
         assert [s["lines"] for s in drawn if s["class"] == "plot drift"] == [[4]] * 3
         assert int(dom.body["data-drawn"]) == 9
 
-        # scripts off: the server's own page, table and plots
-        static = Dom(dump_dom(chromium, url + "?sort=-p95_ms", javascript=False))
-        assert static.body["data-live"] == "0" and [row[0] for row in static.rows] == [EVIL, "cam-2", "cam-1"]
-        assert [s["by"] for s in static.svgs] == ["server"] * 6
-        assert [s["lines"] for s in static.svgs if s["class"] == "plot latency"] == [[4, 4]] * 3
-
         # SIGTERM: a clean stop with a last line of figures
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0

@@ -158,3 +158,7 @@ def _print_drift(report: dict) -> None:
 
 
 # ---- more fleet commands register below (fleet simulate: edgepack/fleet/simulate.py) ----
+from .simulate import acl, simulate  # noqa: E402  (M3: fleet simulate, fleet acl)
+
+fleet_app.command("simulate")(simulate)
+fleet_app.command("acl")(acl)

@@ -35,11 +35,14 @@ def _npz(**arrays) -> bytes:
     return buf.getvalue()
 
 
-def make_bundle(path: Path, version: str, bias: np.ndarray, *, shape: list[int] | None = None) -> Path:
-    """A real bundle (onnxruntime target) whose model adds ``bias``, with a sample that matches it.
-    ``shape`` changes only the declared input shape (a candidate that cannot shadow the serving model)."""
+def make_bundle(path: Path, version: str, bias: np.ndarray, *, shape: list[int] | None = None,
+                ref: np.ndarray | None = None) -> Path:
+    """A real bundle (onnxruntime target) whose model adds ``bias``, with a sample that expects ``x + ref``
+    (``ref`` = ``bias`` by default). ``shape`` changes only the declared input shape (a candidate that cannot
+    shadow the serving model)."""
     x = np.random.default_rng(3).standard_normal(SHAPE).astype(np.float32)
-    files = {"models/ref/model.onnx": _onnx(bias), "samples/sample_000.npz": _npz(input_0=x, output_0=x + bias)}
+    ref = bias if ref is None else ref
+    files = {"models/ref/model.onnx": _onnx(bias), "samples/sample_000.npz": _npz(input_0=x, output_0=x + ref)}
     target = {"name": "ref", "format": "onnx", "file": "models/ref/model.onnx", "precision": "fp32",
               "io": {"inputs": [{"name": "x", "perm": None}], "outputs": [{"name": "y", "perm": None}]},
               "parity": {}, "info": {}}

@@ -160,3 +160,32 @@ def test_a_restart_never_serves_the_shadow_and_promote_goes_through_the_updater(
     assert _event(sub, "shadow_stopped")["promoted"] is True
     [none] = stop_shadow(broker=url, devices=[dev.device_id], fleet=dev.fleet)
     assert none["ok"] and none["state"] == "none"
+
+
+def test_flash_shadow_cli_and_an_older_agent_is_refused_before_anything_is_sent(broker, device, bundles, subscribe):
+    from typer.testing import CliRunner
+
+    from edgepack.cli.main import app
+    dev = device(bundles["v1"])
+    offers = subscribe(f"edgepack/v1/{dev.fleet}/+/ota/offer")      # before the run: every offer it makes
+    old = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"old-{uuid.uuid4().hex[:8]}")
+    old.connect("127.0.0.1", broker.port)                   # an agent from before shadows: ota, no shadow
+    old.loop_start()
+    old.publish(f"edgepack/v1/{dev.fleet}/cam-old/state", json.dumps({"state": "online", "ota": 1}), qos=1,
+                retain=True).wait_for_publish(5)
+    try:
+        r = CliRunner().invoke(app, ["flash", str(bundles["v2"]), "--broker", f"mqtt://127.0.0.1:{broker.port}",
+                                     "--fleet", dev.fleet, "--device", dev.device_id, "--device", "cam-old",
+                                     "--shadow", "--shadow-share", "0.25", "--json", "--discovery", "1",
+                                     "--timeout", "60"])
+        rows = {row["device"]: row for row in json.loads(r.stdout)}
+        assert r.exit_code == 11, r.stderr                     # not every device is shadowing
+        assert rows["cam-1"]["ok"] and rows["cam-1"]["state"] == "shadowing"
+        assert rows["cam-old"]["state"] == "refused" and "does not announce shadow" in rows["cam-old"]["reason"]
+        assert dev.agent.shadow.share == 0.25
+        assert offers.on("cam-1/ota/offer") and not offers.on("cam-old/ota/offer")      # nothing offered to it
+        assert dev.agent.updater.status()["active_slot"] and dev.agent.rt.bundle.manifest["model"]["version"] == "1"
+    finally:
+        old.publish(f"edgepack/v1/{dev.fleet}/cam-old/state", b"", qos=1, retain=True).wait_for_publish(5)
+        old.disconnect()
+        old.loop_stop()

@@ -5,10 +5,10 @@ fires none it writes nothing and the model goes on as is), then ``get_qnn_qdq_co
 (MinMax, uint8 activations, uint8 asymmetric weights, ``per_channel=False``), activations uint16 for
 w8a16, then ``quantize``. Nothing else: no opset upgrade, no rewrites, no overrides.
 
-``measure`` is the one measurement: the QDQ model on the HTP simulator (``targets.qualcomm.htp.run``) on the
-held-out samples against the fp32 reference (``edgepack_runtime.compare``, the precision's gate), then the
-EP-context compilation for the default HTP (v75) and the placement report from it
-(``targets.qualcomm.context`` / ``placement``), so both sides are counted by the same code.
+``measure`` is the one measurement: the QDQ model on the HTP simulator (``targets.qualcomm.htp.run``,
+configured as HTP v75 on SM8650: ``DEVICE``) on the held-out samples against the fp32 reference
+(``edgepack_runtime.compare``, the precision's gate), then the EP-context compilation for that HTP and the
+placement report from it (``targets.qualcomm.context`` / ``placement``): both sides counted by the same code.
 """
 from __future__ import annotations
 
@@ -22,11 +22,14 @@ from onnxruntime.quantization import CalibrationDataReader, QuantType, quantize
 from onnxruntime.quantization.execution_providers.qnn import get_qnn_qdq_config, qnn_preprocess_model
 
 from edgepack.targets.qualcomm import htp
-from edgepack.targets.qualcomm.context import compile_context
+from edgepack.targets.qualcomm.context import DEFAULT_HTP_ARCH, DEFAULT_SOC_MODEL, compile_context
 from edgepack.targets.qualcomm.placement import report
 from edgepack_runtime.compare import compare_runs, summarize
 
 ACTIVATIONS = {"w8a8": QuantType.QUInt8, "w8a16": QuantType.QUInt16}
+# The simulator configured as the device the build compiles for (v75, SM8650): its results depend on it
+# (``targets.qualcomm.mixed.device_options``), so every session of the run names it.
+DEVICE = {"htp_arch": DEFAULT_HTP_ARCH, "soc_model": DEFAULT_SOC_MODEL}
 
 
 class _Reader(CalibrationDataReader):
@@ -65,7 +68,7 @@ def measure(qdq: onnx.ModelProto, holdout: list[dict], reference: list[dict], na
     the seconds per inference, the QDQ size, and (unless ``placement`` is given) the context binary's size
     and the placement from compiling it."""
     t0 = time.perf_counter()
-    got = [dict(zip(names, outs)) for outs in htp.run(qdq, holdout)]
+    got = [dict(zip(names, outs)) for outs in htp.run(qdq, holdout, provider_options=DEVICE)]
     seconds = (time.perf_counter() - t0) / max(len(holdout), 1)
     s = summarize(compare_runs(got, reference, names), gate)
     row = {"passed": s["passed"], "cosine": s["min_cosine"], "mean_cosine": s["mean_cosine"],

@@ -3,7 +3,8 @@
 The model has one deliberately sensitive layer: conv1's output channel 0 is 500x (or 10^6x) the others and
 nothing downstream reads it (conv2's weights for it are 0), so at 8 bits per tensor its range leaves the
 other 15 channels about half a step: everything after it is noise. 16-bit activations on conv1 (and the Relu
-the quantizer folds into it) fix the 500x model; the 10^6x one needs conv1's output kept float (which the QNN EP runs on HTP at fp16).
+the quantizer folds into it) fix the 500x model; the 10^6x one needs conv1's output kept float (which the QNN EP
+runs on HTP at fp16).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from edgepack.model.ort import reference_outputs
 from edgepack.targets.base import Job, QuantOptions
 from edgepack.targets.qualcomm import htp
 from edgepack.targets.qualcomm.debug import final_figures
-from edgepack.targets.qualcomm.mixed import Layers, search, when_needed
+from edgepack.targets.qualcomm.mixed import Layers, device_options, search, when_needed
 from edgepack.targets.qualcomm.quantize import quantize
 
 from .kit import model, needs_htp
@@ -56,7 +57,10 @@ def test_the_outlier_layer_alone_moves_to_16_bit_and_the_gate_passes():
     m = outlier_net()
     job = job_for(m, "w8a8")
     plain = quantize(m, job.calibration.calib)
-    before = final_figures(htp.run(plain, job.calibration.holdout), job.reference, ["y"], job.gate)
+    device = device_options(job)
+    assert device == {"htp_arch": "75", "soc_model": "57"}            # no profile: Snapdragon 8 Gen 3
+    before = final_figures(htp.run(plain, job.calibration.holdout, provider_options=device), job.reference, ["y"],
+                           job.gate)
     assert not before["passed"] and before["min_snr_db"] < 3.0           # w8a8 alone: the output is noise
     qdq, summary = search(m, job, precision="w8a8", base=(plain, before))
     assert summary["passed"] and summary["figures"]["min_snr_db"] > 25.0 and not summary["htp_kernel_loss"]
@@ -67,7 +71,8 @@ def test_the_outlier_layer_alone_moves_to_16_bit_and_the_gate_passes():
     assert "ar" in q16 and not q16 & {"br", "cr", "y", "y_QuantizeLinear_Input"}    # only conv1's output
     cost = summary["cost"]
     assert cost["nodes_off_htp"] == 0 and cost["size"] > cost["plain_size"] and cost["size_ratio"] < 1.5
-    got = final_figures(htp.run(qdq, job.calibration.holdout), job.reference, ["y"], job.gate)
+    got = final_figures(htp.run(qdq, job.calibration.holdout, provider_options=device), job.reference, ["y"],
+                        job.gate)
     assert got["passed"] and got["min_cosine"] == pytest.approx(summary["figures"]["min_cosine"])
     assert all(t["passed"] is not None for t in summary["tried"])
 

@@ -68,7 +68,9 @@ def debug_layers(model: onnx.ModelProto, job) -> LayerTable:
     cpu = final_figures(_run(qdq, samples, names), job.reference, names, job.gate)
     if htp.available():
         job.progress(f"running the QDQ model on the HTP simulator ({len(samples)} samples)")
-        figures = dict(final_figures(htp.run(qdq, samples), job.reference, names, job.gate), backend="htp")
+        from .mixed import device_options
+        got = htp.run(qdq, samples, provider_options=device_options(job))
+        figures = dict(final_figures(got, job.reference, names, job.gate), backend="htp")
     else:
         figures = dict(cpu, backend="onnxruntime-cpu (onnxruntime-qnn is not installed: no HTP figures)")
     figures["layers_backend"] = "onnxruntime-cpu"

@@ -16,12 +16,13 @@ Between the passes, a16 layers that HTP does not place (the node fell back to CP
 there they cost the same and lose nothing. Nodes the user names with ``--keep-float`` are float throughout.
 
 Where each measurement runs: the gate's measurement (every candidate the search keeps or rejects, on the
-full hold-out) runs on the HTP simulator (onnxruntime CPU when onnxruntime-qnn is missing); the sensitivity scan (each suspect alone on a few samples, only
-to order the suspects) runs the QDQ model on onnxruntime's CPU provider, which computes the same
-quantization grid at a fraction of the simulator's cost; when that grid passes where HTP fails (the loss is
-in HTP's own kernels, which the CPU cannot see: ``htp_kernel_loss`` in the summary) the scan runs on the
-simulator too, on ``KERNEL_SAMPLES`` samples. The summary records the result and its cost: the
-QDQ model's size against the plain quantization's, and the nodes placed off HTP against it.
+full hold-out) runs on the HTP simulator configured as the device the build compiles for
+(``device_options``; onnxruntime CPU when onnxruntime-qnn is missing); the sensitivity scan (each suspect
+alone on a few samples, only to order the suspects) runs the QDQ model on onnxruntime's CPU provider, which
+computes the same quantization grid at a fraction of the simulator's cost; when that grid passes where HTP
+fails (the loss is in HTP's own kernels, which the CPU cannot see: ``htp_kernel_loss`` in the summary) the
+scan runs on the simulator too, on ``KERNEL_SAMPLES`` samples. The summary records the result and its cost:
+the QDQ model's size against the plain quantization's, and the nodes placed off HTP against it.
 """
 from __future__ import annotations
 
@@ -145,6 +146,7 @@ class _Runner:
         self.kinds = {n.name: n.op_type for n in prepare(model).graph.node}
         self.tried: list[dict] = []
         self.kernels = False         # the loss is HTP's kernels, not the quantization grid (see htp_only_loss)
+        self.device = device_options(job)
 
     def build(self, overrides: dict[str, str]) -> onnx.ModelProto:
         over = {**overrides, **{n: "float" for n in self.pinned}}
@@ -161,7 +163,7 @@ class _Runner:
         loss (``kernels``)."""
         holdout, reference = self.job.calibration.holdout, self.job.reference
         if n is None or self.kernels:
-            got = htp.run(qdq, holdout[:n and min(n, KERNEL_SAMPLES)], allow_cpu=True)
+            got = htp.run(qdq, holdout[:n and min(n, KERNEL_SAMPLES)], allow_cpu=True, provider_options=self.device)
             return final_figures(got, reference, self.names, self.job.gate)
         got = cpu_run(qdq, holdout[:n])
         return summarize(compare_runs(got, reference[:len(got)], self.names), self.job.gate)
@@ -182,18 +184,29 @@ class _Runner:
 
     def off_htp(self, qdq: onnx.ModelProto) -> set[str]:
         """Names of the non-Q/DQ nodes of ``qdq`` that onnxruntime does not assign to the QNN EP."""
-        return off_htp(qdq)
+        return off_htp(qdq, self.device)
 
 
-def off_htp(qdq: onnx.ModelProto) -> set[str]:
+def off_htp(qdq: onnx.ModelProto, device: dict | None = None) -> set[str]:
     """Nodes (other than QuantizeLinear/DequantizeLinear) of ``qdq`` not placed on the QNN EP (none known
     without onnxruntime-qnn)."""
     if not htp.available():
         return set()
-    sess = htp.session(qdq, config={"session.record_ep_graph_assignment_info": "1"})
+    sess = htp.session(qdq, provider_options=device, config={"session.record_ep_graph_assignment_info": "1"})
     qdq_ops = ("QuantizeLinear", "DequantizeLinear")
     return {n.name for sub in sess.get_provider_graph_assignment_info() if sub.ep_name != htp.qnn_ep.EP_NAME
             for n in sub.get_nodes() if n.op_type not in qdq_ops}
+
+
+def device_options(job: Job) -> dict:
+    """The HTP the build compiles for (``device.for_profiles``) as QNN provider options. The simulator's results
+    depend on them, and on what an earlier session of the process set: with ``soc_model`` 57 a float Sigmoid
+    returns multiples of 2^-11 where it returns the exact value without it, and once a session has set it,
+    sessions without it behave the same. Every measurement here names the device, as the context binary
+    compilation and the build's verification do."""
+    from .device import for_profiles
+    device = for_profiles(job.profiles)
+    return {"htp_arch": device["htp_arch"], "soc_model": device["soc_model"]}
 
 
 def cpu_run(qdq: onnx.ModelProto, feeds: list[dict]) -> list[dict]:

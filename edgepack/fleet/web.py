@@ -24,7 +24,7 @@ from edgepack_runtime.httpio import Closed, Conn, HttpError, parse_head
 
 from .fleetstate import SERIES, SORT_KEYS
 from .webassets import CSP
-from .webhttp import HEAD_TIMEOUT, head_bytes, json_bytes, loopback_host, parse_bind, refuse, send, write
+from .webhttp import HEAD_TIMEOUT, Refuser, head_bytes, json_bytes, loopback_host, parse_bind, send, write
 from .webpage import error_page, render_page
 from .webview import BadQuery, Query, view
 
@@ -48,6 +48,7 @@ class WebServer:
         self._views: dict[Query, tuple[float, str]] = {}      # query -> (when, view JSON): shared by the streams
         self._lock, self._stop = threading.Lock(), threading.Event()
         self._thread: threading.Thread | None = None
+        self._refuser = Refuser()
 
     @property
     def url(self) -> str:
@@ -55,6 +56,7 @@ class WebServer:
         return f"http://{host}:{self.port}/"
 
     def start(self) -> "WebServer":
+        self._refuser.start()
         self._thread = threading.Thread(target=self._accept_loop, name="edgepack-web", daemon=True)
         self._thread.start()
         return self
@@ -65,6 +67,7 @@ class WebServer:
         if self._thread is not None:
             self._thread.join(5)
         self.sock.close()
+        self._refuser.stop()
         with self._lock:
             active = list(self._active)
         for sock in active:
@@ -90,7 +93,7 @@ class WebServer:
                     self._active.add(sock)
             if full:
                 self.counts["refused"] += 1
-                refuse(sock, f"{self.max_connections} connections are open")
+                self._refuser.refuse(sock, f"{self.max_connections} connections are open")
                 continue
             threading.Thread(target=self._serve, args=(sock,), name="edgepack-web-conn", daemon=True).start()
 

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import queue
+import selectors
 import socket
+import threading
+import time
 
 from edgepack_runtime.httpio import Closed, Conn
 
 from ..errors import EdgepackError
 
-__all__ = ["HEAD_TIMEOUT", "head_bytes", "json_bytes", "loopback_host", "parse_bind", "refuse", "send", "write"]
+__all__ = ["HEAD_TIMEOUT", "Refuser", "head_bytes", "json_bytes", "loopback_host", "parse_bind", "send", "write"]
 
 HEAD_TIMEOUT = 10.0          # seconds for a request head to arrive
 REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
@@ -86,13 +90,63 @@ def write(conn: Conn, data: bytes) -> None:
         raise Closed from None
 
 
-def refuse(sock: socket.socket, why: str) -> None:
-    """Answer 503 without blocking and close: the connection cap is reached."""
-    body = json.dumps({"error": "busy", "detail": why}).encode()
-    try:
-        sock.setblocking(False)
-        sock.send(head_bytes(503, "application/json", len(body), ["Retry-After: 1"]) + body)
-    except OSError:
-        pass
-    finally:
-        sock.close()
+class Refuser:
+    """Answers 503 to connections over the cap, on one thread: the answer is sent without blocking, the socket
+    half-closed, and what the client still sends drained (up to ``linger`` seconds) before closing, so it reads
+    the answer rather than a reset. At most ``limit`` linger at once; past that they are closed at once."""
+
+    def __init__(self, *, linger: float = 1.0, limit: int = 64):
+        self.linger, self.limit = linger, limit
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock, self._stop, self._pending = threading.Lock(), threading.Event(), 0
+        self._thread = threading.Thread(target=self._run, name="edgepack-web-busy", daemon=True)
+
+    def start(self) -> "Refuser":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def refuse(self, sock: socket.socket, why: str) -> None:
+        body = json.dumps({"error": "busy", "detail": why}).encode()
+        try:
+            sock.setblocking(False)
+            sock.send(head_bytes(503, "application/json", len(body), ["Retry-After: 1"]) + body)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            sock.close()
+            return
+        with self._lock:
+            full = self._pending >= self.limit
+            self._pending += 0 if full else 1
+        if full:
+            sock.close()
+        else:
+            self._queue.put((sock, time.monotonic() + self.linger))
+
+    def _run(self) -> None:
+        sel, deadlines = selectors.DefaultSelector(), {}
+        while not (self._stop.is_set() and not deadlines and self._queue.empty()):
+            while not self._queue.empty():
+                sock, deadlines[sock] = self._queue.get()
+                sel.register(sock, selectors.EVENT_READ)
+            done = set()
+            for key, _ in (sel.select(0.05) if deadlines else ()):
+                try:
+                    if not key.fileobj.recv(65536):
+                        done.add(key.fileobj)
+                except OSError:
+                    done.add(key.fileobj)
+            now = time.monotonic()
+            done |= {s for s, d in deadlines.items() if d < now or self._stop.is_set()}
+            for s in done:
+                sel.unregister(s)
+                s.close()
+                del deadlines[s]
+            with self._lock:
+                self._pending -= len(done)
+            if not deadlines:
+                self._stop.wait(0.02)
+        sel.close()

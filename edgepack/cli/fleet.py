@@ -96,6 +96,9 @@ def history_cmd(device: Annotated[str, typer.Argument(help="device id")], histor
                 fleet: FleetOpt = None, json_out: Json = False, verbose: Verbose = False):
     """One device's metric over time (downsampled to per-bucket means where the raw points aged out)."""
     from ..errors import EdgepackError
+    from ..fleet.devicerow import SERIES
+    if metric not in SERIES:
+        raise EdgepackError(f"unknown metric {metric!r}", hint="choose one of " + ", ".join(SERIES))
     h = _open(history)
     try:
         points = h.history(device, metric, since=_since(since), fleet=fleet)

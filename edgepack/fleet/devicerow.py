@@ -70,27 +70,35 @@ def _telemetry(row: dict, body: dict, ts: float) -> list:
     """A telemetry period. One without backend calls has no latency (the agent reports 0): the row keeps the
     last measured figures and the series get no latency point, only throughput, errors and calls."""
     t = body["telemetry"]
-    lat = t["latency_ms"]
-    errors = sum(t.get("errors", {}).values())
+    get = t.get
+    errors = get("errors")
+    errors = sum(errors.values()) if errors else 0
     calls = t["calls"]
-    row.update(model=t.get("model", row["model"]), version=t.get("model_version", row["version"]),
-               backend=t.get("backend", row["backend"]), bundle_sha256=t.get("bundle_sha256", row["bundle_sha256"]),
-               throughput=float(t["throughput_per_s"]), calls=calls, requests=t.get("requests"), errors=errors,
-               error_rate=errors / (calls + errors) if calls + errors else 0.0)
-    points = [("throughput", row["throughput"]), ("error_rate", row["error_rate"]), ("calls", float(calls))]
+    for field, name in (("model", "model"), ("model_version", "version"), ("backend", "backend"),
+                        ("bundle_sha256", "bundle_sha256")):
+        value = get(field)
+        if value is not None:
+            row[name] = value
+    throughput, rate = float(t["throughput_per_s"]), errors / (calls + errors) if calls + errors else 0.0
+    row.update(throughput=throughput, calls=calls, requests=get("requests"), errors=errors, error_rate=rate)
+    points = [("throughput", ts, throughput), ("error_rate", ts, rate), ("calls", ts, float(calls))]
     if calls:
-        row.update(p50_ms=float(lat["p50"]), p95_ms=float(lat["p95"]),
-                   p99_ms=float(lat["p99"]) if lat.get("p99") is not None else None)
-        points += [("p50_ms", row["p50_ms"]), ("p95_ms", row["p95_ms"])]
-        if row["p99_ms"] is not None:
-            points.append(("p99_ms", row["p99_ms"]))
-    if isinstance(t.get("ota"), dict) and t["ota"].get("state") is not None:
-        row["ota_state"] = t["ota"]["state"]
+        lat = t["latency_ms"]
+        p50, p95, p99 = float(lat["p50"]), float(lat["p95"]), lat.get("p99")
+        p99 = None if p99 is None else float(p99)
+        row.update(p50_ms=p50, p95_ms=p95, p99_ms=p99)
+        points += [("p50_ms", ts, p50), ("p95_ms", ts, p95)]
+        if p99 is not None:
+            points.append(("p99_ms", ts, p99))
+    ota = get("ota")
+    if ota and ota.get("state") is not None:
+        row["ota_state"] = ota["state"]
     for name in ("cost_per_1k", "energy_per_1k_j"):
-        if t.get(name) is not None:
-            row[name] = float(t[name])
-            points.append((name, row[name]))
-    return [(m, ts, v) for m, v in points]
+        value = get(name)
+        if value is not None:
+            row[name] = float(value)
+            points.append((name, ts, row[name]))
+    return points
 
 
 def _drift(row: dict, body: dict, ts: float) -> list:

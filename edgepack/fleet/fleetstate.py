@@ -1,6 +1,6 @@
 """The live view of a fleet, fed message by message (``apply``) and read by the monitor, the web page and
-``fleet status`` (``snapshot``, ``series``). Thread-safe; memory bounded (``series_len`` points per device
-and metric, ``max_devices`` devices).
+``fleet status`` (``snapshot``, ``series``). Thread-safe; memory bounded (the figures of the last
+``series_len`` telemetry and drift messages per device, ``max_devices`` devices).
 
 Online/offline comes only from the retained ``state`` messages (birth and last will), in arrival order: a
 will carries the time its connection was made, so timestamps cannot order it against the birth. A device
@@ -38,30 +38,30 @@ class FleetState:
     def __init__(self, *, series_len: int = 720, max_devices: int = 100_000, counters=None):
         self.series_len, self.max_devices = series_len, max_devices
         self._rows: dict[tuple[str, str], dict] = {}
-        self._series: dict[tuple[str, str, str], deque] = {}
+        self._series: dict[tuple[str, str], deque] = {}   # (fleet, device) -> (ts, {metric: value}) per message
+        self._fleets: dict[str, list[str]] = {}                       # device -> the fleets it appears in
         self._lock = threading.Lock()
         self._counters = counters           # a callable returning the ingest counters (the Gate's), if any
         self.applied = 0
 
-    def apply(self, msg: Message) -> None:
-        """Fold one accepted message into its device's row and time series."""
+    def apply(self, msg: Message) -> list[tuple[str, float, float]] | None:
+        """Fold one accepted message into its device's row and time series; returns the series points it gave
+        (``(metric, ts, value)``), or None when it was no news (a resend, a retained message again)."""
         with self._lock:
             row = self._rows.get(msg.key)
             if row is None:
                 if len(self._rows) >= self.max_devices:
-                    return
+                    return None
                 row = self._rows[msg.key] = new_row(msg.fleet, msg.device)
+                self._series[msg.key] = deque(maxlen=self.series_len)
+                self._fleets.setdefault(msg.device, []).append(msg.fleet)
             if not fresh(row, msg):
-                return
-            for metric, ts, value in apply_message(row, msg):
-                self._point(msg.key, metric, ts, value)
+                return None
+            points = apply_message(row, msg)
+            if points:
+                self._series[msg.key].append((msg.ts, {metric: value for metric, _, value in points}))
             self.applied += 1
-
-    def _point(self, key, metric: str, ts: float, value: float) -> None:
-        q = self._series.get((*key, metric))
-        if q is None:
-            q = self._series[(*key, metric)] = deque(maxlen=self.series_len)
-        q.append((ts, value))
+            return points
 
     def snapshot(self, *, fleet: str | None = None, model: str | None = None, sort: str = "device") -> dict:
         """Every device (filtered by fleet and model, sorted by ``sort``, ``-`` for descending) and the counters."""
@@ -77,19 +77,23 @@ class FleetState:
         """``(ts, value)`` points of one device's metric (one of ``SERIES``), oldest first."""
         with self._lock:
             points = []
-            for (f, d, m), q in self._series.items():
-                if d == device and m == metric and (fleet is None or f == fleet):
-                    points.extend(q)
+            for f in self._fleets.get(device, ()):
+                if fleet is None or f == fleet:
+                    points.extend((ts, v[metric]) for ts, v in self._series[(f, device)] if metric in v)
         points.sort()
         return [p for p in points if since is None or p[0] >= since]
 
     def device(self, device: str, fleet: str | None = None) -> dict | None:
         """One device's row (with its last drift summary), or None."""
         with self._lock:
-            for (f, d), row in self._rows.items():
-                if d == device and (fleet is None or f == fleet):
+            for f in self._fleets.get(device, ()):
+                if fleet is None or f == fleet:
+                    row = self._rows[(f, device)]
                     return dict(public(row), drift=row.get("_drift"))
         return None
+
+    def __len__(self) -> int:
+        return len(self._rows)
 
     def drift_summaries(self, *, fleet: str | None = None, model: str | None = None) -> list[dict]:
         """The last drift summary of every device (with its model, version and bundle_sha256)."""

@@ -12,7 +12,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 
-from .messages import DEFAULT_SKEW, REASONS, Message, Rejected, parse, split_topic
+from .messages import DEFAULT_SKEW, REASONS, Message, Rejected, parse_parts, split_topic
 
 __all__ = ["Gate", "GateSettings"]
 
@@ -48,11 +48,11 @@ class Gate:
     def check(self, topic: str, payload: bytes, now: float) -> Message | Rejected:
         """Parse one message (never raises) unless its device is over its rate; count the outcome."""
         parts = split_topic(topic)
-        out = None
-        if parts is not None:
-            out = self._admit(parts[0], parts[1], topic, now)
-        if out is None:
-            out = parse(topic, payload, now=now, skew=self.settings.skew)
+        if parts is None:
+            out = Rejected("topic", f"topic {topic[:200]!r} is not edgepack/v1/<fleet>/<device>/<kind>", topic[:200])
+        else:
+            out = self._admit(parts[0], parts[1], topic, now) or parse_parts(parts, topic, payload, now,
+                                                                             self.settings.skew)
         with self._lock:
             if isinstance(out, Message):
                 self.accepted += 1

@@ -44,7 +44,7 @@ class Monitor:
                                qos=qos, username=username, password=password, ca=ca, client_id=client_id,
                                protocol=protocol)
         self.batch, self.flush_every, self.backlog = batch, flush_every, backlog
-        self._queue: deque[Message] = deque()
+        self._queue: deque[tuple[Message, list | None]] = deque()   # (message, its series points if known)
         self._stop = threading.Event()
         self._writer: threading.Thread | None = None
         self._listeners: list = []
@@ -91,12 +91,12 @@ class Monitor:
         if not isinstance(msg, Message):
             log.debug("refused %s: %s", msg.reason, msg.detail)
             return
-        self.state.apply(msg)
+        points = self.state.apply(msg)
         if self.history is not None:
             if len(self._queue) >= self.backlog:
                 self.dropped += 1
             else:
-                self._queue.append(msg)
+                self._queue.append((msg, points))
         for fn in self._listeners:
             try:
                 fn(msg)
@@ -119,10 +119,12 @@ class Monitor:
             if len(self._queue) < self.batch:
                 self._stop.wait(self.flush_every)
 
-    def _write(self, batch: list[Message]) -> None:
+    def _write(self, batch: list[tuple]) -> None:
+        msgs = [m for m, _ in batch]
+        figures = [None if p is None else {metric: v for metric, _, v in p} for _, p in batch]
         for attempt in range(3):
             try:
-                self.history.add(batch)
+                self.history.add(msgs, figures=figures)
                 self.written += len(batch)
                 return
             except Exception as exc:  # noqa: BLE001  (the database's error: counted, retried, then dropped)
@@ -142,7 +144,7 @@ class Monitor:
     def stats(self) -> dict:
         """Connection, ingest counters (accepted, rejected by reason, recent refusals) and the history's state."""
         out = {**self.link.status(), "received": self.received, **self.gate.counters(),
-               "recent_rejected": self.gate.recent(), "devices": len(self.state.snapshot()["devices"])}
+               "recent_rejected": self.gate.recent(), "devices": len(self.state)}
         if self.history is not None:
             out["history"] = {"url": self.history.url, "written": self.written, "backlog": len(self._queue),
                               "dropped": self.dropped, "write_errors": self.write_errors,

@@ -1,18 +1,19 @@
 """Strict parsing of the messages devices publish: ``parse(topic, payload, now=...)`` -> ``Message`` or ``Rejected``.
 
 Topics are ``edgepack/v1/<fleet>/<device>/<kind>`` with kind ``state``, ``telemetry``, ``drift``, ``events`` or
-``ota/status`` (see ``edgepack_runtime.link``). Every payload is a bounded JSON object (``edgepack_runtime.payload``:
-size, nesting, no NaN, no duplicate keys) carrying ``schema`` (1), ``ts``, ``device`` and ``fleet`` equal to the
-topic's, ``seq`` (all kinds but ``state``), and the kind's own fields with the types the agent sends. Anything else
-is a ``Rejected`` with one of ``REASONS`` and a sentence saying what is wrong: never an exception.
+``ota/status`` (see ``edgepack_runtime.link``). Every payload is a bounded JSON object (size, and nesting
+counted before ``json.loads`` runs, so a hostile payload costs linear time; no NaN/Infinity literals; a key
+given twice keeps its last value, as every JSON reader of the stored text will see it) carrying ``schema``
+(1), ``ts``, ``device`` and ``fleet`` equal to the topic's, ``seq`` (all kinds but ``state``), and the kind's
+own fields with the types the agent sends (numbers the host uses must be finite). Anything else is a
+``Rejected`` with one of ``REASONS`` and a sentence saying what is wrong: never an exception.
 """
 from __future__ import annotations
 
-import math
-import re
+import json
 from dataclasses import dataclass, field
 
-from edgepack_runtime.payload import BadCommand, parse_payload, show
+from edgepack_runtime.payload import show, too_deep
 
 __all__ = ["KINDS", "MAX_PAYLOAD", "Message", "REASONS", "Rejected", "parse", "split_topic"]
 
@@ -20,10 +21,10 @@ PREFIX = "edgepack/v1/"
 KINDS = ("state", "telemetry", "drift", "events", "ota/status")
 SCHEMAS = (1,)
 MAX_PAYLOAD = 256 * 1024
+MAX_DEPTH = 32
 MAX_NAME = 128
 MIN_TS = 1e9            # 2001-09-09: a smaller ts is a device without a clock, not a date
 DEFAULT_SKEW = 120.0    # seconds a device clock may run ahead of the host's
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 REASONS = ("topic", "unknown_kind", "too_large", "not_json", "schema", "future_ts", "identity", "flood",
            "too_many_devices")
 
@@ -57,11 +58,13 @@ class Rejected:
 
 
 def split_topic(topic: str) -> tuple[str, str, str] | None:
-    """``edgepack/v1/<fleet>/<device>/<kind>`` -> (fleet, device, kind); None when it is not shaped like one."""
+    """``edgepack/v1/<fleet>/<device>/<kind>`` -> (fleet, device, kind); None when it is not shaped like one.
+    Names must be printable (no control, invisible or separator characters but the space): a name that
+    looks like another device's is refused, not listed beside it."""
     if not topic.startswith(PREFIX):
         return None
     parts = topic[len(PREFIX):].split("/", 2)
-    if len(parts) != 3 or not all(parts) or any(len(p) > MAX_NAME for p in parts[:2]) or _CONTROL.search(topic):
+    if len(parts) != 3 or not all(parts) or any(len(p) > MAX_NAME for p in parts[:2]) or not topic.isprintable():
         return None
     return parts[0], parts[1], parts[2]
 
@@ -73,28 +76,29 @@ class _Bad(Exception):
 
 
 def _num(value, what: str, *, minimum: float | None = 0.0, optional: bool = False) -> None:
+    kind = type(value)
+    if (kind is float and value - value == 0.0) or kind is int:      # finite (inf - inf and NaN are NaN)
+        if minimum is None or value >= minimum:
+            return
+        raise _Bad("schema", f"{what} must be >= {minimum:g}, not {value!r}")
     if value is None and optional:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise _Bad("schema", f"{what} must be a number, not {show(value)}")
-    if minimum is not None and value < minimum:
-        raise _Bad("schema", f"{what} must be >= {minimum:g}, not {value!r}")
+    raise _Bad("schema", f"{what} must be a number, not {show(value)}")
 
 
 def _int(value, what: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if type(value) is not int or value < 0:
         raise _Bad("schema", f"{what} must be a non-negative integer, not {show(value)}")
 
 
 def _str(value, what: str, *, optional: bool = True) -> None:
-    if value is None and optional:
+    if (type(value) is str and len(value) <= 1000) or (value is None and optional):
         return
-    if not isinstance(value, str) or len(value) > 1000:
-        raise _Bad("schema", f"{what} must be a string (up to 1000 characters), not {show(value)}")
+    raise _Bad("schema", f"{what} must be a string (up to 1000 characters), not {show(value)}")
 
 
 def _dict(value, what: str) -> dict:
-    if not isinstance(value, dict):
+    if type(value) is not dict:
         raise _Bad("schema", f"{what} must be a JSON object, not {show(value)}")
     return value
 
@@ -106,25 +110,34 @@ def _state(body: dict) -> None:
         _str(body.get(name), name)
 
 
+_TELEMETRY_STR = tuple((name, f"telemetry.{name}") for name in ("model", "model_version", "backend", "bundle_sha256"))
+_TELEMETRY_INT = tuple((name, f"telemetry.{name}") for name in ("requests", "input_errors", "busy_rejections"))
+_TELEMETRY_NUM = tuple((name, f"telemetry.{name}") for name in ("cost_per_1k", "energy_per_1k_j"))
+
+
 def _telemetry(body: dict) -> None:
     t = _dict(body.get("telemetry"), "telemetry")
-    _int(t.get("calls"), "telemetry.calls")
-    _num(t.get("throughput_per_s"), "telemetry.throughput_per_s")
-    lat = _dict(t.get("latency_ms"), "telemetry.latency_ms")
-    for q in ("p50", "p95"):
-        _num(lat.get(q), f"telemetry.latency_ms.{q}")
+    get = t.get
+    _int(get("calls"), "telemetry.calls")
+    _num(get("throughput_per_s"), "telemetry.throughput_per_s")
+    lat = _dict(get("latency_ms"), "telemetry.latency_ms")
+    _num(lat.get("p50"), "telemetry.latency_ms.p50")
+    _num(lat.get("p95"), "telemetry.latency_ms.p95")
     _num(lat.get("p99"), "telemetry.latency_ms.p99", optional=True)
-    for name, n in _dict(t.get("errors", {}), "telemetry.errors").items():
-        _int(n, f"telemetry.errors.{name[:40]}")
-    for name in ("model", "model_version", "backend", "bundle_sha256"):
-        _str(t.get(name), f"telemetry.{name}")
-    for name in ("requests", "input_errors", "busy_rejections"):
-        if t.get(name) is not None:
-            _int(t[name], f"telemetry.{name}")
-    if t.get("ota") is not None:
-        _str(_dict(t["ota"], "telemetry.ota").get("state"), "telemetry.ota.state")
-    for name in ("cost_per_1k", "energy_per_1k_j"):
-        _num(t.get(name), f"telemetry.{name}", optional=True)
+    if "errors" in t:
+        for name, n in _dict(t["errors"], "telemetry.errors").items():
+            _int(n, f"telemetry.errors.{name[:40]}")
+    for name, what in _TELEMETRY_STR:
+        _str(get(name), what)
+    for name, what in _TELEMETRY_INT:
+        value = get(name)
+        if value is not None:
+            _int(value, what)
+    ota = get("ota")
+    if ota is not None:
+        _str(_dict(ota, "telemetry.ota").get("state"), "telemetry.ota.state")
+    for name, what in _TELEMETRY_NUM:
+        _num(get(name), what, optional=True)
 
 
 def _drift(body: dict) -> None:
@@ -178,25 +191,55 @@ def _envelope(fleet: str, device: str, kind: str, body: dict, now: float, skew: 
     return float(ts), seq
 
 
+def _no_constant(name: str):
+    raise _Bad("not_json", f"payload is not JSON: {name} is not a JSON number")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+
+
+def load(payload: bytes) -> dict:
+    """A payload's JSON object: UTF-8, nesting bounded before parsing (linear time), no NaN/Infinity."""
+    try:
+        text = bytes(payload).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _Bad("not_json", f"payload is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    if too_deep(text, MAX_DEPTH):
+        raise _Bad("not_json", f"payload nests deeper than {MAX_DEPTH} levels")
+    try:
+        body = _DECODER.decode(text)
+    except (ValueError, RecursionError) as exc:
+        raise _Bad("not_json", f"payload is not JSON: {exc}") from None
+    if type(body) is not dict:
+        raise _Bad("not_json", f"payload must be a JSON object, not {show(body)}")
+    return body
+
+
 def parse(topic: str, payload: bytes, *, now: float, skew: float = DEFAULT_SKEW) -> Message | Rejected:
     """The message on ``topic``, checked field by field, or why it is refused. Never raises."""
     parts = split_topic(topic)
     if parts is None:
         return Rejected("topic", f"topic {topic[:200]!r} is not edgepack/v1/<fleet>/<device>/<kind>", topic[:200])
+    return parse_parts(parts, topic, payload, now, skew)
+
+
+def parse_parts(parts: tuple[str, str, str], topic: str, payload: bytes, now: float,
+                skew: float = DEFAULT_SKEW) -> Message | Rejected:
+    """``parse`` for a topic already split by ``split_topic``."""
     fleet, device, kind = parts
-    where = {"topic": topic[:200], "device": device, "fleet": fleet}
-    if kind not in _CHECKS:
-        return Rejected("unknown_kind", f"unknown message kind {kind[:100]!r} (known: {', '.join(KINDS)})", **where)
+    check = _CHECKS.get(kind)
+    if check is None:
+        return Rejected("unknown_kind", f"unknown message kind {kind[:100]!r} (known: {', '.join(KINDS)})",
+                        topic[:200], device, fleet)
     if not payload:
-        return Rejected("schema", "empty payload (a retained message being cleared)", **where)
+        return Rejected("schema", "empty payload (a retained message being cleared)", topic[:200], device, fleet)
     if len(payload) > MAX_PAYLOAD:
-        return Rejected("too_large", f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}", **where)
+        return Rejected("too_large", f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}", topic[:200], device,
+                        fleet)
     try:
-        body = parse_payload(payload, max_bytes=MAX_PAYLOAD)
+        body = load(payload)
         ts, seq = _envelope(fleet, device, kind, body, now, skew)
-        _CHECKS[kind](body)
-    except BadCommand as exc:
-        return Rejected("not_json", str(exc), **where)
+        check(body)
     except _Bad as exc:
-        return Rejected(exc.reason, str(exc), **where)
+        return Rejected(exc.reason, str(exc), topic[:200], device, fleet)
     return Message(fleet, device, kind, ts, seq, body, now, bytes(payload))

@@ -8,12 +8,12 @@ import json
 import time
 from dataclasses import dataclass
 
-from ..devicerow import apply_message, new_row
+from ..devicerow import SERIES, apply_message, new_row
 from ..fleetdrift import fleet_report
 from ..fleetstate import public, sort_rows
 from ..messages import Message
 from .db import Database
-from .schema import INSERT_MESSAGE, INSERT_POINT, UPSERT_LATEST
+from .schema import INSERT_MESSAGE, UPSERT_LATEST
 
 __all__ = ["History", "HistorySettings"]
 
@@ -22,8 +22,8 @@ HOUR, DAY = 3600.0, 86400.0
 
 @dataclass
 class HistorySettings:
-    """Retention and downsampling: everything older than ``max_age`` seconds is deleted; raw messages and raw
-    points are kept ``raw_age`` seconds, after which points become means over ``bucket``-second buckets."""
+    """Retention and downsampling: everything older than ``max_age`` seconds is deleted; raw messages are kept
+    ``raw_age`` seconds, after which their figures become means over ``bucket``-second buckets."""
     max_age: float = 30 * DAY
     raw_age: float = 48 * HOUR
     bucket: int = 60
@@ -33,6 +33,13 @@ class HistorySettings:
         if not (0 < self.raw_age <= self.max_age) or self.bucket < 1:
             raise ValueError(f"history settings need 0 < raw_age <= max_age and bucket >= 1, not "
                              f"raw_age={self.raw_age!r}, max_age={self.max_age!r}, bucket={self.bucket!r}")
+
+
+def _figures(m: Message) -> dict:
+    """The numeric figures a message carries (``SERIES`` names), as the live view reads them."""
+    if m.kind not in ("telemetry", "drift"):
+        return {}
+    return {metric: value for metric, _, value in apply_message(new_row(m.fleet, m.device), m)}
 
 
 def _text(m: Message) -> str:
@@ -47,26 +54,25 @@ class History:
         self.url = db.url
 
     # writing -----------------------------------------------------------------------------
-    def add(self, msgs: list[Message]) -> int:
-        """Store a batch in one transaction (duplicates are kept once); returns how many were given."""
-        rows, latest, points = [], {}, []
-        for m in msgs:
+    def add(self, msgs: list[Message], *, figures: list[dict | None] | None = None) -> int:
+        """Store a batch in one transaction (duplicates are kept once); returns how many were given.
+        ``figures``: each message's series values when the caller has them already (the live view's)."""
+        rows, latest = [], {}
+        for i, m in enumerate(msgs):
             t = m.body.get("telemetry") if m.kind == "telemetry" else None
             seq = m.seq if m.seq is not None else -1 if m.body.get("state") == "online" else -2   # state: none
             text = _text(m)
+            known = figures[i] if figures is not None and figures[i] is not None else _figures(m)
             rows.append((m.fleet, m.device, m.kind, seq, m.ts, m.received, t and t.get("model"),
-                         t and t.get("model_version"), t and t.get("bundle_sha256"), text))
+                         t and t.get("model_version"), t and t.get("bundle_sha256"), text,
+                         *(known.get(name) for name in SERIES)))
             key, row = (m.fleet, m.device, m.kind), (m.fleet, m.device, m.kind, seq, m.ts, m.received, text)
             old = latest.get(key)
             if old is None or m.kind == "state" or seq > old[3]:
                 latest[key] = row
-            if m.kind in ("telemetry", "drift"):
-                points += [(m.fleet, m.device, metric, ts, value, 1, 0)
-                           for metric, ts, value in apply_message(new_row(m.fleet, m.device), m)]
         with self.db.transaction():
             self.db.executemany(INSERT_MESSAGE, rows)
             self.db.executemany(UPSERT_LATEST, [latest[k] for k in sorted(latest)])  # one lock order: no deadlock
-            self.db.executemany(INSERT_POINT, points)
         return len(msgs)
 
     # reading -----------------------------------------------------------------------------
@@ -93,19 +99,26 @@ class History:
 
     def history(self, device: str, metric: str, *, since: float | None = None, until: float | None = None,
                 fleet: str | None = None) -> list[tuple[float, float]]:
-        """``(ts, value)`` of one device's metric, oldest first (downsampled buckets where raw points aged out)."""
-        sql, args = "SELECT ts, value FROM points WHERE device = ? AND metric = ?", [device, metric]
+        """``(ts, value)`` of one device's metric (one of ``SERIES``), oldest first: raw figures while they are
+        kept (``raw_age``), per-bucket means after."""
+        if metric not in SERIES:
+            raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(SERIES)}")
+        raw_sql, raw_args = f"SELECT ts, {metric} FROM messages WHERE device = ? AND {metric} IS NOT NULL", [device]
+        old_sql, old_args = "SELECT ts, value FROM buckets WHERE device = ? AND metric = ?", [device, metric]
         for cond, value in (("fleet = ?", fleet), ("ts >= ?", since), ("ts < ?", until)):
             if value is not None:
-                sql, args = f"{sql} AND {cond}", args + [value]
-        return sorted((float(ts), float(v)) for ts, v in self.db.query(sql, args))
+                raw_sql, raw_args = f"{raw_sql} AND {cond}", raw_args + [value]
+                old_sql, old_args = f"{old_sql} AND {cond}", old_args + [value]
+        rows = self.db.query(old_sql, old_args) + self.db.query(raw_sql, raw_args)
+        return sorted((float(ts), float(v)) for ts, v in rows)
 
     def metrics(self, device: str, fleet: str | None = None) -> list[str]:
         """The metrics stored for one device."""
-        sql, args = "SELECT DISTINCT metric FROM points WHERE device = ?", [device]
-        if fleet is not None:
-            sql, args = sql + " AND fleet = ?", args + [fleet]
-        return sorted(r[0] for r in self.db.query(sql, args))
+        where, args = ("device = ?", [device]) if fleet is None else ("device = ? AND fleet = ?", [device, fleet])
+        counts = self.db.query(f"SELECT {', '.join(f'COUNT({m})' for m in SERIES)} FROM messages WHERE {where}", args)
+        found = {m for m, n in zip(SERIES, counts[0]) if n}
+        found |= {r[0] for r in self.db.query(f"SELECT DISTINCT metric FROM buckets WHERE {where}", args)}
+        return sorted(found)
 
     def drift_entries(self, fleet: str | None = None, model: str | None = None,
                       since: float | None = None) -> list[dict]:

@@ -1,21 +1,22 @@
 """Retention and downsampling of the history, in one transaction.
 
-Raw points older than ``raw_age`` (cut at a bucket boundary, so a bucket is never split between two runs)
-become one point per ``bucket`` seconds holding their mean and count; a late raw point for a bucket already
-made is merged into it (weighted mean). Raw messages older than ``raw_age`` are deleted; points and
-``latest`` rows older than ``max_age`` too. Means are computed here, in a fixed order, so SQLite and
+Raw messages older than ``raw_age`` (cut at a bucket boundary, so a bucket is never split between two runs)
+leave their figures as one point per metric and ``bucket`` seconds holding the mean and count, then are
+deleted; a late figure for a bucket already made is merged into it (weighted mean). Buckets and ``latest``
+rows older than ``max_age`` are deleted too. Means are computed here, in a fixed order, so SQLite and
 PostgreSQL store the same values.
 """
 from __future__ import annotations
 
 import math
 
+from ..devicerow import SERIES
 from .db import Database
 
-MERGE_BUCKET = ("INSERT INTO points (fleet, device, metric, ts, value, n, res) VALUES (?, ?, ?, ?, ?, ?, ?) "
+MERGE_BUCKET = ("INSERT INTO buckets (fleet, device, metric, ts, value, n, res) VALUES (?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (fleet, device, metric, res, ts) DO UPDATE SET "
-                "value = (points.value * points.n + excluded.value * excluded.n) / (points.n + excluded.n), "
-                "n = points.n + excluded.n")
+                "value = (buckets.value * buckets.n + excluded.value * excluded.n) / (buckets.n + excluded.n), "
+                "n = buckets.n + excluded.n")
 
 
 def buckets(rows: list[tuple], width: int) -> list[tuple]:
@@ -33,13 +34,13 @@ def maintain(db: Database, settings, now: float) -> dict:
     raw_cut = math.floor((now - settings.raw_age) / width) * width
     old_cut = now - settings.max_age
     with db.transaction():
-        raw = db.query("SELECT fleet, device, metric, ts, value FROM points WHERE res = 0 AND ts < ?", (raw_cut,))
-        made = buckets(raw, width)
+        raw = db.query(f"SELECT fleet, device, ts, {', '.join(SERIES)} FROM messages WHERE ts < ?", (raw_cut,))
+        figures = [(f, d, m, ts, v) for f, d, ts, *values in raw for m, v in zip(SERIES, values) if v is not None]
+        made = buckets(figures, width)
         db.executemany(MERGE_BUCKET, made)
-        db.execute("DELETE FROM points WHERE res = 0 AND ts < ?", (raw_cut,))
         gone = {}
-        for table, column, cut in (("messages", "ts", raw_cut), ("points", "ts", old_cut),
+        for table, column, cut in (("messages", "ts", raw_cut), ("buckets", "ts", old_cut),
                                    ("latest", "received", old_cut)):
             gone[table] = int(db.query(f"SELECT COUNT(*) FROM {table} WHERE {column} < ?", (cut,))[0][0])
             db.execute(f"DELETE FROM {table} WHERE {column} < ?", (cut,))
-    return {"downsampled_points": len(raw), "buckets": len(made), "deleted": gone}
+    return {"downsampled": len(figures), "buckets": len(made), "deleted": gone}

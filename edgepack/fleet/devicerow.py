@@ -12,7 +12,7 @@ __all__ = ["SERIES", "apply_message", "fresh", "new_row"]
 
 # numeric time series kept per device (live: bounded deques; history: the points table)
 SERIES = ("p50_ms", "p95_ms", "p99_ms", "throughput", "error_rate", "calls", "drift_psi", "drift_alerts",
-          "cost_per_1k", "energy_per_1k_j")
+          "cost_per_1k", "energy_j_per_1k")
 REPLAY_WINDOW = 1000    # a sequence number this far below the last one means the device started counting anew
 
 
@@ -22,7 +22,8 @@ def new_row(fleet: str, device: str) -> dict:
             "backend": None, "profile": None, "bundle_sha256": None, "p50_ms": None, "p95_ms": None,
             "p99_ms": None, "throughput": None, "calls": None, "requests": None, "errors": None,
             "error_rate": None, "drift_alerts": 0, "drift_psi": None, "ota_state": None,
-            "ota_update_id": None, "ota_progress": None, "cost_per_1k": None, "energy_per_1k_j": None,
+            "ota_update_id": None, "ota_progress": None, "cost_per_1k": None, "energy_j_per_1k": None,
+            "busy_share": None,
             "last_event": None, "last_seen": None, "messages": 0, "lost": 0, "replayed": 0,
             "_seq": None, "_drift": None, "_drift_sha": None}
 
@@ -93,7 +94,10 @@ def _telemetry(row: dict, body: dict, ts: float) -> list:
     ota = get("ota")
     if ota and ota.get("state") is not None:
         row["ota_state"] = ota["state"]
-    for name in ("cost_per_1k", "energy_per_1k_j"):
+    busy = get("busy_share")
+    if busy is not None:
+        row["busy_share"] = float(busy)
+    for name in ("cost_per_1k", "energy_j_per_1k"):      # null in a period without predictions: keep the last
         value = get(name)
         if value is not None:
             row[name] = float(value)

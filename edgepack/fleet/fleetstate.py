@@ -18,7 +18,7 @@ from .messages import Message
 __all__ = ["FleetState", "SERIES", "SORT_KEYS", "sort_rows"]
 
 SORT_KEYS = ("device", "fleet", "online", "model", "version", "backend", "p50_ms", "p95_ms", "throughput",
-             "error_rate", "drift_alerts", "ota_state", "last_seen", "cost_per_1k")
+             "error_rate", "drift_alerts", "ota_state", "last_seen", "cost_per_1k", "energy_j_per_1k")
 
 
 def sort_rows(rows: list[dict], sort: str = "device") -> list[dict]:

@@ -112,7 +112,7 @@ def _state(body: dict) -> None:
 
 _TELEMETRY_STR = tuple((name, f"telemetry.{name}") for name in ("model", "model_version", "backend", "bundle_sha256"))
 _TELEMETRY_INT = tuple((name, f"telemetry.{name}") for name in ("requests", "input_errors", "busy_rejections"))
-_TELEMETRY_NUM = tuple((name, f"telemetry.{name}") for name in ("cost_per_1k", "energy_per_1k_j"))
+_TELEMETRY_NUM = tuple((name, f"telemetry.{name}") for name in ("cost_per_1k", "energy_j_per_1k", "busy_share"))
 
 
 def _telemetry(body: dict) -> None:

@@ -74,7 +74,8 @@ def test_a_device_that_never_sent_state_is_listed_as_unknown():
 
 def test_telemetry_drift_and_ota_fill_the_row():
     state = fold(message("d1", "state", ts=T0, received=T0),
-                 message("d1", "telemetry", telemetry_body(p50=2.0, p95=5.0, calls=90, errors=10, cost_per_1k=0.25),
+                 message("d1", "telemetry", telemetry_body(p50=2.0, p95=5.0, calls=90, errors=10, cost_per_1k=0.25,
+                                                energy_j_per_1k=12.5, busy_share=0.5),
                          seq=1, ts=T0 + 10, received=T0 + 10),
                  message("d1", "drift", drift_body(alerts=[{"tensor": "x", "kind": "inputs", "metrics": ["psi"]}],
                                                    psi=0.7), seq=2, ts=T0 + 11, received=T0 + 11),
@@ -85,6 +86,7 @@ def test_telemetry_drift_and_ota_fill_the_row():
     assert (row["online"], row["model"], row["version"], row["backend"]) == (True, "adder", "1.0", "onnxruntime")
     assert (row["p50_ms"], row["p95_ms"], row["throughput"], row["calls"], row["errors"]) == (2.0, 5.0, 9.0, 90, 10)
     assert row["error_rate"] == pytest.approx(0.1) and row["cost_per_1k"] == 0.25
+    assert (row["energy_j_per_1k"], row["busy_share"]) == (12.5, 0.5)
     assert (row["drift_alerts"], row["drift_psi"], row["last_event"]) == (1, 0.7, "drift_alert")
     assert (row["ota_state"], row["ota_update_id"], row["ota_progress"]) == ("downloading", "u2", 0.4)
     assert (row["last_seen"], row["messages"], row["lost"], row["replayed"]) == (T0 + 13, 5, 0, 0)

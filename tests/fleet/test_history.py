@@ -32,9 +32,11 @@ def fleet_messages(seed: int = 3) -> list:
         for k in range(20):
             seq += 1 if rng.random() > 0.1 else 2                       # now and then one lost
             t = now + 10 * (k + 1) + i * 0.01
-            msgs.append(message(f"d{i}", "telemetry", telemetry_body(p50=rng.uniform(1, 3), p95=rng.uniform(3, 9),
-                                calls=rng.randint(50, 150), errors=rng.randint(0, 3), model="kws" if i % 3 else "det",
-                                cost_per_1k=0.01 * i), seq=seq, ts=t, received=t + 0.2, fleet=fleet))
+            idle = k % 7 == 6 or (k == 19 and i % 2)        # no predictions: latency 0 and cost null are not figures
+            busy = dict(p50=rng.uniform(1, 3), p95=rng.uniform(3, 9), calls=rng.randint(50, 150), cost_per_1k=0.01 * i)
+            figures = dict(p50=0.0, p95=0.0, calls=0, cost_per_1k=None) if idle else busy
+            msgs.append(message(f"d{i}", "telemetry", telemetry_body(**figures, errors=rng.randint(0, 3),
+                                model="kws" if i % 3 else "det"), seq=seq, ts=t, received=t + 0.2, fleet=fleet))
             if k % 5 == 4:
                 seq += 1
                 counts = [rng.randint(0, 300) for _ in range(4)]
@@ -98,6 +100,7 @@ def test_status_from_history_matches_the_live_view(history_url):
     assert stored["d1"]["online"] is False and stored["d0"]["online"] is True
     assert stored["d2"]["last_event"] == "rate_limited" and stored["d0"]["ota_state"] == "committed"
     assert sum(r["lost"] for r in stored.values()) > 0
+    assert stored["d1"]["calls"] == 0 and stored["d1"]["p95_ms"] > 0 and stored["d1"]["cost_per_1k"] == 0.01
     h.close()
 
 
@@ -106,9 +109,9 @@ def test_series_and_drift(history_url):
     fill(history_url, msgs)
     h = open_history(history_url)
     p95 = h.history("d3", "p95_ms")
-    assert len(p95) == 20 and p95 == sorted(p95)
+    assert len(p95) == 20 - 3 and p95 == sorted(p95)     # three idle periods (k = 6, 13, 19): no latency
     assert [v for _, v in p95] == [m.body["telemetry"]["latency_ms"]["p95"] for m in msgs
-                                   if m.device == "d3" and m.kind == "telemetry"]
+                                   if m.device == "d3" and m.kind == "telemetry" and m.body["telemetry"]["calls"]]
     assert h.history("d3", "p95_ms", since=p95[5][0], until=p95[8][0]) == p95[5:8]
     assert h.metrics("d3") == ["calls", "cost_per_1k", "drift_alerts", "drift_psi", "error_rate", "p50_ms",
                                "p95_ms", "p99_ms", "throughput"]

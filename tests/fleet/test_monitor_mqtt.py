@@ -80,7 +80,7 @@ def test_real_agents_live_and_in_history(broker, bundle, tmp_path):
         link = MqttLink(host="127.0.0.1", port=broker.port, device_id=f"cam{i}", fleet="lab",
                         outbox=Outbox(tmp_path / f"o{i}.db"))
         agents.append(Agent(Runtime.open(bundle), sink=link, telemetry_interval=0.3, drift_window=50,
-                            drift_every=1).start())
+                            drift_every=1, power_watts=5.0, cost_per_hour=0.36).start())
     try:
         for k in range(60):
             for i, agent in enumerate(agents):
@@ -93,6 +93,7 @@ def test_real_agents_live_and_in_history(broker, bundle, tmp_path):
             {("lab", "clf", "1.2", agents[0].rt.backend_name)}
         assert all(r["p50_ms"] > 0 and r["p95_ms"] >= r["p50_ms"] and r["lost"] == 0 for r in rows.values())
         assert rows["cam2"]["drift_alerts"] > 0 and rows["cam0"]["drift_alerts"] == 0
+        assert all(r["cost_per_1k"] > 0 and r["energy_j_per_1k"] > 0 for r in rows.values())   # the agent's own
         assert mon.state.series("cam0", "p95_ms")
     finally:
         agents[0].stop()                        # a goodbye: the retained offline
@@ -108,6 +109,8 @@ def test_real_agents_live_and_in_history(broker, bundle, tmp_path):
     assert status["cam2"]["model"] == "clf" and status["cam2"]["drift_alerts"] > 0
     series = cli_json("fleet", "history", "cam1", "--history", url, "--metric", "p50_ms")["points"]
     assert len(series) >= 1 and all(v > 0 for _, v in series)
+    cost = cli_json("fleet", "history", "cam1", "--history", url, "--metric", "cost_per_1k")["points"]
+    assert cost and all(v > 0 for _, v in cost) and status["cam1"]["cost_per_1k"] == cost[-1][1]
     report = cli_json("fleet", "drift", "--history", url, "--bundle", str(bundle))
     assert report["judged"] and report["model"] == "clf" and report["devices"] == 3 and not report["skipped"]
     assert any(a["tensor"] == "x" for a in report["alerts"])     # a third of the fleet shifted by 4 sigma

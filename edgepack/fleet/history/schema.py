@@ -5,7 +5,8 @@
   (a resend, a retained one on a reconnect) is stored once (unique fleet/device/kind/seq/ts; ``seq`` is -1
   for an online ``state`` and -2 for an offline one, which have none). Telemetry rows also name the model,
   version and bundle. One row per message keeps ingest to one insert per message.
-- ``latest``: the newest message of each kind per device (``state`` by arrival, the others by ``seq``): what
+- ``latest``: the newest message of each kind per device (``state`` by arrival, the others by ``seq``; also
+  ``telemetry@busy`` and ``telemetry@cost``, the newest telemetry with calls and with cost figures): what
   ``fleet status`` folds into one row per device, kept after the raw messages age out (until ``max_age``).
 - ``buckets``: per device and metric, the means of raw figures that aged out (``res``: bucket width in
   seconds, ``n``: how many raw figures each holds), until ``max_age``.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from ..devicerow import SERIES
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)

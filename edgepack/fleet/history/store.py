@@ -42,6 +42,20 @@ def _figures(m: Message) -> dict:
     return {metric: value for metric, _, value in apply_message(new_row(m.fleet, m.device), m)}
 
 
+def _latest_kinds(m: Message, t: dict | None) -> list[str]:
+    """The ``latest`` rows a message may renew: its kind's, and for telemetry also the newest one with calls
+    (``telemetry@busy``: latency figures) and with cost figures (``telemetry@cost``), since the live view keeps
+    the last measured figures through idle periods and ``status`` must fold to the same row."""
+    if t is None:
+        return [m.kind]
+    kinds = ["telemetry"]
+    if t.get("calls"):
+        kinds.append("telemetry@busy")
+    if t.get("cost_per_1k") is not None or t.get("energy_j_per_1k") is not None:
+        kinds.append("telemetry@cost")
+    return kinds
+
+
 def _text(m: Message) -> str:
     return m.payload.decode() if m.payload else json.dumps(m.body, sort_keys=True, separators=(",", ":"))
 
@@ -66,10 +80,11 @@ class History:
             rows.append((m.fleet, m.device, m.kind, seq, m.ts, m.received, t and t.get("model"),
                          t and t.get("model_version"), t and t.get("bundle_sha256"), text,
                          *(known.get(name) for name in SERIES)))
-            key, row = (m.fleet, m.device, m.kind), (m.fleet, m.device, m.kind, seq, m.ts, m.received, text)
-            old = latest.get(key)
-            if old is None or m.kind == "state" or seq > old[3]:
-                latest[key] = row
+            for kind in _latest_kinds(m, t):
+                key, row = (m.fleet, m.device, kind), (m.fleet, m.device, kind, seq, m.ts, m.received, text)
+                old = latest.get(key)
+                if old is None or m.kind == "state" or seq > old[3]:
+                    latest[key] = row
         with self.db.transaction():
             self.db.executemany(INSERT_MESSAGE, rows)
             self.db.executemany(UPSERT_LATEST, [latest[k] for k in sorted(latest)])  # one lock order: no deadlock
@@ -84,11 +99,13 @@ class History:
         counts = {(f, d): (n, k, lo, hi) for f, d, n, k, lo, hi in self.db.query(
             "SELECT fleet, device, COUNT(*), SUM(CASE WHEN seq >= 0 THEN 1 ELSE 0 END), "
             f"MIN(CASE WHEN seq >= 0 THEN seq END), MAX(seq) FROM messages{where} GROUP BY fleet, device", args)}
-        latest.sort(key=lambda r: (r[0], r[1], r[2] != "state", r[5], r[2]))
+        # per device: state first, then the other kinds in the device's own order (seq), as the live view saw them
+        latest.sort(key=lambda r: (r[0], r[1], r[2] != "state", r[3] if r[2] != "state" else r[5], r[2]))
         rows: dict[tuple, dict] = {}
         for f, d, kind, seq, ts, received, body in latest:
             row = rows.get((f, d)) or rows.setdefault((f, d), new_row(f, d))
-            apply_message(row, Message(f, d, kind, ts, None if seq < 0 else seq, json.loads(body), received))
+            apply_message(row, Message(f, d, kind.split("@")[0], ts, None if seq < 0 else seq, json.loads(body),
+                                       received))
         out = []
         for key, row in rows.items():
             n, k, lo, hi = counts.get(key, (0, 0, None, None))

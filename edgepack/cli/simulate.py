@@ -40,7 +40,8 @@ def simulate(
     runtimes: Annotated[int, Opt("--runtimes", help="loaded copies of the model (0: one per CPU)")] = 0,
     backend: Annotated[Optional[str], Opt("--backend", help="force a backend")] = None,
     prefix: Annotated[str, Opt("--prefix", help="device ids are PREFIX0001, PREFIX0002, ...")] = "sim-",
-    profile: Annotated[Optional[str], Opt("--profile", help="device profile: its [power] and [cost] figures")] = None,
+    profile: Annotated[Optional[str], Opt("--profile", help="device profile the devices announce (flash checks "
+                                          "it); its [power] and [cost] figures")] = None,
     power_watts: Annotated[Optional[float], Opt("--power-watts", help="device power draw (W)")] = None,
     cost_per_hour: Annotated[Optional[float], Opt("--cost-per-hour", help="price of a device-hour")] = None,
     credentials: Annotated[Optional[Path], Opt("--credentials", help="credentials.json of `fleet acl`: "
@@ -48,6 +49,10 @@ def simulate(
     username: Annotated[Optional[str], Opt("--username", help="one MQTT user for every device")] = None,
     password: Annotated[Optional[str], Opt("--password", help="its password")] = None,
     ca: Annotated[Optional[str], Opt("--ca", help="CA file for mqtts://")] = None,
+    ota: Annotated[bool, Opt("--ota", help="give every device an A/B state folder: they take `edgepack flash` "
+                                           "updates and rollouts")] = False,
+    trust_keys: Annotated[Optional[list[Path]], Opt("--trust-key", help="serve and install only bundles signed by "
+                                                     "this public key (repeatable)")] = None,
     json_out: Annotated[bool, Opt("--json", help="print the final figures as JSON")] = False,
     verbose: Annotated[bool, Opt("--verbose", "-v", help="show tracebacks")] = False,
 ):
@@ -59,8 +64,10 @@ def simulate(
                            drift_at=drift_at, drift_share=drift_share, drift_window=drift_window,
                            latency_spikes=latency_spikes, spike_ms=spike_ms, crash_rate=crash_rate,
                            crash_downtime=crash_downtime, network_cuts=network_cuts, cut_seconds=cut_seconds,
-                           seed=seed, inputs=inputs, runtimes=runtimes, backend=backend, prefix=prefix, username=username,
-                           password=password, ca=ca, **_cost(profile, power_watts, cost_per_hour),
+                           seed=seed, inputs=inputs, runtimes=runtimes, backend=backend, prefix=prefix,
+                           username=username, password=password, ca=ca, ota=ota, profile=profile,
+                           trust_keys=tuple(str(k) for k in trust_keys or ()),
+                           **_cost(profile, power_watts, cost_per_hour),
                            passwords=_passwords(credentials, fleet))
     sim = Simulator(settings)
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err_console,

@@ -45,7 +45,8 @@ def device_ids(spec: str, *, prefix: str = "dev-") -> list[str]:
         ids = [p.strip() for p in spec.split(",") if p.strip()]
     bad = [i for i in ids if not ID.fullmatch(i)]
     if bad or not ids:
-        raise EdgepackError(f"device ids must be 1-64 letters, digits, '_', '.', '-' (no '/', '+', '#'): {bad[:5] or spec!r}",
+        raise EdgepackError("device ids must be 1-64 letters, digits, '_', '.', '-' (no '/', '+', '#'): "
+                            f"{bad[:5] or spec!r}",
                             hint="pass --devices N (with --prefix), a comma list, or @FILE with one id per line")
     if len(ids) > MAX_DEVICES:
         raise EdgepackError(f"{len(ids)} device ids: at most {MAX_DEVICES} per ACL file")

@@ -62,16 +62,18 @@ class DeviceRuntime:
             self.rt.close()
 
 
+def own_runtime(rt: Runtime, spikes: Spikes | None) -> DeviceRuntime:
+    """A Runtime of one device alone (after an update), with its spike hook; closed with the device's use."""
+    return DeviceRuntime(rt, None if rt.backend_name in THREAD_SAFE else threading.Lock(), spikes, owned=True)
+
+
 class SimAgent(Agent):
     """The real Agent; a Runtime swapped in by an update gets the device's spike hook too (its own lock)."""
 
     spikes: Spikes | None = None
 
     def swap_runtime(self, runtime) -> None:
-        if not isinstance(runtime, DeviceRuntime):
-            lock = None if runtime.backend_name in THREAD_SAFE else threading.Lock()
-            runtime = DeviceRuntime(runtime, lock, self.spikes, owned=True)
-        super().swap_runtime(runtime)
+        super().swap_runtime(runtime if isinstance(runtime, DeviceRuntime) else own_runtime(runtime, self.spikes))
 
 
 class ModelPool:

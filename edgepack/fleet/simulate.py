@@ -17,6 +17,8 @@ Faults, all seeded (``seed``) and off by default:
   restarts with the same outbox (what was queued is sent after the restart);
 - ``network_cuts``: cuts per device per minute, ``cut_seconds`` long: the device's TCP connection drops and
   reconnects are refused (``simnet.FaultNet``); it keeps serving, and store-and-forward fills the gap.
+With ``ota`` every device also has its own A/B state folder and takes updates (``edgepack flash``,
+``rollback``, rollouts) like a real one: health check, hot swap; an updated device runs its own Runtime.
 Simulated latencies are this machine's (shared by every device), not the devices'.
 """
 from __future__ import annotations
@@ -26,73 +28,20 @@ import shutil
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
 
 from ..errors import EdgepackError
-from .simdevice import ModelPool, SimAgent, Spikes
+from .simdevice import ModelPool, SimAgent, Spikes, own_runtime
 from .simfeed import Feeders
 from .siminputs import input_stream
+from .simfaults import Faults, fail_queued
 from .simnet import FaultNet
+from .simsettings import SimSettings
 
-
-@dataclass
-class SimSettings:
-    """What ``fleet simulate`` takes; see the module docstring for the faults' meaning."""
-    devices: int
-    bundle: Path
-    broker: str
-    fleet: str = "sim"
-    duration: float | None = 60.0          # None: until stop()
-    rate: float = 2.0                      # requests per second per device
-    telemetry_interval: float = 5.0
-    drift_window: float = 10.0             # seconds per drift window
-    drift: float = 0.0
-    drift_scale: float = 1.0
-    drift_at: float = 0.0
-    drift_share: float = 1.0
-    latency_spikes: float = 0.0
-    spike_ms: float = 100.0
-    crash_rate: float = 0.0
-    crash_downtime: float = 5.0
-    network_cuts: float = 0.0
-    cut_seconds: float = 3.0
-    seed: int = 0
-    inputs: Path | None = None             # .npz of real inputs (else the drift baseline's bins, see siminputs)
-    relay: bool | None = None              # the fault relay (None: when crash_rate or network_cuts is set)
-    runtimes: int = 0                      # 0: one per CPU (at most one per device)
-    backend: str | None = None
-    prefix: str = "sim-"
-    workdir: Path | None = None
-    power_watts: float | None = None
-    cost_per_hour: float | None = None
-    username: str | None = None
-    password: str | None = None
-    passwords: dict = field(default_factory=dict)   # device id -> password (user name = device id)
-    ca: str | None = None
-    cert: str | None = None
-    key: str | None = None
-
-    def check(self) -> None:
-        """Refuse impossible settings with what to change."""
-        rules = [("devices", 1 <= self.devices <= 100_000, "in [1, 100000]"), ("rate", 0 <= self.rate <= 10_000,
-                 "in [0, 10000] requests/s"), ("telemetry_interval", 0.1 <= self.telemetry_interval <= 86400,
-                 "in [0.1, 86400] s"), ("drift_window", 1 <= self.drift_window, "at least 1 s"),
-                 ("drift_share", 0 <= self.drift_share <= 1, "in [0, 1]"),
-                 ("latency_spikes", 0 <= self.latency_spikes <= 1, "a share in [0, 1]"),
-                 ("spike_ms", 0 <= self.spike_ms <= 60_000, "in [0, 60000] ms"),
-                 ("crash_rate", 0 <= self.crash_rate <= 60, "in [0, 60] per device per minute"),
-                 ("network_cuts", 0 <= self.network_cuts <= 60, "in [0, 60] per device per minute"),
-                 ("duration", self.duration is None or self.duration > 0, "positive")]
-        for name, ok, what in rules:
-            if not ok:
-                raise EdgepackError(f"simulate: {name} must be {what}, not {getattr(self, name)!r}")
-        url = urlparse(self.broker)
-        if url.scheme not in ("mqtt", "mqtts") or not url.hostname:
-            raise EdgepackError(f"simulate: broker must look like mqtt://HOST:PORT, not {self.broker!r}")
+__all__ = ["SimSettings", "Simulator", "simulate"]
 
 
 class SimDevice:
@@ -110,7 +59,7 @@ class SimDevice:
         self.lock = threading.Lock()
 
 
-class Simulator:
+class Simulator(Faults):
     """``Simulator(SimSettings(...)).run()``, or ``start()`` ... ``stop()`` around your own checks."""
 
     def __init__(self, settings: SimSettings):
@@ -134,7 +83,7 @@ class Simulator:
         """Load the model, connect every device, start the feeders and the fault schedule."""
         s = self.settings
         from edgepack_runtime.signing import open_verified
-        bundle = open_verified(s.bundle, ())[0]
+        bundle = open_verified(s.bundle, s.trust_keys)[0]
         self.pool = ModelPool(bundle, s.runtimes or min(s.devices, os.cpu_count() or 1), backend=s.backend)
         self.stream = input_stream(bundle, s.inputs, seed=s.seed, shift=s.drift, scale=s.drift_scale,
                                    at=time.monotonic() + s.drift_at)
@@ -197,88 +146,46 @@ class Simulator:
         link = MqttLink(host="127.0.0.1" if self.net else self.host, port=dev.port, device_id=dev.id,
                         fleet=s.fleet, outbox=Outbox(dev.outbox), username=user, password=password, tls=tls,
                         backoff_base=0.2, backoff_cap=2.0)
-        agent = SimAgent(self.pool.runtime_for(dev.index, dev.spikes), sink=link,
-                         telemetry_interval=s.telemetry_interval, drift_window_seconds=s.drift_window,
-                         drift_every=1, power_watts=s.power_watts, cost_per_hour=s.cost_per_hour)
+        updater, runtime = self._ota(dev) if s.ota else (None, self.pool.runtime_for(dev.index, dev.spikes))
+        agent = SimAgent(runtime, sink=link, telemetry_interval=s.telemetry_interval,
+                         drift_window_seconds=s.drift_window, drift_every=1, power_watts=s.power_watts,
+                         cost_per_hour=s.cost_per_hour)
         agent.spikes = dev.spikes
+        if updater is not None:
+            from edgepack_runtime.ota.agentota import attach
+            attach(agent, updater, self._ota_conf(dev))
         dev.agent, dev.state = agent.start(), "up"
+
+    def _ota_conf(self, dev: SimDevice) -> dict:
+        s = self.settings
+        return {"state_dir": str(self.workdir / f"{dev.id}.state"), "bundle": str(s.bundle), "backend": s.backend,
+                "trust_keys": list(s.trust_keys), "profile": s.profile, "health_budget_ms": None, "threads": None}
+
+    def _ota(self, dev: SimDevice):
+        """The device's Updater and what it serves: the pooled Runtime while its active slot holds the pool's
+        bundle, else (after an update) its own."""
+        from edgepack_runtime.ota.agentota import open_updater
+        from edgepack_runtime.signing import open_verified
+        updater, path = open_updater(self._ota_conf(dev))     # the first boot installs the bundle (health check)
+        bundle = open_verified(path, self.settings.trust_keys)[0]
+        if bundle.manifest_bytes == self.pool.bundle.manifest_bytes:
+            return updater, self.pool.runtime_for(dev.index, dev.spikes)
+        from edgepack_runtime.runtime import Runtime
+        return updater, own_runtime(Runtime.open(bundle, self.settings.backend), dev.spikes)
 
     def _halt(self, dev: SimDevice) -> None:
         with dev.lock:
             agent, dev.agent, dev.state = dev.agent, None, "down"
         if agent is not None:
             agent.stop()
-            _fail_queued(agent, "the simulated device stopped")
+            fail_queued(agent, "the simulated device stopped")
             agent.sink.outbox.close()
-
-    def crash(self, device_id: str, downtime: float | None = None) -> None:
-        """Stop ``device_id`` without a goodbye: its connection ends, the broker sends its last will."""
-        dev = self.device(device_id)
-        if self.net is None:
-            raise EdgepackError("crashes need the fault relay: set crash_rate > 0 or relay=True")
-        with dev.lock:
-            agent, dev.agent = dev.agent, None
-            if agent is None:
-                return
-            dev.state = "crashing"
-        self.net.cut(dev.id)                   # the connection just ends: no DISCONNECT, no offline from the device
-        link, agent.sink = agent.sink, None     # the agent's threads stop with no last telemetry (a crash)
-        agent.stop()
-        _fail_queued(agent, "the simulated device crashed")
-        link.stop()
-        link.outbox.close()
-        self.counters["crashes"] += 1
-        dev.until, dev.state = time.monotonic() + (downtime or self.settings.crash_downtime), "crashed"
-
-    def restart(self, device_id: str) -> None:
-        """Boot a crashed device again (same outbox: what it had queued goes out now)."""
-        dev = self.device(device_id)
-        self.net.restore(dev.id)
-        with dev.lock:
-            self._boot(dev)
-        self.counters["restarts"] += 1
-
-    def cut(self, device_id: str, seconds: float | None = None) -> None:
-        """Cut ``device_id``'s network for ``seconds`` (the fault loop, or ``restore``, reconnects it)."""
-        dev = self.device(device_id)
-        if self.net is None:
-            raise EdgepackError("network cuts need the fault relay: set network_cuts > 0 or relay=True")
-        if dev.state != "up":
-            raise EdgepackError(f"simulated device {device_id} is {dev.state}: only a running device can be cut")
-        self.net.cut(dev.id)
-        dev.until, dev.state = time.monotonic() + (seconds or self.settings.cut_seconds), "cut"
-        self.counters["cuts"] += 1
-
-    def restore(self, device_id: str) -> None:
-        dev = self.device(device_id)
-        self.net.restore(dev.id)
-        dev.state = "up"
-        self.counters["restores"] += 1
 
     def device(self, device_id: str) -> SimDevice:
         try:
             return self._by_id[device_id]
         except (AttributeError, KeyError):
             raise EdgepackError(f"no simulated device {device_id!r}") from None
-
-    # faults ----------------------------------------------------------------------------
-    def _fault_loop(self) -> None:
-        s, tick = self.settings, 0.2
-        rng = np.random.default_rng([s.seed, 1 << 30])
-        while not self._stop.wait(tick):
-            now = time.monotonic()
-            for dev in self.devices:
-                if dev.state == "up":
-                    if rng.random() < s.crash_rate / 60 * tick:
-                        self.crash(dev.id)
-                    elif rng.random() < s.network_cuts / 60 * tick:
-                        self.cut(dev.id)
-                elif dev.state == "crashed" and now >= dev.until:
-                    self.restart(dev.id)
-                elif dev.state == "cut" and now >= dev.until:
-                    self.restore(dev.id)
-                if self._stop.is_set():
-                    return
 
     # figures ---------------------------------------------------------------------------
     def stats(self) -> dict:
@@ -296,20 +203,6 @@ class Simulator:
                 "drifting": sum(d.drifting for d in self.devices),
                 "inputs": getattr(getattr(self, "stream", None), "source", None),
                 "net": dict(self.net.counters) if self.net else None}
-
-
-def _fail_queued(agent, why: str) -> None:
-    """Answer the requests a stopped agent's worker will never take (their callers would wait for a timeout)."""
-    import queue
-
-    from edgepack_runtime.errors import BackendError
-    while True:
-        try:
-            _, fut = agent.requests.get_nowait()
-        except queue.Empty:
-            return
-        if not fut.done():
-            fut.set_exception(BackendError(why))
 
 
 def _parallel(items, fn, workers: int = 32) -> None:

@@ -182,11 +182,11 @@ def test_the_host_reads_all_and_commands_a_real_agent(guarded, tmp_path):
         assert wait(lambda: any(t == f"{base}/events" and json.loads(p).get("echo") == "acl"
                                 for t, p in host.messages))
         assert host.publish(f"{base}/telemetry", b"host forges") == "Not authorized"   # the host cannot forge
+        agent.stop()
+        assert wait(lambda: any(t == f"{base}/state" and b'"offline"' in p for t, p in host.messages))
     finally:
         agent.stop()
         host.close()
-    assert any(t == f"{base}/state" and b'"offline"' in p for t, p in host.messages) or \
-        wait(lambda: any(t == f"{base}/state" and b'"offline"' in p for t, p in host.messages))
 
 
 @pytest.mark.parametrize("user,password", [("dev-a", "wrong"), ("dev-a", ""), ("nobody", "x"), (None, None),

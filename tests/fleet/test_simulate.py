@@ -3,7 +3,7 @@ latency spikes, crashes (last will) and network cuts (store-and-forward) seen fr
 from __future__ import annotations
 
 import json
-import time
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -150,3 +150,31 @@ def test_inputs_from_an_npz_and_from_the_baseline(bundle, tmp_path):
     rng = np.random.default_rng(0)
     drifted = np.concatenate([stream.draw(rng, True, 1.0)["x"].ravel() for _ in range(200)])
     assert drifted.mean() == pytest.approx(2.0 * base["std"], abs=0.3)     # shifted by 2 standard deviations
+
+
+def test_simulated_devices_take_a_flash_update(bundle, broker, subscribe, tmp_path):
+    """With ota, each simulated device has its own A/B state folder: `edgepack flash` updates it like a real one
+    (health check, hot swap to its own Runtime of the new bundle), and its telemetry then names the new version."""
+    from edgepack.fleet.flash import flash
+    src = Path(bundle).parent / "clf.onnx"
+    rng = np.random.default_rng(9)
+    v2 = build(src, targets=["cpu"], version="2", out=tmp_path / "v2.edgepack",
+               samples=[{"x": rng.standard_normal((1, 8)).astype(np.float32)} for _ in range(50)]).path
+    sub = subscribe("edgepack/v1/simo/#")
+    sim = Simulator(SimSettings(devices=2, bundle=bundle, broker=f"mqtt://127.0.0.1:{broker.port}", fleet="simo",
+                                duration=None, rate=5, telemetry_interval=0.5, ota=True, workdir=tmp_path / "w"))
+    try:
+        sim.start()
+        settle(sub, lambda: all(bodies(sub, d, "telemetry") for d in ("sim-0001", "sim-0002")))
+        results = flash(v2, broker=f"mqtt://127.0.0.1:{broker.port}", fleet="simo")
+        assert sorted((r["device"], r["state"]) for r in results) == [("sim-0001", "committed"),
+                                                                      ("sim-0002", "committed")], results
+        settle(sub, lambda: all(bodies(sub, d, "telemetry")[-1]["telemetry"]["model_version"] == "2"
+                                for d in ("sim-0001", "sim-0002")))
+        x = np.ones((1, 8), np.float32)
+        for dev in sim.devices:
+            assert dev.agent.rt.owned and dev.agent.rt.bundle.manifest["model"]["version"] == "2"
+            np.testing.assert_allclose(dev.agent.infer({"x": x})["p"], Runtime.open(v2).run({"x": x})["p"], rtol=1e-6)
+    finally:
+        sim.stop()
+    assert sim.stats()["errors"] == 0

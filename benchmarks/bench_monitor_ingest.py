@@ -131,7 +131,7 @@ def drain_monitor(port: int, qos: int, n: int, devices: int, publishers: int, ta
     mon.add_listener(lambda m: first.append(time.perf_counter()) if not first else None)
 
     def done():
-        if mon.received >= n and mon.written >= mon.gate.accepted and not mon._queue:
+        if mon.received >= n and mon.flushed():
             last[0] = last[0] or time.perf_counter()
             return True
         return False

@@ -7,7 +7,8 @@
 
 paho's network thread only parses (``Gate``: strict, per-device flood control, counted refusals) and folds
 the message into the ``FleetState``; stored messages go to a bounded queue that a writer thread empties in
-batches (one transaction each), so a slow disk never stalls the MQTT loop (a full queue drops and counts).
+batches (``writer.HistoryWriter``: one transaction each, reconnect and retry while the database is down),
+so a slow disk or a database restart never stalls the MQTT loop (a full queue drops and counts).
 MQTT 5 is spoken when the broker has it (3.1.1 otherwise). With ``share_group``, several monitors split the
 messages through the shared subscription ``$share/<group>/...``; each still subscribes to the retained
 ``state`` topic directly (a shared subscription gets no retained messages), so every monitor knows who is
@@ -16,14 +17,13 @@ online, and the history stores the duplicates once.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections import deque
 
 from .gate import Gate, GateSettings
 from .fleetstate import FleetState
 from .ingestlink import IngestLink
 from .messages import Message, parse
+from .writer import HistoryWriter
 
 __all__ = ["Monitor", "parse"]
 log = logging.getLogger("edgepack.fleet.ingest")
@@ -43,21 +43,16 @@ class Monitor:
         self.link = IngestLink(broker_url, on_message=self._on_message, fleet=fleet, share_group=share_group,
                                qos=qos, username=username, password=password, ca=ca, client_id=client_id,
                                protocol=protocol)
-        self.batch, self.flush_every, self.backlog = batch, flush_every, backlog
-        self._queue: deque[tuple[Message, list | None]] = deque()   # (message, its series points if known)
-        self._stop = threading.Event()
-        self._writer: threading.Thread | None = None
+        self.writer = HistoryWriter(self.history, batch=batch, flush_every=flush_every, backlog=backlog) \
+            if self.history is not None else None
         self._listeners: list = []
         self.received = 0
-        self.written = self.dropped = self.write_errors = 0
-        self.last_write_error: str | None = None
 
     # lifetime ----------------------------------------------------------------------------
     def start(self) -> "Monitor":
         """Connect (in the background, reconnecting as needed) and start the writer; returns ``self``."""
-        if self.history is not None:
-            self._writer = threading.Thread(target=self._write_loop, name="edgepack-monitor-writer", daemon=True)
-            self._writer.start()
+        if self.writer is not None:
+            self.writer.start()
         self.link.start()
         return self
 
@@ -68,10 +63,8 @@ class Monitor:
     def stop(self, timeout: float = 30.0) -> None:
         """Disconnect, store what is still queued (up to ``timeout`` seconds), close the history."""
         self.link.stop()
-        self._stop.set()
-        if self._writer is not None:
-            self._writer.join(timeout)
-        if self.history is not None:
+        if self.writer is not None:
+            self.writer.stop(timeout)
             self.history.close()
 
     def __enter__(self) -> "Monitor":
@@ -92,64 +85,26 @@ class Monitor:
             log.debug("refused %s: %s", msg.reason, msg.detail)
             return
         points = self.state.apply(msg)
-        if self.history is not None:
-            if len(self._queue) >= self.backlog:
-                self.dropped += 1
-            else:
-                self._queue.append((msg, points))
+        if self.writer is not None:
+            self.writer.put(msg, points)
         for fn in self._listeners:
             try:
                 fn(msg)
             except Exception:  # noqa: BLE001  (a listener's bug must not stop the ingest)
                 log.exception("monitor listener failed")
 
-    # the writer thread -------------------------------------------------------------------
-    def _write_loop(self) -> None:
-        every = self.history.settings.maintain_every
-        next_upkeep = time.monotonic() + every
-        while True:
-            batch = [self._queue.popleft() for _ in range(min(self.batch, len(self._queue)))]
-            if batch:
-                self._write(batch)
-            elif self._stop.is_set():
-                return
-            if time.monotonic() >= next_upkeep:
-                next_upkeep = time.monotonic() + every
-                self._upkeep()
-            if len(self._queue) < self.batch:
-                self._stop.wait(self.flush_every)
-
-    def _write(self, batch: list[tuple]) -> None:
-        msgs = [m for m, _ in batch]
-        figures = [None if p is None else {metric: v for metric, _, v in p} for _, p in batch]
-        for attempt in range(3):
-            try:
-                self.history.add(msgs, figures=figures)
-                self.written += len(batch)
-                return
-            except Exception as exc:  # noqa: BLE001  (the database's error: counted, retried, then dropped)
-                self.write_errors += 1
-                self.last_write_error = f"{type(exc).__name__}: {exc}"[:500]
-                log.warning("history write failed (attempt %d): %s", attempt + 1, self.last_write_error)
-                self._stop.wait(0.5 * 2 ** attempt)
-        self.dropped += len(batch)
-
-    def _upkeep(self) -> None:
-        try:
-            self.history.maintain()
-        except Exception as exc:  # noqa: BLE001
-            self.write_errors += 1
-            self.last_write_error = f"retention: {type(exc).__name__}: {exc}"[:500]
-
     def stats(self) -> dict:
         """Connection, ingest counters (accepted, rejected by reason, recent refusals) and the history's state."""
         out = {**self.link.status(), "received": self.received, **self.gate.counters(),
                "recent_rejected": self.gate.recent(), "devices": len(self.state)}
-        if self.history is not None:
-            out["history"] = {"url": self.history.url, "written": self.written, "backlog": len(self._queue),
-                              "dropped": self.dropped, "write_errors": self.write_errors,
-                              "last_error": self.last_write_error}
+        if self.writer is not None:
+            out["history"] = self.writer.stats()
         return out
+
+    def flushed(self) -> bool:
+        """Every accepted message so far is in the history (or there is none)."""
+        return self.writer is None or (self.writer.idle() and self.writer.written + self.writer.dropped
+                                       >= self.gate.accepted)
 
 
 def _open(history, settings):

@@ -52,14 +52,26 @@ class Postgres:
         done = self._run("initdb", "-D", str(self.data), "-U", USER, "--auth=trust", "-E", "UTF8", "--no-sync")
         if done.returncode:
             raise RuntimeError(f"initdb failed: {done.stderr[-800:]}")
-        opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off")
-        done = self._run("pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.root / "log"), "-w", "-t", "30",
-                         "start")
+        done = self._pg_start()
         if done.returncode:
             log = (self.root / "log").read_text()[-800:] if (self.root / "log").exists() else ""
             raise RuntimeError(f"pg_ctl start failed: {done.stderr[-400:]} {log}")
         return self
+
+    def _pg_start(self) -> subprocess.CompletedProcess:
+        opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+                "-c synchronous_commit=off -c full_page_writes=off")
+        return self._run("pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.root / "log"), "-w", "-t", "30",
+                         "start")
+
+    def restart(self, down: float = 0.0) -> None:
+        """Stop the server (fast: connections are cut), wait ``down`` seconds, start it again on the same port."""
+        import time
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+        time.sleep(down)
+        done = self._pg_start()
+        if done.returncode:
+            raise RuntimeError(f"pg_ctl start failed: {done.stderr[-400:]}")
 
     def url(self, db: str = "postgres") -> str:
         return f"postgresql://{USER}@127.0.0.1:{self.port}/{db}"

@@ -23,8 +23,8 @@ class Database:
 
     dialect = "?"
 
-    def __init__(self, conn, url: str):
-        self.conn, self.url = conn, url
+    def __init__(self, conn, url: str, opener=None):
+        self.conn, self.url, self._opener = conn, url, opener   # opener(): a new connection (reconnect)
         self.lock = threading.RLock()
         self._depth = 0            # transactions open (reads inside one must not commit it)
 
@@ -48,7 +48,10 @@ class Database:
                 yield self
                 self.conn.commit()
             except BaseException:
-                self.conn.rollback()
+                try:
+                    self.conn.rollback()
+                except Exception:  # noqa: BLE001  (a dead connection cannot roll back: the error that killed it counts)
+                    pass
                 raise
             finally:
                 self._depth -= 1
@@ -63,6 +66,25 @@ class Database:
     def close(self) -> None:
         with self.lock:
             self.conn.close()
+
+    def alive(self) -> bool:
+        """Whether the connection answers a trivial query."""
+        try:
+            self.query("SELECT 1")
+            return True
+        except Exception:  # noqa: BLE001  (whatever the driver raises: not alive)
+            return False
+
+    def reconnect(self) -> None:
+        """Replace the connection by a new one (after the server restarted or the link broke)."""
+        if self._opener is None:
+            return
+        with self.lock:
+            try:
+                self.conn.close()
+            except Exception:  # noqa: BLE001
+                pass
+            self.conn = self._opener()
 
     def setup(self) -> None:
         with self.transaction():
@@ -114,15 +136,19 @@ def _sqlite(url: str, parsed) -> SqliteDB:
     if not path:
         raise EdgepackError(f"history URL {url!r} has no file path", hint="write sqlite:///PATH (three slashes)")
     target = Path(path)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+
+    def opener():
         conn = sqlite3.connect(str(target), check_same_thread=False, timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        conn = opener()
     except (OSError, sqlite3.Error) as exc:
         raise EdgepackError(f"cannot open the history {target}: {exc}",
                             hint="check the path and that this user may write there") from None
-    return SqliteDB(conn, url)
+    return SqliteDB(conn, url, opener)
 
 
 def _postgres(url: str) -> PostgresDB:
@@ -131,12 +157,13 @@ def _postgres(url: str) -> PostgresDB:
     except ImportError:
         raise EdgepackError("a PostgreSQL history needs psycopg 3, which is not installed",
                             hint="pip install 'edgepack[fleet]' (or psycopg[binary])") from None
+    opener = lambda: psycopg.connect(url, connect_timeout=10)   # noqa: E731
     try:
-        conn = psycopg.connect(url, connect_timeout=10)
+        conn = opener()
     except psycopg.Error as exc:
         raise EdgepackError(f"cannot connect to the history {_safe(url)}: {str(exc).strip()}",
                             hint="check the host, port, user, password and database name") from None
-    return PostgresDB(conn, _safe(url))
+    return PostgresDB(conn, _safe(url), opener)
 
 
 def _safe(url: str) -> str:

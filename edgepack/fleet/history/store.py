@@ -177,5 +177,13 @@ class History:
         from .upkeep import maintain
         return maintain(self.db, self.settings, time.time() if now is None else now)
 
+    def alive(self) -> bool:
+        """Whether the database answers."""
+        return self.db.alive()
+
+    def reconnect(self) -> None:
+        """Open a new connection (the writer calls it after a failed write)."""
+        self.db.reconnect()
+
     def close(self) -> None:
         self.db.close()

@@ -17,6 +17,7 @@ shadow lives on disk, its events and its promotion.
 """
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -119,9 +120,11 @@ class Shadow:
 
     # the worker ---------------------------------------------------------------------------------
     def work(self, agent_stop: threading.Event, beat: Callable[[], None] = lambda: None,
-             idle: Callable[[], None] = lambda: None, idle_every: float = 1.0) -> None:
+             idle: Callable[[], None] = lambda: None, idle_every: float = 1.0, nice: int = 0) -> None:
         """Run sampled calls on the candidate until ``stop()`` or ``agent_stop``; then close its runtime.
-        ``idle()`` is called about every ``idle_every`` seconds (the installer checks whether it now serves)."""
+        ``idle()`` is called about every ``idle_every`` seconds (the installer checks whether it now serves).
+        ``nice`` lowers this thread's CPU priority (see ``lower_priority``)."""
+        lower_priority(nice)
         next_idle = time.monotonic() + idle_every
         while not self.stopped.is_set():
             if agent_stop.is_set():
@@ -168,3 +171,35 @@ class Shadow:
                 self.period = Figures()
         return {**self.info, "share": self.share, "started": self.started, **period, "total": total,
                 "queue": {"depth": self.queue.qsize(), "max": self.queue.maxsize}, "last_error": self.last_error}
+
+
+def lower_priority(increment: int) -> None:
+    """Raise the calling thread's niceness by ``increment`` (Linux threads have their own; threads it starts
+    afterwards, such as a backend's pool, inherit it): the serving threads then win the CPU, and a shadow
+    short of CPU drops samples instead of slowing answers. Best effort: a no-op where unsupported."""
+    if increment <= 0:
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + increment))
+    except (AttributeError, OSError):
+        pass
+
+
+def open_lowered(opener: Callable[[], object], increment: int):
+    """``opener()`` run in a short-lived thread whose priority was lowered first, so that the threads a
+    backend session starts (its intra-op pool) inherit the lower priority; returns its result or raises."""
+    box: dict = {}
+
+    def run():
+        lower_priority(increment)
+        try:
+            box["value"] = opener()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = exc
+    t = threading.Thread(target=run, name="edgepack-shadow-open", daemon=True)
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]

@@ -29,7 +29,7 @@ from .ota.slots import Slots
 from .ota.store import write_atomic
 from .ota.verify import verify
 from .payload import BadCommand
-from .shadow import Shadow
+from .shadow import Shadow, open_lowered
 
 log = logging.getLogger("edgepack_runtime.shadow")
 FOLDER, DOC = "shadow", "shadow.json"
@@ -110,13 +110,15 @@ class ShadowInstaller:
         why = incompatible(self.agent.rt.bundle.manifest, bundle.manifest)
         if why:
             raise OtaError(why)
-        rt = Runtime.open(bundle, backend=self.conf.get("backend"), num_threads=self.conf.get("threads"))
+        nice = int(self.conf.get("shadow_nice", 19))
+        rt = open_lowered(lambda: Runtime.open(bundle, backend=self.conf.get("backend"),
+                                               num_threads=self.conf.get("threads")), nice)
         m = bundle.manifest["model"]
         info = {"update_id": doc["update_id"], "model": m["name"], "version": m["version"],
                 "bundle_sha256": hashlib.sha256(bundle.manifest_bytes).hexdigest(), "backend": rt.backend_name}
         shadow = Shadow(rt, share=float(doc["share"]), queue_size=int(self.conf.get("shadow_queue", 8)), info=info)
         sup = self.agent.supervisor
-        sup.spawn("edgepack-shadow", lambda: shadow.work(self.agent._stop, sup.beat, self._check_served),
+        sup.spawn("edgepack-shadow", lambda: shadow.work(self.agent._stop, sup.beat, self._check_served, nice=nice),
                   shadow.stopped)
         self.agent.shadow = shadow
         self._event({"type": "shadow_started", **info, "share": shadow.share})

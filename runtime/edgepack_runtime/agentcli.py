@@ -59,6 +59,7 @@ SETTINGS = {
     "cost_per_hour": (float, None, "what one device-hour costs: telemetry then carries cost_per_1k"),
     "shadow_share": (float, 0.1, "share of calls also run on a shadow bundle (flash --shadow; the offer may set it)"),
     "shadow_queue": (int, 8, "sampled calls waiting for the shadow; past it they are dropped and counted"),
+    "shadow_nice": (int, 19, "niceness added to the shadow's threads: the serving model wins the CPU (0: equal)"),
 }
 # floor and ceiling of every numeric setting, inclusive (runtime/README.md states them; a test keeps them in step)
 BOUNDS = {
@@ -72,7 +73,7 @@ BOUNDS = {
     "http_max_connections": (1, 10_000), "http_header_timeout": (0.1, 3600.0), "http_body_timeout": (0.1, 3600.0),
     "http_idle_timeout": (0.1, 3600.0), "http_max_body_mb": (0.001, 4096.0), "http_body_budget_mb": (0.01, 65536.0),
     "health_budget_ms": (0.0, 3_600_000.0), "power_watts": (0.0, 100_000.0), "cost_per_hour": (0.0, 1_000_000.0),
-    "shadow_share": (0.0, 1.0), "shadow_queue": (1, 10_000),
+    "shadow_share": (0.0, 1.0), "shadow_queue": (1, 10_000), "shadow_nice": (0, 19),
 }
 
 

@@ -31,6 +31,7 @@ def device(broker, tmp_path):
     made = []
 
     def make(bundle, **conf) -> Device:
+        conf.setdefault("shadow_queue", 1000)          # a niced shadow on a busy test machine: no drops
         made.append(Device(tmp_path, broker.port, "cam-1", f"f{uuid.uuid4().hex[:8]}", bundle, **conf).start())
         return made[-1]
     yield make

@@ -58,6 +58,21 @@ def _fmt(value, spec: str = ".1f") -> str:
     return format(value, spec) if isinstance(value, float) else str(value)
 
 
+def _status_table(rows: list[dict]) -> Table:
+    cost = any(r["cost_per_1k"] is not None for r in rows)
+    table = Table("device", "fleet", "state", "model", "backend", "p50 ms", "p95 ms", "calls/s", "errors", "drift",
+                  "ota", "seen", *(["cost/1k"] if cost else []))
+    now = time.time()
+    for r in rows:
+        model = f"{r['model']} {r['version']}" if r["model"] else "-"
+        seen = f"{now - r['last_seen']:.0f}s ago" if r["last_seen"] else "-"
+        table.add_row(escape(r["device"]), escape(r["fleet"]), _online(r["online"]), escape(model),
+                      escape(_fmt(r["backend"])), _fmt(r["p50_ms"], ".2f"), _fmt(r["p95_ms"], ".2f"),
+                      _fmt(r["throughput"]), _fmt(r["error_rate"], ".1%"), str(r["drift_alerts"]),
+                      escape(_fmt(r["ota_state"])), seen, *([_fmt(r["cost_per_1k"], ".4g")] if cost else []))
+    return table
+
+
 def _online(value) -> str:
     return {True: "[green]online[/]", False: "[red]offline[/]"}.get(value, "[yellow]unknown[/]")
 
@@ -75,15 +90,7 @@ def status(history: HistoryUrl = DEFAULT, fleet: FleetOpt = None, model: ModelOp
         h.close()
     if json_out:
         return print_json({"devices": rows})
-    table = Table("device", "fleet", "state", "model", "version", "backend", "p50 ms", "p95 ms", "calls/s",
-                  "errors", "drift", "ota", "last seen")
-    for r in rows:
-        seen = f"{time.time() - r['last_seen']:.0f} s ago" if r["last_seen"] else "-"
-        table.add_row(escape(r["device"]), escape(r["fleet"]), _online(r["online"]), escape(_fmt(r["model"])),
-                      escape(_fmt(r["version"])), escape(_fmt(r["backend"])), _fmt(r["p50_ms"], ".2f"),
-                      _fmt(r["p95_ms"], ".2f"), _fmt(r["throughput"]), _fmt(r["error_rate"], ".1%"),
-                      str(r["drift_alerts"]), escape(_fmt(r["ota_state"])), seen)
-    out_console.print(table)
+    out_console.print(_status_table(rows))
     out_console.print(f"{len(rows)} device(s)")
 
 

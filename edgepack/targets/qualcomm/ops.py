@@ -31,7 +31,7 @@ def _registry() -> Registry:
     for op, row in table()["ops"].items():
         if not row["htp"]:
             continue
-        note = f"HTP took it in {row['htp']} of {row['tests']} ONNX node tests"
+        note = f"ran wholly on HTP in {row['htp']} of {row['tests']} ONNX node tests (after prepare)"
         if row["refused"]:
             note += f"; refused in others: {row['refused']}"
         reg.converts(op, since=min(row["since"]))(_placeholder(note))

@@ -4,8 +4,10 @@ qualcomm`` and the placement estimate made without onnxruntime-qnn).
     python -m edgepack.targets.qualcomm.probe [--out PATH] [--limit N]
 
 Every single-op ONNX backend node test (``edgepack.testing.node_tests``) with float tensors is quantized
-w8a8 by this target's ``quantize`` (its own inputs as calibration; inputs after the first become constants,
-as weights, indices and shapes are in real models) and compiled for HTP v75 by onnxruntime-qnn; the op counts
+w8a8 by this target's ``quantize`` (its own inputs as calibration; inputs after the first become constants and
+when the test is not wholly on HTP as written, it is tried again with optional outputs after the first
+dropped: weights, indices and shapes are constants in real models, and LayerNormalization's Mean or
+MaxPool's Indices mostly unused) and compiled for HTP v75 by onnxruntime-qnn; the op counts
 as taken when the whole test model runs on HTP (the placement report lists no CPU node). Tests run in worker
 processes (a QNN crash costs one test, recorded as such). Takes about ten minutes on two cores.
 """
@@ -39,31 +41,59 @@ def candidates(limit: int | None = None) -> list:
 
 
 def probe_one(test) -> dict:
-    """{"test", "op", "since", "htp": bool | None, "why"} for one node test."""
-    from .context import compile_context
-    from .placement import report
-    from .quantize import quantize
+    """{"test", "op", "since", "htp": bool | None, "why"} for one node test: as written, then (when that is
+    not wholly on HTP) with its optional outputs dropped; a refusal is reported before an error."""
     model = onnx.load(test.model)
     node = model.graph.node[0]
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     since = onnx.defs.get_schema(node.op_type, opset, "").since_version
-    row = {"test": test.name, "op": node.op_type, "since": since, "htp": None, "why": None}
+    tries = []
+    for drop in (False, True):
+        htp, why = _attempt(test, model, drop)
+        tries.append((htp, why))
+        if htp:
+            break
+    htp, why = next((t for t in tries if t[0]), None) or next((t for t in tries if t[0] is not None), tries[0])
+    return {"test": test.name, "op": node.op_type, "since": since, "htp": htp, "why": why}
+
+
+def _attempt(test, original: onnx.ModelProto, drop_outputs: bool) -> tuple[bool | None, str | None]:
+    from .context import compile_context
+    from .placement import report
+    from .quantize import quantize
+    model = onnx.ModelProto()
+    model.CopyFrom(original)
     try:
         inputs, _ = test.load_data(0)
         if len(model.graph.input) != len(inputs):
             raise ValueError("optional inputs left out")
-        node.name = node.name or "the_op"
+        model.graph.node[0].name = model.graph.node[0].name or "the_op"
         _freeze_later_inputs(model, inputs)
+        if drop_outputs:
+            _drop_optional_outputs(model)
         qdq = quantize(model, [{model.graph.input[0].name: inputs[model.graph.input[0].name]}])
         compiled = compile_context(qdq.SerializeToString())
     except Exception as exc:    # the probe records every failure as data
-        row["why"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-        return row
+        return None, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
     cpu = report(qdq, compiled.model, compiled.log)["cpu"]
-    row["htp"] = not cpu
-    if cpu:
-        row["why"] = f"{cpu[0]['op_type']}: {cpu[0]['why']}"
-    return row
+    return not cpu, (f"{cpu[0]['op_type']}: {cpu[0]['why']}" if cpu else None)
+
+
+def _drop_optional_outputs(model: onnx.ModelProto) -> None:
+    """Outputs after the first that the op's schema marks optional leave the node and the graph."""
+    node = model.graph.node[0]
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    params = onnx.defs.get_schema(node.op_type, opset, "").outputs
+    optional = onnx.defs.OpSchema.FormalParameterOption.Optional
+    for i in range(1, min(len(node.output), len(params))):
+        if params[i].option == optional and node.output[i]:
+            gone = node.output[i]
+            node.output[i] = ""
+            keep = [o for o in model.graph.output if o.name != gone]
+            del model.graph.output[:]
+            model.graph.output.extend(keep)
+    while node.output and not node.output[-1]:
+        del node.output[-1]
 
 
 def _freeze_later_inputs(model: onnx.ModelProto, inputs: dict) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import threading
 
 import numpy as np
@@ -113,8 +114,12 @@ def test_the_installer_refuses_what_cannot_shadow_and_nothing_changes(tmp_path, 
     st = installer.install(bundles["v2"], update_id="u-good", meta={"shadow_share": 0.5})
     assert st["state"] == "shadowing" and st["shadow_share"] == 0.5 and st["health"]["passed"]
     assert agent.shadow.share == 0.5 and _lines(tmp_path, "events")[-1]["type"] == "shadow_started"
+    [thread] = [t for t in threading.enumerate() if t.name == "edgepack-shadow" and t.is_alive()]
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    assert _until(lambda: os.getpriority(os.PRIO_PROCESS, thread.native_id) == min(19, base + 19))   # shadow_nice
     agent.start()
     agent.stop()
+    assert not thread.is_alive()
 
 
 def test_a_broken_shadow_folder_is_cleared_at_start_and_the_agent_serves(tmp_path, bundles):

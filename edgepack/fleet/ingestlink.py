@@ -32,6 +32,8 @@ class IngestLink:
                  client_id: str | None = None, protocol: str = "auto", keepalive: int = 30):
         if protocol not in ("auto", "5", "3.1.1"):
             raise ValueError(f"protocol must be auto, 5 or 3.1.1, not {protocol!r}")
+        if fleet != "+" and (not fleet or any(c in fleet for c in "/+#")):
+            raise ValueError(f"fleet must be a name without '/', '+' or '#' (or '+' for every fleet), not {fleet!r}")
         if share_group is not None and (not share_group or any(c in share_group for c in "/+#")):
             raise ValueError(f"a share group is a name without '/', '+' or '#', not {share_group!r}")
         self.host, self.port, self.tls = parse_broker(url)
@@ -45,6 +47,7 @@ class IngestLink:
         self.connected, self.subscribed = threading.Event(), threading.Event()
         self.last_error: str | None = None
         self.connections = 0
+        self._answered = self._switch = False        # a CONNACK came on the current client; switch protocol
         self._stop = threading.Event()
         self._client = None
         self._thread: threading.Thread | None = None
@@ -55,9 +58,6 @@ class IngestLink:
 
     def stop(self) -> None:
         self._stop.set()
-        client = self._client
-        if client is not None:
-            client.disconnect()
         if self._thread is not None:
             self._thread.join(5)
 
@@ -75,44 +75,61 @@ class IngestLink:
             c.username_pw_set(self.username, self.password)
         if self.tls:
             c.tls_set(ca_certs=self.ca, cert_reqs=ssl.CERT_REQUIRED)
-        c.reconnect_delay_set(0.1, 5)
         c.on_connect, c.on_disconnect = self._connected, self._disconnected
         c.on_message = self._message
         c.on_subscribe = lambda *a: self.subscribed.set()
         return c
 
     def _run(self) -> None:
+        """One client per connection attempt (a protocol switch needs a new one); paho's loop on this thread."""
         delay = 0.1
         while not self._stop.is_set():
             client = self._client = self._make()
+            self._answered = self._switch = False
             try:
-                if self.protocol == "5":
-                    from paho.mqtt.properties import Properties
-                    from paho.mqtt.packettypes import PacketTypes
-                    props = Properties(PacketTypes.CONNECT)
-                    props.SessionExpiryInterval = 86400 if self.persistent else 0
-                    client.connect(self.host, self.port, self.keepalive, clean_start=not self.persistent,
-                                   properties=props)
-                else:
-                    client.connect(self.host, self.port, self.keepalive)
-                delay = 0.1
-                if not self._stop.is_set():
-                    client.loop_forever(retry_first_connection=False)
+                self._connect(client)
+                while not self._stop.is_set() and not self._switch and client.loop(timeout=0.1) == 0:
+                    if self.connected.is_set():
+                        delay = 0.1
+                if self._stop.is_set() and self.connected.is_set():
+                    client.disconnect()          # a clean DISCONNECT: a named monitor's session is kept
+                    client.loop(timeout=0.2)
             except (OSError, ValueError) as exc:
                 self.last_error = f"cannot reach broker {self.host}:{self.port}: {exc}"
             except Exception as exc:  # noqa: BLE001  (whatever paho raises: retry)
                 self.last_error = f"MQTT error with {self.host}:{self.port}: {type(exc).__name__}: {exc}"
                 log.exception("monitor MQTT error")
-            self.connected.clear()
-            self.subscribed.clear()
+            self._drop(client)
             self._stop.wait(delay)
             delay = min(5.0, delay * 2)
 
+    def _connect(self, client) -> None:
+        if self.protocol == "5":
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 86400 if self.persistent else 0
+            client.connect(self.host, self.port, self.keepalive, clean_start=not self.persistent, properties=props)
+        else:
+            client.connect(self.host, self.port, self.keepalive)
+
+    def _drop(self, client) -> None:
+        self.connected.clear()
+        self.subscribed.clear()
+        sock = client.socket()
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
     def _connected(self, client, userdata, flags, reason_code, properties=None) -> None:
+        self._answered = True
         if reason_code.is_failure:
             self.last_error = f"broker {self.host}:{self.port} refused the connection: {reason_code}"
             if self._fallback and self.protocol == "5" and "protocol" in str(reason_code).lower():
                 self.protocol = "3.1.1"
+                self._switch = True
             client.disconnect()
             return
         self.connections += 1
@@ -121,12 +138,15 @@ class IngestLink:
         client.subscribe([(t, self.qos) for t in self.filters])
 
     def _disconnected(self, client, userdata, flags, reason_code, properties=None) -> None:
-        if self.connected.is_set() and not self._stop.is_set():
+        if not self._answered and self._fallback and not self._stop.is_set():
+            # hung up on the CONNECT without a CONNACK: an old broker refusing MQTT 5 (or 3.1.1): try the other
+            self.protocol = "3.1.1" if self.protocol == "5" else "5"
+            self.last_error = f"broker {self.host}:{self.port} closed the connection without answering"
+            self._switch = True
+        elif self.connected.is_set() and not self._stop.is_set():
             self.last_error = f"connection to {self.host}:{self.port} lost: {reason_code}"
         self.connected.clear()
         self.subscribed.clear()
-        if self._stop.is_set():
-            client.disconnect()
 
     def _message(self, client, userdata, msg) -> None:
         try:

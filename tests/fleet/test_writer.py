@@ -105,3 +105,16 @@ def test_rows_the_database_refuses_cost_only_themselves(tmp_path):
     assert (writer.written, writer.refused_by_db, writer.dropped) == (27, 3, 3)
     assert "refused by the test trigger" in writer.stats()["last_error"]
     assert len(open_history(url).status()) == 27
+
+
+@pytest.mark.parametrize("mode", ["connack", "hangup"])
+def test_the_monitor_falls_back_to_mqtt_311(mode):
+    from tests.agent.broker311 import Broker311
+    b = Broker311(mode)
+    mon = Monitor(f"mqtt://127.0.0.1:{b.port}").start()
+    try:
+        assert mon.wait_connected(15), mon.stats()["last_error"]
+        assert mon.stats()["protocol"] == "3.1.1" and b.levels[0] == 5 and b.levels[-1] == 4
+    finally:
+        mon.stop()
+        b.close()

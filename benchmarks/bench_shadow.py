@@ -8,8 +8,8 @@ sending requests back to back. Configurations, interleaved round by round so tha
 alike: no shadow (the baseline of this run), then a shadow of the same size (weights perturbed, so its
 answers differ slightly) on 10% and on 100% of the calls: ``shadow.Shadow`` in its own thread with a queue
 of 8, as ``shadowinstall`` runs it, at niceness +19 (the agent's default ``shadow_nice``) and at +0 (``plain``).
-Idle shadows (of the configurations not being measured) wait on their queue, waking 10 times a second. Printed: client-side latency p50/p95/p99 per configuration (all rounds
-pooled), the median of the per-round p50s, their ratio to the baseline, and the shadow's own counters
+Idle shadows (of the configurations not being measured) wait on their queue, waking 10 times a second.
+Printed: client-side latency p50/p95/p99 per configuration (all rounds pooled), the median of the per-round p50s, their ratio to the baseline, and the shadow's own counters
 (samples, dropped, agreement, both latencies on the sampled calls).
 """
 from __future__ import annotations

@@ -195,6 +195,7 @@ class _Ask:
             for r in self.rows.values():
                 if r["state"] in ("sent", "started"):
                     online = (self.seen.get(r["device"]) or {}).get("state")
-                    r.update(state="no_answer", reason=f"no answer within {timeout:g} s (device {online or 'unknown'}); "
-                                                       "commands are not queued for offline devices")
+                    r.update(state="no_answer", reason=f"no answer within {timeout:g} s (device "
+                                                       f"{online or 'unknown'}); commands are not queued for "
+                                                       "offline devices")
             return [dict(r) for r in self.rows.values()]

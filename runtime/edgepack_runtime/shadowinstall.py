@@ -15,6 +15,7 @@ Events: ``shadow_started``, ``shadow_stopped``, ``shadow_promote_started``, ``sh
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -105,7 +106,6 @@ class ShadowInstaller:
         """Load the installed shadow bundle and run it beside the serving model."""
         from .runtime import Runtime
         from .signing import open_verified
-        import hashlib
         bundle = open_verified(self.store.bundle(FOLDER), self.conf.get("trust_keys") or ())[0]
         why = incompatible(self.agent.rt.bundle.manifest, bundle.manifest)
         if why:

@@ -1,0 +1,173 @@
+"""Real bundles and a real fleet for the rollout tests.
+
+Bundles (``make``): ONNX models run by onnxruntime on the device, x[1,64] -> y[1,64], each with health-check
+samples and a drift baseline, in four kinds:
+
+- ``good``: y = x @ A + bias (bias tells versions apart), plus a tiny side branch (1 row, no layer);
+- ``slow``: the same answer plus a side branch of 128 rows through four 512x512 matmuls whose mean is added times 1e-9:
+  a genuinely slower model with the same interface (no simulator hook);
+- ``errors``: y = x @ A + bias + table[int(10 * max|x|)] with a 10-entry table: its own samples (scaled so
+  that max|x| < 1) pass the health check, while the fleet's traffic (max|x| about 2.5) makes onnxruntime's
+  Gather fail on every call ("indices element out of data bounds"): the agent counts each as an error;
+- ``drift``: y = x @ A + bias, but its drift baseline was computed on inputs 3 x + 2 (its calibration data
+  is not what the fleet sends): every drift window after the update alerts.
+
+The traffic (``TRAFFIC``) is one fixed set of 32 inputs drawn from N(0, 1); the baselines of good, slow and
+errors bundles come from it, so they see no drift. ``Fleet`` runs real agents in this process and feeds each
+``rate`` requests/s of that traffic. Agents sharing one process (one GIL) on a loaded machine see each other's
+stalls in their latency: the per-period p95 of the 0.05 ms good model spreads over 0.5-10 ms here, which is why
+the slow model is slow for real (7 ms unloaded, 128 rows through four 512x512 layers) and the tests allow 4x.
+"""
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from onnx import TensorProto, helper, numpy_helper
+
+from edgepack_runtime.bundle import write_bundle
+from edgepack_runtime.drift import compute_baseline
+
+from tests.flash.devices import Device
+
+SHAPE = [1, 64]
+_RNG = np.random.default_rng(1234)
+A = (_RNG.standard_normal((64, 64)) / 8).astype(np.float32)
+TRAFFIC = [_RNG.standard_normal(SHAPE).astype(np.float32) for _ in range(32)]
+
+
+def _init(name: str, array) -> TensorProto:
+    return numpy_helper.from_array(np.asarray(array, np.float32), name)
+
+
+def _work(inits: list, nodes: list, rows: int, layers: int) -> str:
+    """A compute branch: ones(rows, 1) @ x @ W0 (64x512), then ``layers`` 512x512 matmuls; its mean x 1e-9 is
+    added to the answer (so it cannot be pruned, and changes nothing that matters)."""
+    rng = np.random.default_rng(5)
+    inits += [_init("W0", rng.standard_normal((64, 512)) / 8), _init("ones", np.ones((rows, 1))),
+              _init("tiny", np.float32(1e-9))]
+    nodes += [helper.make_node("MatMul", ["ones", "x"], ["xt"]), helper.make_node("MatMul", ["xt", "W0"], ["h0"])]
+    for i in range(layers):
+        inits.append(_init(f"W{i + 1}", rng.standard_normal((512, 512)) / 23))
+        nodes.append(helper.make_node("MatMul", [f"h{i}", f"W{i + 1}"], [f"h{i + 1}"]))
+    nodes += [helper.make_node("ReduceMean", [f"h{layers}"], ["hm"], keepdims=0),
+              helper.make_node("Mul", ["hm", "tiny"], ["side"])]
+    return "side"
+
+
+def _graph(kind: str, bias: float):
+    inits = [_init("A", A), _init("b", np.full(SHAPE, bias))]
+    nodes = [helper.make_node("MatMul", ["x", "A"], ["xa"]), helper.make_node("Add", ["xa", "b"], ["xb"])]
+    side = _work(inits, nodes, *((128, 4) if kind == "slow" else (1, 0)))
+    if kind == "errors":
+        inits += [_init("table", np.arange(10) / 100), _init("ten", np.float32(10))]
+        nodes += [helper.make_node("Abs", ["x"], ["ax"]), helper.make_node("ReduceMax", ["ax"], ["m"], keepdims=0),
+                  helper.make_node("Mul", ["m", "ten"], ["s"]),
+                  helper.make_node("Cast", ["s"], ["i"], to=TensorProto.INT64),
+                  helper.make_node("Gather", ["table", "i"], ["g"]), helper.make_node("Add", ["side", "g"], ["side2"])]
+        side = "side2"
+    nodes.append(helper.make_node("Add", ["xb", side], ["y"]))
+    graph = helper.make_graph(nodes, kind, [helper.make_tensor_value_info("x", TensorProto.FLOAT, SHAPE)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, SHAPE)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def _npz(**arrays) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def make(path: Path, version: str, kind: str = "good", bias: float | None = None) -> Path:
+    """A bundle of ``kind`` (see the module doc) for model ``rolled`` ``version``."""
+    import onnxruntime as ort
+    onnx_bytes = _graph(kind, float(version.split(".")[0]) if bias is None else bias)
+    sess = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    run = lambda x: sess.run(None, {"x": x})[0]  # noqa: E731
+    samples = TRAFFIC[:4] if kind != "errors" else [x * (0.9 / np.abs(x).max()) for x in TRAFFIC[:4]]
+    calib = [x * 3 + 2 for x in TRAFFIC] if kind == "drift" else TRAFFIC
+    calib_out = [run(x) for x in (TRAFFIC if kind != "errors" else [x * (0.9 / np.abs(x).max()) for x in TRAFFIC])]
+    baseline = compute_baseline([{"x": x} for x in calib], [{"y": y} for y in calib_out])
+    files = {"models/ref/model.onnx": onnx_bytes, "drift/baseline.json": json.dumps(baseline).encode()}
+    for i, x in enumerate(samples):
+        files[f"samples/sample_{i:03d}.npz"] = _npz(input_0=x, output_0=run(x))
+    target = {"name": "ref", "format": "onnx", "file": "models/ref/model.onnx", "precision": "fp32",
+              "io": {"inputs": [{"name": "x", "perm": None}], "outputs": [{"name": "y", "perm": None}]},
+              "parity": {}, "info": {}}
+    tensor = {"shape": SHAPE, "dtype": "float32", "layout": None}
+    manifest = {"model": {"name": "rolled", "version": version, "source_sha256": "0" * 64, "opsets": {"": 17}},
+                "created": "2025-01-01T00:00:00Z", "tools": {"edgepack": "test"},
+                "inputs": [{"name": "x", **tensor}], "outputs": [{"name": "y", **tensor}], "targets": [target],
+                "samples": [{"file": f"samples/sample_{i:03d}.npz"} for i in range(len(samples))],
+                "drift_baseline": "drift/baseline.json"}
+    return write_bundle(path, manifest, files)
+
+
+class Fleet:
+    """``n`` real agents ``<prefix>1..n`` of ``fleet`` serving ``bundle`` in this process (``tests/flash/devices``:
+    what ``edgepack-device agent --state-dir ... --broker ...`` runs: make_agent, MQTT link, HTTP API), each sent
+    ``rate`` requests/s (Poisson) of the fleet's traffic through its agent's queue."""
+
+    def __init__(self, root: Path, port: int, fleet: str, bundle: Path, n: int = 5, *, rate: float = 15.0,
+                 prefix: str = "dev-", telemetry_interval: float = 0.5):
+        self.fleet, self.rate = fleet, rate
+        self.devices = [Device(root, port, f"{prefix}{i + 1}", fleet, bundle, drift_window_seconds=1.0)
+                        for i in range(n)]
+        for d in self.devices:
+            d.conf["telemetry_interval"] = telemetry_interval
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.answered = self.failed = 0
+
+    def start(self) -> "Fleet":
+        for d in self.devices:
+            d.start()
+            # observe every call for drift (what Agent(drift_every=1) does, as the fleet simulator's agents do;
+            # the agent CLI has no setting for it and adapts the share to a 1% cost budget instead)
+            d.agent._fixed_every = d.agent._observe_every = 1
+        for i, d in enumerate(self.devices):
+            t = threading.Thread(target=self._feed, args=(d, np.random.default_rng(i)), daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(10)
+        for d in self.devices:
+            d.stop()
+
+    def _feed(self, dev: Device, rng) -> None:
+        while not self._stop.wait(rng.exponential(1 / self.rate)):
+            agent = dev.agent
+            try:
+                agent.infer({"x": TRAFFIC[int(rng.integers(len(TRAFFIC)))]}, timeout=10)
+                self.answered += 1
+            except Exception:  # noqa: BLE001  (counted by the agent as well: that is what the rollout reads)
+                self.failed += 1
+
+    def device(self, device_id: str) -> Device:
+        return next(d for d in self.devices if d.device_id == device_id)
+
+    def version(self, device_id: str) -> str:
+        """The model version ``device_id`` serves now (its agent's Runtime)."""
+        return self.device(device_id).agent.rt.bundle.manifest["model"]["version"]
+
+    def installs(self, device_id: str) -> list[str]:
+        """Update ids the device's Updater committed or rolled back, oldest first (its ota.json history)."""
+        doc = json.loads((self.device(device_id).root / "state" / "ota.json").read_text())
+        return [h["update_id"] for h in doc.get("history", [])]
+
+
+def wait(predicate, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not predicate():
+        time.sleep(0.05)
+    return predicate()

@@ -15,6 +15,7 @@ from .inspect import inspect
 from .keys import keys_app, sign
 from .monitor import monitor
 from .ops import ops
+from .rollout import rollout
 from .targets import targets
 
 app = typer.Typer(name="edgepack", no_args_is_help=True, add_completion=False,
@@ -31,6 +32,7 @@ app.command()(rollback)
 app.command()(targets)
 app.add_typer(fleet_app)
 app.command()(monitor)
+app.command()(rollout)
 
 
 @app.callback(invoke_without_command=True)

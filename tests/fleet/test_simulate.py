@@ -3,6 +3,7 @@ latency spikes, crashes (last will) and network cuts (store-and-forward) seen fr
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -178,3 +179,32 @@ def test_simulated_devices_take_a_flash_update(bundle, broker, subscribe, tmp_pa
     finally:
         sim.stop()
     assert sim.stats()["errors"] == 0
+
+
+def test_cost_per_prediction_reaches_fleet_status(bundle, broker, tmp_path):
+    """Simulated devices with a power draw and a price: the monitor's history and `fleet status` show each
+    device's energy and cost per 1,000 predictions (both from the same period: their ratio is W / price per s)."""
+    from edgepack.fleet.ingest import Monitor
+    url = f"sqlite:///{tmp_path}/history.db"
+    mon = Monitor(f"mqtt://127.0.0.1:{broker.port}", history=url, fleet="simcost").start()
+    assert mon.wait_connected(10)
+    sim = Simulator(SimSettings(devices=2, bundle=bundle, broker=f"mqtt://127.0.0.1:{broker.port}", fleet="simcost",
+                                duration=None, rate=20, telemetry_interval=0.5, power_watts=6.5, cost_per_hour=0.01))
+    try:
+        sim.start()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not _costed(mon.state.snapshot(fleet="simcost")["devices"]):
+            time.sleep(0.1)
+    finally:
+        sim.stop()
+        mon.stop()
+    result = CliRunner().invoke(app, ["fleet", "status", "--history", url, "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["device"]: r for r in json.loads(result.stdout)["devices"] if r["fleet"] == "simcost"}
+    assert sorted(rows) == ["sim-0001", "sim-0002"]
+    for r in rows.values():
+        assert r["cost_per_1k"] > 0 and r["energy_j_per_1k"] / r["cost_per_1k"] == pytest.approx(6.5 * 3600 / 0.01)
+
+
+def _costed(rows) -> bool:
+    return len(rows) == 2 and all(r.get("cost_per_1k") for r in rows)

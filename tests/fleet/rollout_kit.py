@@ -13,16 +13,16 @@ samples and a drift baseline, in four kinds:
   is not what the fleet sends): every drift window after the update alerts.
 
 The traffic (``TRAFFIC``) is one fixed set of 32 inputs drawn from N(0, 1); the baselines of good, slow and
-errors bundles come from it, so they see no drift. ``Fleet`` runs real agents in this process and feeds each
-``rate`` requests/s of that traffic. Agents sharing one process (one GIL) on a loaded machine see each other's
-stalls in their latency: the per-period p95 of the 0.05 ms good model spreads over 0.5-10 ms here, which is why
-the slow model is slow for real (7 ms unloaded, 128 rows through four 512x512 layers) and the tests allow 4x.
+errors bundles come from it, so they see no drift. ``Fleet`` is the fleet simulator with OTA (M3's
+``edgepack.fleet.simulate``), its requests drawn from that traffic. Its agents share one process (one GIL): on
+a loaded machine they see each other's stalls in their latency (the per-period p95 of the 0.05 ms good model
+spreads over 0.5-10 ms), which is why the slow model is slow for real (7 ms unloaded: 128 rows through four
+512x512 layers) and the tests allow 4x.
 """
 from __future__ import annotations
 
 import io
 import json
-import threading
 import time
 from pathlib import Path
 
@@ -31,8 +31,6 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgepack_runtime.bundle import write_bundle
 from edgepack_runtime.drift import compute_baseline
-
-from tests.flash.devices import Device
 
 SHAPE = [1, 64]
 _RNG = np.random.default_rng(1234)
@@ -110,59 +108,39 @@ def make(path: Path, version: str, kind: str = "good", bias: float | None = None
 
 
 class Fleet:
-    """``n`` real agents ``<prefix>1..n`` of ``fleet`` serving ``bundle`` in this process (``tests/flash/devices``:
-    what ``edgepack-device agent --state-dir ... --broker ...`` runs: make_agent, MQTT link, HTTP API), each sent
-    ``rate`` requests/s (Poisson) of the fleet's traffic through its agent's queue."""
+    """The fleet simulator (``edgepack fleet simulate --ota``): ``n`` real agents ``<prefix>0001..`` of ``fleet`` in
+    this process, each with its own A/B state folder (takes flash updates and rollbacks), first serving
+    ``bundle``, each sent ``rate`` requests/s (Poisson) drawn from ``TRAFFIC`` (given as the simulator's inputs)."""
 
     def __init__(self, root: Path, port: int, fleet: str, bundle: Path, n: int = 5, *, rate: float = 15.0,
                  prefix: str = "dev-", telemetry_interval: float = 0.5):
-        self.fleet, self.rate = fleet, rate
-        self.devices = [Device(root, port, f"{prefix}{i + 1}", fleet, bundle, drift_window_seconds=1.0)
-                        for i in range(n)]
-        for d in self.devices:
-            d.conf["telemetry_interval"] = telemetry_interval
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self.answered = self.failed = 0
+        from edgepack.fleet.simulate import SimSettings, Simulator
+        root.mkdir(parents=True, exist_ok=True)
+        np.savez(root / "traffic.npz", x=np.stack(TRAFFIC))
+        self.fleet = fleet
+        self.sim = Simulator(SimSettings(devices=n, bundle=bundle, broker=f"mqtt://127.0.0.1:{port}", fleet=fleet,
+                                         duration=None, rate=rate, telemetry_interval=telemetry_interval,
+                                         drift_window=1.0, inputs=root / "traffic.npz", ota=True, prefix=prefix,
+                                         workdir=root / "sim"))
 
     def start(self) -> "Fleet":
-        for d in self.devices:
-            d.start()
-            # observe every call for drift (what Agent(drift_every=1) does, as the fleet simulator's agents do;
-            # the agent CLI has no setting for it and adapts the share to a 1% cost budget instead)
-            d.agent._fixed_every = d.agent._observe_every = 1
-        for i, d in enumerate(self.devices):
-            t = threading.Thread(target=self._feed, args=(d, np.random.default_rng(i)), daemon=True)
-            t.start()
-            self._threads.append(t)
+        self.sim.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(10)
-        for d in self.devices:
-            d.stop()
+        self.sim.stop()
 
-    def _feed(self, dev: Device, rng) -> None:
-        while not self._stop.wait(rng.exponential(1 / self.rate)):
-            agent = dev.agent
-            try:
-                agent.infer({"x": TRAFFIC[int(rng.integers(len(TRAFFIC)))]}, timeout=10)
-                self.answered += 1
-            except Exception:  # noqa: BLE001  (counted by the agent as well: that is what the rollout reads)
-                self.failed += 1
-
-    def device(self, device_id: str) -> Device:
-        return next(d for d in self.devices if d.device_id == device_id)
+    @property
+    def ids(self) -> list[str]:
+        return [d.id for d in self.sim.devices]
 
     def version(self, device_id: str) -> str:
         """The model version ``device_id`` serves now (its agent's Runtime)."""
-        return self.device(device_id).agent.rt.bundle.manifest["model"]["version"]
+        return self.sim.device(device_id).agent.rt.bundle.manifest["model"]["version"]
 
     def installs(self, device_id: str) -> list[str]:
         """Update ids the device's Updater committed or rolled back, oldest first (its ota.json history)."""
-        doc = json.loads((self.device(device_id).root / "state" / "ota.json").read_text())
+        doc = json.loads((self.sim.workdir / f"{device_id}.state" / "ota.json").read_text())
         return [h["update_id"] for h in doc.get("history", [])]
 
 

@@ -1,4 +1,4 @@
-"""edgepack rollout on a real mosquitto against real agents (make_agent with a state folder) fed real traffic.
+"""edgepack rollout on a real mosquitto against the fleet simulator (real agents with A/B state folders) fed traffic.
 
 A good bundle reaches every device wave by wave; a slower one, one that errors on the fleet's traffic and one
 whose drift baseline does not match it each stop at the canary, which is rolled back (it serves the old model
@@ -48,7 +48,7 @@ def test_good_bundle_reaches_every_device_in_waves(broker, fleet, tmp_path):
     assert doc["status"] == "completed" and doc["reason"] is None
     assert [w["name"] for w in doc["waves"]] == ["canary", "wave 1", "wave 2", "wave 3"]
     assert [len(w["devices"]) for w in doc["waves"]] == [1, 1, 1, 2]
-    assert sorted(d for w in doc["waves"] for d in w["devices"]) == [f"dev-{i}" for i in range(1, 6)]
+    assert sorted(d for w in doc["waves"] for d in w["devices"]) == [f"dev-{i:04d}" for i in range(1, 6)]
     for w in doc["waves"]:
         assert w["state"] == "passed" and w["decision"]["passed"], w["decision"]
         gates = {g["gate"]: g for g in w["decision"]["gates"]}
@@ -57,9 +57,9 @@ def test_good_bundle_reaches_every_device_in_waves(broker, fleet, tmp_path):
         assert w["figures"]["all"]["calls"] >= 10 and w["baseline"]["all"]["calls"] >= 10
         assert all(w["flash"][d]["state"] == "committed" for d in w["devices"])
     assert json.loads(state.read_text()) == doc                        # the state file is the result
-    for d in fleet.devices:
-        assert fleet.version(d.device_id) == "2"
-        assert len(fleet.installs(d.device_id)) == 2                  # the seed, then this update once
+    for d in fleet.ids:
+        assert fleet.version(d) == "2"
+        assert len(fleet.installs(d)) == 2                            # the seed, then this update once
 
 
 @pytest.mark.parametrize("kind, gate", [("slow", "p95_ratio"), ("errors", "error_rate"), ("drift", "drift")])
@@ -85,7 +85,7 @@ def test_bad_bundle_stops_at_the_canary_and_rolls_it_back(broker, fleet, tmp_pat
         assert new["drift_windows"] >= 1 and new["drift_share"] > 0.5
     assert doc["rollback"]["ok"] and doc["updated_devices"] == canary["devices"]
     assert all(r["state"] == "rolled_back" for r in doc["rollback"]["devices"].values())
-    for d in fleet.devices:
-        assert fleet.version(d.device_id) == "1"                        # the canary serves the old model again
-        if d.device_id not in canary["devices"]:
-            assert fleet.installs(d.device_id) == ["seed"]            # never flashed
+    for d in fleet.ids:
+        assert fleet.version(d) == "1"                                  # the canary serves the old model again
+        if d not in canary["devices"]:
+            assert fleet.installs(d) == ["seed"]                      # never flashed

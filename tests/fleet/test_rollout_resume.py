@@ -47,9 +47,9 @@ def test_a_killed_rollout_resumes_without_reflashing_done_waves(broker, tmp_path
         assert doc["waves"][0] == killed["waves"][0]                  # the canary wave was left as it was
         assert [e["event"] for e in doc["log"]].count("resume") == 1
         assert all(w["state"] == "passed" for w in doc["waves"])
-        for d in fleet.devices:
-            assert fleet.version(d.device_id) == "2"
-            assert len(fleet.installs(d.device_id)) == 2, fleet.installs(d.device_id)   # seed + this update, once
+        for d in fleet.ids:
+            assert fleet.version(d) == "2"
+            assert len(fleet.installs(d)) == 2, fleet.installs(d)     # the seed, then this update, once
         interrupted = [w for w in doc["waves"] if any("not flashed again" in (f.get("reason") or "")
                                                       for f in w["flash"].values())]
         assert len(interrupted) <= 1       # a wave the kill caught in its flash: its committed devices were kept

@@ -180,3 +180,38 @@ def test_flash_shadow_argument_errors(bundles):
     r = run(app, ["flash", str(bundles["v2"]), "--broker", "mqtt://127.0.0.1:1", "--device", "x", "--shadow",
                   "--shadow-share", "1.5"])
     assert r.exit_code == 2
+
+
+json_doc = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8)),
+                        lambda inner: st.lists(inner, max_size=4)
+                        | st.dictionaries(st.sampled_from(["total", "agreement", "latency_ms", "shadow", "serving",
+                                                           "p95", "samples", "errors", "nonfinite", "top1",
+                                                           "cosine_mean", "max_abs", "last_error", "type",
+                                                           "request_id", "stopped", "state"]), inner, max_size=6),
+                        max_leaves=20)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(doc=json_doc)
+def test_device_figures_of_any_shape_give_a_verdict_never_an_exception(doc):
+    verdict = judge(doc, min_samples=1, max_abs=0.5, max_p95_ratio=2.0)
+    assert isinstance(verdict["passed"], bool) and all(isinstance(r, str) for r in verdict["reasons"])
+    assert not verdict["passed"] or verdict["figures"]["samples"] >= 1
+    json.dumps(verdict["figures"], allow_nan=False)
+    assert shadow_block(doc) is None or isinstance(shadow_block(doc), dict)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(doc=json_doc, raw=st.binary(max_size=60), verb=st.sampled_from(["shadow-status", "shadow-stop",
+                                                                       "shadow-promote"]))
+def test_host_reads_any_device_answer_without_failing(doc, raw, verb):
+    from edgepack.fleet.shadow import _Ask
+    ask = _Ask(verb, "lab")
+    ask.message("edgepack/v1/lab/cam/state", b'{"state": "online", "shadow": 1}')
+    ask.ask("cam")
+    for payload in (raw, json.dumps(doc).encode(), json.dumps({"type": "shadow_status", "shadow": doc}).encode()):
+        ask.message("edgepack/v1/lab/cam/events", payload)
+    [row] = ask.results(0.0)
+    assert row["device"] == "cam" and isinstance(row["ok"], bool) and isinstance(row["state"], str)
+    assert row["reason"] is None or isinstance(row["reason"], str)
+    assert row["shadow"] is None or isinstance(row["shadow"], dict)

@@ -190,3 +190,19 @@ def test_flash_shadow_cli_and_an_older_agent_is_refused_before_anything_is_sent(
         old.publish(f"edgepack/v1/{dev.fleet}/cam-old/state", b"", qos=1, retain=True).wait_for_publish(5)
         old.disconnect()
         old.loop_stop()
+
+
+def test_a_normal_flash_of_the_shadow_bundle_promotes_it(broker, device, bundles, subscribe):
+    dev = device(bundles["v1"])
+    sub = subscribe(f"edgepack/v1/{dev.fleet}/#")
+    [shadowing] = _shadow_flash(broker, dev, bundles["v2"])
+    assert shadowing["state"] == "shadowing"
+    [done] = flash(bundles["v2"], broker=f"mqtt://127.0.0.1:{broker.port}", devices=[dev.device_id],
+                   fleet=dev.fleet, settings=FlashSettings(chunk_size=4096, timeout=60, discovery=1.0))
+    assert done["ok"] and done["state"] == "committed", done
+    ended = _event(sub, "shadow_stopped", update_id=shadowing["update_id"])
+    assert ended["promoted"] is True and "serves now" in ended["reason"]
+    assert dev.agent.shadow is None and not (dev.root / "state" / "shadow").exists()
+    x = inputs(1)[0]
+    np.testing.assert_array_equal(infer(dev.server.port, x), x + CANDIDATE)
+    assert sub.wait_for(lambda: sub.on("cam-1/ota/status")[-1].get("state") == "committed", 5)   # not "shadowing"

@@ -40,6 +40,11 @@ def rollout(
     resume: Annotated[bool, Opt(help="go on with the rollout of --state (after a restart or a kill)")] = False,
     require_shadow: Annotated[Optional[float], Opt(help="seconds each wave runs the bundle as a shadow first")] = None,
     shadow_share: Annotated[float, Opt(help="share of requests a shadow sees")] = 0.1,
+    shadow_min_samples: Annotated[int, Opt(help="shadow samples per device needed to judge it")] = 100,
+    shadow_min_cosine: Annotated[float, Opt(help="lowest mean cosine shadow vs serving answers")] = 0.999,
+    shadow_min_top1: Annotated[float, Opt(help="lowest top-1 agreement (class-score outputs)")] = 0.99,
+    shadow_max_p95_ratio: Annotated[Optional[float], Opt(help="highest shadow/serving p95 (off: the shadow runs "
+                                                              "niced; the soak judges latency)")] = None,
     flash_timeout: Annotated[float, Opt(help="seconds a wave's flash may take")] = 600.0,
     rollback_timeout: Annotated[float, Opt(help="seconds to wait for the devices' rollback answers")] = 60.0,
     discovery: Annotated[float, Opt(help="seconds to collect the devices' announcements")] = 2.0,
@@ -69,6 +74,8 @@ def rollout(
                                    baseline_window=baseline_window, baseline_wait=baseline_wait, discovery=discovery,
                                    flash_timeout=flash_timeout, rollback_timeout=rollback_timeout, budget_ms=budget_ms,
                                    history=history, require_shadow=require_shadow, shadow_share=shadow_share,
+                                   shadow_min_samples=shadow_min_samples, shadow_min_cosine=shadow_min_cosine,
+                                   shadow_min_top1=shadow_min_top1, shadow_max_p95_ratio=shadow_max_p95_ratio,
                                    gates=Gates(max_error_rate=max_error_rate, max_p95_ratio=max_p95_ratio,
                                                max_drift=max_drift, min_calls=min_calls, min_periods=min_periods))
         path = state or _default_state(bundle, fleet)

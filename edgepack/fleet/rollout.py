@@ -53,7 +53,11 @@ class RolloutSettings:
     budget_ms: float | None = None       # health-check latency budget sent with the flash
     history: str | None = None           # sqlite:///... | postgresql://... for baselines older than the process
     require_shadow: float | None = None  # seconds of shadow running before each wave is flashed (M4's shadow)
-    shadow_share: float = 0.1
+    shadow_share: float = 0.1            # share of requests the shadow sees
+    shadow_min_samples: int = 100        # shadow judgement (edgepack.fleet.shadow.judge)
+    shadow_min_cosine: float = 0.999
+    shadow_min_top1: float = 0.99
+    shadow_max_p95_ratio: float | None = None   # off by default: a shadow runs niced; the soak judges latency
 
     def check(self) -> None:
         self.gates.check()
@@ -65,6 +69,10 @@ class RolloutSettings:
                 raise RolloutError(f"--{name.replace('_', '-')} must be seconds in [0, 1e7), not {value!r}")
         if self.require_shadow is not None and not 0 < self.require_shadow < 1e7:
             raise RolloutError(f"--require-shadow must be seconds > 0, not {self.require_shadow!r}")
+        if not (0 < self.shadow_share <= 1 and self.shadow_min_samples >= 0 and 0 <= self.shadow_min_cosine <= 1
+                and 0 <= self.shadow_min_top1 <= 1):
+            raise RolloutError("--shadow-share must be in (0, 1], --shadow-min-samples >= 0, --shadow-min-cosine and "
+                               "--shadow-min-top1 in [0, 1]")
 
     def to_doc(self) -> dict:
         return asdict(self)

@@ -1,7 +1,8 @@
 """What the rollout sees of its devices: a listener on the monitor's ingest (``Monitor.add_listener``).
 
 Messages arrive already checked by the monitor's parser (``messages.parse``). Per device it keeps the
-retained announcement (``state``), the last ``ota/status``, every telemetry period (end ``ts`` and start
+retained announcement (``state``), the last ``ota/status`` (a shadow's status, ``mode`` ``shadow``, apart: it
+names the candidate, not the model served), every telemetry period (end ``ts`` and start
 ``ts - period_s`` on the device's clock, calls, errors, p95, model version and manifest sha256) and every
 drift window (``ts``, alerts). Telemetry resent after a reconnect (a ``seq`` seen before) is counted once.
 
@@ -18,6 +19,7 @@ from collections import deque
 from dataclasses import dataclass
 
 MAX_KEPT = 100_000     # periods (and drift windows) kept per device
+SERVED = ("committed", "rolled_back")    # OTA states whose status names the model the device serves
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class Observer:
         self._lock = threading.Lock()
         self.announce: dict[str, dict] = {}
         self.ota: dict[str, dict] = {}
+        self.shadow_status: dict[str, dict] = {}
         self.commits: dict[str, list[tuple[float, str | None]]] = {}
         self._periods: dict[str, deque] = {}
         self._windows: dict[str, deque] = {}
@@ -92,6 +95,9 @@ class Observer:
 
     def _ota(self, msg) -> None:
         body = msg.body
+        if body.get("mode") == "shadow":        # a shadow's status names the candidate, which does not serve
+            self.shadow_status[msg.device] = body
+            return
         old = self.ota.get(msg.device)
         if old is not None and _number(old.get("ts")) > _number(body.get("ts")):
             return                              # an older retained status delivered late
@@ -106,14 +112,19 @@ class Observer:
             return dict(self.announce)
 
     def model(self, device: str) -> str | None:
-        """``name@version`` of the model the device serves now, as far as its messages say (its retained
-        ota status, else its last telemetry); None when it said nothing yet."""
+        """``name@version`` of the model the device serves now, as far as its messages say; None when they say
+        nothing yet. Sources, newest (device clock) wins: its telemetry (the served bundle's own fields) and its
+        ``ota/status`` in ``committed`` or ``rolled_back`` (the Updater's word on the active slot). Other statuses
+        name the bundle being offered or downloaded, not the one served."""
         with self._lock:
+            said = []
             st = self.ota.get(device)
-            if st is not None and _model_id(st) is not None:
-                return _model_id(st)
+            if st is not None and st.get("state") in SERVED and _model_id(st) is not None:
+                said.append((_number(st.get("ts")), _model_id(st)))
             t = self.last_telemetry.get(device)
-            return model_id(t.get("model"), t.get("model_version")) if t else None
+            if t is not None and model_id(t.get("model"), t.get("model_version")) is not None:
+                said.append((self._periods[device][-1].ts, model_id(t.get("model"), t.get("model_version"))))
+        return max(said)[1] if said else None
 
     def switched(self, device: str, model: str) -> float | None:
         """Device-clock time of the device's last ``committed`` status naming ``model`` (None: not seen)."""

@@ -3,9 +3,10 @@
 Uses the shadow testing of issue #13 item 4 (``edgepack.fleet.shadow``, M4's API in FLEET_CONTRACT.md):
 ``start_shadow`` installs the bundle beside the serving model on each device (answers do not change), the
 devices' telemetry then carries a ``shadow`` block (agreement with the serving model, both latencies), and
-``judge`` says whether a device's block passes (agreement; its latency only with ``shadow_max_p95_ratio``:
-the shadow runs at a lower CPU priority, so the soak after the flash judges latency). When every device passes, the wave is flashed as usual (a
-flash of the same bundle promotes the shadow); otherwise the shadows are stopped and the rollout stops
+``judge`` says whether a device's block passes (after S seconds, up to 2 S while a device has fewer than
+``shadow_min_samples``; agreement only, latency too with ``shadow_max_p95_ratio``: the shadow runs at a lower
+CPU priority, and the soak after the flash judges latency). When every device passes, the wave is flashed as
+usual (a flash of the same bundle promotes the shadow); otherwise the shadows are stopped and the rollout stops
 (nothing to roll back on these devices: a shadow never answered a request).
 """
 from __future__ import annotations

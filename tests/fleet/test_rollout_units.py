@@ -31,7 +31,8 @@ def test_a_baseline_from_the_fleet_history(tmp_path):
     h = open_history(f"sqlite:///{tmp_path}/h.db")
     try:
         h.add([_msg("telemetry", _telemetry(30, 10, 4.0), now - 30, 1),
-               _msg("telemetry", _telemetry(40, 0, 2.0), now - 20, 2), _msg("telemetry", _telemetry(0, 5, 0.0), now - 10, 3),
+               _msg("telemetry", _telemetry(40, 0, 2.0), now - 20, 2),
+               _msg("telemetry", _telemetry(0, 5, 0.0), now - 10, 3),
                _msg("drift", {"drift": {"calls": 9, "tensors": {}, "alerts": [{"tensor": "x"}]}}, now - 15, 4),
                _msg("telemetry", _telemetry(50, 0, 9.0), now - 500, 5)])                # outside the window
         periods, windows = history_periods(h, "d1", since=now - 60, until=now)

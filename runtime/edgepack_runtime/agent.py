@@ -158,7 +158,7 @@ class Agent:
         while not self._stop.is_set():
             self.supervisor.beat()
             try:
-                first = self.requests.get(timeout=0.1)
+                first = self.requests.get(timeout=0.5)     # stop() is seen within half a second
             except queue.Empty:
                 continue
             self.paused.wait()
@@ -323,14 +323,14 @@ class Agent:
     # reporting --------------------------------------------------------------------------
     def _telemetry_loop(self) -> None:
         last = time.monotonic()
-        while not self._stop.wait(0.05):
-            self.supervisor.beat()
+        while not self._stop.wait(min(1.0, max(0.01, self.interval - (time.monotonic() - last)))):
+            self.supervisor.beat()            # wakes when a period is due, or each second (cmd/config may shorten it)
             if time.monotonic() - last >= self.interval:     # read each time: cmd/config changes it
                 last = time.monotonic()                      # first: a failing period is not retried at once
                 self.publish_telemetry()
 
     def _drift_loop(self) -> None:
-        while not self._stop.wait(0.05):
+        while not self._stop.wait(0.25):
             self.supervisor.beat()
             drift = self.drift                        # replaced (or None) when an update swaps the bundle
             if drift is not None and drift.window_full():

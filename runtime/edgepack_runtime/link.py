@@ -80,6 +80,7 @@ class MqttLink:
         self.announce: dict = {}             # extra fields of the retained state message (profile, model, ota)
         self.routes: dict[str, tuple] = {}   # topic-suffix filter -> (handler(suffix, payload), qos), beside cmd/+
         self._direct: deque = deque(maxlen=256)   # send_now messages: never stored, dropped on a reconnect
+        self._more = threading.Event()            # the outbox may hold something unsent: drain it
 
     # lifetime ---------------------------------------------------------------------------
     def __enter__(self) -> "MqttLink":
@@ -107,6 +108,7 @@ class MqttLink:
         seq = self.outbox.add(self.topic(kind), lambda s: envelope(s, self.device_id, self.fleet, body), 1, retain)
         with self._lock:
             self.counters["published"] += 1
+        self._more.set()
         return seq
 
     def route(self, suffix: str, handler: Callable[[str, bytes], None], *, qos: int = 1) -> None:
@@ -155,14 +157,16 @@ class MqttLink:
                 self._client = self._make_client()
                 self._client.connect(self.host, self.port, self.keepalive)
                 reached, answer_by = True, time.monotonic() + self.connect_timeout
-                while self._client.loop(timeout=0.05) == 0:
+                while self._client.loop(timeout=self._wait()) == 0:
                     self.supervisor.beat()
                     if not self._got_connack and time.monotonic() > answer_by:
                         silent = True             # accepted the TCP connection, never sent a CONNACK
                         break
                     if self.connected.is_set():
                         attempt = 0
-                        self._drain()
+                        if self._direct or self._more.is_set():
+                            self._more.clear()    # first: a publish during the drain sets it again
+                            self._drain()
                     if self._stop.is_set():
                         if self.connected.is_set():
                             self._goodbye()
@@ -201,6 +205,11 @@ class MqttLink:
         with self._lock:
             self._inflight.clear()               # unacked messages are still in the outbox: resent
 
+    def _wait(self) -> float:
+        """How long the network loop may sleep: briefly while there is something to send, else a quarter second
+        (an idle device's link wakes 4 times a second, not 20; queued messages wait at most that long)."""
+        return 0.02 if self._direct or self._more.is_set() else 0.25
+
     def _drain(self) -> None:
         """Send queued messages in order; the outbox keeps each until its PUBACK arrives."""
         while self._direct:
@@ -213,6 +222,7 @@ class MqttLink:
                 continue
             info = self._client.publish(topic, payload, qos=qos, retain=retain)
             if info.rc != 0:
+                self._more.set()                 # paho's queue is full: try again on the next turn
                 return
             with self._lock:
                 self._inflight[info.mid] = seq
@@ -245,6 +255,7 @@ class MqttLink:
         with self._lock:
             self._inflight.clear()               # unacked messages are still in the outbox: resent
         self._direct.clear()
+        self._more.set()                         # whatever the outbox kept while away goes out now
         self.connected.set()
         client.subscribe(self.topic("cmd/+"), qos=1)
         for suffix, (_, qos) in list(self.routes.items()):
@@ -263,6 +274,7 @@ class MqttLink:
                 self.counters["acked"] += 1
         if seq is not None:
             self.outbox.ack(seq)
+            self._more.set()                     # a slot freed: more than one pending() page may be waiting
 
     def _on_message(self, client, userdata, msg):
         """One command (or a routed message); nothing may escape to paho, which would tear the connection down."""

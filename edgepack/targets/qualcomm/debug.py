@@ -7,12 +7,13 @@ the quantizer renamed ``T_QuantizeLinear_Input`` the twin is ``T``: the quantize
 op before it, so ``T`` is the activation's output and the row stands for both).
 
 Where the values come from: the QDQ model runs on onnxruntime's CPU provider with graph optimizations off
-(every Q/DQ executes as written), not on HTP. Inside an HTP partition intermediate tensors cannot be read;
-making hundreds of them graph outputs changes the partitioning (a DequantizeLinear that also feeds a graph
-output is no longer folded into its consumer's node unit) and takes a simulator run per sample anyway. The
-table is therefore the QDQ arithmetic; the model's final outputs are also measured on the HTP simulator and
-both figures are reported (``figures`` = HTP, the gate's; ``cpu_figures`` = the emulation's), so a gap
-between them is visible (an HTP kernel the emulation does not model).
+(every Q/DQ executes as written): the table is the quantization grid's own error, layer by layer. The model's
+final outputs are measured on the HTP simulator, configured as the device the build compiles for (``figures``,
+the gate's; ``cpu_figures`` = the same on CPU), and, with onnxruntime-qnn, one more simulator run exposes every
+layer's value as a graph output to give each row ``htp_snr_db`` (the same against the fp32 twin, on HTP) and
+``htp_added_db`` (dB HTP loses there beyond the CPU): where HTP's own kernels depart from the arithmetic. (Inside
+an HTP partition a tensor is observable only as a graph output; exposing them all did not change what HTP
+computes on the models measured, see ``_htp_columns``.)
 
 Per row: ``snr_db`` / ``cosine`` (the error accumulated so far), ``quant_snr_db`` (the twin's values
 fake-quantized with the layer's own output scale and zero point: the error this layer's activation
@@ -32,6 +33,7 @@ from onnx import numpy_helper
 from ...verify.layers import rank
 
 DEBUG_SAMPLES = 8
+HTP_SAMPLES = 1             # samples of the HTP-vs-CPU column (one simulator run with every layer exposed)
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 _Q_SUFFIX = "_QuantizeLinear_Input"
 _RANGE = {onnx.TensorProto.UINT8: (0, 255), onnx.TensorProto.INT8: (-128, 127),
@@ -63,13 +65,15 @@ def debug_layers(model: onnx.ModelProto, job) -> LayerTable:
                    overrides=dict.fromkeys(pinned, "float"), method=method)
     samples = job.calibration.holdout[:DEBUG_SAMPLES]
     names = [o.name for o in model.graph.output]
-    job.progress(f"running the QDQ model and its fp32 twin tensor by tensor ({len(samples)} samples, CPU)")
-    rows = layer_rows(prepared, qdq, samples)
+    from .mixed import device_options
+    device = device_options(job) if htp.available() else None
+    job.progress(f"running the QDQ model and its fp32 twin tensor by tensor ({len(samples)} samples, CPU"
+                 f"{'; and on the HTP simulator, every layer exposed' if device else ''})")
+    rows = layer_rows(prepared, qdq, samples, device)
     cpu = final_figures(_run(qdq, samples, names), job.reference, names, job.gate)
-    if htp.available():
+    if device:
         job.progress(f"running the QDQ model on the HTP simulator ({len(samples)} samples)")
-        from .mixed import device_options
-        got = htp.run(qdq, samples, provider_options=device_options(job))
+        got = htp.run(qdq, samples, provider_options=device)
         figures = dict(final_figures(got, job.reference, names, job.gate), backend="htp")
     else:
         figures = dict(cpu, backend="onnxruntime-cpu (onnxruntime-qnn is not installed: no HTP figures)")
@@ -85,13 +89,18 @@ def pinned_nodes(prepared: onnx.ModelProto, keep_float) -> set[str]:
     return {k if k in names else producer[k] for k in keep_float if k in names or k in producer}
 
 
-def layer_rows(fp32: onnx.ModelProto, qdq: onnx.ModelProto, samples: list[dict]) -> list[dict]:
-    """Every quantized (or float) layer of ``qdq`` against its twin in ``fp32``, in graph order."""
+def layer_rows(fp32: onnx.ModelProto, qdq: onnx.ModelProto, samples: list[dict],
+               device: dict | None = None) -> list[dict]:
+    """Every quantized (or float) layer of ``qdq`` against its twin in ``fp32``, in graph order. With
+    ``device`` (QNN provider options) each row also gets ``htp_snr_db`` / ``htp_added_db`` from the HTP
+    simulator (``_htp_columns``)."""
     plan = _pairs(fp32, qdq)
     if not plan:
         return []
     twins = _run(fp32, samples, sorted({p["twin"] for p in plan}))
     got = _run(qdq, samples, sorted({p["value"] for p in plan}))
+    if device is not None:
+        _htp_columns(plan, qdq, samples[:HTP_SAMPLES], twins[:HTP_SAMPLES], got[:HTP_SAMPLES], device)
     inits = {t.name: t for t in qdq.graph.initializer}
     fp32_inits = {t.name: t for t in fp32.graph.initializer}
     snr_of: dict[str, float] = {}
@@ -102,7 +111,8 @@ def layer_rows(fp32: onnx.ModelProto, qdq: onnx.ModelProto, samples: list[dict])
         snr_of[p["twin"]] = snr = snr_db(val, ref)
         before = [snr_of[i] for i in p["reads"] if i in snr_of]
         row = {"tensor": p["twin"], "op": p["op"], "origin": p["node"], "snr_db": snr, "cosine": cosine(val, ref),
-               "added_db": max(0.0, (min(before) if before else CAP_DB) - snr), "int8": p["q"] is not None}
+               "added_db": max(0.0, (min(before) if before else CAP_DB) - snr), "int8": p["q"] is not None,
+               **p.get("htp", {})}
         if p["q"] is not None:
             scale, zp, bits = _qparams(p["q"], inits)
             row["bits"] = bits
@@ -112,6 +122,31 @@ def layer_rows(fp32: onnx.ModelProto, qdq: onnx.ModelProto, samples: list[dict])
             row["weight_snr_db"] = min(v for v in w if v is not None)
         rows.append(row)
     return rows
+
+
+def _htp_columns(plan: list[dict], qdq: onnx.ModelProto, samples: list[dict], twins: list[dict],
+                 cpu: list[dict], device: dict) -> None:
+    """Adds ``p["htp"]`` to each row plan: ``htp_snr_db`` (the layer's value on the simulator, every layer made a
+    graph output, against its fp32 twin) and ``htp_added_db`` (how many more dB HTP loses at this layer than the
+    CPU computing the same QDQ arithmetic, beyond what it had lost already at the layer's inputs). Exposing the
+    tensors does not change what HTP computes here (PP-OCR's first BatchNormalization: 0.4 dB from the CPU's
+    value with 12 or with 200 tensors exposed), so this localises a loss of HTP's own kernels."""
+    from . import htp
+    m = onnx.ModelProto()
+    m.CopyFrom(qdq)
+    present = {o.name for o in m.graph.output}
+    names = list(dict.fromkeys(p["value"] for p in plan))
+    m.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in names if n not in present)
+    outs = [o.name for o in m.graph.output]
+    got = [dict(zip(outs, values)) for values in htp.run(m, samples, provider_options=device)]
+    gap_of: dict[str, float] = {}
+    for p in plan:
+        ref = np.concatenate([np.ravel(t[p["twin"]]) for t in twins]).astype(np.float64)
+        on_htp = snr_db(np.concatenate([np.ravel(g[p["value"]]) for g in got]), ref)
+        on_cpu = snr_db(np.concatenate([np.ravel(g[p["value"]]) for g in cpu]), ref)
+        gap_of[p["twin"]] = gap = max(0.0, on_cpu - on_htp)
+        before = max([0.0] + [gap_of[i] for i in p["reads"] if i in gap_of])
+        p["htp"] = {"htp_snr_db": on_htp, "htp_added_db": max(0.0, gap - before)}
 
 
 def _pairs(fp32: onnx.ModelProto, qdq: onnx.ModelProto) -> list[dict]:

@@ -69,11 +69,13 @@ def search(model: onnx.ModelProto, job: Job, *, precision: str, base=None) -> tu
     if figures["passed"]:
         return qdq, _finish(summary, runner, qdq, qdq, figures)
     job.progress("ranking the layers of the QDQ model against their fp32 twins")
-    rows = layer_rows(prepared, qdq, job.calibration.holdout[:DEBUG_SAMPLES])
     runner.kernels = runner.htp_only_loss(qdq, figures)
     summary["htp_kernel_loss"] = runner.kernels
+    rows = layer_rows(prepared, qdq, job.calibration.holdout[:DEBUG_SAMPLES], runner.device if runner.kernels else None)
     layers = Layers(prepared, qdq)
     ranked = [r for r in rank(rows) if r["origin"] and not set(layers.chain(r["tensor"])) & pinned]
+    if runner.kernels:          # HTP's kernels lose it: the layers where HTP departs from the CPU come first
+        ranked.sort(key=lambda r: -round(r.get("htp_added_db", 0.0)))
     a16: list[str] = []
     best = (qdq, figures)
     if activations == "uint8":

@@ -97,6 +97,10 @@ class _Rollback:
 
 
 def _answer(row: dict, body: dict) -> None:
+    """Apply one ``events`` message to ``row``; a final state is never changed again (a late, reordered or
+    repeated ``ota_rollback_started`` must not make the host wait for an answer it already has)."""
+    if row["state"] not in WAITING:
+        return
     kind = body.get("type")
     if kind == "ota_rollback_started" and body.get("request_id") == row["request_id"]:
         row["state"] = "started"

@@ -7,11 +7,9 @@ edgepack_runtime.agentcmds`` prints and a test keeps in step.
 """
 from __future__ import annotations
 
-import threading
-
 from .agentcli import BOUNDS
 from .cmdschema import Arg
-from .commands import BadCommand, Registry
+from .commands import BadCommand, Registry, answer_then_run
 
 COMMANDS = Registry()
 
@@ -48,7 +46,7 @@ def _updater(agent):
 
 
 @COMMANDS.command("ota-rollback", request_id=Arg("string", max_len=64, doc="echoed in the answers"))
-def ota_rollback(agent, args: dict) -> dict:
+def ota_rollback(agent, args: dict) -> None:
     """Go back to the previous slot (health-checked first) in the background; answers `ota_rollback_started`,
     then `ota_rollback` with the final `state` and `reason` (the states also go to `ota/status`)."""
     updater, rid = _updater(agent), args.get("request_id")
@@ -61,8 +59,8 @@ def ota_rollback(agent, args: dict) -> dict:
             body = {"state": "failed", "reason": str(exc)}
         if agent.sink is not None:
             agent.sink.publish("events", {"type": "ota_rollback", "request_id": rid, **body})
-    threading.Thread(target=work, name="edgepack-ota-rollback", daemon=True).start()
-    return {"type": "ota_rollback_started", "request_id": rid}
+    answer_then_run(agent.sink, {"type": "ota_rollback_started", "request_id": rid}, work,
+                    name="edgepack-ota-rollback")
 
 
 @COMMANDS.command("ota-status")

@@ -6,6 +6,8 @@ A ``Registry`` holds ``Command(verb, schema, handler, doc)`` records; registerin
 is the reply event. Refusals are ``BadCommand`` (``UnknownVerb`` for a verb not in the table, listing the
 known ones); the transport turns them into ``bad_command`` / ``unknown_command`` events, and any other
 exception into ``command_failed``. ``render()`` writes the table as Markdown for the runtime README.
+A command that answers at once and again when its background work ends uses ``answer_then_run`` (the first
+answer is queued before the work starts, so the host never sees the end before the start).
 
     table = Registry()
 
@@ -26,7 +28,7 @@ from .cmdschema import Arg, validate
 from .payload import MAX_COMMAND_BYTES, MAX_DEPTH, BadCommand, parse_payload
 
 __all__ = ["Arg", "BadCommand", "Command", "MAX_COMMAND_BYTES", "MAX_DEPTH", "Registry", "TokenBucket",
-           "UnknownVerb", "parse_payload", "validate"]
+           "UnknownVerb", "answer_then_run", "parse_payload", "validate"]
 
 VERB = re.compile(r"[a-z][a-z0-9_-]{0,31}")     # one MQTT topic level, no wildcards
 
@@ -112,6 +114,19 @@ class Registry:
                              + (f", {arg.doc}" if arg.doc else "") for name, arg in c.schema.items())
             rows.append(f"| `{c.verb}` | {_cell(args or 'none')} | {_cell(c.doc)} |")
         return "\n".join(rows) + "\n"
+
+
+def answer_then_run(sink, answer: dict, work: Callable[[], None], *, name: str) -> None:
+    """Publish ``answer`` on ``events`` now, then run ``work()`` in a daemon thread called ``name``.
+
+    For a command answered twice (``..._started`` now, the outcome when the work ends). Its handler returns
+    None instead of the first answer: a returned answer is published only after the handler returns, and by
+    then the thread may have published the outcome already (a rollback refused at once takes milliseconds),
+    so the host saw the end before the start. Queued first, the start has the lower sequence number, and the
+    link sends in that order (QoS 1 keeps it)."""
+    if sink is not None:
+        sink.publish("events", answer)
+    threading.Thread(target=work, name=name, daemon=True).start()
 
 
 class TokenBucket:

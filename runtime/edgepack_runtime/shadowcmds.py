@@ -31,7 +31,7 @@ def shadow_stop(agent, args: dict) -> dict:
 
 
 @COMMANDS.command("shadow-promote", request_id=Arg("string", max_len=64, doc="echoed in the answers"))
-def shadow_promote(agent, args: dict) -> dict:
+def shadow_promote(agent, args: dict) -> None:
     """Make the shadow the serving model through the normal update path (verify, slot, health check, switch)
     in the background; answers `shadow_promote_started`, then `shadow_promoted` with the final `state`."""
-    return _installer(agent).promote(args.get("request_id"))
+    _installer(agent).promote(args.get("request_id"))      # publishes both answers itself, in order

@@ -23,6 +23,7 @@ import threading
 import time
 from pathlib import Path
 
+from .commands import answer_then_run
 from .errors import EdgepackError
 from .ota import health
 from .ota.errors import OtaError
@@ -172,9 +173,9 @@ class ShadowInstaller:
                 self.agent.telemetry.static.get("bundle_sha256") == shadow.info["bundle_sha256"]:
             self.stop("the candidate serves now (an update installed the same bundle)", promoted=True)
 
-    def promote(self, request_id: str | None = None) -> dict:
-        """Install the shadow through the Updater in the background; answers ``shadow_promote_started``, then
-        publishes ``shadow_promoted`` (``state`` committed / rolled_back / failed, ``reason``)."""
+    def promote(self, request_id: str | None = None) -> None:
+        """Install the shadow through the Updater in the background; publishes ``shadow_promote_started`` first,
+        then ``shadow_promoted`` (``state`` committed / rolled_back / failed, ``reason``) when it ends."""
         with self._lock:
             shadow = self.agent.shadow
             if shadow is None:
@@ -182,9 +183,13 @@ class ShadowInstaller:
             if self.promoting:
                 raise BadCommand("a promotion of the shadow is already running")
             self.promoting = True
-        threading.Thread(target=self._promote, args=(shadow, request_id), name="edgepack-shadow-promote",
-                         daemon=True).start()
-        return {"type": "shadow_promote_started", "request_id": request_id, "update_id": shadow.info["update_id"]}
+        try:
+            answer_then_run(self.agent.sink, {"type": "shadow_promote_started", "request_id": request_id,
+                                              "update_id": shadow.info["update_id"]},
+                            lambda: self._promote(shadow, request_id), name="edgepack-shadow-promote")
+        except BaseException:
+            self.promoting = False                # nothing started: a later promote may run
+            raise
 
     def _promote(self, shadow: Shadow, request_id: str | None) -> None:
         uid = f"promote-{shadow.info['update_id']}"[:64]

@@ -25,7 +25,7 @@ def new_row(fleet: str, device: str) -> dict:
             "ota_update_id": None, "ota_progress": None, "cost_per_1k": None, "energy_j_per_1k": None,
             "busy_share": None,
             "last_event": None, "last_seen": None, "messages": 0, "lost": 0, "replayed": 0,
-            "_seq": None, "_drift": None, "_drift_sha": None}
+            "_seq": None, "_kseq": {}, "_ota_seq": None, "_drift": None, "_drift_sha": None}
 
 
 def apply_message(row: dict, msg: Message) -> list[tuple[str, float, float]]:
@@ -37,22 +37,28 @@ def apply_message(row: dict, msg: Message) -> list[tuple[str, float, float]]:
 
 
 def fresh(row: dict, msg: Message) -> bool:
-    """Whether ``msg`` is news for ``row``, tracking sequence numbers: gaps count as ``lost``; a ``seq`` at or
-    below the last one is ``replayed`` (resent after a reconnect) and changes nothing else. A retained message
-    delivered again on subscribing (the same ``state``, an old ``ota/status``) is neither."""
+    """Whether ``msg`` is news for ``row``: a kind's message with a ``seq`` at or below the last one of that
+    kind is ``replayed`` (resent after a reconnect, or older than what is shown) and changes nothing else; a
+    retained message delivered again on subscribing (the same ``state``, an old ``ota/status``) is no news
+    either. Gaps in the device's ``seq`` (one counter over all kinds) count as ``lost`` until they arrive late."""
     if msg.kind == "state":
         return not (row["state_ts"] == msg.ts and row["online"] == (msg.body["state"] == "online"))
-    seq, last = msg.seq, row["_seq"]
+    seq, last_of_kind = msg.seq, row["_kseq"].get(msg.kind)
+    if last_of_kind is not None and last_of_kind - REPLAY_WINDOW <= seq <= last_of_kind:
+        if msg.kind != "ota/status":          # retained: delivered again on every subscribe, not a resend
+            row["replayed"] += 1
+        return False
+    row["_kseq"][msg.kind] = seq
+    last = row["_seq"]
     if msg.kind == "ota/status" and (last is None or seq <= last):
-        return last is None       # a retained status seen first: news, but not a base for counting gaps
+        return True                            # a retained status may be old: not a base for counting gaps
     if last is None or seq < last - REPLAY_WINDOW:
-        row["_seq"] = seq
+        row["_seq"] = seq                       # first contact, or the device started counting anew
     elif seq > last:
         row["lost"] += seq - last - 1
         row["_seq"] = seq
     else:
-        row["replayed"] += 1
-        return False
+        row["lost"] = max(0, row["lost"] - 1)   # one of a gap, arriving late
     return True
 
 
@@ -92,7 +98,7 @@ def _telemetry(row: dict, body: dict, ts: float) -> list:
         if p99 is not None:
             points.append(("p99_ms", ts, p99))
     ota = get("ota")
-    if ota and ota.get("state") is not None:
+    if ota and ota.get("state") is not None and _newer_ota(row, body):
         row["ota_state"] = ota["state"]
     busy = get("busy_share")
     if busy is not None:
@@ -120,8 +126,18 @@ def _events(row: dict, body: dict, ts: float) -> list:
     return []
 
 
+def _newer_ota(row: dict, body: dict) -> bool:
+    """OTA state comes from ``ota/status`` and from telemetry: the one the device sent last (``seq``) wins."""
+    seq = body.get("seq", -1)
+    if row["_ota_seq"] is not None and seq < row["_ota_seq"]:
+        return False
+    row["_ota_seq"] = seq
+    return True
+
+
 def _ota(row: dict, body: dict, ts: float) -> list:
-    row.update(ota_state=body["state"], ota_update_id=body.get("update_id"), ota_progress=body.get("progress"))
+    if _newer_ota(row, body):
+        row.update(ota_state=body["state"], ota_update_id=body.get("update_id"), ota_progress=body.get("progress"))
     return []
 
 

@@ -135,6 +135,8 @@ def _sqlite(url: str, parsed) -> SqliteDB:
         path = parsed.netloc + parsed.path
     if not path:
         raise EdgepackError(f"history URL {url!r} has no file path", hint="write sqlite:///PATH (three slashes)")
+    if path in ("/:memory:", ":memory:"):      # sqlite:///:memory: a private database (tests, one-off reads)
+        path = ":memory:"
     target = Path(path)
 
     def opener():
@@ -143,7 +145,8 @@ def _sqlite(url: str, parsed) -> SqliteDB:
         conn.execute("PRAGMA synchronous=NORMAL")
         return conn
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if path != ":memory:":
+            target.parent.mkdir(parents=True, exist_ok=True)
         conn = opener()
     except (OSError, sqlite3.Error) as exc:
         raise EdgepackError(f"cannot open the history {target}: {exc}",

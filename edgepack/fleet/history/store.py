@@ -96,9 +96,10 @@ class History:
         only a live monitor sees resends); ``messages`` and ``lost`` count the raw messages still kept."""
         where, args = (" WHERE fleet = ?", (fleet,)) if fleet is not None else ("", ())
         latest = self.db.query(f"SELECT fleet, device, kind, seq, ts, received, body FROM latest{where}", args)
-        counts = {(f, d): (n, k, lo, hi) for f, d, n, k, lo, hi in self.db.query(
+        counts = {(f, d): (n, k, lo, hi, seen) for f, d, n, k, lo, hi, seen in self.db.query(
             "SELECT fleet, device, COUNT(*), SUM(CASE WHEN seq >= 0 THEN 1 ELSE 0 END), "
-            f"MIN(CASE WHEN seq >= 0 THEN seq END), MAX(seq) FROM messages{where} GROUP BY fleet, device", args)}
+            f"MIN(CASE WHEN seq >= 0 THEN seq END), MAX(seq), MAX(ts) FROM messages{where} GROUP BY fleet, device",
+            args)}
         # per device: state first, then the other kinds in the device's own order (seq), as the live view saw them
         latest.sort(key=lambda r: (r[0], r[1], r[2] != "state", r[3] if r[2] != "state" else r[5], r[2]))
         rows: dict[tuple, dict] = {}
@@ -108,8 +109,10 @@ class History:
                                        received))
         out = []
         for key, row in rows.items():
-            n, k, lo, hi = counts.get(key, (0, 0, None, None))
+            n, k, lo, hi, seen = counts.get(key, (0, 0, None, None, None))
             row.update(messages=n, lost=(hi - lo + 1 - k) if k else 0, replayed=None)
+            if seen is not None and (row["last_seen"] is None or seen > row["last_seen"]):
+                row["last_seen"] = seen              # a state message (by arrival in latest) may be newer
             if model is None or row["model"] == model:
                 out.append(public(row))
         return sort_rows(out, sort)

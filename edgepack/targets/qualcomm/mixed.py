@@ -15,14 +15,16 @@ The shared search (``edgepack.mixed``) does the choosing, in two passes over the
 Between the passes, a16 layers that HTP does not place (the node fell back to CPU anyway) become float:
 there they cost the same and lose nothing. Nodes the user names with ``--keep-float`` are float throughout.
 
-Where each measurement runs: the gate's measurement (every candidate the search keeps or rejects, on the
-full hold-out) runs on the HTP simulator configured as the device the build compiles for
-(``device_options``; onnxruntime CPU when onnxruntime-qnn is missing); the sensitivity scan (each suspect
-alone on a few samples, only to order the suspects) runs the QDQ model on onnxruntime's CPU provider, which
-computes the same quantization grid at a fraction of the simulator's cost; when that grid passes where HTP
-fails (the loss is in HTP's own kernels, which the CPU cannot see: ``htp_kernel_loss`` in the summary) the
-scan runs on the simulator too, on ``KERNEL_SAMPLES`` samples. The summary records the result and its cost:
-the QDQ model's size against the plain quantization's, and the nodes placed off HTP against it.
+Where each measurement runs: the plain model's gate and every result the search returns are measured on
+the HTP simulator configured as the device the build compiles for (``device_options``; onnxruntime CPU when
+onnxruntime-qnn is missing). The search itself measures its candidates (the sensitivity scan and each step)
+as QDQ arithmetic on onnxruntime's CPU provider, which computes the same quantization grid at a small fraction
+of the simulator's cost (a step on a 200-node CNN: seconds instead of minutes), and confirms its answer on
+HTP. When that grid passes where HTP fails (the loss is in HTP's own kernels, which the CPU cannot see:
+``htp_kernel_loss``), or the confirmation fails, the search runs on the simulator instead, ranking first the
+layers where HTP departs from the CPU (``debug.layer_rows``' HTP column), ``KERNEL_SAMPLES`` samples per
+suspect in the scan. The summary records the result and its cost: the QDQ model's size against the plain
+quantization's, and the nodes placed off HTP against it.
 """
 from __future__ import annotations
 
@@ -47,7 +49,7 @@ def when_needed(model: onnx.ModelProto, qdq: onnx.ModelProto, job: Job) -> tuple
     runner = _Runner(model, job, *PRECISIONS[job.precision], set())
     job.progress(f"checking the {job.precision} QDQ model against the gate ({len(job.calibration.holdout)} "
                  f"held-out samples{'' if htp.available() else ', onnxruntime CPU'})")
-    figures = runner.evaluate(qdq, None)
+    figures = runner.on_htp(qdq)
     if figures["passed"]:
         return qdq, None
     return search(model, job, precision=job.precision, base=(qdq, figures))
@@ -64,12 +66,12 @@ def search(model: onnx.ModelProto, job: Job, *, precision: str, base=None) -> tu
     prepared = prepare(model)
     pinned = pinned_nodes(prepared, job.quant.keep_float)
     runner = _Runner(model, job, activations, weights, pinned)
-    qdq, figures = base or runner.measure(runner.build({}))
+    qdq, figures = base or runner.measure_on_htp(runner.build({}))
     summary = {"enabled": True, "precision": precision, "a16": [], "float": sorted(pinned), "tried": []}
     if figures["passed"]:
         return qdq, _finish(summary, runner, qdq, qdq, figures)
     job.progress("ranking the layers of the QDQ model against their fp32 twins")
-    runner.kernels = runner.htp_only_loss(qdq, figures)
+    cpu_figures = runner.htp_only_loss(qdq, figures)
     summary["htp_kernel_loss"] = runner.kernels
     rows = layer_rows(prepared, qdq, job.calibration.holdout[:DEBUG_SAMPLES], runner.device if runner.kernels else None)
     layers = Layers(prepared, qdq)
@@ -77,26 +79,29 @@ def search(model: onnx.ModelProto, job: Job, *, precision: str, base=None) -> tu
     if runner.kernels:          # HTP's kernels lose it: the layers where HTP departs from the CPU come first
         ranked.sort(key=lambda r: -round(r.get("htp_added_db", 0.0)))
     a16: list[str] = []
+    start = (qdq, figures if runner.kernels else cpu_figures)
     best = (qdq, figures)
     if activations == "uint8":
         trial = runner.trial(lambda keep: dict.fromkeys(layers.chains(keep), "a16"))
-        keep, cand, fig = shared.search(trial, [], [], ranked, job.quant.max_float_fraction, qdq, figures,
-                                        job.progress)
+        keep, cand, fig = shared.search(trial, [], [], ranked, job.quant.max_float_fraction, *start, job.progress)
         a16 = layers.chains(keep)
         moved = [n for n in a16 if n in runner.off_htp(cand)]     # HTP did not take them at 16 bits
         if moved:
             a16 = [n for n in a16 if n not in moved]
             runner.pinned = pinned = pinned | set(moved)
             cand, fig = runner.measure(runner.build(dict.fromkeys(a16, "a16")))
-        best = (cand, fig)
+        start, best = (cand, fig), runner.confirm(cand, fig)
     if not best[1]["passed"]:
+        if start[1]["passed"]:      # the CPU said it passes, HTP says no: from now on HTP decides
+            runner.kernels, start = True, best
         left = [r for r in ranked if not set(layers.chain(r["tensor"])) & pinned]
         trial = runner.trial(lambda keep: {**dict.fromkeys(a16, "a16"), **dict.fromkeys(layers.floats(keep), "float")})
-        keep, cand, fig = shared.search(trial, [], [], left, job.quant.max_float_fraction, *best, job.progress)
+        keep, cand, fig = shared.search(trial, [], [], left, job.quant.max_float_fraction, *start, job.progress)
         floated = set(layers.floats(keep))
         a16 = [n for n in a16 if n not in floated]
         pinned = pinned | floated
-        best = (cand, fig)
+        best = runner.confirm(cand, fig)
+    summary["searched_on"] = "htp" if runner.kernels else "onnxruntime-cpu, the result confirmed on htp"
     summary.update(a16=a16, float=sorted(pinned))
     return best[0], _finish(summary, runner, qdq, *best)
 
@@ -159,24 +164,35 @@ class _Runner:
     def measure(self, qdq: onnx.ModelProto) -> tuple[onnx.ModelProto, dict]:
         return qdq, self.evaluate(qdq, None)
 
+    def measure_on_htp(self, qdq: onnx.ModelProto) -> tuple[onnx.ModelProto, dict]:
+        return qdq, self.on_htp(qdq)
+
     def evaluate(self, qdq: onnx.ModelProto, n: int | None) -> dict:
-        """Gate figures on the first ``n`` held-out samples: HTP for a full measurement (``n`` None),
-        onnxruntime CPU for the sensitivity scan, or HTP on ``KERNEL_SAMPLES`` when the CPU cannot see the
-        loss (``kernels``)."""
+        """Gate figures of a candidate on the first ``n`` held-out samples (all: ``n`` None). The QDQ
+        arithmetic on onnxruntime CPU, unless HTP's own kernels lose accuracy (``kernels``): then the simulator,
+        on ``KERNEL_SAMPLES`` samples for the sensitivity scan."""
+        if self.kernels:
+            return self.on_htp(qdq, n and min(n, KERNEL_SAMPLES))
         holdout, reference = self.job.calibration.holdout, self.job.reference
-        if n is None or self.kernels:
-            got = htp.run(qdq, holdout[:n and min(n, KERNEL_SAMPLES)], allow_cpu=True, provider_options=self.device)
-            return final_figures(got, reference, self.names, self.job.gate)
         got = cpu_run(qdq, holdout[:n])
         return summarize(compare_runs(got, reference[:len(got)], self.names), self.job.gate)
 
-    def htp_only_loss(self, qdq: onnx.ModelProto, figures: dict) -> bool:
-        """Whether the QDQ arithmetic (onnxruntime CPU) passes where HTP fails, or is 10 dB closer to fp32:
-        then HTP's own kernels lose the accuracy, and the CPU cannot rank the remedies."""
-        if not htp.available():
-            return False
-        cpu = self.evaluate(qdq, len(self.job.calibration.holdout))
-        return cpu["passed"] or cpu["min_snr_db"] > figures["min_snr_db"] + 10.0
+    def on_htp(self, qdq: onnx.ModelProto, n: int | None = None) -> dict:
+        """Gate figures on the simulator configured as the device (CPU without onnxruntime-qnn)."""
+        holdout, reference = self.job.calibration.holdout, self.job.reference
+        got = htp.run(qdq, holdout[:n], allow_cpu=True, provider_options=self.device)
+        return final_figures(got, reference, self.names, self.job.gate)
+
+    def confirm(self, qdq: onnx.ModelProto, figures: dict) -> tuple[onnx.ModelProto, dict]:
+        """The candidate with its figures on HTP (measured now unless they are HTP's already)."""
+        return qdq, figures if self.kernels else self.on_htp(qdq)
+
+    def htp_only_loss(self, qdq: onnx.ModelProto, figures: dict) -> dict:
+        """The CPU's figures of ``qdq``; sets ``kernels`` when the QDQ arithmetic (CPU) passes where HTP fails,
+        or is 10 dB closer to fp32: then HTP's own kernels lose the accuracy and the CPU cannot rank remedies."""
+        cpu = self.evaluate(qdq, None)
+        self.kernels = htp.available() and (cpu["passed"] or cpu["min_snr_db"] > figures["min_snr_db"] + 10.0)
+        return cpu
 
     def trial(self, overrides_of) -> shared.Trial:
         trial = shared.Trial(lambda keep: self.build(overrides_of(keep)), self.evaluate,

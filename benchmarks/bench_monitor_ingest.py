@@ -7,7 +7,8 @@ Each subscriber drains a backlog: it opens a persistent session and leaves, ``--
 drift window in ten) from ``--devices`` devices into it, then the subscriber comes back and the clock runs
 from its first message to its last one (for the monitor: to the last one committed to the history). Draining
 a backlog measures what the subscriber sustains without the publishers competing for the same CPU. Rounds
-alternate bare / monitor; the best round of each is printed with the ratio.
+alternate bare / monitor without history (parse, gate, live state) / monitor with history; the best round
+of each is printed with the ratio to the bare subscriber.
 
     python benchmarks/bench_monitor_ingest.py                     # figures for benchmarks/RESULTS.md
     python benchmarks/bench_monitor_ingest.py --messages 5000 --rounds 1   # a quick look
@@ -120,13 +121,15 @@ def drain_bare(port: int, qos: int, n: int, devices: int, publishers: int, tag: 
     return _rate(sub.count, n, sub.first, sub.last)
 
 
-def drain_monitor(port: int, qos: int, n: int, devices: int, publishers: int, tag: str, db: Path) -> dict:
+def drain_monitor(port: int, qos: int, n: int, devices: int, publishers: int, tag: str, db: Path | None,
+                  batch: int = 2000) -> dict:
     settings = GateSettings(rate=1000, burst=10_000)       # a backlog arrives at once: not a flood
     mon = Monitor(f"mqtt://127.0.0.1:{port}", client_id=tag, qos=qos, gate=settings)
     mon.start().wait_connected(10)
     mon.stop()
     preload(port, qos, n, devices, publishers)
-    mon = Monitor(f"mqtt://127.0.0.1:{port}", client_id=tag, qos=qos, gate=settings, history=f"sqlite:///{db}")
+    mon = Monitor(f"mqtt://127.0.0.1:{port}", client_id=tag, qos=qos, gate=settings, batch=batch,
+                  history=f"sqlite:///{db}" if db else None)
     first, last = [], [None]
     mon.add_listener(lambda m: first.append(time.perf_counter()) if not first else None)
 
@@ -140,8 +143,9 @@ def drain_monitor(port: int, qos: int, n: int, devices: int, publishers: int, ta
     stats = mon.stats()
     mon.stop()
     out = _rate(mon.received, n, first[0] if first else None, last[0])
-    out.update(written=stats["history"]["written"], rejected=sum(stats["rejected"].values()),
-               dropped=stats["history"]["dropped"])
+    out.update(rejected=sum(stats["rejected"].values()))
+    if db:
+        out.update(written=stats["history"]["written"], dropped=stats["history"]["dropped"])
     return out
 
 
@@ -177,17 +181,22 @@ def main() -> None:
           f"from {args.devices} devices, {args.publishers} publisher processes, {args.rounds} round(s)")
     try:
         for qos in args.qos:
-            bare, mon = [], []
+            runs: dict[str, list] = {"bare": [], "live": [], "history": []}
             for r in range(args.rounds):
-                bare.append(drain_bare(broker.port, qos, args.messages, args.devices, args.publishers, f"bare{qos}{r}"))
-                mon.append(drain_monitor(broker.port, qos, args.messages, args.devices, args.publishers,
-                                         f"mon{qos}{r}", tmp / f"h{qos}{r}.db"))
-                print(f"  QoS {qos} round {r + 1}: bare {bare[-1]['rate']:,.0f}/s, monitor {mon[-1]['rate']:,.0f}/s "
-                      f"(received {mon[-1]['received']}, stored {mon[-1].get('written')}, "
-                      f"dropped {mon[-1].get('dropped')}, refused {mon[-1].get('rejected')})")
-            b, m = max(x["rate"] for x in bare), max(x["rate"] for x in mon)
-            print(f"QoS {qos}: bare paho (json.loads only) {b:,.0f} msgs/s; Monitor with SQLite history "
-                  f"{m:,.0f} msgs/s; ratio {m / b:.2f}")
+                runs["bare"].append(drain_bare(broker.port, qos, args.messages, args.devices, args.publishers,
+                                               f"bare{qos}{r}"))
+                runs["live"].append(drain_monitor(broker.port, qos, args.messages, args.devices, args.publishers,
+                                                  f"live{qos}{r}", None))
+                runs["history"].append(drain_monitor(broker.port, qos, args.messages, args.devices, args.publishers,
+                                                     f"mon{qos}{r}", tmp / f"h{qos}{r}.db"))
+                h = runs["history"][-1]
+                print(f"  QoS {qos} round {r + 1}: bare {runs['bare'][-1]['rate']:,.0f}/s, monitor without history "
+                      f"{runs['live'][-1]['rate']:,.0f}/s, monitor with SQLite history {h['rate']:,.0f}/s "
+                      f"(received {h['received']}, stored {h.get('written')}, dropped {h.get('dropped')}, "
+                      f"refused {h.get('rejected')})")
+            b, live, m = (max(x["rate"] for x in runs[k]) for k in ("bare", "live", "history"))
+            print(f"QoS {qos}: bare paho (json.loads only) {b:,.0f} msgs/s; Monitor without history {live:,.0f} "
+                  f"msgs/s (ratio {live / b:.2f}); Monitor with SQLite history {m:,.0f} msgs/s; ratio {m / b:.2f}")
     finally:
         broker.stop()
 

@@ -35,7 +35,8 @@ class _Bucket:
 
 
 class Gate:
-    """Thread-safe: paho's network thread calls ``check``; readers call ``counters()`` and ``recent()``."""
+    """One thread calls ``check`` (paho's network thread: no lock on the accepted path); any thread may call
+    ``counters()`` and ``recent()``."""
 
     def __init__(self, settings: GateSettings | None = None):
         self.settings = settings or GateSettings()
@@ -53,29 +54,28 @@ class Gate:
         else:
             out = self._admit(parts[0], parts[1], topic, now) or parse_parts(parts, topic, payload, now,
                                                                              self.settings.skew)
-        with self._lock:
-            if isinstance(out, Message):
-                self.accepted += 1
-            else:
+        if type(out) is Message:
+            self.accepted += 1
+        else:
+            with self._lock:
                 self.rejected[out.reason] += 1
                 self._recent.append(out)
         return out
 
     def _admit(self, fleet: str, device: str, topic: str, now: float) -> Rejected | None:
         s, key = self.settings, (fleet, device)
-        with self._lock:
-            b = self._buckets.get(key)
-            if b is None:
-                if len(self._buckets) >= s.max_devices:
-                    return Rejected("too_many_devices", f"already tracking {s.max_devices} devices; "
-                                    "raise max_devices if the fleet is this large", topic[:200], device, fleet)
-                b = self._buckets[key] = _Bucket(float(s.burst), now)
-            b.tokens = min(float(s.burst), b.tokens + max(0.0, now - b.last) * s.rate)
-            b.last = now
-            if b.tokens < 1.0:
-                return Rejected("flood", f"{fleet}/{device} sends more than {s.rate:g} messages/s "
-                                f"(burst {s.burst}): dropped", topic[:200], device, fleet)
-            b.tokens -= 1.0
+        b = self._buckets.get(key)
+        if b is None:
+            if len(self._buckets) >= s.max_devices:
+                return Rejected("too_many_devices", f"already tracking {s.max_devices} devices; "
+                                "raise max_devices if the fleet is this large", topic[:200], device, fleet)
+            b = self._buckets[key] = _Bucket(float(s.burst), now)
+        tokens = b.tokens + (now - b.last) * s.rate if now > b.last else b.tokens
+        b.tokens, b.last = (tokens if tokens < s.burst else float(s.burst)), now
+        if b.tokens < 1.0:
+            return Rejected("flood", f"{fleet}/{device} sends more than {s.rate:g} messages/s "
+                            f"(burst {s.burst}): dropped", topic[:200], device, fleet)
+        b.tokens -= 1.0
         return None
 
     def counters(self) -> dict:

@@ -29,9 +29,10 @@ DEFAULT = "sqlite:///edgepack-fleet.db"
 
 def _open(url: str):
     from ..errors import EdgepackError
-    from ..fleet.history import open_history
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite://"):]).exists():
-        raise EdgepackError(f"no history at {url[len('sqlite://'):]}",
+    from ..fleet.history import open_history, split_settings
+    path = split_settings(url)[0]
+    if path.startswith("sqlite:///") and path != "sqlite:///:memory:" and not Path(path[len("sqlite://"):]).exists():
+        raise EdgepackError(f"no history at {path[len('sqlite://'):]}",
                             hint="run `edgepack monitor --broker URL --history " + url + "` first, or give --history")
     return open_history(url)
 

@@ -156,3 +156,16 @@ def test_bad_history_urls_say_what_to_do(tmp_path):
     assert result.exit_code != 0 and "no history at" in result.output and "edgepack monitor" in result.output
     with pytest.raises(ValueError, match="raw_age <= max_age"):
         HistorySettings(raw_age=10, max_age=5)
+
+
+def test_retention_settings_ride_in_the_url(history_url):
+    h = open_history(f"{history_url}?max_age=7d&raw_age=1h&bucket=5m")
+    assert (h.settings.max_age, h.settings.raw_age, h.settings.bucket) == (7 * 86400, 3600, 300)
+    h.add(fleet_messages()[:40])
+    assert h.maintain(now=T0 + 2 * 3600)["deleted"]["messages"] == 40 and h.history("d0", "calls")
+    h.close()
+    assert open_history(f"{history_url}?max_age=1d").settings.raw_age == 86400   # raw_age follows a short max_age
+    with pytest.raises(EdgepackError, match="max_age='soon' is not a duration"):
+        open_history(f"{history_url}?max_age=soon")
+    with pytest.raises(EdgepackError, match="raw_age <= max_age"):
+        open_history(f"{history_url}?max_age=1h&raw_age=2h")

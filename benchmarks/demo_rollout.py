@@ -8,7 +8,7 @@ monitor``) sees after each rollout is printed too.
 One real mosquitto on loopback; ``edgepack fleet simulate --ota``'s Simulator runs the devices (real agents, A/B
 state folders) in this process, fed ``--rate`` requests/s each; each ``edgepack rollout`` runs as its own process,
 as an operator runs it. Bundles: tests/fleet/rollout_kit.py (the slow one is slow for real: 128 rows through
-four 512x512 layers). Baseline, same run: a plain ``edgepack flash`` of the whole fleet (no waves, no gates);
+eight 512x512 layers). Baseline, same run: a plain ``edgepack flash`` of the whole fleet (no waves, no gates);
 the ratio says what the safety costs in wall time.
 """
 from __future__ import annotations
@@ -33,7 +33,8 @@ CLI = [sys.executable, "-m", "edgepack.cli.main"]
 
 def rollout(bundle: Path, fleet: str, url: str, state: Path, soak: float) -> tuple[dict, float]:
     cmd = CLI + ["rollout", str(bundle), "--fleet", fleet, "--broker", url, "--canary", "10%",
-                 "--waves", "25%,50%,100%", "--max-error-rate", "0.02", "--max-p95-ratio", "4", "--max-drift", "0.5",
+                 "--waves", "25%,50%,100%", "--max-error-rate", "0.02", "--max-p95-ratio", "4", "--p95-floor-ms", "2",
+                 "--max-drift", "0.5",
                  "--min-calls", "20", "--soak", str(soak), "--soak-max", str(3 * soak), "--baseline-window",
                  str(soak), "--baseline-wait", str(3 * soak), "--discovery", "1", "--state", str(state), "--json"]
     t0 = time.monotonic()

@@ -32,6 +32,7 @@ def rollout(
                                                   "telemetry (default 2 x --soak)")] = None,
     min_calls: Annotated[int, Opt(help="requests the new model must serve in a soak to be judged")] = 20,
     min_periods: Annotated[int, Opt(help="telemetry periods per device wanted (baseline and soak)")] = 2,
+    p95_floor_ms: Annotated[float, Opt(help="p95 latencies under this count as this in the ratio (ms)")] = 0.0,
     baseline_window: Annotated[float, Opt(help="seconds of the old model's telemetry in a baseline")] = 900.0,
     baseline_wait: Annotated[Optional[float], Opt(help="longest wait for baseline telemetry (default --soak)")] = None,
     history: Annotated[Optional[str], Opt(help="fleet history (sqlite:///PATH or postgresql://...) to take "
@@ -77,7 +78,8 @@ def rollout(
                                    shadow_min_samples=shadow_min_samples, shadow_min_cosine=shadow_min_cosine,
                                    shadow_min_top1=shadow_min_top1, shadow_max_p95_ratio=shadow_max_p95_ratio,
                                    gates=Gates(max_error_rate=max_error_rate, max_p95_ratio=max_p95_ratio,
-                                               max_drift=max_drift, min_calls=min_calls, min_periods=min_periods))
+                                               max_drift=max_drift, min_calls=min_calls, min_periods=min_periods,
+                                               p95_floor_ms=p95_floor_ms))
         path = state or _default_state(bundle, fleet)
         doc = start_rollout(bundle, broker=broker, fleet=fleet, state=path, settings=settings, auth=auth,
                             progress=view)

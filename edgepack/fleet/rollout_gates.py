@@ -10,8 +10,9 @@ Gates, in order (a wave passes when every judged gate passes):
 ``traffic``    the new model answered at least ``min_calls`` requests (calls + errors): health is not
                judged on no traffic;
 ``error_rate`` new error rate <= ``max_error_rate``;
-``p95_ratio``  new p95 / old p95 (the same devices before the wave) <= ``max_p95_ratio``; not judged when
-               the devices had no latency figures before;
+``p95_ratio``  new p95 / old p95 (the same devices before the wave) <= ``max_p95_ratio``, each p95 raised
+               to ``p95_floor_ms`` first (a 0.05 -> 0.3 ms change is jitter on most hosts, not a regression);
+               not judged when the devices had no latency figures before;
 ``drift``      new ``drift_share`` <= ``max_drift``; not judged when no drift window closed (a bundle
                without a drift baseline, or a soak shorter than the devices' drift window).
 Each gate names the devices whose own figures cross its limit.
@@ -29,13 +30,15 @@ class Gates:
     max_drift: float = 0.2
     min_calls: int = 20
     min_periods: int = 2            # telemetry periods per device wanted before judging (soak and baseline)
+    p95_floor_ms: float = 0.0       # p95 below this counts as this in the ratio (sub-ms jitter is not a regression)
 
     def check(self) -> None:
         from .rollout_state import RolloutError
         rules = [("max_error_rate", 0 <= self.max_error_rate <= 1, "a share in [0, 1]"),
                  ("max_p95_ratio", self.max_p95_ratio > 0, "a ratio > 0 (e.g. 1.5)"),
                  ("max_drift", 0 <= self.max_drift <= 1, "a share of drift windows in [0, 1]"),
-                 ("min_calls", self.min_calls >= 0, ">= 0"), ("min_periods", self.min_periods >= 1, ">= 1")]
+                 ("min_calls", self.min_calls >= 0, ">= 0"), ("min_periods", self.min_periods >= 1, ">= 1"),
+                 ("p95_floor_ms", 0 <= self.p95_floor_ms < 1e6, "milliseconds >= 0")]
         for name, ok, what in rules:
             value = getattr(self, name)
             if not ok or (isinstance(value, float) and not math.isfinite(value)):
@@ -126,14 +129,16 @@ def _latency(old: dict, new: dict, g: Gates) -> dict:
                                        "of the previous model on these devices")
         return _gate("p95_ratio", True, why, judged=False, value=None, limit=g.max_p95_ratio, new_ms=p_new,
                      old_ms=p_old)
-    ratio = p_new / p_old
+    floor = g.p95_floor_ms
+    ratio = max(p_new, floor) / max(p_old, floor)
     bad = []
     for d, f in new["devices"].items():
         base = old["devices"].get(d, {}).get("p95_ms")
-        if f["p95_ms"] is not None and base and f["p95_ms"] / base > g.max_p95_ratio:
+        if f["p95_ms"] is not None and base and max(f["p95_ms"], floor) / max(base, floor) > g.max_p95_ratio:
             bad.append(d)
     why = (f"p95 latency {p_new:.3g} ms is {ratio:.3g}x the previous model's {p_old:.3g} ms on the same devices "
-           f"(limit {g.max_p95_ratio:g}x)" + (f" on {', '.join(sorted(bad))}" if bad else ""))
+           f"(limit {g.max_p95_ratio:g}x" + (f"; latencies under {floor:g} ms count as {floor:g} ms" if floor else "")
+           + ")" + (f" on {', '.join(sorted(bad))}" if bad else ""))
     return _gate("p95_ratio", ratio <= g.max_p95_ratio, why, value=round(ratio, 4), limit=g.max_p95_ratio,
                  new_ms=p_new, old_ms=p_old, devices=sorted(bad))
 

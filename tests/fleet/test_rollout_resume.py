@@ -10,7 +10,7 @@ import sys
 import time
 
 from .rollout_kit import Fleet, make, wait
-from .test_rollout import command
+from .test_rollout import _why, command
 
 
 def _state(path):
@@ -41,7 +41,7 @@ def test_a_killed_rollout_resumes_without_reflashing_done_waves(broker, tmp_path
         assert killed["waves"][-1]["state"] == "planned"
         done = subprocess.run([sys.executable, "-m", "edgepack.cli.main", "rollout", "--resume", "--state", str(state),
                                "--json"], capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr
+        assert done.returncode == 0, _why(done)
         doc = json.loads(done.stdout)
         assert doc["status"] == "completed" and doc["id"] == killed["id"]
         assert doc["waves"][0] == killed["waves"][0]                  # the canary wave was left as it was
@@ -87,7 +87,7 @@ def test_resuming_a_stopped_wave_rolls_back_only_devices_still_on_the_bundle(bro
         before = {d: fleet.installs(d) for d in fleet.ids}
         done = subprocess.run([sys.executable, "-m", "edgepack.cli.main", "rollout", "--resume", "--state",
                                str(tmp_path / "s.json"), "--json"], capture_output=True, text=True, timeout=120)
-        assert done.returncode == 11, done.stderr
+        assert done.returncode == 11, _why(done)
         out = json.loads(done.stdout)
         assert out["status"] == "stopped" and out["rollback"]["ok"]
         assert out["rollback"]["devices"][back]["state"] == "not_needed"

@@ -15,9 +15,11 @@ import pytest
 
 from tests.flash.devices import Device
 
+from .test_rollout import _why
 from .rollout_kit import TRAFFIC, make, wait
 
-ARGS = ["--canary", "50%", "--waves", "100%", "--max-error-rate", "0.05", "--max-p95-ratio", "4", "--max-drift", "0.5",
+ARGS = ["--canary", "50%", "--waves", "100%", "--max-error-rate", "0.05", "--max-p95-ratio", "4", "--p95-floor-ms", "2",
+        "--max-drift", "0.5",
         "--min-calls", "10", "--soak", "3", "--soak-max", "6", "--baseline-window", "2.5", "--baseline-wait", "6",
         "--discovery", "0.5", "--require-shadow", "3", "--shadow-share", "1", "--shadow-min-samples", "30"]
 
@@ -64,7 +66,7 @@ def test_an_agreeing_candidate_is_shadowed_then_flashed_wave_by_wave(broker, age
     fleet, devices = agents
     same = make(tmp_path / "v2.edgepack", "2", bias=1.0)                # new version, same answers
     done = _rollout(same, fleet, broker.port, tmp_path / "s.json")
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, _why(done)
     doc = json.loads(done.stdout)
     assert doc["status"] == "completed" and [len(w["devices"]) for w in doc["waves"]] == [1, 1]
     for w in doc["waves"]:
@@ -81,7 +83,7 @@ def test_a_disagreeing_shadow_stops_the_rollout_before_any_device_serves_it(brok
     fleet, devices = agents
     other = make(tmp_path / "v2.edgepack", "2", bias=5.0)               # healthy, but answers differ
     done = _rollout(other, fleet, broker.port, tmp_path / "s.json")
-    assert done.returncode == 11, done.stderr
+    assert done.returncode == 11, _why(done)
     doc = json.loads(done.stdout)
     canary = doc["waves"][0]
     assert doc["status"] == "stopped" and canary["state"] == "failed" and canary["decision"]["failed"] == ["shadow"]

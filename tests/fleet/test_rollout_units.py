@@ -83,3 +83,13 @@ def test_gates_say_which_gate_which_devices_and_which_figures():
     assert {g["gate"]: g["judged"] for g in quiet["gates"]} == {"telemetry": True, "traffic": True,
                                                                 "error_rate": False, "p95_ratio": False, "drift": False}
     assert quiet["failed"] == ["telemetry", "traffic"] and "lengthen --soak" in quiet["reason"]
+
+
+def test_the_p95_floor_keeps_sub_millisecond_jitter_from_stopping_a_rollout():
+    old, jitter, slow = (_side([Period(1, 0, 100, 0, p95, "m", "a")]) for p95 in (0.5, 1.8, 9.0))
+    g = Gates(max_p95_ratio=4.0, p95_floor_ms=2.0, min_calls=0)
+    assert judge(old, jitter, Gates(max_p95_ratio=3.0, min_calls=0))["failed"] == ["telemetry", "p95_ratio"]
+    assert judge(old, jitter, g)["failed"] == ["telemetry"]          # 1.8 ms vs 0.5 ms: both count as 2 ms
+    d = judge(old, slow, g)
+    gate = next(x for x in d["gates"] if x["gate"] == "p95_ratio")
+    assert gate["value"] == 4.5 and not gate["passed"] and "latencies under 2 ms count as 2 ms" in gate["why"]

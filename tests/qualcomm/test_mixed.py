@@ -118,3 +118,15 @@ def test_convert_asks_for_the_search_only_when_the_gate_fails_and_mixed_precisio
     fine = outlier_net(spike=1.0)
     q = quantize(fine, off.calibration.calib)
     assert when_needed(fine, q, job_for(fine, "w8a8")) == (q, None)
+
+
+def test_a_non_finite_output_never_scores_above_a_finite_one():
+    """The search keeps its best candidate by (passed, failures, SNR): an inf output (fp16 overflow on HTP) must
+    not read as 100 dB."""
+    from edgepack_runtime.compare import compare_runs, summarize
+
+    from edgepack.targets.qualcomm.mixed import _score
+    ref = [{"y": np.array([1.0, 2.0, 3.0], np.float32)}]
+    bad = summarize(compare_runs([{"y": np.array([1.0, np.inf, 3.0], np.float32)}], ref, ["y"]), gate("w8a8"))
+    poor = summarize(compare_runs([{"y": np.array([1.5, 1.0, 2.0], np.float32)}], ref, ["y"]), gate("w8a8"))
+    assert bad["min_snr_db"] == -100.0 and _score(poor) > _score(bad)

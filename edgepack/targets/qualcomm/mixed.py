@@ -102,6 +102,8 @@ def search(model: onnx.ModelProto, job: Job, *, precision: str, base=None) -> tu
         pinned = pinned | floated
         best = runner.confirm(cand, fig)
     summary["searched_on"] = "htp" if runner.kernels else "onnxruntime-cpu, the result confirmed on htp"
+    if _score(best[1]) <= _score(figures):      # nothing helped on HTP: the plain quantization, nothing kept
+        best, a16, pinned = (qdq, figures), [], pinned_nodes(prepared, job.quant.keep_float)
     summary.update(a16=a16, float=sorted(pinned))
     return best[0], _finish(summary, runner, qdq, *best)
 
@@ -247,6 +249,10 @@ def _finish(summary: dict, runner: _Runner, base, qdq, figures) -> dict:
                        "size_ratio": qdq.ByteSize() / max(base.ByteSize(), 1), "nodes_off_htp": len(off),
                        "plain_nodes_off_htp": len(off if base_off is None else base_off), "off_htp": sorted(off)[:50]}
     return summary
+
+
+def _score(figures: dict) -> tuple:
+    return (figures["passed"], -len(figures.get("failed", {})), figures["min_snr_db"], figures["min_cosine"])
 
 
 def _brief(figures: dict) -> dict:

@@ -50,12 +50,14 @@ def _statements(dialect: str) -> list[str]:
 
 DDL = {d: _statements(d) for d in _ID}
 
-INSERT_MESSAGE = (f"INSERT INTO messages (fleet, device, kind, seq, ts, received, model, version, bundle_sha256, body, "
-                  f"{', '.join(SERIES)}) VALUES ({', '.join(['?'] * (10 + len(SERIES)))}) ON CONFLICT DO NOTHING")
+# inserts are (head, width, tail): ``Database.insert_rows`` sends many rows per statement (one multi-row VALUES)
+MESSAGE_COLUMNS = ("fleet", "device", "kind", "seq", "ts", "received", "model", "version", "bundle_sha256", "body",
+                   *SERIES)
+INSERT_MESSAGE = (f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)})", len(MESSAGE_COLUMNS), "ON CONFLICT DO NOTHING")
 
 # state: the newest arrival, unless it is the same message again (a retained one on a reconnect);
 # the other kinds: a higher seq, or one far below the last (the device started counting anew)
-UPSERT_LATEST = ("INSERT INTO latest (fleet, device, kind, seq, ts, received, body) VALUES (?, ?, ?, ?, ?, ?, ?) "
+UPSERT_LATEST = ("INSERT INTO latest (fleet, device, kind, seq, ts, received, body)", 7,
                  "ON CONFLICT (fleet, device, kind) DO UPDATE SET seq = excluded.seq, ts = excluded.ts, "
                  "received = excluded.received, body = excluded.body WHERE "
                  "(excluded.kind = 'state' AND excluded.received >= latest.received "

@@ -86,8 +86,8 @@ class History:
                 if old is None or m.kind == "state" or seq > old[3]:
                     latest[key] = row
         with self.db.transaction():
-            self.db.executemany(INSERT_MESSAGE, rows)
-            self.db.executemany(UPSERT_LATEST, [latest[k] for k in sorted(latest)])  # one lock order: no deadlock
+            self.db.insert_rows(INSERT_MESSAGE, rows)
+            self.db.insert_rows(UPSERT_LATEST, [latest[k] for k in sorted(latest)])  # one lock order: no deadlock
         return len(msgs)
 
     # reading -----------------------------------------------------------------------------

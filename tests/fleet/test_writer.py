@@ -86,7 +86,8 @@ def test_a_dead_database_keeps_a_bounded_backlog_then_catches_up(own_postgres):
     writer.stop()
     assert writer.stats()["dropped"] == 40 and writer.stats()["last_error"] is None
     h = open_history(url)
-    assert sorted(r["device"] for r in h.status()) == sorted([f"b{i}" for i in range(10)] + [f"c{i}" for i in range(10)])
+    expected = [f"b{i}" for i in range(10)] + [f"c{i}" for i in range(10)]
+    assert sorted(r["device"] for r in h.status()) == sorted(expected)
     h.close()
 
 

@@ -53,7 +53,8 @@ DDL = {d: _statements(d) for d in _ID}
 # inserts are (head, width, tail): ``Database.insert_rows`` sends many rows per statement (one multi-row VALUES)
 MESSAGE_COLUMNS = ("fleet", "device", "kind", "seq", "ts", "received", "model", "version", "bundle_sha256", "body",
                    *SERIES)
-INSERT_MESSAGE = (f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)})", len(MESSAGE_COLUMNS), "ON CONFLICT DO NOTHING")
+INSERT_MESSAGE = (f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)})", len(MESSAGE_COLUMNS),
+                  "ON CONFLICT DO NOTHING")
 
 # state: the newest arrival, unless it is the same message again (a retained one on a reconnect);
 # the other kinds: a higher seq, or one far below the last (the device started counting anew)

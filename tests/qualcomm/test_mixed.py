@@ -78,7 +78,7 @@ def test_the_outlier_layer_alone_moves_to_16_bit_and_the_gate_passes():
 
 
 @needs_htp
-def test_when_16_bits_are_not_enough_the_layer_stays_float_on_cpu():
+def test_when_16_bits_are_not_enough_the_layer_stays_float():
     m = outlier_net(spike=1e6)
     job = job_for(m, "w8a16")
     qdq, summary = search(m, job, precision="w8a16")

@@ -66,14 +66,16 @@ def debug_quant(
                       + f" — {verdict} the {report.precision} gate")
     rows = report.ranked if order == "rank" else report.layers
     table = Table(title="layers, worst first" if order == "rank" else "layers in graph order")
-    numeric = ("#", "own SNR dB", "SNR dB", "added dB", "cosine")
-    for col in ("#", "layer (tensor)", "op", "ONNX node", "own SNR dB", "SNR dB", "added dB", "cosine"):
+    numeric = ("#", "own SNR dB", "SNR dB", "added dB", "cosine", "lost on HTP dB")
+    device = any("htp_added_db" in r for r in rows)     # qualcomm: dB the NPU loses beyond the QDQ arithmetic
+    for col in ("#", "layer (tensor)", "op", "ONNX node", "own SNR dB", "SNR dB", "added dB", "cosine") + (
+            ("lost on HTP dB",) if device else ()):
         table.add_column(col, justify="right" if col in numeric else "left")
     for i, r in enumerate(rows[:top], 1):
         own = r.get("quant_snr_db")
         table.add_row(str(i), r["tensor"], r["op"] + ("" if r["int8"] else " (float)"), r["origin"],
                       "—" if own is None else f"{own:.1f}", f"{r['snr_db']:.1f}", f"{r['added_db']:.1f}",
-                      f"{r['cosine']:.5f}")
+                      f"{r['cosine']:.5f}", *([f"{r.get('htp_added_db', 0.0):.1f}"] if device else []))
     (out_console if out_console.is_terminal else Console(highlight=False, width=200)).print(table)
     if report.ranked and order == "rank":
         from .. import targets as table

@@ -43,3 +43,17 @@ def test_keep_float_leaves_the_named_layer_unquantized():
     rows = {r["origin"]: r for r in table.layers}
     assert not rows["conv4"]["int8"] and "quant_snr_db" not in rows["conv4"]
     assert "conv4" not in [r["origin"] for r in table.ranked]
+
+
+@needs_htp
+def test_the_cli_table_shows_what_htp_loses_beyond_the_qdq_arithmetic(tmp_path):
+    import onnx
+    from typer.testing import CliRunner
+
+    from edgepack.cli.main import app
+    path = tmp_path / "outlier.onnx"
+    onnx.save(outlier_net(), path)
+    result = CliRunner().invoke(app, ["debug-quant", str(path), "--target", "qualcomm", "--top", "4"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    assert "lost on HTP dB" in text and "culprit: conv1 (Conv)" in text

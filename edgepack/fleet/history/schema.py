@@ -2,7 +2,8 @@
 
 - ``messages``: every accepted message as received (``body`` is its JSON text) with its figures in columns
   (``SERIES``: p50_ms, p95_ms, ..., NULL where the kind has none), for ``raw_age``; a message delivered twice
-  (a resend, a retained one on a reconnect) is stored once (unique fleet/device/kind/seq/ts; ``seq`` is -1
+  (a resend, a retained one on a reconnect) is stored once (unique device/fleet/kind/seq/ts, which also
+  serves the per-device queries: one index to keep up while ingesting besides ``ts``; ``seq`` is -1
   for an online ``state`` and -2 for an offline one, which have none). Telemetry rows also name the model,
   version and bundle. One row per message keeps ingest to one insert per message.
 - ``latest``: the newest message of each kind per device (``state`` by arrival, the others by ``seq``; also
@@ -15,14 +16,13 @@ from __future__ import annotations
 
 from ..devicerow import SERIES
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)
 CREATE TABLE IF NOT EXISTS messages (id {ID}, fleet TEXT NOT NULL, device TEXT NOT NULL, kind TEXT NOT NULL,
   seq BIGINT NOT NULL, ts DOUBLE PRECISION NOT NULL, received DOUBLE PRECISION NOT NULL, model TEXT, version TEXT,
-  bundle_sha256 TEXT, body TEXT NOT NULL, {SERIES}, UNIQUE (fleet, device, kind, seq, ts))
-CREATE INDEX IF NOT EXISTS messages_series ON messages (device, ts)
+  bundle_sha256 TEXT, body TEXT NOT NULL, {SERIES}, UNIQUE (device, fleet, kind, seq, ts))
 CREATE INDEX IF NOT EXISTS messages_age ON messages (ts)
 CREATE TABLE IF NOT EXISTS latest (fleet TEXT NOT NULL, device TEXT NOT NULL, kind TEXT NOT NULL,
   seq BIGINT NOT NULL, ts DOUBLE PRECISION NOT NULL, received DOUBLE PRECISION NOT NULL, body TEXT NOT NULL,

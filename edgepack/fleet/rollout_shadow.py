@@ -11,6 +11,7 @@ usual (a flash of the same bundle promotes the shadow); otherwise the shadows ar
 """
 from __future__ import annotations
 
+import importlib
 import time
 
 from .rollout_state import RolloutError
@@ -20,8 +21,8 @@ NEEDED = ("start_shadow", "stop_shadow", "shadow_block", "judge")
 
 def available():
     """M4's module, or RolloutError saying shadow testing is not there yet."""
-    try:
-        from . import shadow
+    try:   # import_module, not "from . import": it consults sys.modules even when the package attribute is set
+        shadow = importlib.import_module(__package__ + ".shadow")
     except ImportError:
         shadow = None
     if shadow is None or not all(hasattr(shadow, name) for name in NEEDED):

@@ -9,6 +9,8 @@ Under CI=true a missing mosquitto or PostgreSQL (or psycopg) fails the tests ins
 """
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests.agent.conftest import broker, mosquitto_bin, session_broker, subscribe, under_ci  # noqa: F401
@@ -32,9 +34,10 @@ def postgres():
         import psycopg  # noqa: F401
     except ImportError:
         _missing("psycopg is not installed: pip install 'psycopg[binary]' (the test extra has it)")
-    server = Postgres(bin_dir).start()
+    server, owner = Postgres(bin_dir).start(), os.getpid()
     yield server
-    server.stop()
+    if os.getpid() == owner:     # a forked test's child (pytest-forked) finalizes the session too: not its server
+        server.stop()
 
 
 @pytest.fixture

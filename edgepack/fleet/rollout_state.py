@@ -16,9 +16,10 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 from pathlib import Path
+
+from edgepack_runtime.atomic import write_atomic
 
 from ..errors import EdgepackError
 
@@ -86,21 +87,7 @@ def save(path: Path, doc: dict) -> None:
     path = Path(path)
     doc["updated"] = time.time()
     data = json.dumps(doc, indent=1, sort_keys=True, allow_nan=False).encode()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dirfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dirfd)
-    finally:
-        os.close(dirfd)
+    write_atomic(path, data)
 
 
 def load(path: Path) -> dict:

@@ -28,7 +28,7 @@ from .errors import EdgepackError
 from .ota import health
 from .ota.errors import OtaError
 from .ota.slots import Slots
-from .ota.store import write_atomic
+from .atomic import write_atomic
 from .ota.verify import verify
 from .payload import BadCommand
 from .shadow import Shadow, open_lowered

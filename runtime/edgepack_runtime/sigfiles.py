@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from .archive import open_source
+from .atomic import fsync_dir, write_atomic
 from .errors import BundleError, EdgepackError
 from .manifest import MANIFEST_NAME, RESERVED_NAMES, SIGNATURE_NAME
 
@@ -22,7 +23,7 @@ from .manifest import MANIFEST_NAME, RESERVED_NAMES, SIGNATURE_NAME
 def write_signature(path: Path, bundle, data: bytes) -> None:
     """Put ``data`` as signature.json into the verified ``bundle`` stored at ``path`` (file or folder)."""
     if path.is_dir():
-        _replace_file(path / SIGNATURE_NAME, data, mode=0o644)
+        write_atomic(path / SIGNATURE_NAME, data, mode=0o644)
     else:
         _rewrite_tar(path, bundle, data)
 
@@ -72,42 +73,13 @@ def _rewrite_tar(path: Path, bundle, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _sync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _add(tar: tarfile.TarFile, name: str, size: int, reader: _Reader) -> None:
     info = tarfile.TarInfo(name)
     info.size, info.mode = size, 0o644
     tar.addfile(info, reader)
-
-
-def _replace_file(target: Path, data: bytes, *, mode: int) -> None:
-    """Write ``data`` to ``target`` through a temporary sibling, fsync, rename; ``mode`` set before the rename."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _sync_dir(target.parent)
-
-
-def _sync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:          # some platforms cannot open a folder; the rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def write_keypair(out_dir: Path, pems: tuple[bytes, bytes], *, name: str, force: bool) -> dict:
@@ -123,8 +95,8 @@ def write_keypair(out_dir: Path, pems: tuple[bytes, bytes], *, name: str, force:
                             hint="pick another --out or --name, or pass --force to replace them")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        _replace_file(private, pems[0], mode=0o600)
-        _replace_file(public, pems[1], mode=0o644)
+        write_atomic(private, pems[0], mode=0o600)
+        write_atomic(public, pems[1], mode=0o644)
     except OSError as exc:
         raise EdgepackError(f"cannot write keys into {out_dir}: {exc.strerror or exc}",
                             hint="pick a writable --out folder") from None

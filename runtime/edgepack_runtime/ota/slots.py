@@ -13,7 +13,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .store import SLOTS, fsync_dir
+from ..atomic import fsync_dir
+from .store import SLOTS
 
 POINTER = "active"
 FILE, FOLDER = "bundle.edgepack", "bundle"

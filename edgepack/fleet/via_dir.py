@@ -4,10 +4,11 @@ mounted SD card, a shared folder). The copy is atomic: ``<name>.part`` is writte
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 from pathlib import Path
+
+from edgepack_runtime.atomic import fsync_dir
 
 from edgepack.errors import DeliveryError
 
@@ -34,7 +35,7 @@ def deliver_dir(state_dir: Path, src: Path, name: str, progress: Progress | None
     try:
         _copy(src, part, total, progress)
         os.replace(part, final)
-        _fsync_dir(inbox)
+        fsync_dir(inbox)
     except BaseException as exc:
         part.unlink(missing_ok=True)
         if isinstance(exc, OSError):
@@ -56,12 +57,3 @@ def _copy(src: Path, dst: Path, total: int, progress: Progress | None) -> None:
         os.fsync(fout.fileno())
     if done != total:
         raise OSError(f"{src} changed size while it was copied ({done} of {total} bytes)")
-
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):          # some filesystems (vfat on Windows hosts) refuse it
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

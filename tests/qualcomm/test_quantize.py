@@ -206,3 +206,21 @@ def test_an_erf_gelu_is_fused_into_gelu():
                h.make_node("Add", ["e", "one"], ["a"], name="add"), h.make_node("Mul", ["x", "a"], ["p"], name="mul"),
                h.make_node("Mul", ["p", "half"], ["y"], name="half")], inits, [("x", [1, 16])], ["y"])
     assert [n.op_type for n in prepare(m).graph.node] == ["Gelu"]
+
+
+@pytest.mark.parametrize("method", ["minmax", "entropy"])
+def test_calibrating_once_gives_the_same_qdq_models_as_calibrating_every_time(method):
+    from edgepack.targets.qualcomm.quantize import calibrate
+    m, feeds = conv_net(), samples([1, 3, 16, 16])
+    cal = calibrate(m, feeds, method)
+    assert not cal.reused
+    for overrides, act in (({}, "uint8"), ({"conv2": "a16"}, "uint8"), ({"gap": "float"}, "uint16")):
+        fresh = quantize(m, feeds, activations=act, overrides=overrides, method=method)
+        again = quantize(m, feeds, activations=act, overrides=overrides, method=method, calibrated=cal)
+        assert cal.reused                                       # onnxruntime's ranges are in its cache file
+        assert again.SerializeToString() == fresh.SerializeToString()
+    folder = cal.cache.parent
+    del cal
+    import gc
+    gc.collect()
+    assert not folder.exists()                                  # the cache folder goes with its owner

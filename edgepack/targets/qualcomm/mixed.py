@@ -38,7 +38,7 @@ from ..base import Job
 from . import htp
 from .debug import DEBUG_SAMPLES, final_figures, layer_rows, pinned_nodes
 from .preprocess import prepare
-from .quantize import PRECISIONS, quantize
+from .quantize import PRECISIONS, calibrate, quantize
 
 
 def when_needed(model: onnx.ModelProto, qdq: onnx.ModelProto, job: Job) -> tuple[onnx.ModelProto, dict | None]:
@@ -156,12 +156,17 @@ class _Runner:
         self.tried: list[dict] = []
         self.kernels = False         # the loss is HTP's kernels, not the quantization grid (see htp_only_loss)
         self.device = device_options(job)
+        self.calibrated = None       # quantize.Calibrated, made by the first build
 
     def build(self, overrides: dict[str, str]) -> onnx.ModelProto:
+        """A candidate: prepared and calibrated once per search (``quantize.calibrate``), quantized each time."""
         over = {**overrides, **{n: "float" for n in self.pinned}}
-        method = {"auto": "minmax"}.get(self.job.quant.method, self.job.quant.method)
-        return quantize(self.model, self.job.calibration.calib, activations=self.activations,
-                        weights=self.weights, overrides=over, method=method)
+        if self.calibrated is None:
+            method = {"auto": "minmax"}.get(self.job.quant.method, self.job.quant.method)
+            self.calibrated = calibrate(self.model, self.job.calibration.calib, method)
+        cal = self.calibrated
+        return quantize(cal.prepared, cal.samples, activations=self.activations, weights=self.weights,
+                        overrides=over, method=cal.method, calibrated=cal)
 
     def measure(self, qdq: onnx.ModelProto) -> tuple[onnx.ModelProto, dict]:
         return qdq, self.evaluate(qdq, None)

@@ -7,10 +7,19 @@ Overrides HTP needs that ``get_qnn_qdq_config`` does not set:
 - LayerNormalization's scale: uint8 (HTP refuses the int8 symmetric weight int8 weights give it, and the
   node falls back to CPU, splitting transformers into many partitions);
 - tensors computed from +-inf constants, or with infinite calibrated values: a finite range (``finite.py``).
+
+Mixed precision quantizes the same model many times with different overrides. ``calibrate(model, samples)``
+does the work those quantizations share once: ``prepare``, the finite ranges, and onnxruntime's own
+calibration pass (its tensor ranges are kept in onnxruntime's calibration cache file, which
+``quantize_static`` reads instead of running the model again; onnxruntime versions without that parameter
+calibrate every time). ``quantize(..., calibrated=c)`` then only quantizes.
 """
 from __future__ import annotations
 
+import inspect
+import shutil
 import tempfile
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -29,29 +38,57 @@ PRECISIONS = {"w8a8": ("uint8", "int8"), "w8a16": ("uint16", "int8")}   # precis
 LARGE_MODEL = 1 << 30                  # past this the model goes to the quantizer with external data
 
 
+class Calibrated:
+    """What every quantization of one model on one calibration set shares (see ``calibrate``)."""
+
+    def __init__(self, model: onnx.ModelProto, samples: list[dict[str, np.ndarray]], method: str = "minmax"):
+        _check_args("uint8", "int8", method, samples)
+        self.samples, self.method = samples, method
+        self.prepared = prepare(model)
+        replaced = finite.replace_infinite_constants(self.prepared)
+        self.ranges = finite.finite_ranges(self.prepared, samples, finite.downstream(self.prepared.graph, replaced))
+        finite.settle_constants(self.prepared, replaced, self.ranges)
+        self.cache: Path | None = None
+        if "calibration_cache_path" in _quantize_static_parameters():
+            folder = tempfile.mkdtemp(prefix="edgepack-qnn-cal-")
+            self._cleanup = weakref.finalize(self, shutil.rmtree, folder, True)
+            self.cache = Path(folder) / f"ranges-{method}.json"
+
+    @property
+    def reused(self) -> bool:
+        """True once onnxruntime's ranges are cached (later quantizations skip its calibration pass)."""
+        return self.cache is not None and self.cache.is_file()
+
+
+def calibrate(model: onnx.ModelProto, samples: list[dict[str, np.ndarray]], method: str = "minmax") -> Calibrated:
+    """Prepare ``model`` and calibrate once for any number of ``quantize(..., calibrated=...)`` calls."""
+    return Calibrated(model, samples, method)
+
+
 def quantize(model: onnx.ModelProto, samples: list[dict[str, np.ndarray]], *, activations: str = "uint8",
              weights: str = "int8", per_channel: bool = True, overrides: dict[str, str] | None = None,
-             method: str = "minmax") -> onnx.ModelProto:
+             method: str = "minmax", calibrated: Calibrated | None = None) -> onnx.ModelProto:
     """The QDQ model of ``model`` for HTP, calibrated on ``samples`` (input name -> array dicts).
 
     ``activations``: uint8 | uint16; ``weights``: int8 (symmetric) | uint8; ``per_channel``: Conv,
     ConvTranspose and Gemm weights per output channel (MatMul stays per-tensor: HTP has no per-channel
     MatMul). ``overrides``: ONNX node name -> "a16" (16-bit activations on its outputs) or "float" (left
-    unquantized). ``method``: the calibration (minmax | percentile | entropy). Raises EdgepackError on bad
-    arguments, ConversionError when the quantizer fails.
+    unquantized). ``method``: the calibration (minmax | percentile | entropy). ``calibrated``: the result of
+    ``calibrate(model, samples, method)``, reused instead of preparing and calibrating again (``model``,
+    ``samples`` and ``method`` are then its own). Raises EdgepackError on bad arguments, ConversionError when
+    the quantizer fails.
     """
     _check_args(activations, weights, method, samples)
-    prepared = prepare(model)
+    cal = calibrated if calibrated is not None else Calibrated(model, samples, method)
+    prepared, ranges, samples, method = cal.prepared, cal.ranges, cal.samples, cal.method
     overrides = dict(overrides or {})
     _check_overrides(prepared, overrides)
-    replaced = finite.replace_infinite_constants(prepared)
-    ranges = finite.finite_ranges(prepared, samples, finite.downstream(prepared.graph, replaced))
-    finite.settle_constants(prepared, replaced, ranges)
-    qdq = _run_quantizer(prepared, samples, activations, weights, per_channel, overrides, ranges, method)
+    qdq = _run_quantizer(prepared, samples, activations, weights, per_channel, overrides, ranges, method, cal.cache)
     bad = finite.nonfinite_scales(qdq)
     if bad:       # infinite values met in calibration (log(0), x/0): quantize again with finite ranges
         ranges.update(finite.finite_ranges(prepared, samples, bad))
-        qdq = _run_quantizer(prepared, samples, activations, weights, per_channel, overrides, ranges, method)
+        qdq = _run_quantizer(prepared, samples, activations, weights, per_channel, overrides, ranges, method,
+                             cal.cache)
         bad = finite.nonfinite_scales(qdq)
     if bad:
         raise ConversionError(f"QDQ quantization left infinite or NaN scales on {len(bad)} tensor(s): "
@@ -77,9 +114,13 @@ def tensor_overrides(model: onnx.ModelProto, overrides: dict[str, str], ranges: 
     return {name: [d] for name, d in out.items()}
 
 
-def _run_quantizer(model, samples, activations, weights, per_channel, overrides, ranges, method):
+def _quantize_static_parameters() -> set[str]:
+    from onnxruntime.quantization import quantize_static
+    return set(inspect.signature(quantize_static).parameters)
+
+
+def _run_quantizer(model, samples, activations, weights, per_channel, overrides, ranges, method, cache=None):
     from onnxruntime.quantization import CalibrationMethod, QuantType
-    from onnxruntime.quantization import quantize as ort_quantize
     from onnxruntime.quantization.execution_providers.qnn import get_qnn_qdq_config
     qtypes = {"uint8": QuantType.QUInt8, "uint16": QuantType.QUInt16, "int8": QuantType.QInt8}
     methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
@@ -94,7 +135,7 @@ def _run_quantizer(model, samples, activations, weights, per_channel, overrides,
                                         per_channel=per_channel,
                                         init_overrides=tensor_overrides(model, overrides, ranges) or None,
                                         nodes_to_exclude=excluded or None)
-            ort_quantize(str(src), str(out), config)
+            _quantize_static(src, out, config, cache)
         except EdgepackError:
             raise
         except Exception as exc:     # the quantizer's own errors (bare ValueErrors, asserts)
@@ -103,6 +144,21 @@ def _run_quantizer(model, samples, activations, weights, per_channel, overrides,
                                   hint="report this model; try --precision qualcomm=w8a16 or keep the named "
                                        "node in float with --keep-float") from exc
         return onnx.load(str(out))
+
+
+def _quantize_static(src: Path, out: Path, config, cache: Path | None) -> None:
+    """``onnxruntime.quantization.quantize`` for a StaticQuantConfig, with the calibration cache file when
+    there is one (``quantize`` itself does not pass it on)."""
+    from onnxruntime.quantization import quantize_static
+    more = {"calibration_cache_path": str(cache)} if cache is not None else {}
+    quantize_static(str(src), str(out), config.calibration_data_reader, calibrate_method=config.calibrate_method,
+                    quant_format=config.quant_format, activation_type=config.activation_type,
+                    weight_type=config.weight_type, op_types_to_quantize=config.op_types_to_quantize,
+                    nodes_to_quantize=config.nodes_to_quantize, nodes_to_exclude=config.nodes_to_exclude,
+                    per_channel=config.per_channel, reduce_range=config.reduce_range,
+                    use_external_data_format=config.use_external_data_format,
+                    calibration_providers=config.calibration_providers, extra_options=config.extra_options,
+                    **more)
 
 
 class _Reader(CalibrationDataReader):

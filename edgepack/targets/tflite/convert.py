@@ -59,16 +59,22 @@ class Lowered:
         return [n for n, t in self.graph.tensors.items() if t.data is None and t.dtype == np.float32]
 
     def finish(self, precision: str = "fp32", *, ranges: dict | None = None, keep_float=(),
-               io: str = "float", float_opcodes=(), float_origins=(), weight_scales=None) -> TFLiteModel:
-        """Serialize a copy at ``precision``; int8 needs calibrated ``ranges`` (see ``quant/ranges.py``)."""
+               io: str = "float", float_opcodes=(), float_origins=(), weight_scales=None, wide=(),
+               int16_ops=None) -> TFLiteModel:
+        """Serialize a copy at ``precision``; int8 and int16x8 need calibrated ``ranges`` (``quant/ranges.py``).
+        ``wide``: int8 activation tensors raised to int16 (mixed precision); ``int16_ops``: override of the
+        measured int16 kernel table (the probe)."""
         g = copy.deepcopy(self.graph)
         stats = dict(self.stats, precision=precision)
-        if precision == "int8":
+        if precision in ("int8", "int16x8"):
             if ranges is None:
-                raise ValueError("int8 needs calibrated activation ranges")
+                raise ValueError(f"{precision} needs calibrated activation ranges")
+            extra = {} if int16_ops is None else {"int16_ops": int16_ops}
             stats["quantization"] = quantize_int8(g, ranges, keep_float=keep_float, io=io,
                                                   float_opcodes=float_opcodes, float_origins=float_origins,
-                                                  weight_scales=weight_scales)
+                                                  weight_scales=weight_scales, wide=wide,
+                                                  activations="int16" if precision == "int16x8" else "int8",
+                                                  **extra)
             stats["quantization"]["io"] = io
         else:
             stats["compressed_weights"] = compress_weights(g, precision)

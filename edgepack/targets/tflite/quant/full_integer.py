@@ -8,6 +8,10 @@ differs; softmax/logistic/tanh get the fixed output parameters their kernels req
 int8 kernel here, and any op the caller asks to keep (``keep_float``, by tensor name), runs in float
 between DEQUANTIZE and QUANTIZE ops: a mixed graph LiteRT runs as is.
 
+16x8 (``int16.py``): tensors named in ``wide`` (all activations with ``activations="int16"``) are int16,
+and so are the ops reading or writing them where LiteRT has an int16 kernel (``INT16_OPS``, else float);
+QUANTIZE requantizes between int8 and int16 where the two meet.
+
 Model I/O stays float by default (QUANTIZE / DEQUANTIZE at the edges); ``io="int8"`` or ``"uint8"``
 exposes quantized tensors with their parameters in the model.
 """
@@ -17,6 +21,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as fb
 
 from ..ir import Graph, Op
+from .int16 import FIXED16, I8, I16, INPUT16, INT16_OPS, symmetric16
 
 WEIGHTS = {"CONV_2D": (1, 0, 2, 0), "DEPTHWISE_CONV_2D": (1, 3, 2, 0), "FULLY_CONNECTED": (1, 0, 2, 0),
            "TRANSPOSE_CONV": (1, 0, 3, 2)}    # weight input, channel axis, bias input, activation input
@@ -52,6 +57,7 @@ def asymmetric(lo: float, hi: float) -> tuple[float, int]:
 
 
 def quantize_array(x: np.ndarray, scale: float, zp: int, dtype=np.int8) -> np.ndarray:
+    """``x`` on the integer grid (``scale``, ``zp``) of ``dtype``, saturated."""
     info = np.iinfo(dtype)
     return np.clip(np.round(x / scale) + zp, info.min, info.max).astype(dtype)
 
@@ -64,7 +70,7 @@ def activation_ops(graph: Graph) -> list[Op]:
 
 class _Quantizer:
     def __init__(self, graph: Graph, ranges: dict, keep_float: set[str], io: str, float_opcodes=(),
-                 float_origins=(), weight_scales=None):
+                 float_origins=(), weight_scales=None, wide=(), all_wide=False, int16_ops=INT16_OPS):
         # ranges int8 cannot carry (masks of -1e9, overflowed sums) leave their ops in float: kernels derive
         # fixed-point multipliers from the scales, and absurd ones abort the interpreter at prepare time
         ranges = {n: r for n, r in ranges.items()
@@ -72,8 +78,9 @@ class _Quantizer:
         self.g, self.ranges, self.io = graph, ranges, io
         self.float_opcodes, self.float_origins = set(float_opcodes), set(float_origins)
         self.keep = set(keep_float)
+        self.wide, self.all_wide, self.int16_ops = set(wide), all_wide, set(int16_ops)
         self.weight_scales, self.model_weights = weight_scales or {}, 0   # a quantized model's own (qdq.py)
-        self.rep: dict[str, str] = {}          # activation tensor -> "int8" | "float"
+        self.rep: dict[str, str] = {}          # quantized activation tensor -> "int8" | "int16"
         self.cache: dict[tuple, str] = {}
         self.float_ops: list[Op] = []
         self.prefer: dict[str, tuple[float, int]] = {}
@@ -85,48 +92,51 @@ class _Quantizer:
                         self.prefer[n] = asymmetric(*ranges[op.outputs[0]])
 
     # --- parameters -----------------------------------------------------------------------------------
-    def own(self, name: str) -> tuple[float, int]:
+    def own(self, name: str, dt=I8) -> tuple[float, int]:
         t = self.g.tensors[name]
+        if dt == I16:
+            return symmetric16(*((t.data.min(initial=0.0), t.data.max(initial=0.0)) if t.data is not None
+                                 else self.ranges[name]))
         if t.data is not None:
             return asymmetric(t.data.min(initial=0.0), t.data.max(initial=0.0))
         return self.prefer.get(name) or asymmetric(*self.ranges[name])
 
-    def quant_of(self, name: str) -> tuple[float, int] | None:
+    def quant_of(self, name: str, dt=I8) -> tuple[float, int] | None:
         qp = self.g.tensors[name].quant
-        return (qp.scale[0], qp.zeroPoint[0]) if self.rep.get(name) == "int8" and qp is not None else None
+        return (qp.scale[0], qp.zeroPoint[0]) if self.rep.get(name) == dt.name and qp is not None else None
 
-    def set_int8(self, name: str, q: tuple[float, int]) -> None:
+    def set_int8(self, name: str, q: tuple[float, int], dt=I8) -> None:
         t = self.g.tensors[name]
-        t.dtype, t.quant = np.dtype(np.int8), qparams(*q)
-        self.rep[name] = "int8"
+        t.dtype, t.quant = dt, qparams(*q)
+        self.rep[name] = dt.name
 
     # --- conversions (inserted before ``before``, shared per tensor and parameters) --------------------------
     def _insert(self, before: Op, opcode: str, src: str, dst: str) -> None:
         self.g.ops.insert(self.g.ops.index(before), Op(opcode, [src], [dst], None, before.origin))
 
-    def as_int8(self, name: str, q: tuple[float, int], before: Op) -> str:
+    def as_int8(self, name: str, q: tuple[float, int], before: Op, dt=I8) -> str:
         t = self.g.tensors[name]
         if t.data is not None:
-            key = (name, "const", q)
+            key = (name, "const", q, dt.name)
             if key not in self.cache:
-                new = self.g.add(f"{name}_q", t.shape, np.int8, quantize_array(t.data, *q))
+                new = self.g.add(f"{name}_q", t.shape, dt, quantize_array(t.data, *q, dt))
                 self.g.tensors[new].quant = qparams(*q)
                 self.cache[key] = new
             return self.cache[key]
-        have = self.quant_of(name)
+        have = self.quant_of(name, dt)
         if have is not None and np.float32(have[0]) == np.float32(q[0]) and have[1] == q[1]:
             return name     # kernels (and XNNPACK) compare the stored float32 parameters exactly
-        key = (name, "q", q)
+        key = (name, "q", q, dt.name)
         if key not in self.cache:
-            new = self.g.add(f"{name}_q", t.shape, np.int8)
+            new = self.g.add(f"{name}_q", t.shape, dt)
             self.g.tensors[new].quant = qparams(*q)
-            self.rep[new] = "int8"
+            self.rep[new] = dt.name
             self._insert(before, "QUANTIZE", name, new)
             self.cache[key] = new
         return self.cache[key]
 
     def as_float(self, name: str, before: Op) -> str:
-        if self.rep.get(name) != "int8":
+        if name not in self.rep:
             return name
         key = (name, "f")
         if key not in self.cache:
@@ -141,10 +151,12 @@ class _Quantizer:
         if op.opcode not in INT8_OPS or op.opcode in self.float_opcodes or op.origin in self.float_origins \
                 or any(n in self.keep for n in acts):
             return True
+        if self.width(op) == I16 and op.opcode not in self.int16_ops:
+            return True   # no int16 kernel in LiteRT (int16.py): the ladder's next rung
         if op.opcode in ("SOFTMAX", "LOG_SOFTMAX") and self.reaches_output(op.outputs[0]):
             return True   # the kernel's fixed 1/256 output step would erase small probabilities; float is cheap
-        floats = [n for n in acts if self.g.tensors[n].dtype == F32 or self.rep.get(n) == "int8"]
-        if not floats or any(n not in self.ranges and self.rep.get(n) != "int8" for n in floats):
+        floats = [n for n in acts if self.g.tensors[n].dtype == F32 or n in self.rep]
+        if not floats or any(n not in self.ranges and n not in self.rep for n in floats):
             return True
         if any(t.data is not None and t.dtype == F32 and t.data.size and
                (not np.all(np.isfinite(t.data)) or np.abs(t.data).max() > MAX_RANGE)
@@ -167,52 +179,64 @@ class _Quantizer:
         return name in self.g.outputs
 
     def is_float(self, name) -> bool:
-        return name is not None and (self.g.tensors[name].dtype == F32 or self.rep.get(name) == "int8")
+        return name is not None and (self.g.tensors[name].dtype == F32 or name in self.rep)
+
+    def width(self, op: Op):
+        """int16 when the model is 16x8 or the op reads or writes a tensor the ladder widened, else int8."""
+        if self.all_wide:
+            return I16
+        return I16 if any(n in self.wide for n in op.inputs + op.outputs if n is not None) else I8
 
     def run_op(self, op: Op) -> None:
         if self.floating(op):
             op.inputs = [self.as_float(n, op) if n is not None else None for n in op.inputs]
             self.float_ops.append(op)
             return
+        dt = self.width(op)
         if op.opcode in WEIGHTS:
-            self._weighted(op)
+            self._weighted(op, dt)
             return
         if op.opcode in SAME or op.opcode in SAME_JOIN:
             first = next(n for n in op.inputs if self.is_float(n))
-            q = self.own(op.outputs[0]) if op.opcode in SAME_JOIN else (self.quant_of(first) or self.own(first))
-            op.inputs = [self.as_int8(n, q, op) if self.is_float(n) else n for n in op.inputs]
+            q = self.own(op.outputs[0], dt) if op.opcode in SAME_JOIN else (self.quant_of(first, dt)
+                                                                            or self.own(first, dt))
+            op.inputs = [self.as_int8(n, q, op, dt) if self.is_float(n) else n for n in op.inputs]
             outs = [(n, q) for n in op.outputs]
             if op.opcode == "CONCATENATION" and op.options is not None:
                 # int8 concatenation takes no fused activation; the shared output range (calibrated after
                 # the activation) already clamps every input to it when they are requantized
                 op.options.fusedActivationFunction = fb.ActivationFunctionType.NONE
         else:
-            op.inputs = [self.as_int8(n, self.quant_of(n) or self.own(n), op) if self.is_float(n) else n
-                         for n in op.inputs]
-            outs = [(n, FIXED.get(op.opcode) or self.own(n)) for n in op.outputs
+            fixed_in = INPUT16.get(op.opcode) if dt == I16 else None
+            op.inputs = [self.as_int8(n, fixed_in or self.quant_of(n, dt) or self.own(n, dt), op, dt)
+                         if self.is_float(n) else n for n in op.inputs]
+            fixed = (FIXED16 if dt == I16 else FIXED).get(op.opcode)
+            outs = [(n, fixed or self.own(n, dt)) for n in op.outputs
                     if self.g.tensors[n].dtype == F32]          # ARG_MAX and the like: int outputs stay
         for n, q in outs:
             if self.g.tensors[n].dtype == F32:
-                self.set_int8(n, q)
+                self.set_int8(n, q, dt)
 
-    def _weighted(self, op: Op) -> None:
+    def _weighted(self, op: Op, dt=I8) -> None:
         wi, axis, bi, ai = WEIGHTS[op.opcode]
         x = op.inputs[ai]
-        q_in = self.quant_of(x) or self.own(x)
-        op.inputs[ai] = self.as_int8(x, q_in, op)
+        q_in = self.quant_of(x, dt) or self.own(x, dt)
+        op.inputs[ai] = self.as_int8(x, q_in, op, dt)
         w_name, w_scale = self._weight(op.inputs[wi], axis, op.origin)
         op.inputs[wi] = w_name
         if bi < len(op.inputs) and op.inputs[bi] is not None:
             b = self.g.tensors[op.inputs[bi]]
             scale = (q_in[0] * w_scale).astype(np.float64)
-            data = np.clip(np.round(b.data.astype(np.float64) / scale), -2**31, 2**31 - 1).astype(np.int32)
-            name = self.g.add(f"{b.name}_int32", b.shape, np.int32, data)
+            bt = np.dtype(np.int64 if dt == I16 else np.int32)     # 16x8 kernels take int64 biases
+            info = np.iinfo(bt)
+            data = np.clip(np.round(b.data.astype(np.float64) / scale), info.min, info.max).astype(bt)
+            name = self.g.add(f"{b.name}_{bt.name}", b.shape, bt, data)
             self.g.tensors[name].quant = qparams(scale, np.zeros_like(scale, dtype=np.int64), 0)
             op.inputs[bi] = name
         if op.opcode == "FULLY_CONNECTED" and op.options is not None:
             op.options.asymmetricQuantizeInputs = False
         out = op.outputs[0]
-        self.set_int8(out, self.own(out))
+        self.set_int8(out, self.own(out, dt), dt)
 
     def _weight(self, name: str, axis: int, origin: str = "") -> tuple[str, np.ndarray]:
         key = (name, "w", axis)
@@ -257,11 +281,11 @@ class _Quantizer:
         for k, name in enumerate(list(self.g.outputs)):
             rep = self.rep.get(name)
             t = self.g.tensors[name]
-            if self.io == "float" and rep == "int8":
+            if self.io == "float" and rep is not None:
                 new = self.g.add(f"{name}_float", t.shape, np.float32)
                 self.g.ops.append(Op("DEQUANTIZE", [name], [new], None, "output"))
                 self.g.outputs[k] = new
-            elif self.io != "float" and t.dtype == F32 and name in self.ranges:
+            elif self.io != "float" and (t.dtype == F32 or rep == "int16") and name in self.ranges:
                 q = self.own(name)
                 new = self.g.add(f"{name}_{self.io}", t.shape, np.dtype(self.io))
                 self.g.tensors[new].quant = qparams(q[0], q[1] + (128 if self.io == "uint8" else 0))
@@ -276,17 +300,21 @@ class _Quantizer:
 
 
 def quantize_int8(graph: Graph, ranges: dict[str, tuple[float, float]], *, keep_float=(), io: str = "float",
-                  float_opcodes=(), float_origins=(), weight_scales=None) -> dict:
+                  float_opcodes=(), float_origins=(), weight_scales=None, wide=(), activations: str = "int8",
+                  int16_ops=INT16_OPS) -> dict:
     """Rewrite ``graph`` in place to full-integer int8; return counts for the build report.
 
     ``ranges``: calibrated (min, max) per float activation tensor. ``keep_float``: activation tensor names
     whose producer and consumers stay float (mixed precision). ``float_opcodes``: op types kept float
     wherever they occur; ``float_origins``: ops lowered from these ONNX nodes stay float. ``weight_scales``:
-    per ONNX node, a quantized model's own weight scales, used where the weights lie on their grid."""
+    per ONNX node, a quantized model's own weight scales, used where the weights lie on their grid.
+    ``wide``: activation tensors (and the ops around them) in int16 (the mixed ladder's middle rung);
+    ``activations="int16"``: every activation (16x8); ``int16_ops``: op types with an int16 kernel."""
     if io not in IO_TYPES:
         raise ValueError(f"io must be one of {IO_TYPES}")
     graph.toposort()
-    qz = _Quantizer(graph, ranges, set(keep_float), io, float_opcodes, float_origins, weight_scales)
+    qz = _Quantizer(graph, ranges, set(keep_float), io, float_opcodes, float_origins, weight_scales, wide,
+                    activations == "int16", int16_ops)
     qz.inputs()
     for op in list(graph.ops):
         if op.opcode == "QUANTIZE" and op.origin == "input":
@@ -300,4 +328,6 @@ def quantize_int8(graph: Graph, ranges: dict[str, tuple[float, float]], *, keep_
             "float_ops": sorted({op.outputs[0] for op in qz.float_ops}),
             "float_opcodes": sorted({op.opcode for op in qz.float_ops}),
             "quantize_ops": graph.count("QUANTIZE"), "dequantize_ops": graph.count("DEQUANTIZE"),
-            "model_weight_scales": qz.model_weights}
+            "model_weight_scales": qz.model_weights,
+            "int16_ops": sum(1 for op in graph.ops if op.opcode not in ("QUANTIZE", "DEQUANTIZE")
+                             and any(qz.rep.get(n) == "int16" for n in op.outputs))}

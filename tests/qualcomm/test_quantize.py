@@ -224,3 +224,25 @@ def test_calibrating_once_gives_the_same_qdq_models_as_calibrating_every_time(me
     import gc
     gc.collect()
     assert not folder.exists()                                  # the cache folder goes with its owner
+
+
+@pytest.mark.parametrize("fill", [np.finfo(np.float32).min, -1e9, -1e4])
+def test_a_finite_mask_constant_does_not_flatten_the_scores_it_is_added_to(fill):
+    # what transformer exporters write: scores + (1 - mask) * finfo.min, then Softmax
+    nodes = [h.make_node("Sub", ["one", "keep"], ["inv"], name="invert"),
+             h.make_node("Mul", ["inv", "fill"], ["bias"], name="mask_bias"),
+             h.make_node("Add", ["x", "bias"], ["a"], name="mask"),
+             h.make_node("Softmax", ["a"], ["y"], name="sm", axis=-1)]
+    keep = np.ones((1, 16), np.float32)
+    keep[0, 12:] = 0.0
+    inits = {"one": np.array(1, np.float32), "keep": keep, "fill": np.array(fill, np.float32)}
+    m = model(nodes, inits, [("x", [1, 16])], ["y"])
+    feeds = samples([1, 16], n=6, low=-4.0, high=4.0)
+    ref = reference(m, feeds)
+    from edgepack.targets.qualcomm.mixed import cpu_run
+    for act in ("uint8", "uint16"):
+        qdq = quantize(m, feeds, activations=act)
+        got = [[o["y"]] for o in cpu_run(qdq, feeds)]
+        assert max(float(g[0][0, 12:].max()) for g in got) < 1e-3            # masked: no weight
+        assert max_rel_error(got, ref) < (0.05 if act == "uint8" else 0.01)
+    assert float(nh.to_array(next(t for t in m.graph.initializer if t.name == "fill"))) == fill   # input untouched

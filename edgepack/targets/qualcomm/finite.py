@@ -1,5 +1,8 @@
 """Infinite values and QDQ: a ``-inf`` constant (attention masks) or a ``log(0)`` seen in calibration gives a
-tensor an infinite range, hence an infinite scale: NaN outputs, or an HTP graph QNN refuses to build.
+tensor an infinite range, hence an infinite scale: NaN outputs, or an HTP graph QNN refuses to build. A finite
+mask value does the same to the resolution: MiniLM's exported mask is ``(1 - mask) * finfo(float32).min``, and
+the scores it is added to then share one 8-bit grid with -3.4e38 (attention probabilities at 1 dB SNR on
+onnxruntime's CPU, the encoder at cosine 0.79); such constants are treated as infinite.
 
 The fix, in three steps:
 - ``replace_infinite_constants``: +-inf in float initializers become +-``BIG`` (finite);
@@ -21,17 +24,24 @@ from onnx import numpy_helper
 BIG = 1.0e4
 MARGIN = 16.0
 FLOATS = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE)
+WEIGHT_READERS = {"Conv": (1, 2), "ConvTranspose": (1, 2), "MatMul": (0, 1), "Gemm": (0, 1, 2), "Gather": (0,),
+                  "LayerNormalization": (1, 2), "BatchNormalization": (1, 2, 3, 4), "InstanceNormalization": (1, 2)}
 
 
 def replace_infinite_constants(model: onnx.ModelProto) -> list[str]:
-    """Replace +-inf in float initializers by +-BIG, in place; the names of the initializers changed."""
+    """Replace +-inf, and finite mask values of magnitude >= BIG (``finfo(float32).min``, -1e9, -1e4: what
+    exporters write for "masked"), in float initializers by +-BIG, in place; the names of the initializers
+    changed. Weights (what Conv, MatMul, Gemm, Gather read as their data) are left alone."""
     changed = []
+    weights = {n.input[i] for n in model.graph.node if n.op_type in WEIGHT_READERS
+               for i in WEIGHT_READERS[n.op_type] if i < len(n.input)}
     for i, tensor in enumerate(model.graph.initializer):
-        if tensor.data_type not in FLOATS:
+        if tensor.data_type not in FLOATS or tensor.name in weights:
             continue
         value = numpy_helper.to_array(tensor)
-        if np.isinf(value).any():
-            fixed = np.where(np.isinf(value), np.sign(value) * BIG, value).astype(value.dtype)
+        masked = np.isinf(value) | (np.abs(value.astype(np.float64)) >= BIG)
+        if masked.any():
+            fixed = np.where(masked, np.sign(value) * BIG, value).astype(value.dtype)
             model.graph.initializer[i].CopyFrom(numpy_helper.from_array(fixed, tensor.name))
             changed.append(tensor.name)
     return changed

@@ -1,0 +1,111 @@
+"""Function-preserving graph transforms that make a float ONNX model quantize better, for every target.
+
+    model, record = apply(model, calib_samples, {"cle": "auto", "smooth": "on"}, evaluate=figures_of)
+
+``cle``              cross-layer equalization of Conv -> Relu/LeakyRelu/PRelu -> Conv pairs (``cle.py``)
+``smooth``           SmoothQuant-style migration of activation outliers into matmul weights (``smooth.py``)
+``bias_correction``  the expected int8-weight error of each Conv / FC taken out of its bias (``biascorr.py``)
+
+Each has a mode: ``on`` applies it, ``off`` skips it, ``auto`` (the default) applies it, measures the
+quantized candidate with ``evaluate(model) -> figures`` (the target's own int8 on its held-out split:
+``min_snr_db``, ``min_cosine``, ``max_rel_error``, ``passed``) and keeps it only when the figures improve.
+Without ``evaluate``, ``auto`` means ``off``. They run in the order above, each on the result of the ones
+kept before it (bias correction last: it needs the final weights).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import onnx
+
+from ..errors import EdgepackError
+from .biascorr import correct
+from .cle import equalize
+from .smooth import smooth
+
+ORDER = ("cle", "smooth", "bias_correction")
+MODES = ("auto", "on", "off")
+ALIASES = {"bias": "bias_correction", "smoothquant": "smooth", "equalize": "cle"}
+MIN_GAIN_DB = 0.1          # auto keeps a transform when the held-out SNR rises by more than this
+
+
+def _run(name: str, model: onnx.ModelProto, samples: list[dict]) -> dict:
+    if name == "cle":
+        info = equalize(model)
+        return {**info, "applies": info["pairs"] > 0}
+    if name == "smooth":
+        info = smooth(model, samples)
+        return {**info, "applies": info["smoothed"] > 0}
+    info = correct(model, samples)
+    return {**info, "applies": info["layers"] > 0}
+
+
+def parse(items: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """``["cle=off", "smooth=on", "all=off"]`` -> settings; EdgepackError naming the bad item."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, mode = item.partition("=")
+        name, mode = ALIASES.get(name.strip(), name.strip()), mode.strip()
+        if not sep or (name not in ORDER and name != "all") or mode not in MODES:
+            raise EdgepackError(f"--transform '{item}' is not NAME=MODE",
+                                hint=f"NAME: {', '.join(ORDER)} or all; MODE: {', '.join(MODES)}")
+        out.update({n: mode for n in ORDER} if name == "all" else {name: mode})
+    return out
+
+
+def check(settings: dict) -> None:
+    """EdgepackError when ``settings`` names an unknown transform or mode."""
+    parse([f"{k}={v}" for k, v in settings.items()])
+
+
+def better(new: dict, old: dict) -> bool:
+    """Whether held-out figures ``new`` beat ``old``: the gate's verdict first, then SNR by MIN_GAIN_DB."""
+    if new.get("passed", False) != old.get("passed", False):
+        return bool(new.get("passed"))
+    return new["min_snr_db"] > old["min_snr_db"] + MIN_GAIN_DB
+
+
+def _figures(f: dict) -> dict:
+    keys = ("min_snr_db", "min_cosine", "max_rel_error", "passed")
+    return {k: (round(f[k], 6) if isinstance(f[k], float) else f[k]) for k in keys if k in f}
+
+
+def apply(model: onnx.ModelProto, samples: list[dict], settings: dict | None = None,
+          evaluate: Callable[[onnx.ModelProto], dict] | None = None,
+          progress: Callable[[str], None] = lambda s: None) -> tuple[onnx.ModelProto, dict]:
+    """The transformed model (``model`` itself when nothing was kept; never edited) and the record:
+    ``{"baseline": figures, "tried": [{"name", "mode", "kept", "info", "figures"}], "kept": [names]}``."""
+    settings = {**{n: "auto" for n in ORDER}, **(settings or {})}
+    check(settings)
+    current, base = model, None
+    record: dict = {"tried": [], "kept": []}
+    for name in ORDER:
+        mode = settings[name]
+        entry: dict = {"name": name, "mode": mode, "kept": False}
+        record["tried"].append(entry)
+        if mode == "off" or (mode == "auto" and evaluate is None):
+            entry["why"] = "off" if mode == "off" else "auto without a measurement"
+            continue
+        progress(f"transform {name}")
+        candidate = onnx.ModelProto()
+        candidate.CopyFrom(current)
+        entry["info"] = _run(name, candidate, samples)
+        if not entry["info"].pop("applies"):
+            entry["why"] = "nothing in the graph it applies to"
+            continue
+        if mode == "auto":
+            if base is None:
+                base = evaluate(current)
+                record["baseline"] = _figures(base)
+            figures = evaluate(candidate)
+            entry["figures"] = _figures(figures)
+            if not better(figures, base):
+                entry["why"] = "held-out figures not better"
+                continue
+            base = figures
+        else:
+            base = None                 # an `on` transform changed the model the figures were of
+        current = candidate
+        entry["kept"] = True
+        record["kept"].append(name)
+    return current, record

@@ -1,0 +1,84 @@
+"""Bias correction (Nagel et al. 2019, section 4.2), on the ONNX graph, for int8-weight targets.
+
+Rounding a layer's weights to symmetric per-channel int8 (``stats.fake_quant_weight``: what the cpu
+target stores, and what the Qualcomm target's per-channel weights are) shifts the mean of each output
+channel by ``dW . E[x]`` (``dW``: quantized minus float weights, ``E[x]``: the mean of the layer's input
+per channel over the calibration samples). Subtracting that from the bias removes the shift; the float
+function moves by the same small amount (the quantized one is what it is fitted for).
+
+Conv (any group; padding's zeros are ignored in the mean), and MatMul / Gemm with constant [K, N] weights
+whose bias is a constant Add right after them (or Gemm's C).
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from .graph import Graph, attr, conv_weights, fold_batchnorm, set_conv
+from .stats import channel_means, fake_quant_weight
+
+
+def _conv_shift(w: np.ndarray, mean_x: np.ndarray, group: int) -> np.ndarray:
+    dw = fake_quant_weight(w, 0) - w
+    per_in, per_out = w.shape[1], w.shape[0] // group
+    mu = mean_x.reshape(group, per_in)
+    summed = dw.reshape(w.shape[0], per_in, -1).sum(axis=2)             # [out, in/group]
+    return np.einsum("oi,oi->o", summed, mu[np.arange(w.shape[0]) // per_out])
+
+
+def _fc_bias(g: Graph, node: onnx.NodeProto) -> tuple[np.ndarray, str] | None:
+    """(weight [K, N], bias initializer name) of a MatMul + Add(const [N]) or a Gemm with C."""
+    if len(node.input) < 2 or not g.private(node.input[1]):
+        return None
+    w = g.const(node.input[1])
+    if w is None or w.ndim != 2:
+        return None
+    if node.op_type == "Gemm":
+        if attr(node, "transA", 0) or len(node.input) < 3 or attr(node, "alpha", 1.0) != 1.0:
+            return None
+        bias = node.input[2]
+        w = w.T if attr(node, "transB", 0) else w
+    else:
+        add = g.only_user(node.output[0])
+        if add is None or add.op_type != "Add":
+            return None
+        bias = add.input[1] if add.input[0] == node.output[0] else add.input[0]
+    b = g.const(bias)
+    if b is None or not g.private(bias) or b.size != w.shape[1] or (node.op_type == "Gemm" and
+                                                                   attr(node, "beta", 1.0) != 1.0):
+        return None
+    return w, bias
+
+
+def layers(g: Graph) -> list[tuple[onnx.NodeProto, int]]:
+    """(layer, channel axis of its input) for every layer whose bias can be corrected."""
+    out = []
+    for node in g.g.node:
+        if node.op_type == "Conv" and conv_weights(g, node) is not None:
+            out.append((node, 1))
+        elif node.op_type in ("MatMul", "Gemm") and _fc_bias(g, node) is not None:
+            out.append((node, -1))
+    return out
+
+
+def correct(model: onnx.ModelProto, samples: list[dict]) -> dict:
+    """Subtract each layer's expected int8-weight error from its bias; edits ``model`` in place."""
+    folded = fold_batchnorm(model)
+    g = Graph(model)
+    found = layers(g)
+    means = channel_means(model, samples, sorted({n.input[0] for n, _ in found}),
+                          {n.input[0]: axis for n, axis in found})
+    shifts = []
+    for node, _ in found:
+        mu = means[node.input[0]]
+        if node.op_type == "Conv":
+            w, b = conv_weights(g, node)
+            shift = _conv_shift(w, mu, attr(node, "group", 1))
+            set_conv(g, node, w, b - shift)
+        else:
+            w, bias = _fc_bias(g, node)
+            shift = mu @ (fake_quant_weight(w, 1) - w)
+            g.set(bias, g.const(bias) - shift.reshape(g.const(bias).shape))
+        shifts.append(float(np.abs(shift).max()))
+    return {"layers": len(found), "batchnorm_folded": folded,
+            "max_shift": round(max(shifts), 6) if shifts else 0.0}

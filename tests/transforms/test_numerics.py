@@ -1,0 +1,118 @@
+"""Each transform on its own, in onnxruntime: the float function kept (CLE, smoothing), the weight ranges
+evened out, the int8-weight mean error removed (bias correction). Numbers, no mocks."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from edgepack.errors import EdgepackError
+from edgepack.model.ort import reference_outputs
+from edgepack.testing.corpus import INPUT_SHAPES, fetch
+from edgepack.model import load_model
+from edgepack.transforms import apply, parse
+from edgepack.transforms.cle import pairs, spread
+from edgepack.transforms.graph import Graph
+from edgepack.transforms.stats import fake_quant_weight
+
+from .models import leaky_max_chain, outlier_layernorm, positive_input_conv, samples, spread_depthwise
+
+ONLY = {"cle": {"cle": "on", "smooth": "off", "bias_correction": "off"},
+        "smooth": {"cle": "off", "smooth": "on", "bias_correction": "off"},
+        "bias_correction": {"cle": "off", "smooth": "off", "bias_correction": "on"}}
+
+
+def _max_rel(a: list[dict], b: list[dict]) -> float:
+    return max(float(np.abs(x[k] - y[k]).max() / np.abs(y[k]).max()) for x, y in zip(a, b) for k in y)
+
+
+@pytest.mark.parametrize("make,name", [(spread_depthwise, "cle"), (leaky_max_chain, "cle"),
+                                       (outlier_layernorm, "smooth")])
+def test_float_function_kept(tmp_path, make, name):
+    model = make(tmp_path)
+    before = onnx.ModelProto()
+    before.CopyFrom(model)
+    data = samples(model, 12)
+    out, record = apply(model, data[:8], ONLY[name])
+    assert record["kept"] == [name]
+    assert model == before                                     # the input model is not edited
+    assert _max_rel(reference_outputs(out, data[8:]), reference_outputs(model, data[8:])) < 1e-4
+
+
+def test_cle_evens_the_ranges(tmp_path):
+    model = spread_depthwise(tmp_path)
+    out, record = apply(model, [], ONLY["cle"])
+    info = record["tried"][0]["info"]
+    assert info["batchnorm_folded"] == 1 and info["pairs"] == 2 and info["through"] == ["Relu"]
+    g = Graph(out)
+    first = [n for n in g.g.node if n.op_type == "Conv"][0]
+    folded = onnx.ModelProto()
+    folded.CopyFrom(model)
+    from edgepack.transforms.graph import fold_batchnorm
+    fold_batchnorm(folded)
+    before = spread(Graph(folded), [n for n in folded.graph.node if n.op_type == "Conv"][0])
+    after = spread(g, first)
+    assert before > 100 and after < before / 20, (before, after)
+
+
+def test_cle_scales_a_shared_max_constant_per_channel(tmp_path):
+    model = leaky_max_chain(tmp_path)
+    out, record = apply(model, [], ONLY["cle"])
+    assert record["tried"][0]["info"]["through"] == ["LeakyRelu", "Max"]
+    inits = {t.name: t for t in out.graph.initializer}
+    bounds = [inits[n.input[1]] for n in out.graph.node if n.op_type == "Max"]
+    assert len({t.name for t in bounds}) == 2 and all(list(t.dims) == [1, 12, 1, 1] for t in bounds)
+
+
+def test_cle_real_model(tmp_path):
+    name = "audio_oww_embedding_model.onnx"
+    model = load_model(fetch(name), input_shapes=INPUT_SHAPES.get(name))
+    assert len(pairs(Graph(model))) == 14
+    data = samples(model, 3, mean=2.0)
+    out, record = apply(model, [], ONLY["cle"])
+    assert record["kept"] == ["cle"]
+    assert _max_rel(reference_outputs(out, data), reference_outputs(model, data)) < 1e-4
+
+
+def test_smooth_duplicates_a_shared_layernorm_and_moves_the_outliers(tmp_path):
+    model = outlier_layernorm(tmp_path)
+    out, record = apply(model, samples(model, 8), ONLY["smooth"])
+    group = record["tried"][1]["info"]["groups"][0]
+    assert group["duplicated"] and group["alpha"] is not None
+    assert group["simulated_error"][str(group["alpha"])] < 0.5 * group["simulated_error"]["none"]
+    lns = [n for n in out.graph.node if n.op_type == "LayerNormalization"]
+    assert len(lns) == 2
+    gamma = {t.name: onnx.numpy_helper.to_array(t) for t in out.graph.initializer}[lns[1].input[1]]
+    assert gamma.max() / gamma.min() < 40 / 3                  # the outlier channels moved into the weights
+
+
+def test_bias_correction_removes_the_mean_error(tmp_path):
+    model = positive_input_conv(tmp_path)
+    calib, held = samples(model, 16, seed=1, mean=3.0), samples(model, 8, seed=2, mean=3.0)
+    out, record = apply(model, calib, ONLY["bias_correction"])
+    assert record["tried"][2]["info"]["layers"] == 2
+    ref = reference_outputs(model, held)
+
+    def mean_error(m):                # int8 weights (as the targets store them), float everything else
+        q = onnx.ModelProto()
+        q.CopyFrom(m)
+        for node in q.graph.node:
+            if node.op_type in ("Conv", "MatMul"):
+                t = next(t for t in q.graph.initializer if t.name == node.input[1])
+                axis = 0 if node.op_type == "Conv" else 1
+                t.CopyFrom(onnx.numpy_helper.from_array(fake_quant_weight(onnx.numpy_helper.to_array(t), axis),
+                                                        t.name))
+        got = reference_outputs(q, held)
+        err = np.stack([g["y"] - r["y"] for g, r in zip(got, ref)])
+        return float(np.abs(err.mean(axis=(0, 2, 3, 4))).mean())
+
+    before, after = mean_error(model), mean_error(out)
+    assert before > 1e-4 and after < 0.25 * before, (before, after)
+
+
+def test_parse_settings():
+    assert parse(["cle=off", "bias=on"]) == {"cle": "off", "bias_correction": "on"}
+    assert parse(["all=off", "smooth=auto"]) == {"cle": "off", "smooth": "auto", "bias_correction": "off"}
+    for bad in ("cle", "cle=maybe", "fancy=on"):
+        with pytest.raises(EdgepackError, match="NAME=MODE"):
+            parse([bad])

@@ -29,7 +29,7 @@ def outlier(tmp_path):
     return tmp_path
 
 
-def test_int8_build_keeps_the_culprit_float_and_reports_it(outlier):
+def test_int8_build_raises_the_culprit_to_int16_and_reports_it(outlier):
     code, out, err = _invoke("build", outlier / "o.onnx", "--precision", "int8", "--calibration",
                              outlier / "calib.npz", "--report", outlier / "r.html", "--json")
     assert code == 0, err
@@ -39,8 +39,10 @@ def test_int8_build_keeps_the_culprit_float_and_reports_it(outlier):
     assert cpu["parity"]["samples"] == 6 and manifest["calibration"]["counts"] == {"calib": 24, "holdout": 6,
                                                                                   "total": 30}
     q = cpu["quantization"]
-    assert [f["origin"] for f in q["float_layers"]] == ["conv2"] and q["culprits"][0] == q["float_layers"][0]["tensor"]
-    assert [t["passed"] for t in q["mixed_precision"]["tried"]] == [False, True]
+    # the mixed ladder's first rung (int16 activations) repairs it: conv2 stays on the integer path
+    assert [f["origin"] for f in q["int16_layers"]] == ["conv2"] and q["culprits"][0] == q["int16_layers"][0]["tensor"]
+    assert q["float_layers"] == [] and q["int16_ops"] == 2
+    assert [(t.get("rung"), t["passed"]) for t in q["mixed_precision"]["tried"]] == [(None, False), ("int16", True)]
     assert cpu["latency_ms"]["mean"] > 0 and "ratio_to_fp32" in cpu["latency_ms"]
     html = (outlier / "r.html").read_text()
     assert "conv2" in html and "<svg" in html and "http://" not in html

@@ -16,8 +16,9 @@ class TFLiteTarget(Target):
     aliases = ("tflite",)
     portable = True
     debug_precision = "int8"
+    debug_precisions = ("int8", "int16x8")
     summary = "TFLite for CPUs (LiteRT / tflite-runtime, XNNPACK): our own ONNX->TFLite writer"
-    precisions = ("fp32", "fp16", "int8-dynamic", "int8")
+    precisions = ("fp32", "fp16", "int8-dynamic", "int8", "int16x8")
     requires = (Requirement("ai_edge_litert", "ai-edge-litert",
                             "the TFLite schema, calibration and verification in LiteRT"),)
 
@@ -43,7 +44,7 @@ class TFLiteTarget(Target):
         from .quant.measure import latency_ms
         extra, latency = {}, None
         model, qdq = float_view(model)          # QDQ / QOperator in: its float twin and its own parameters
-        if job.precision == "int8":
+        if job.precision in ("int8", "int16x8"):
             result = self._quantize(model, job, job.quant, qdq)
             low, tm, latency = result.lowered, result.model, result.latency
             from .quant.pipeline import describe
@@ -82,7 +83,8 @@ class TFLiteTarget(Target):
         from .quant.pipeline import quantize
         cal = job.calibration
         return quantize(model, cal.calib, cal.holdout, job.reference, job.gate, options,
-                        num_threads=job.num_threads, progress=job.progress, qdq=qdq)
+                        num_threads=job.num_threads, progress=job.progress, qdq=qdq,
+                        precision="int16x8" if job.precision == "int16x8" else "int8")
 
 
 TARGET = TFLiteTarget()

@@ -21,7 +21,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as fb
 
 from ..ir import Graph, Op
-from .int16 import FIXED16, I8, I16, INPUT16, INT16_OPS, symmetric16
+from .int16 import FIXED16, HEADROOM, I8, I16, INPUT16, INT16_OPS, symmetric16
 
 WEIGHTS = {"CONV_2D": (1, 0, 2, 0), "DEPTHWISE_CONV_2D": (1, 3, 2, 0), "FULLY_CONNECTED": (1, 0, 2, 0),
            "TRANSPOSE_CONV": (1, 0, 3, 2)}    # weight input, channel axis, bias input, activation input
@@ -95,8 +95,9 @@ class _Quantizer:
     def own(self, name: str, dt=I8) -> tuple[float, int]:
         t = self.g.tensors[name]
         if dt == I16:
-            return symmetric16(*((t.data.min(initial=0.0), t.data.max(initial=0.0)) if t.data is not None
-                                 else self.ranges[name]))
+            if t.data is not None:
+                return symmetric16(t.data.min(initial=0.0), t.data.max(initial=0.0))
+            return symmetric16(*self.ranges[name], HEADROOM)
         if t.data is not None:
             return asymmetric(t.data.min(initial=0.0), t.data.max(initial=0.0))
         return self.prefer.get(name) or asymmetric(*self.ranges[name])

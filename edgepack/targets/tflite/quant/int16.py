@@ -32,7 +32,13 @@ FIXED16 = {"SOFTMAX": (1 / 32768, 0), "LOGISTIC": (1 / 32768, 0), "TANH": (1 / 3
 INPUT16 = {"LOGISTIC": (2.0 ** -12, 0), "TANH": (2.0 ** -12, 0)}    # input parameters the kernel requires
 
 
-def symmetric16(lo: float, hi: float) -> tuple[float, int]:
-    """int16 (scale, 0) covering [lo, hi] symmetrically in [-32767, 32767]."""
-    amax = max(abs(float(lo)), abs(float(hi)))
+# Calibrated int16 ranges are widened by this factor: held-out inputs beyond the calibration data's extremes
+# are clipped otherwise, and at 16 bits the step this costs is negligible (small_cnn, 32 calibration samples:
+# 28.9 dB SNR at 1x, 36.2 dB at 1.5x to 8x).
+HEADROOM = 2.0
+
+
+def symmetric16(lo: float, hi: float, headroom: float = 1.0) -> tuple[float, int]:
+    """int16 (scale, 0) covering ``headroom`` times [lo, hi] symmetrically in [-32767, 32767]."""
+    amax = max(abs(float(lo)), abs(float(hi))) * headroom
     return max(amax / QMAX16, 1e-9), 0

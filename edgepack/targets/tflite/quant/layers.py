@@ -5,11 +5,12 @@ quantized op's output has a float twin (looking through QUANTIZE / DEQUANTIZE). 
 
 * ``snr_db`` / ``cosine``: the quantized model's tensor (dequantized) against its float twin; the error
   accumulated up to this point.
-* ``quant_snr_db``: how well the tensor's own int8 parameters represent the float twin's values (the
+* ``quant_snr_db``: how well the tensor's own int8 (or int16) parameters represent the float twin's values (the
   float values fake-quantized with them), averaged over channels in dB: the error this layer *adds*,
   independent of upstream error. One outlier channel shows up here as a collapse of the other channels.
 * ``added_db``: how many dB of SNR were lost between the op's worst input and its output.
 
+``int8`` says the layer is quantized (int8 or, in 16x8 and mixed precision, int16: ``bits``).
 ``edgepack.verify.layers.rank`` orders the rows (the same table for every target) worst first.
 """
 from __future__ import annotations
@@ -65,9 +66,12 @@ def _dequant(value: np.ndarray, detail_q) -> np.ndarray:
     return (value.astype(np.float32) - zp) * scale
 
 
-def _fake(f: np.ndarray, q) -> np.ndarray:
+def _fake(f: np.ndarray, q, dtype=np.int8) -> np.ndarray:
     scale, zp = float(q.scale[0]), int(q.zeroPoint[0])
-    return (quantize_array(f, scale, zp).astype(np.float32) - zp) * scale
+    return (quantize_array(f, scale, zp, dtype).astype(np.float32) - zp) * scale
+
+
+QUANTIZED = (np.dtype(np.int8), np.dtype(np.int16))
 
 
 def debug_layers(float_graph: Graph, float_data: bytes, quant_graph: Graph, quant_data: bytes, io: dict,
@@ -102,7 +106,7 @@ def debug_layers(float_graph: Graph, float_data: bytes, quant_graph: Graph, quan
             t = quant_graph.tensors[n]
             f = fv[twin(n)].astype(np.float32)
             q = _dequant(qv[n], t.quant)
-            fake = _fake(f, t.quant) if t.dtype == np.int8 and t.quant is not None else None
+            fake = _fake(f, t.quant, t.dtype) if t.dtype in QUANTIZED and t.quant is not None else None
             if q.shape == f.shape:
                 a.add(f, q, fake)
     figures = {n: a.figures() for n, a in acc.items() if a.ff > 0 or a.qq > 0}
@@ -112,8 +116,9 @@ def debug_layers(float_graph: Graph, float_data: bytes, quant_graph: Graph, quan
         if name not in figures:
             continue
         ins = [figures[n]["snr_db"] for n in op.inputs if n in figures]
-        row = {"tensor": twin(name), "op": op.opcode, "origin": op.origin,
-               "int8": quant_graph.tensors[name].dtype == np.int8, **figures[name]}
+        dtype = quant_graph.tensors[name].dtype
+        row = {"tensor": twin(name), "op": op.opcode, "origin": op.origin, "int8": dtype in QUANTIZED,
+               "bits": 8 * dtype.itemsize if dtype in QUANTIZED else 32, **figures[name]}
         row["added_db"] = max(0.0, (min(ins) if ins else CAP_DB) - row["snr_db"])
         out.append(row)
     return out

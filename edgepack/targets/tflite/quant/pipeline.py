@@ -15,12 +15,13 @@ from typing import Callable
 import onnx
 from edgepack_runtime.precisions import Gate
 
-from ....mixed import Trial, search
+from ....mixed import Trial
 from ....model.ort import reference_outputs
 from ....verify.layers import rank
 from ...base import QuantOptions
 from ..convert import lower
 from . import ranges as calibrate
+from .ladder import climb
 from .layers import debug_layers
 from .measure import latency_ms, measure
 from .policy import policy_float_nodes, resolve_keep
@@ -35,6 +36,7 @@ class Int8Result:
     layers: list[dict]                  # debugger rows (graph order)
     ranked: list[dict]                  # debugger rows, worst first
     float_layers: list[dict] = field(default_factory=list)
+    int16_layers: list[dict] = field(default_factory=list)    # raised to 16-bit activations (ladder.py)
     tried: list[dict] = field(default_factory=list)
     costs: dict = field(default_factory=dict)
     lowered: object = None
@@ -47,7 +49,7 @@ AUTO_CANDIDATES = ("minmax", "percentile")
 AUTO_SAMPLES = 32
 
 
-def prepare(model: onnx.ModelProto, cal_samples, method: str, *, float_origins=()):
+def prepare(model: onnx.ModelProto, cal_samples, method: str, *, float_origins=(), precision: str = "int8"):
     """(lowered float graph, calibrated ranges, method used).
 
     ``auto`` calibrates each of ``AUTO_CANDIDATES`` on most of the calibration samples, keeps the one whose
@@ -66,7 +68,7 @@ def prepare(model: onnx.ModelProto, cal_samples, method: str, *, float_origins=(
     fit_stats = calibrate.observe(low.float_bytes(), low.io, fit, names)
     best = None
     for candidate in AUTO_CANDIDATES:
-        tm = low.finish("int8", ranges=calibrate.choose_ranges(fit_stats, candidate), float_origins=float_origins)
+        tm = low.finish(precision, ranges=calibrate.choose_ranges(fit_stats, candidate), float_origins=float_origins)
         snr = measure(tm.data, low.io, model, probe, reference, Gate())["min_snr_db"]
         if best is None or snr > best[0] + 0.05:
             best = (snr, candidate)
@@ -81,8 +83,11 @@ def debug(low, tm, holdout) -> tuple[list[dict], list[dict]]:
 
 def quantize(model: onnx.ModelProto, calib: list[dict], holdout: list[dict], reference: list[dict],
              gate: Gate, options: QuantOptions, *, num_threads=None,
-             progress: Callable[[str], None] = lambda s: None, qdq=None) -> Int8Result:
+             progress: Callable[[str], None] = lambda s: None, qdq=None, precision: str = "int8") -> Int8Result:
     """Quantize, measure on ``holdout`` (``reference``: its fp32 outputs), debug, mix precision.
+
+    ``precision``: int8, or int16x8 (16-bit activations, ``int16.py``). Mixed precision climbs the ladder
+    int8 -> int16 -> float per layer (``ladder.py``; int16x8 starts at its second rung).
 
     ``qdq``: the ``QdqInfo`` of a quantized source model (``model`` is then its dequantized float twin): its
     own scales and zero points replace calibration (``quant/qdq.py``)."""
@@ -98,29 +103,32 @@ def quantize(model: onnx.ModelProto, calib: list[dict], holdout: list[dict], ref
         source = {**mq.counts, "float_nodes": [{"node": n, "why": w} for n, w in mq.float_nodes.items()]}
     else:
         progress(f"calibrating activation ranges ({options.method}, {len(calib)} samples)")
-        low, ranges, method = prepare(model, calib, options.method, float_origins=policy)
+        low, ranges, method = prepare(model, calib, options.method, float_origins=policy, precision=precision)
     pinned = resolve_keep(options.keep_float, low)
 
-    def make(keep_float):
-        return low.finish("int8", ranges=ranges, io=options.io, keep_float=keep_float, float_origins=policy,
-                          weight_scales=scales)
+    def make(keep_float, wide=()):
+        return low.finish(precision, ranges=ranges, io=options.io, keep_float=keep_float, float_origins=policy,
+                          weight_scales=scales, wide=wide)
 
     def evaluate(tm, n):
         return measure(tm.data, low.io, model, holdout[:n], reference[:n], gate, num_threads)
 
     trial = Trial(make, evaluate, lambda tm: len(tm.data))
-    progress(f"measuring int8 on {len(holdout)} held-out samples")
+    progress(f"measuring {precision} on {len(holdout)} held-out samples")
     tm, figures = trial.run(pinned)
     progress("comparing every layer with its float twin")
     rows, ranked = debug(low, tm, holdout)
-    base, keep = tm, pinned
+    base, keep, wide = tm, pinned, []
     if not figures["passed"] and options.mixed_precision:
-        keep, tm, figures = search(trial, pinned, pinned, ranked, options.max_float_fraction, tm, figures, progress)
+        up = climb(make, evaluate, pinned, ranked, options.max_float_fraction, tm, figures, precision=precision,
+                   progress=progress)
+        keep, wide, tm, figures = up.keep, up.wide, up.model, up.figures
+        trial.tried += up.tried
     result = Int8Result(tm, figures, rows, ranked, tried=trial.tried, lowered=low, method=method, source=source)
-    if keep:
-        by_tensor = {r["tensor"]: r for r in rows}
-        result.float_layers = [{"tensor": t, "origin": by_tensor.get(t, {}).get("origin", ""),
-                                "op": by_tensor.get(t, {}).get("op", "")} for t in keep]
+    by_tensor = {r["tensor"]: r for r in rows}
+    result.float_layers, result.int16_layers = ([{"tensor": t, "origin": by_tensor.get(t, {}).get("origin", ""),
+                                                  "op": by_tensor.get(t, {}).get("op", "")} for t in names]
+                                                for names in (keep, wide))
     if tm is not base:
         sample = holdout[0]
         result.latency = latency_ms(tm.data, low.io, sample)
@@ -136,8 +144,10 @@ def describe(result: Int8Result, options: QuantOptions, max_layers: int = 2000) 
     rows = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in result.layers]
     return {"method": result.method or options.method, "method_requested": options.method, "io": options.io,
             "policy": options.policy, "int8_ops": q.get("int8_ops"),
+            "activations": "int16" if result.model.stats.get("precision") == "int16x8" else "int8",
             "float_opcodes": q.get("float_opcodes", []),
-            "float_layers": result.float_layers, "culprits": [r["tensor"] for r in result.ranked[:10]],
+            "float_layers": result.float_layers, "int16_layers": result.int16_layers,
+            "int16_ops": q.get("int16_ops", 0), "culprits": [r["tensor"] for r in result.ranked[:10]],
             "mixed_precision": {"enabled": options.mixed_precision, "tried": result.tried, **result.costs},
             "source": "model" if result.source else "calibration",
             **({"model": {**result.source, "weight_scales_used": q.get("model_weight_scales", 0)}}

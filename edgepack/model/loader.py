@@ -17,6 +17,7 @@ from edgepack.model.infer import infer_shapes, skeleton
 from edgepack.model.inline_if import explain_live_ifs, inline_constant_ifs
 from edgepack.model.prune import remove_aliases, remove_dead, trim_unused_outputs
 from edgepack.model.read import one_line, read_model
+from edgepack.model.rnn import decompose_refused
 from edgepack.model.shapes import (apply_input_shapes, drop_initializer_inputs, forget_shapes,
                                    require_reasonable_sizes, require_static_inputs)
 from edgepack.model.validate import check_model, inline_functions, note_nonstandard
@@ -42,7 +43,8 @@ def load_model(path: str | Path, *, input_shapes: dict[str, list[int]] | None = 
 
     ``preflight`` (a target's op check) runs on the folded graph before onnxruntime is asked for
     missing shapes, so ops that nothing can run are reported as unsupported, all at once (an If it
-    refuses is reported with the live inputs its condition reads).
+    refuses is reported with the live inputs its condition reads). LSTM/GRU/RNN nodes it refuses are
+    first unrolled into primitive ops (``edgepack.model.rnn``).
     """
     start = time.perf_counter()
     path = Path(path)
@@ -60,6 +62,9 @@ def load_model(path: str | Path, *, input_shapes: dict[str, list[int]] | None = 
     simplify(model)
     name_nodes(model)
     if preflight is not None:
+        decomposed, preflight = decompose_refused(model, preflight)    # LSTM/GRU/RNN the target lacks
+        if decomposed:
+            simplify(model)
         explain_live_ifs(model, preflight)
     complete_value_info(model, path)
     require_reasonable_sizes(model, list(model.graph.value_info) + list(model.graph.output))

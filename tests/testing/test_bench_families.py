@@ -1,0 +1,90 @@
+"""The pieces of benchmarks/bench_int8_families.py that decide its numbers: the issue's verdict, the precision
+specs, the inputs made for the recognizer and Smart Turn, and the table rows."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks import families_data, families_measure, families_report
+from benchmarks.bench_int8_families import default_precisions, parse_spec
+
+
+def _samples(arrays, name="y"):
+    return [{name: a} for a in arrays]
+
+
+def test_identical_outputs_pass_with_cosine_one():
+    ref = _samples([np.linspace(-1, 1, 20).reshape(1, 20) * k for k in (1, 2, 3)])
+    v = families_measure.judge(ref, ref, ["y"])
+    assert v["passed"] and v["cosine"] == pytest.approx(1.0) and v["range_error"] == 0.0
+
+
+def test_error_is_relative_to_the_range_of_the_reference():
+    ref = [np.full((1, 10), 5.0) + np.arange(10) / 10 for _ in range(3)]      # range 0.9 around 5
+    got = [r.copy() for r in ref]
+    got[1][0, 3] += 0.1                                                      # 11% of the range
+    v = families_measure.judge(_samples(got), _samples(ref), ["y"])
+    assert v["cosine"] > 0.999                                               # cosine alone would pass
+    assert v["range_error"] == pytest.approx(0.1 / 0.9) and not v["passed"]
+    got[1][0, 3] -= 0.05
+    assert families_measure.judge(_samples(got), _samples(ref), ["y"])["passed"]
+
+
+def test_one_value_per_sample_gets_its_cosine_over_samples():
+    ref = _samples([np.array([[p]]) for p in (0.9, 0.1, 0.5, 0.7)])
+    flat = _samples([np.array([[0.5]]) for _ in range(4)])                  # positive, so each sign agrees
+    v = families_measure.judge(flat, ref, ["y"])
+    assert v["cosine"] < 0.95 and v["outputs"]["y"]["cosine_over_samples"] == 1
+
+
+def test_nan_never_passes_and_worst_output_is_named():
+    ref = [{"a": np.ones((1, 4)), "b": np.arange(4.0).reshape(1, 4) + 1}]
+    got = [{"a": np.ones((1, 4)), "b": np.full((1, 4), np.nan)}]
+    v = families_measure.judge(got, ref, ["a", "b"])
+    assert not v["passed"] and v["cosine_output"] == "b" and v["cosine"] == 0.0
+
+
+def test_classifier_figures_are_carried_as_task_figures():
+    ref = _samples([np.eye(5)[i:i + 1] for i in range(3)])
+    v = families_measure.judge(ref, ref, ["y"])
+    assert v["task"]["y:top1_agreement"] == 1.0
+
+
+def test_precision_specs():
+    precision, opts = parse_spec("int8-mixed:method=minmax,max_float_fraction=0.5")
+    assert precision == "int8" and opts.mixed_precision and opts.method == "minmax"
+    assert opts.max_float_fraction == 0.5
+    assert parse_spec("int8")[1].mixed_precision is False
+    with pytest.raises(SystemExit, match="no field"):
+        parse_spec("int8:nope=1")
+    found = default_precisions()
+    assert found[:3] == ["fp32", "int8", "int8-mixed"]
+
+
+def test_recognizer_lines_are_48_high_and_zero_padded():
+    lines = families_data.text_lines(3, seed=1)
+    x = lines[0]["x"]
+    assert x.shape == (1, 3, 48, 320) and x.dtype == np.float32
+    assert np.all(x[..., -1] == 0) and x.min() >= -1 and x.max() <= 1
+    assert not np.array_equal(x, lines[1]["x"])
+
+
+def test_whisper_features_shape_and_scale():
+    rng = np.random.default_rng(0)
+    audio = families_data.data.speech_like(3.0, 16000, rng, peak=0.5)
+    f = families_data.whisper_features(audio)
+    assert f.shape == (80, 800) and f.dtype == np.float32
+    assert f.max() - f.min() == pytest.approx(2.0, abs=1e-5)                # 8 decades, divided by 4
+    assert np.all(f[:, :400] == f.min())                                    # left padding is silence
+    assert np.ptp(f[:, -100:]) > 1.0
+
+
+def test_table_rows_show_failures_and_skips():
+    base = {"model": "m", "precision": "int8", "runtime": "LiteRT"}
+    assert "error: boom" in families_report.row({**base, "error": "boom", "seconds": 2})
+    assert "already QDQ" in families_report.row({**base, "skipped": "already QDQ"})
+    ok = {**base, "cosine": 0.995, "range_error": 0.05, "passed": True, "snr_db": 30.0, "size": 25,
+          "fp32_size": 100, "latency": {"ratio": 0.5, "fp32_ms": 2.0, "ms": 1.0}, "quantize_ops": 3,
+          "dequantize_ops": 1, "task": {"y:top1_agreement": 1.0}}
+    line = families_report.row(ok)
+    assert "| 0.9950 | 5.0% | pass |" in line and "0.250" in line and "0.50 (2 → 1)" in line

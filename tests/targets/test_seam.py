@@ -169,7 +169,7 @@ def test_targets_json_lists_every_target_with_precisions_and_availability(planne
     assert list(rows)[:3] == ["cpu", "onnx", "coreml"]
     cpu = rows["cpu"]
     assert cpu["format"] == "tflite" and cpu["aliases"] == ["tflite"] and cpu["default_precision"] == "fp32"
-    assert cpu["precisions"] == ["fp32", "fp16", "int8-dynamic", "int8"] and cpu["available"] is True
+    assert cpu["precisions"] == ["fp32", "fp16", "int8-dynamic", "int8", "int16x8"] and cpu["available"] is True
     assert cpu["gates"]["int8"]["min_snr_db"] == 15.0 and cpu["debugger"] == "int8" and cpu["op_table"] is True
     assert rows["onnx"]["precisions"] == ["fp32"] and rows["onnx"]["backend"] == "onnxruntime"
     assert rows["coreml"]["format"] == "mlpackage" and rows["coreml"]["default_precision"] == "fp16"

@@ -7,7 +7,8 @@ names of its result are stable: they are the names ``quantize(..., overrides=...
 2. ``metadata_props`` are dropped (``qnn_preprocess_model`` crashes on them);
 3. opset < 13 is upgraded to 13 (per-channel quantization of opset 11/12 writes DequantizeLinear with an
    ``axis`` those opsets do not have);
-4. rewrites (``rewrite.py``): Reciprocal -> Div(1, x), Gemm's 2-D bias, Clip's infinite bounds;
+4. rewrites (``rewrite.py``): Reciprocal -> Div(1, x), Gemm's 2-D bias, Clip's infinite bounds (run again after
+   steps 5 and 6, whose MatMul+Add fusion and constant folding can make a Gemm with a ``[1, N]`` bias);
 5. onnxruntime's basic optimizations (BatchNormalization into Conv, ...), then ``qnn_preprocess_model``'s
    fusions (Gelu, LpNormalization, SpaceToDepth, LayerNormalization at opset >= 17); it writes nothing when
    none of its fusions fires (dropping its optimizations too), so the optimized model is kept in that case;
@@ -46,6 +47,7 @@ def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
     rewrite.apply(m)
     m = _qnn_fusions(m)
     simplify(m)
+    rewrite.apply(m)         # again: the fusions and folding make Gemms with [1, N] biases (magika's Dense layers)
     name_nodes(m)
     return m
 

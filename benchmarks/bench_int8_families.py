@@ -94,6 +94,7 @@ def _quant_notes(conv) -> dict:
     out = {"method": q.get("method"), "float_layers": [f.get("origin") or f.get("tensor")
                                                        for f in q.get("float_layers", [])],
            "culprits": q.get("culprits", [])[:3], "source": q.get("source")}
+    out["int16_layers"] = [f.get("origin") or f.get("tensor") for f in q.get("int16_layers", [])]
     mp = q.get("mixed_precision") or {}
     out["mixed_tried"] = len(mp.get("tried") or [])
     return out

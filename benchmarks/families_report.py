@@ -25,6 +25,8 @@ def _notes(r: dict) -> str:
     if r.get("float_layers"):
         fl = r["float_layers"]
         notes.append(f"float: {len(fl)} ({', '.join(fl[:3])}{'…' if len(fl) > 3 else ''})")
+    if r.get("int16_layers"):
+        notes.append(f"int16: {len(r['int16_layers'])}")
     if r.get("mixed_tried"):
         notes.append(f"{r['mixed_tried']} tried")
     if r.get("culprits") and not r.get("passed"):

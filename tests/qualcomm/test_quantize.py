@@ -246,3 +246,22 @@ def test_a_finite_mask_constant_does_not_flatten_the_scores_it_is_added_to(fill)
         assert max(float(g[0][0, 12:].max()) for g in got) < 1e-3            # masked: no weight
         assert max_rel_error(got, ref) < (0.05 if act == "uint8" else 0.01)
     assert float(nh.to_array(next(t for t in m.graph.initializer if t.name == "fill"))) == fill   # input untouched
+
+
+def test_a_matmul_add_that_fusion_turns_into_a_gemm_gets_a_1d_bias():
+    rng = np.random.default_rng(3)
+    nodes = [h.make_node("MatMul", ["x", "w"], ["mm"], name="dense"),
+             h.make_node("Reshape", ["b", "shape"], ["b2"], name="bias_shape"),
+             h.make_node("Add", ["mm", "b2"], ["y"], name="bias")]
+    inits = {"w": rng.normal(size=(16, 8)).astype(np.float32), "b": rng.normal(size=8).astype(np.float32),
+             "shape": np.array([1, 8], np.int64)}
+    m = model(nodes, inits, [("x", [1, 16])], ["y"], opset=15)
+    prepared = prepare(m)
+    inits_p = {t.name: t for t in prepared.graph.initializer}
+    for g in (n for n in prepared.graph.node if n.op_type == "Gemm"):
+        assert len(g.input) < 3 or len(inits_p[g.input[2]].dims) == 1
+    feeds = samples([1, 16])
+    from edgepack.targets.qualcomm.mixed import cpu_run
+    qdq = quantize(m, feeds)
+    got = [[o["y"]] for o in cpu_run(qdq, feeds)]
+    assert max_rel_error(got, reference(m, feeds)) < 0.05

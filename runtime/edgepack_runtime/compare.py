@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .kinds import task_figures
 from .precisions import Gate, Tolerance
 
 CAP_DB = 100.0
@@ -49,7 +50,9 @@ def is_classifier_like(shape) -> bool:
 def compare_output(got: list, ref: list) -> dict:
     """Figures for one output over several samples (lists of arrays, one per sample): ``cosine`` (worst
     sample), ``cosine_mean``, ``max_abs``, ``ref_max`` (max |ref|), ``rel_error`` (max_abs / ref_max),
-    ``snr_db``, and ``top1_agreement`` / ``top5_agreement`` for classifier-like outputs."""
+    ``snr_db``, and ``top1_agreement`` / ``top5_agreement`` for classifier-like outputs; ``kind`` and the
+    figures of that kind (``kinds.task_figures``: top-k agreement and max probability error for probabilities,
+    thresholded-map IoU for probability maps)."""
     g = np.stack([np.asarray(x) for x in got])
     r = np.stack([np.asarray(x) for x in ref])
     if g.shape != r.shape:
@@ -72,7 +75,9 @@ def compare_output(got: list, ref: list) -> dict:
     out = {"cosine": float(min(per_sample)), "cosine_mean": float(np.mean(per_sample)),
            "max_abs": max_abs, "ref_max": scale, "rel_error": max_abs / scale if scale > 0 else max_abs,
            "snr_db": snr_db(g64[finite], r64[finite])}
-    if is_classifier_like(r.shape[1:]):
+    if np.all(finite):
+        out.update(task_figures(g64, r64))
+    if is_classifier_like(r.shape[1:]) and "top1_agreement" not in out:
         gs, rs = g64.reshape(g64.shape[0], -1), r64.reshape(r64.shape[0], -1)
         top1 = rs.argmax(axis=1)
         out["top1_agreement"] = float(np.mean(gs.argmax(axis=1) == top1))
@@ -120,7 +125,15 @@ def summarize(per_output: dict[str, dict], gate: Gate) -> dict:
     top1 = [f["top1_agreement"] for f in per_output.values() if "top1_agreement" in f]
     if top1:
         out["min_top1_agreement"] = min(top1)
+    for key, worst, name in TASK_SUMMARY:
+        values = [f[key] for f in per_output.values() if key in f]
+        if values:
+            out[name] = worst(values)
     return out
+
+
+TASK_SUMMARY = (("iou_50", min, "min_iou_50"), ("iou_30", min, "min_iou_30"), ("max_prob_error", max, "max_prob_error"),
+                ("sequence_agreement", min, "min_sequence_agreement"))
 
 
 def compare_runs(got: list[dict], reference: list[dict], names) -> dict[str, dict]:

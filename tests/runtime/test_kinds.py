@@ -1,0 +1,132 @@
+"""Output kinds read from reference values, and the task figures (``edgepack_runtime.kinds``): which kind each
+family of outputs gets, bounds and symmetry of the figures, exact values on constructed cases."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from edgepack_runtime.compare import compare_output, summarize
+from edgepack_runtime.kinds import iou, map_figures, output_kind, probability_figures, task_figures
+from edgepack_runtime.precisions import Gate
+
+seeds = st.integers(0, 2 ** 32 - 1)
+
+
+def softmax(x, axis=-1):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+@settings(max_examples=60, deadline=None)
+@given(seeds, st.integers(1, 4), st.integers(1, 30), st.integers(2, 300), st.floats(0.1, 20))
+def test_softmax_rows_are_probabilities(seed, samples, rows, classes, spread):
+    logits = np.random.default_rng(seed).normal(0, spread, (samples, 1, rows, classes))
+    p = softmax(logits).astype(np.float32)
+    assert output_kind(p) == "probabilities"
+    assert output_kind(p[:, :, 0]) == "probabilities"            # [S, 1, K] classifier scores
+    assert output_kind(logits) == "values"                         # the logits themselves are not
+
+
+@settings(max_examples=30, deadline=None)
+@given(seeds, st.integers(2, 16), st.integers(8, 24), st.integers(8, 24))
+def test_softmax_over_channels_is_probabilities_and_sigmoid_maps_are_maps(seed, channels, h, w):
+    rng = np.random.default_rng(seed)
+    assert output_kind(softmax(rng.normal(0, 3, (2, 1, channels, h, w)), axis=2)) == "probabilities"
+    text = sigmoid(rng.normal(-4, 4, (2, 1, 1, h, w)))
+    text[:, 0, 0, 0, 0] = 0.9                                      # something is "on"
+    assert output_kind(text.astype(np.float32)) == "probability_map"
+
+
+@settings(max_examples=60, deadline=None)
+@given(seeds, st.sampled_from([(1, 96), (1, 384), (1, 64, 384), (1, 1, 97, 32), (1, 16, 96), (1, 512)]))
+def test_embeddings_and_audio_features_are_values(seed, shape):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 1, (3, *shape))
+    unit = x / np.linalg.norm(x, axis=-1, keepdims=True)          # L2-normalised sentence embeddings
+    log_mel = np.log(np.abs(x) * 1e-3 + 1e-6)                       # log energies: negative
+    relu_1d = np.clip(x, 0, None) / (np.abs(x).max() + 1)          # a [0, 1) embedding with one long axis
+    for v in (x, unit, log_mel):
+        assert output_kind(v.astype(np.float32)) == "values"
+    if sum(d >= 8 for d in shape) < 2:
+        assert output_kind(relu_1d) == "values"
+    assert output_kind(np.zeros((3, *shape), np.int64)) == "values"
+
+
+def test_dim_maps_and_constant_outputs_are_values():
+    assert output_kind(np.full((2, 1, 1, 32, 32), 0.2, np.float32)) == "values"       # nothing above 0.5
+    assert output_kind(np.full((2, 1, 1), 1.0, np.float32)) == "values"                 # softmax over 1
+    assert output_kind(np.array([[np.nan, 0.5]])) == "values"
+
+
+masks = hnp.arrays(np.float64, st.tuples(st.integers(1, 12), st.integers(1, 12)), elements=st.floats(0, 1))
+
+
+@settings(max_examples=100, deadline=None)
+@given(masks, st.data(), st.sampled_from([0.3, 0.5]))
+def test_iou_is_bounded_symmetric_and_one_on_itself(a, data, t):
+    b = data.draw(hnp.arrays(np.float64, a.shape, elements=st.floats(0, 1)))
+    v = iou(a, b, t)
+    assert 0.0 <= v <= 1.0 and v == iou(b, a, t) and iou(a, a, t) == 1.0
+
+
+def test_iou_exact_values():
+    ref = np.zeros((8, 8))
+    ref[0, :4] = 0.9                     # four pixels on
+    got = np.zeros((8, 8))
+    got[0, 2:6] = 0.6                    # two of them, and two others
+    assert iou(got, ref, 0.5) == pytest.approx(2 / 6)
+    assert iou(np.zeros((4, 4)), np.zeros((4, 4)), 0.5) == 1.0          # both empty: they agree
+    got[0, 2:6] = 0.4                                                    # under 0.5, over 0.3
+    assert iou(got, ref, 0.5) == 0.0 and iou(got, ref, 0.3) == pytest.approx(2 / 6)
+    f = map_figures(np.stack([got, ref]), np.stack([ref, ref]))
+    assert f == {"iou_50": 0.0, "iou_30": pytest.approx(2 / 6), "max_prob_error": pytest.approx(0.9)}
+
+
+@settings(max_examples=60, deadline=None)
+@given(seeds, st.integers(1, 4), st.integers(1, 12), st.integers(2, 40))
+def test_probability_figures_bounds_and_symmetric_parts(seed, samples, rows, classes):
+    rng = np.random.default_rng(seed)
+    a, b = (softmax(rng.normal(0, 3, (samples, rows, classes))) for _ in range(2))
+    f, back = probability_figures(a, b, 0 if rows == 1 else 1), probability_figures(b, a, 0 if rows == 1 else 1)
+    for key, v in f.items():
+        assert 0.0 <= v <= 1.0, key
+    assert f["top1_agreement"] == back["top1_agreement"] and f["max_prob_error"] == back["max_prob_error"]
+    same = probability_figures(a, a, 1)
+    assert same["top1_agreement"] == 1.0 and same["max_prob_error"] == 0.0
+
+
+def test_a_recognizer_off_by_one_character_exact_figures():
+    """Two samples of 5 positions over 8 characters; the target's sample 1 picks another character at one
+    position with probability 0.6 where the reference said 0.1."""
+    ref = np.full((2, 5, 8), 0.3 / 7)
+    ref[:, :, 0] = 0.7
+    ref[1, 2] = [0.6, 0.1] + [0.3 / 6] * 6
+    got = ref.copy()
+    got[1, 2] = [0.1, 0.6] + [0.3 / 6] * 6
+    f = probability_figures(got, ref, 1)
+    assert f == {"top1_agreement": pytest.approx(9 / 10), "max_prob_error": pytest.approx(0.5),
+                 "top5_agreement": 1.0, "sequence_agreement": 0.5}
+    figures = compare_output(list(got[:, None]), list(ref[:, None]))       # [S, 1, T, C] as a recognizer gives
+    assert figures["kind"] == "probabilities" and figures["sequence_agreement"] == 0.5
+    assert figures["top1_agreement"] == pytest.approx(0.9) and figures["cosine_mean"] > 0.94
+
+
+def test_summarize_reports_the_worst_task_figures():
+    rng = np.random.default_rng(0)
+    p = softmax(rng.normal(0, 3, (4, 1, 10))).astype(np.float32)
+    m = sigmoid(rng.normal(-2, 4, (4, 1, 1, 16, 16))).astype(np.float32)
+    q = p.copy()
+    q[0, 0] = np.roll(q[0, 0], 1)
+    s = summarize({"cls": compare_output(list(q), list(p)), "map": compare_output(list(m * 0.9), list(m))}, Gate())
+    assert s["outputs"]["cls"]["kind"] == "probabilities" and s["outputs"]["map"]["kind"] == "probability_map"
+    assert s["min_top1_agreement"] == 0.75 and s["max_prob_error"] == pytest.approx(
+        max(float(np.abs(q - p).max()), float(np.abs(m * 0.9 - m).max())))
+    assert 0.0 < s["min_iou_50"] < 1.0
+    assert task_figures(np.ones((2, 3)), np.ones((2, 3))) == {"kind": "values"}

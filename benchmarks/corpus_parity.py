@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from edgepack.build import build  # noqa: E402
-from edgepack.testing.corpus import NOT_FOR_CPU, entries, fetch  # noqa: E402
+from edgepack.testing.corpus import FROZEN, NOT_FOR_CPU, entries, fetch  # noqa: E402
 from edgepack.testing.corpus import INPUT_SHAPES as SHAPES  # noqa: E402
 
 
@@ -24,7 +24,9 @@ def main() -> int:
             if e.format != "onnx" or e.name in NOT_FOR_CPU:
                 continue
             t0 = time.perf_counter()
-            r = build(fetch(e.name), targets=["cpu"], input_shapes=SHAPES.get(e.name), out=Path(tmp) / "b.edgepack")
+            shapes, values = FROZEN.get(e.name, (SHAPES.get(e.name), None))
+            r = build(fetch(e.name), targets=["cpu"], input_shapes=shapes, input_values=values,
+                      out=Path(tmp) / "b.edgepack")
             secs = time.perf_counter() - t0
             cpu = r.manifest["targets"][0]
             p, info = cpu["parity"], cpu["info"]

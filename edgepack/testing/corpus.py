@@ -78,9 +78,7 @@ FROZEN: dict[str, tuple[dict[str, list[int]], dict[str, list[str]]]] = {
     "vad_silero_vad.onnx": ({"input": [1, 576], "state": [2, 1, 128]}, {"sr": ["16000"]}),
 }
 # ONNX models the cpu (TFLite) target cannot take yet, with why; the corpus-wide cpu tests leave them out.
-NOT_FOR_CPU: dict[str, str] = {
-    "vad_silero_vad.onnx": "its LSTM has no TFLite converter yet",
-}
+NOT_FOR_CPU: dict[str, str] = {}
 
 # ONNX models whose synthetic inputs are meaningless, with why: tests build them with real-looking inputs.
 NEEDS_REAL_INPUTS: dict[str, str] = {

@@ -104,7 +104,8 @@ def test_every_op_runs_int8_with_per_channel_weights_and_int32_bias(tmp_path):
     hist = tm.stats["op_histogram"]
     assert tm.stats["quantization"]["float_ops"] == []
     assert hist.get("DEQUANTIZE") == 1                  # the float output edge
-    assert hist.get("QUANTIZE") == 2                    # the float input edge + the pooled branch into concat
+    assert hist.get("QUANTIZE") == 1                    # the float input edge (the pooled branch into the
+    #                                                     concat shares its parameters: quant/speed.py)
     for op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "LOGISTIC", "MUL", "CONCATENATION"):
         assert hist.get(op) == 1, op
     types = {t.name: t for t in tm.graph.tensors.values()}
@@ -206,7 +207,9 @@ def test_cpu_policy_keeps_attention_and_layernorm_float_strict_quantizes_them():
     assert {"BATCH_MATMUL", "SOFTMAX", "RSQRT"} <= cpu_float
     assert strict.model.stats["quantization"]["float_opcodes"] == []
     hist = strict.model.stats["op_histogram"]
-    assert hist["QUANTIZE"] == 1 and hist["DEQUANTIZE"] == 1 and hist["BATCH_MATMUL"] == 4
+    # QUANTIZE: the input edge, and 6 layer norms' ADD of an epsilon below half the output's int8 step,
+    # which is a requantization (quant/clamps.py: XNNPACK refuses the epsilon's tiny scale)
+    assert hist["QUANTIZE"] == 7 and hist["DEQUANTIZE"] == 1 and hist["BATCH_MATMUL"] == 4
     for r in (cpu, strict):
         assert r.figures["passed"], r.figures
     top1 = lambda r: r.figures["outputs"]["logits"]["top1_agreement"]  # noqa: E731

@@ -16,6 +16,7 @@ from .layout import absorb_io, optimize_layout
 from .compress import compress_weights
 from .affine import fold_affine
 from .quant.full_integer import quantize_int8
+from .quant import speed
 from .ir import Graph
 from .patterns import fuse_patterns
 from .passes import (dedupe_constants, fold_pad_into_conv, fold_transpose_into_fc, fuse_activations,
@@ -70,12 +71,14 @@ class Lowered:
             if ranges is None:
                 raise ValueError(f"{precision} needs calibrated activation ranges")
             extra = {} if int16_ops is None else {"int16_ops": int16_ops}
+            ranges, rewrites = speed.before(g, ranges, share=weight_scales is None)   # for XNNPACK
             stats["quantization"] = quantize_int8(g, ranges, keep_float=keep_float, io=io,
                                                   float_opcodes=float_opcodes, float_origins=float_origins,
                                                   weight_scales=weight_scales, wide=wide,
                                                   activations="int16" if precision == "int16x8" else "int8",
                                                   **extra)
             stats["quantization"]["io"] = io
+            speed.after(g, stats["quantization"], rewrites)
         else:
             stats["compressed_weights"] = compress_weights(g, precision)
         g.toposort()

@@ -24,6 +24,7 @@ from . import ranges as calibrate
 from .ladder import climb
 from .layers import debug_layers
 from .measure import latency_ms, measure
+from . import partitions
 from .policy import policy_float_nodes, resolve_keep
 
 DEBUG_SAMPLES = 8
@@ -152,4 +153,5 @@ def describe(result: Int8Result, options: QuantOptions, max_layers: int = 2000) 
             "source": "model" if result.source else "calibration",
             **({"model": {**result.source, "weight_scales_used": q.get("model_weight_scales", 0)}}
                if result.source else {}),
+            "integer_path": {**partitions.report(result.model.data), "rewrites": q.get("speed", {})},
             "layers": rows[:max_layers]}

@@ -1,0 +1,120 @@
+"""Float-IR rewrites that give the int8 pass ops XNNPACK runs in int8 (``speed.before`` applies them).
+
+Each computes exactly what it replaces (in float, up to one rounding of a reciprocal):
+
+* ``div_as_mul``: DIV(x, c) with a constant ``c`` -> MUL(x, 1 / c). TFLite has no int8 DIV, so every
+  hard-swish written ``x * relu6(x + 3) / 6`` left the integer path (DEQUANTIZE, float DIV, QUANTIZE).
+* ``leaky_max``: MAXIMUM(x, MUL(x, a)) with a constant 0 < a < 1 -> LEAKY_RELU(x, a): XNNPACK takes int8
+  LEAKY_RELU, not int8 MAXIMUM of two activations.
+* ``gathers_as_transposes``: a GATHER on the last axis whose constant indices are a channel shuffle (the
+  layout pass writes ShuffleNet's shuffle that way) -> RESHAPE [rows, g, n], TRANSPOSE, RESHAPE back.
+  XNNPACK takes neither int8 nor float GATHER (a partition break each), and takes both reshapes and the
+  transpose.
+"""
+from __future__ import annotations
+
+import numpy as np
+from ai_edge_litert import schema_py_generated as fb
+
+from ..ir import Graph, Op
+
+
+def _scalar(graph: Graph, name: str | None) -> float | None:
+    t = graph.tensors.get(name) if name else None
+    if t is None or t.data is None or t.dtype != np.float32 or t.data.size != 1:
+        return None
+    return float(t.data.ravel()[0])
+
+
+def div_as_mul(graph: Graph) -> int:
+    """DIV(x, c) with a constant, finite, non-zero float ``c`` -> MUL(x, 1 / c)."""
+    done = 0
+    for op in graph.ops:
+        if op.opcode != "DIV" or len(op.inputs) != 2:
+            continue
+        c = graph.tensors[op.inputs[1]]
+        if c.data is None or c.dtype != np.float32 or not c.data.size or not np.all(np.isfinite(c.data)) \
+                or np.any(c.data == 0) or graph.tensors[op.inputs[0]].data is not None:
+            continue
+        opts = fb.MulOptionsT()
+        opts.fusedActivationFunction = getattr(op.options, "fusedActivationFunction", 0) or 0
+        op.opcode, op.options = "MUL", opts
+        op.inputs[1] = graph.const((1.0 / c.data.astype(np.float64)).astype(np.float32), f"{c.name}_inv")
+        done += 1
+    graph.prune()
+    return done
+
+
+def leaky_max(graph: Graph) -> int:
+    """MAXIMUM(x, x * a) with 0 < a < 1 (either operand order) -> LEAKY_RELU(x, alpha=a)."""
+    prod, users = graph.producers(), graph.consumers()
+    done = 0
+    for op in graph.ops:
+        if op.opcode != "MAXIMUM" or len(op.inputs) != 2:
+            continue
+        for x, m in (op.inputs, op.inputs[::-1]):
+            mul = prod.get(m)
+            if mul is None or mul.opcode != "MUL" or getattr(mul.options, "fusedActivationFunction", 0):
+                continue
+            a = _scalar(graph, mul.inputs[1]) if mul.inputs[0] == x else \
+                _scalar(graph, mul.inputs[0]) if mul.inputs[1] == x else None
+            if a is None or not 0 < a < 1 or graph.tensors[m].shape != graph.tensors[op.outputs[0]].shape:
+                continue
+            opts = fb.LeakyReluOptionsT()
+            opts.alpha = a
+            op.opcode, op.inputs, op.options = "LEAKY_RELU", [x], opts
+            done += 1
+            break
+    graph.prune()
+    return done
+
+
+def _shuffle_groups(idx: np.ndarray) -> int | None:
+    """g when ``idx`` is the channel shuffle of g groups: out[a * g + b] = in[b * n + a]."""
+    c = idx.size
+    for g in range(2, c):
+        if c % g == 0:
+            n = c // g
+            if np.array_equal(idx, np.arange(c).reshape(g, n).T.ravel()):
+                return g
+    return None
+
+
+def gathers_as_transposes(graph: Graph, ranges: dict | None = None) -> int:
+    """Channel-shuffle GATHERs on the last axis -> RESHAPE, TRANSPOSE, RESHAPE; the new tensors get the
+    input's calibrated range in ``ranges`` (the same values, rearranged)."""
+    done = 0
+    for op in list(graph.ops):
+        if op.opcode != "GATHER" or getattr(op.options, "batchDims", 0):
+            continue
+        x, out = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+        idx = graph.tensors[op.inputs[1]].data
+        axis = getattr(op.options, "axis", 0) % max(len(x.shape), 1)
+        if idx is None or x.data is not None or axis != len(x.shape) - 1 or idx.ndim != 1 \
+                or x.shape != out.shape or idx.size != x.shape[-1]:
+            continue
+        g = _shuffle_groups(idx.astype(np.int64))
+        if g is None:
+            continue
+        rows = int(np.prod(x.shape[:-1]))
+        grouped = (rows, g, x.shape[-1] // g)
+        a = graph.add(f"{x.name}_groups", grouped, x.dtype)
+        b = graph.add(f"{x.name}_shuffled", (rows, grouped[2], g), x.dtype)
+        if ranges is not None and x.name in ranges:
+            ranges[a] = ranges[b] = ranges[x.name]
+        at = graph.ops.index(op)
+        graph.ops[at:at + 1] = [
+            Op("RESHAPE", [x.name, graph.const(np.asarray(grouped, np.int32), "shape")], [a], _reshape(grouped),
+               op.origin),
+            Op("TRANSPOSE", [a, graph.const(np.asarray([0, 2, 1], np.int32), "perm")], [b], None, op.origin),
+            Op("RESHAPE", [b, graph.const(np.asarray(out.shape, np.int32), "shape")], [out.name],
+               _reshape(out.shape), op.origin)]
+        done += 1
+    graph.prune()
+    return done
+
+
+def _reshape(shape) -> fb.ReshapeOptionsT:
+    opts = fb.ReshapeOptionsT()
+    opts.newShape = [int(d) for d in shape]
+    return opts

@@ -13,7 +13,12 @@ names of its result are stable: they are the names ``quantize(..., overrides=...
    fusions (Gelu, LpNormalization, SpaceToDepth, LayerNormalization at opset >= 17); it writes nothing when
    none of its fusions fires (dropping its optimizations too), so the optimized model is kept in that case;
 6. constant folding and pruning with edgepack's own loader passes (``Constant`` nodes become
-   initializers: a Constant feeding Resize's empty ``roi`` breaks the HTP graph), and unique node names.
+   initializers: a Constant feeding Resize's empty ``roi`` breaks the HTP graph), and unique node names;
+7. decomposed layer norms and softmaxes become LayerNormalization / Softmax (``model.fuse_norms``, found by
+   what they compute; the opset is raised to 17 for LayerNormalization when the converter takes it): per
+   tensor, their pieces cancel (``x - mean``, ``E[x^2] - E[x]^2``) or span ranges 8 or 16 bits cannot hold
+   (``Exp``); magika's byte classifier at w8a8 goes from cosine 0.00 to 0.94 (worst held-out sample, QDQ
+   arithmetic on onnxruntime CPU), at w8a16 from 19 dB to 40 dB SNR.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ import onnx
 from onnx import version_converter
 
 from ...errors import ModelError
+from ...model import fuse_norms
 from ...model.graphutil import main_opset
 from ...model.loader import name_nodes, simplify
 from ...model.shapes import require_static_inputs
@@ -47,6 +53,9 @@ def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
     rewrite.apply(m)
     m = _qnn_fusions(m)
     simplify(m)
+    m, fused = fuse_norms.fuse(m)
+    if fused:
+        log.info("fused %d decomposed layer norm(s) / softmax(es)", len(fused))
     rewrite.apply(m)         # again: the fusions and folding make Gemms with [1, N] biases (magika's Dense layers)
     name_nodes(m)
     return m

@@ -62,6 +62,12 @@ def inspect(
             kept = ", ".join(f["origin"] or f["tensor"] for f in q.get("float_layers", [])) or "none"
             out_console.print(f"{e['name']}: int8 {q.get('method')} ({q.get('policy')} policy, {q.get('io')} I/O), "
                               f"kept in float: {kept}; most sensitive: {', '.join(q.get('culprits', [])[:3])}")
+            ip = q.get("integer_path")
+            if ip:
+                out_console.print(f"{e['name']}: integer path: {ip['partitions']} delegate partition(s), "
+                                  f"{ip['delegated']}/{ip['ops']} ops delegated, {ip['requantize']} requantize, "
+                                  f"{ip['dequantize']} dequantize; outside the delegate: "
+                                  f"{ip['not_delegated'] or 'none'}", markup=False, highlight=False)
         comp, ane = e.get("compression"), e.get("ane")
         if comp:
             out_console.print(f"{e['name']}: compression {comp.get('mode')}: {comp.get('summary', '')}")

@@ -154,3 +154,17 @@ def test_each_rewrite_keeps_the_numbers(tmp_path, case):
     out = after.graph.tensors[after.graph.producers()[after.graph.outputs[0]].inputs[0]].quant.scale[0]
     for x, z in zip(a, b):
         assert np.max(np.abs(x["y"] - z["y"])) <= 2.01 * out
+
+
+def test_the_manifest_record_carries_the_integer_path(tmp_path):
+    from edgepack.targets.base import QuantOptions
+    from edgepack.targets.tflite.quant.pipeline import describe, quantize
+    from edgepack_runtime.precisions import PRECISIONS
+    model = _model(tmp_path, *ONE_OPS["hardsigmoid"], name="rec")
+    samples = _samples(16, seed=4)
+    ref = [dict(zip(["y"], run_model(model, s, ["y"]))) for s in samples[10:]]
+    opts = QuantOptions(mixed_precision=False)
+    result = quantize(model, samples[:10], samples[10:], ref, PRECISIONS["int8"].gate, opts)
+    ip = describe(result, opts)["integer_path"]
+    assert ip["partitions"] == 1 and ip["not_delegated"] == {} and ip["ops"] == ip["delegated"]
+    assert ip["rewrites"]["float_clamps"] == 1 and ip["float_ops"] == {}

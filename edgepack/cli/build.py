@@ -52,6 +52,11 @@ def build(
     int8_policy: Annotated[str, typer.Option(help="int8: cpu (LayerNorm, Softmax and attention MatMul stay float: "
                                              "no fast int8 CPU kernels) | strict (every op with an int8 "
                                              "kernel is quantized, for integer-only accelerators)")] = "cpu",
+    transform: Annotated[list[str], typer.Option("--transform", help="int8: graph transform before quantizing, "
+                                                 "NAME=auto|on|off with NAME cle (cross-layer equalization), "
+                                                 "smooth (SmoothQuant-style outlier migration), bias_correction, "
+                                                 "or all; auto (the default) keeps one only when the held-out "
+                                                 "figures improve; repeatable")] = [],
     report: Annotated[Optional[Path], typer.Option(help="write a self-contained HTML report here")] = None,
     min_cosine: Annotated[Optional[float], typer.Option(help="parity gate: lowest acceptable cosine per output "
                                                         "(default by precision: 0.9999 / 0.999 / 0.99 / 0.98)")] = None,
@@ -73,13 +78,16 @@ def build(
     from ..build import build as run_build
     from ..model.freeze import parse_input_values
     from ..targets.base import QuantOptions
+    from ..transforms import parse as parse_transforms
     shapes = parse_shapes(input_shape)
+    transforms = parse_transforms(transform)
     values = parse_input_values(input_value)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=err_console, transient=True) as bar:
         task = bar.add_task("starting", total=None)
         quant = QuantOptions(method=method, io=io_type, mixed_precision=mixed_precision,
-                             max_float_fraction=max_float, keep_float=tuple(keep_float), policy=int8_policy)
+                             max_float_fraction=max_float, keep_float=tuple(keep_float), policy=int8_policy,
+                             transforms=transforms)
         result = run_build(model, targets=target, input_shapes=shapes, input_values=values, out=output,
                            calibration=calibration,
                            preprocess=preprocess, holdout=holdout, allow_mismatch=allow_mismatch,
@@ -122,3 +130,5 @@ def build(
                     if "size_cost" in mp else "")
             out_console.print(f"           int8 {q['method']}, {q['int8_ops']} int8 ops; kept in float: "
                               f"{', '.join(kept) or 'none'}{cost}")
+            if q.get("transforms"):
+                out_console.print(f"           transforms kept: {', '.join(q['transforms']['kept']) or 'none'}")

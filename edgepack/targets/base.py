@@ -34,6 +34,7 @@ class QuantOptions:
     max_float_fraction: float = 0.25    # budget: at most this share of quantizable layers kept
     keep_float: tuple[str, ...] = ()    # tensors (or ONNX node names) the user wants kept
     policy: str = "cpu"                 # which ops a target keeps float by rule (see the target's docs)
+    transforms: dict = field(default_factory=dict)   # edgepack.transforms name -> auto|on|off (absent: auto)
 
 
 @dataclass

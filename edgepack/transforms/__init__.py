@@ -27,6 +27,7 @@ ORDER = ("cle", "smooth", "bias_correction")
 MODES = ("auto", "on", "off")
 ALIASES = {"bias": "bias_correction", "smoothquant": "smooth", "equalize": "cle"}
 MIN_GAIN_DB = 0.1          # auto keeps a transform when the held-out SNR rises by more than this
+MAX_ERROR_RISE = 1.1       # ... and the worst relative error does not grow by more than 10 %
 
 
 def _run(name: str, model: onnx.ModelProto, samples: list[dict]) -> dict:
@@ -59,10 +60,12 @@ def check(settings: dict) -> None:
 
 
 def better(new: dict, old: dict) -> bool:
-    """Whether held-out figures ``new`` beat ``old``: the gate's verdict first, then SNR by MIN_GAIN_DB."""
+    """Whether held-out figures ``new`` beat ``old``: the gate's verdict first, then SNR up by more than
+    MIN_GAIN_DB with the worst error (relative to the output's range) not up by more than MAX_ERROR_RISE."""
     if new.get("passed", False) != old.get("passed", False):
         return bool(new.get("passed"))
-    return new["min_snr_db"] > old["min_snr_db"] + MIN_GAIN_DB
+    return (new["min_snr_db"] > old["min_snr_db"] + MIN_GAIN_DB
+            and new["max_rel_error"] <= old["max_rel_error"] * MAX_ERROR_RISE)
 
 
 def _figures(f: dict) -> dict:

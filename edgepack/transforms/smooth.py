@@ -96,6 +96,11 @@ def _apply(g: Graph, ln: onnx.NodeProto, mms: list[onnx.NodeProto], s: np.ndarra
             if target.input[i]:
                 target.input[i] = g.add_const(g.unique(ln.input[i] + "_smoothed"), g.const(ln.input[i]))
         g.g.node.insert(list(g.g.node).index(ln) + 1, target)
+        for vi in list(g.g.value_info) + list(g.g.output):
+            if vi.name == x:                # converters read every tensor's shape from value_info
+                g.g.value_info.add().CopyFrom(vi)
+                g.g.value_info[-1].name = target.output[0]
+                break
         for mm in mms:
             mm.input[0] = target.output[0]
     for i in range(1, len(target.input)):

@@ -44,6 +44,7 @@ class Int8Result:
     method: str = ""                    # the calibration method used (auto's choice)
     latency: dict | None = None         # host latency of ``model``, when mixed precision measured it
     source: dict | None = None          # a quantized model's own parameters were used (quant/qdq.py)
+    transforms: dict | None = None      # edgepack.transforms record (quant/transforms.py)
 
 
 AUTO_CANDIDATES = ("minmax", "percentile")
@@ -92,6 +93,10 @@ def quantize(model: onnx.ModelProto, calib: list[dict], holdout: list[dict], ref
 
     ``qdq``: the ``QdqInfo`` of a quantized source model (``model`` is then its dequantized float twin): its
     own scales and zero points replace calibration (``quant/qdq.py``)."""
+    transforms = None
+    if qdq is None:
+        from .transforms import choose_transforms
+        model, transforms = choose_transforms(model, calib, holdout, reference, gate, options, num_threads, progress)
     policy = policy_float_nodes(model, options.policy)
     scales, source = None, None
     if qdq is not None:
@@ -126,6 +131,7 @@ def quantize(model: onnx.ModelProto, calib: list[dict], holdout: list[dict], ref
         keep, wide, tm, figures = up.keep, up.wide, up.model, up.figures
         trial.tried += up.tried
     result = Int8Result(tm, figures, rows, ranked, tried=trial.tried, lowered=low, method=method, source=source)
+    result.transforms = transforms
     by_tensor = {r["tensor"]: r for r in rows}
     result.float_layers, result.int16_layers = ([{"tensor": t, "origin": by_tensor.get(t, {}).get("origin", ""),
                                                   "op": by_tensor.get(t, {}).get("op", "")} for t in names]
@@ -153,5 +159,6 @@ def describe(result: Int8Result, options: QuantOptions, max_layers: int = 2000) 
             "source": "model" if result.source else "calibration",
             **({"model": {**result.source, "weight_scales_used": q.get("model_weight_scales", 0)}}
                if result.source else {}),
+            **({"transforms": result.transforms} if result.transforms else {}),
             "integer_path": {**partitions.report(result.model.data), "rewrites": q.get("speed", {})},
             "layers": rows[:max_layers]}

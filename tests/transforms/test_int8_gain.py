@@ -1,0 +1,72 @@
+"""The transforms judged where they matter: the cpu target's all-int8 model in LiteRT on held-out inputs
+(``auto`` keeps a transform only when these figures improve), and the build's ``--transform`` flag."""
+from __future__ import annotations
+
+import json
+
+import onnx
+from typer.testing import CliRunner
+
+from edgepack.cli.main import app
+from edgepack.model.ort import reference_outputs
+from edgepack.targets.base import QuantOptions
+from edgepack.targets.tflite.quant.pipeline import describe, quantize
+from edgepack_runtime.precisions import PRECISIONS
+
+from .models import outlier_layernorm, samples, spread_depthwise
+
+OFF = {"cle": "off", "smooth": "off", "bias_correction": "off"}
+GATE = PRECISIONS["int8"].gate
+
+
+def _int8(model, data, transforms):
+    calib, held = data[:24], data[24:]
+    options = QuantOptions(method="minmax", mixed_precision=False, transforms=transforms)
+    result = quantize(model, calib, held, reference_outputs(model, held), GATE, options)
+    return result.figures, result
+
+
+def test_cle_raises_int8_snr_on_spread_depthwise(tmp_path):
+    model = spread_depthwise(tmp_path)
+    data = samples(model, 32)
+    plain, _ = _int8(model, data, OFF)
+    cle, _ = _int8(model, data, {**OFF, "cle": "on"})
+    assert cle["min_snr_db"] > plain["min_snr_db"] + 6, (plain["min_snr_db"], cle["min_snr_db"])
+
+
+def test_smooth_raises_int8_snr_on_layernorm_outliers(tmp_path):
+    model = outlier_layernorm(tmp_path)
+    data = samples(model, 32)
+    plain, _ = _int8(model, data, OFF)
+    smooth, _ = _int8(model, data, {**OFF, "smooth": "on"})
+    for name in ("yq", "yk"):          # the matmuls; the residual output "res" keeps its outliers
+        before, after = plain["outputs"][name]["snr_db"], smooth["outputs"][name]["snr_db"]
+        assert after > before + 3, (name, before, after)
+
+
+def test_auto_keeps_only_what_helps(tmp_path):
+    spread = spread_depthwise(tmp_path)
+    _, result = _int8(spread, samples(spread, 32), {**OFF, "cle": "auto"})
+    record = describe(result, QuantOptions())["transforms"]
+    (cle,) = [t for t in record["tried"] if t["name"] == "cle"]
+    assert record["kept"] == ["cle"] and cle["figures"]["min_snr_db"] > record["baseline"]["min_snr_db"]
+    # already even channels: equalizing finds the pairs but gains nothing, so auto leaves the model alone
+    even = spread_depthwise(tmp_path, spread=(1.0, 1.0))
+    _, result = _int8(even, samples(even, 32), {**OFF, "cle": "auto"})
+    (cle,) = [t for t in result.transforms["tried"] if t["name"] == "cle"]
+    assert cle["info"]["pairs"] == 2 and not cle["kept"] and result.transforms["kept"] == []
+    assert cle["why"] == "held-out figures not better"
+
+
+def test_build_flag(tmp_path):
+    model = spread_depthwise(tmp_path)
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    res = CliRunner().invoke(app, ["build", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "m.edgepack"),
+                                   "--precision", "int8", "--no-mixed-precision", "--transform", "all=off",
+                                   "--transform", "cle=on", "--allow-mismatch", "--json"])
+    assert res.exit_code == 0, res.output
+    (target,) = json.loads(res.stdout)["manifest"]["targets"]
+    record = target["quantization"]["transforms"]
+    assert record["kept"] == ["cle"] and [t["mode"] for t in record["tried"]] == ["on", "off", "off"]
+    bad = CliRunner().invoke(app, ["build", str(tmp_path / "m.onnx"), "--transform", "cle=sometimes"])
+    assert bad.exit_code != 0 and "NAME=MODE" in bad.output

@@ -1,10 +1,11 @@
-"""ONNX ``LSTM``, ``GRU`` and ``RNN`` as primitive ops (Gemm, Add, Sub, Mul, Sigmoid, Tanh, Relu, Split,
+"""ONNX ``LSTM``, ``GRU`` and ``RNN`` as primitive ops (Gemm, Add, Sub, Mul, Sigmoid, Tanh, Relu, Slice,
 Squeeze, Unsqueeze, Concat), unrolled over a static sequence length: a target-neutral pass for targets that
 have no converter for them.
 
 Every direction (forward, reverse, bidirectional) runs the cell equations of the ONNX spec step by step;
 input and recurrent products are two Gemms (weights [out, in], as the ONNX weights are, ``transB=1``),
-so each gate pre-activation gets its own quantization range. An absent initial state is a known zero: step 0
+so the input and the recurrent product get quantization ranges of their own; the gates are cut with Slice
+(XNNPACK delegates it, not SPLIT_V). An absent initial state is a known zero: step 0
 then has no recurrent product. Node names keep the original: ``<node>/step0/gates``,
 ``<node>/back/step3/h`` for the reverse direction. Supported: biases or none, peepholes, ``initial_h`` /
 ``initial_c`` as inputs or constants, ``sequence_lens`` absent or equal to the sequence length, activations

@@ -1,4 +1,4 @@
-"""A small ONNX node writer for ``rnn.py``: opset-aware Squeeze/Unsqueeze/Split, fresh names, and the
+"""A small ONNX node writer for ``rnn.py``: opset-aware Squeeze/Unsqueeze/Slice, fresh names, and the
 ``None`` convention for a state that is known to be zero (an absent ``initial_h``): ``add`` and ``mul``
 fold it away, so step 0 of an RNN without an initial state carries no recurrent product.
 """
@@ -16,6 +16,7 @@ class Emit:
         self.nodes: list[NodeProto] = []
         self.inits: list[TensorProto] = []
         self._zeros: dict[int, str] = {}
+        self._axes_consts: dict[int, str] = {}
 
     def fresh(self, base: str) -> str:
         name, i = base, 1
@@ -75,16 +76,24 @@ class Emit:
         return self._axes("Unsqueeze", x, [axis], name, out)
 
     def split(self, x: str, sizes: list[int], axis: int, name: str, parts: list[str] | None = None) -> list[str]:
-        """``x`` cut along ``axis``; output names ``<name>_<i>`` or the given ``parts``."""
+        """``x`` cut along ``axis`` into ``sizes``; output names ``<name>_<i>`` or the given ``parts``. One Slice
+        per part, not a Split: XNNPACK delegates SLICE but not SPLIT_V, which would cut its partition in two."""
         outs = [self.fresh(p) for p in parts] if parts else [self.fresh(f"{name}_{i}") for i in range(len(sizes))]
-        name = self.fresh(name)
-        if self.opset >= 13:
-            inputs = [x, self.const(f"{name}_sizes", sizes, np.int64)]
-            node = helper.make_node("Split", inputs, outs, name=name, axis=axis)
-        else:
-            node = helper.make_node("Split", [x], outs, name=name, axis=axis, split=sizes)
-        self.nodes.append(node)
+        start = 0
+        for out, size in zip(outs, sizes):
+            if self.opset >= 10:
+                bounds = [self.const(f"{out}_{k}", [v], np.int64) for k, v in (("start", start), ("end", start + size))]
+                self.nodes.append(helper.make_node("Slice", [x, *bounds, self._axis(axis, out)], [out], name=out))
+            else:
+                self.nodes.append(helper.make_node("Slice", [x], [out], name=out, starts=[start],
+                                                   ends=[start + size], axes=[axis]))
+            start += size
         return outs
+
+    def _axis(self, axis: int, name: str) -> str:
+        if axis not in self._axes_consts:
+            self._axes_consts[axis] = self.const(f"{name}_axis", [axis], np.int64)
+        return self._axes_consts[axis]
 
     def unstack(self, x: str, count: int, axis: int, name: str) -> list[str]:
         """``x`` cut along ``axis`` into ``count`` pieces of size 1, that axis squeezed away."""

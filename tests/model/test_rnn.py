@@ -16,7 +16,7 @@ from edgepack.model.rnn import RNN_OPS, decompose_rnns
 from tests.model.kit import save
 from tests.model.rnn_kit import feeds_for, rnn_model
 
-PRIMITIVES = {"Gemm", "Add", "Sub", "Mul", "Sigmoid", "Tanh", "Relu", "Split", "Squeeze", "Unsqueeze", "Concat"}
+PRIMITIVES = {"Gemm", "Add", "Sub", "Mul", "Sigmoid", "Tanh", "Relu", "Slice", "Squeeze", "Unsqueeze", "Concat"}
 
 
 def _decomposed(m: onnx.ModelProto) -> onnx.ModelProto:

@@ -97,9 +97,15 @@ def quantize(model: onnx.ModelProto, samples: list[dict[str, np.ndarray]], *, ac
     return qdq
 
 
-def tensor_overrides(model: onnx.ModelProto, overrides: dict[str, str], ranges: dict[str, dict]) -> dict:
-    """The ``init_overrides`` given to ``get_qnn_qdq_config``: tensor -> [override dict]."""
+def tensor_overrides(model: onnx.ModelProto, overrides: dict[str, str], ranges: dict[str, dict],
+                     activations: str = "uint8") -> dict:
+    """The ``init_overrides`` given to ``get_qnn_qdq_config``: tensor -> [override dict].
+
+    A tensor with a finite range (``ranges``) also names its type: onnxruntime's mixed-precision fixer
+    compares a converted tensor's producer type with its override and refuses one without ``quant_type``
+    ("Desired producer quant_type ... doesn't match"), which a 16-bit Softmax after a masked Add triggers."""
     from onnxruntime.quantization import QuantType
+    default = {"uint8": QuantType.QUInt8, "uint16": QuantType.QUInt16}[activations]
     out: dict[str, dict] = {}
     inits = {t.name for t in model.graph.initializer}
     for node in model.graph.node:
@@ -111,6 +117,7 @@ def tensor_overrides(model: onnx.ModelProto, overrides: dict[str, str], ranges: 
                     out.setdefault(o, {})["quant_type"] = QuantType.QUInt16
     for name, r in ranges.items():
         out.setdefault(name, {}).update(r)
+        out[name].setdefault("quant_type", default)
     return {name: [d] for name, d in out.items()}
 
 
@@ -133,7 +140,8 @@ def _run_quantizer(model, samples, activations, weights, per_channel, overrides,
             config = get_qnn_qdq_config(str(src), _Reader(samples), calibrate_method=methods[method],
                                         activation_type=qtypes[activations], weight_type=qtypes[weights],
                                         per_channel=per_channel,
-                                        init_overrides=tensor_overrides(model, overrides, ranges) or None,
+                                        init_overrides=tensor_overrides(model, overrides, ranges,
+                                                                        activations) or None,
                                         nodes_to_exclude=excluded or None)
             _quantize_static(src, out, config, cache)
         except EdgepackError:

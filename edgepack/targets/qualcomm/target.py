@@ -55,6 +55,7 @@ class QualcommTarget(Target):
         job.progress("preparing the model for QNN (opset, fusions, rewrites)")
         prepared = prepare(model)
         t0 = time.perf_counter()
+        prepared, transforms = self.transform(prepared, job)
         qdq, overrides = self.quantize_model(prepared, job)
         qdq, mixed = when_needed(prepared, qdq, job)        # the mixed-precision search, if the gate fails
         if mixed:
@@ -74,11 +75,21 @@ class QualcommTarget(Target):
                          "overrides": overrides, "device": device}}
         if mixed:
             extra["qnn"]["mixed_precision"] = mixed
+        if transforms:
+            extra["qnn"]["transforms"] = transforms
         info = {"qdq_ops": _histogram(qdq), "quantize_seconds": round(quantize_seconds, 3),
                 "calibration_samples": len(_calib(job))}
         io = {"inputs": [{"name": v.name, "perm": None} for v in qdq.graph.input],
               "outputs": [{"name": v.name, "perm": None} for v in qdq.graph.output]}
         return Converted(files, self.path("model.qdq.onnx"), io, info, extra, warnings)
+
+    def transform(self, prepared: onnx.ModelProto, job: Job) -> tuple[onnx.ModelProto, dict | None]:
+        """``edgepack.transforms`` before quantization (``--transform``; each ``auto`` one kept when the plain
+        QDQ model's held-out figures improve): (model, manifest record or None)."""
+        from .transforms import choose_transforms
+        activations, weights = _types(job.precision)
+        overrides = keep_float_overrides(prepared, job.quant.keep_float)
+        return choose_transforms(prepared, job, overrides, activations, weights, METHODS[job.quant.method])
 
     def quantize_model(self, prepared: onnx.ModelProto, job: Job) -> tuple[onnx.ModelProto, dict[str, str]]:
         """The QDQ model at ``job.precision`` and the per-node overrides used (``--keep-float`` -> "float")."""

@@ -91,6 +91,8 @@ def decompose_rnns(model: ModelProto, only: set[str] | None = None, *, strict: b
 def decompose_refused(model: ModelProto, preflight: Callable[[ModelProto], None]):
     """Decompose the RNN nodes ``preflight`` (a target's op check) refuses; the others stay, for targets
     that run them. Returns (how many were decomposed, a preflight that says why a kept one stayed)."""
+    if not any(_is_rnn(n) for n in model.graph.node):
+        return 0, preflight
     try:
         preflight(model)
         return 0, preflight

@@ -120,6 +120,8 @@ def run_model(key: str, specs: list[str], args, emit) -> None:
             "reference": "onnxruntime on the QDQ model" if case.quantized else "onnxruntime fp32"}
     emit({**base, "precision": "setup", "seconds": time.perf_counter() - t0})
     fp32 = None
+    if not specs and not args.no_ort:           # --precisions "": the onnxruntime row alone
+        emit({**base, **fm.ort_baseline(model, calib, holdout, ref, names, rounds=args.rounds)})
     for spec in specs:
         t1 = time.perf_counter()
         row = {**base, "precision": spec, "runtime": "LiteRT"}
@@ -170,7 +172,7 @@ def _commit() -> str:
 def child(args) -> int:
     """Run one model (``--one``), appending rows to the json file after each."""
     path = Path(args.json)
-    specs = args.precisions.split(",")
+    specs = [s for s in args.precisions.split(",") if s]
 
     def emit(row):
         doc = _load(path)
@@ -202,7 +204,8 @@ def main(argv=None) -> int:
     ap.add_argument("--model-timeout", type=float, default=900.0, help="seconds per model (its own process)")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    args.precisions = args.precisions or ",".join(default_precisions())
+    if args.precisions is None:
+        args.precisions = ",".join(default_precisions())
     if args.one:
         return child(args)
     path = Path(args.json)

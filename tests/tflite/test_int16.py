@@ -105,3 +105,31 @@ def test_the_ladder_raises_the_culprit_to_int16_instead_of_float(tmp_path):
     q = up.model.stats["quantization"]
     assert q["float_ops"] == [] and q["int16_ops"] == 2          # conv2 and its reader conv3
     assert up.model.stats["op_histogram"]["QUANTIZE"] == 3       # input, int8 -> int16, int16 -> int8
+
+
+def test_an_embedding_table_stays_int8_in_int16x8(tmp_path):
+    import onnx
+    from onnx import TensorProto as TP
+    from onnx import helper as h
+    from onnx import numpy_helper as nh
+
+    from edgepack.model import load_model
+    rng = np.random.default_rng(2)
+    g = h.make_graph([h.make_node("Gather", ["table", "ids"], ["e"], axis=0),
+                      h.make_node("MatMul", ["e", "w"], ["y"])], "emb",
+                     [h.make_tensor_value_info("ids", TP.INT64, [1, 8])],
+                     [h.make_tensor_value_info("y", TP.FLOAT, [1, 8, 4])],
+                     [nh.from_array(rng.standard_normal((500, 16)).astype(np.float32), "table"),
+                      nh.from_array(rng.standard_normal((16, 4)).astype(np.float32), "w")])
+    onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 17)]), tmp_path / "e.onnx")
+    model = load_model(tmp_path / "e.onnx")
+    samples = [{"ids": rng.integers(0, 500, (1, 8))} for _ in range(12)]
+    low, ranges, _ = prepare(model, samples[:8], "minmax")
+    tm = low.finish("int16x8", ranges=ranges)
+    gather = next(op for op in tm.graph.ops if op.opcode == "GATHER")
+    assert tm.graph.tensors[gather.inputs[0]].dtype == np.int8          # 500x16 bytes, not 2x
+    assert tm.graph.tensors[gather.outputs[0]].dtype == np.int8
+    fc = next(op for op in tm.graph.ops if op.opcode in ("FULLY_CONNECTED", "BATCH_MATMUL"))
+    assert tm.graph.tensors[fc.outputs[0]].dtype == np.int16             # the rest is 16x8
+    ref = [dict(zip(["y"], run_model(model, s, ["y"]))) for s in samples[8:]]
+    assert measure(tm.data, low.io, model, samples[8:], ref, PRECISIONS["int16x8"].gate)["passed"]

@@ -176,7 +176,6 @@ def probe_op(opcode: str, samples: int = 4) -> dict:
 
 def conversions() -> dict[str, dict]:
     """QUANTIZE / DEQUANTIZE between float, int8 and int16 in LiteRT: float x -> a -> b -> float, per resolver."""
-    from ai_edge_litert import schema_py_generated as fb  # noqa: F401
     from ..ir import Graph
     from ..writer import serialize
     from .full_integer import qparams

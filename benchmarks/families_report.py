@@ -9,13 +9,20 @@ HEADER = ("| model | precision | runtime | cosine (worst output) | max err / ran
           "|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
+PREFERRED = ("iou_50", "max_prob_error", "top1_agreement", "top5_agreement")
+
+
 def _task(task: dict) -> str:
+    """Numeric task figures, the preferred ones first; output names only when there are several outputs."""
+    outputs = {k.rpartition(":")[0] for k in task}
+    items = [(k.rpartition(":")[0], k.rpartition(":")[2], v) for k, v in task.items()
+             if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    items.sort(key=lambda t: PREFERRED.index(t[1]) if t[1] in PREFERRED else len(PREFERRED))
     parts = []
-    for k, v in task.items():
-        out, _, fig = k.rpartition(":")
+    for out, fig, v in items[:4]:
         short = out if len(out) <= 14 else out[:6] + "…" + out[-6:]
-        parts.append(f"{short} {fig} {v:.3g}" if isinstance(v, float) else f"{short} {fig} {v}")
-    return "; ".join(parts[:4]) or "—"
+        parts.append((f"{short} " if len(outputs) > 1 else "") + f"{fig} {v:.3g}")
+    return "; ".join(parts) or "—"
 
 
 def _notes(r: dict) -> str:
@@ -31,8 +38,11 @@ def _notes(r: dict) -> str:
         notes.append(f"{r['mixed_tried']} tried")
     if r.get("culprits") and not r.get("passed"):
         notes.append(f"worst layers: {', '.join(r['culprits'][:2])}")
-    if not r.get("passed") and r.get("cosine_output"):
-        notes.append(f"worst output: cos {r['cosine_output']}, err {r['range_error_output']}")
+    outs = r.get("outputs") or {}
+    if not r.get("passed") and r.get("cosine_output") and len(outs) > 1:
+        same = r["cosine_output"] == r["range_error_output"]
+        notes.append(f"worst output {r['cosine_output']}" if same else
+                     f"worst output: cos {r['cosine_output']}, err {r['range_error_output']}")
     if r.get("float_nodes") is not None and r.get("runtime") == "onnxruntime":
         notes.append(f"{r['float_nodes']} nodes float in QDQ")
     notes += r.get("notes", [])

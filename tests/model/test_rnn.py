@@ -131,3 +131,12 @@ def test_loader_says_why_a_refused_lstm_stayed(tmp_path):
         load_model(path, preflight=targets.get("cpu").preflight)
     [problem] = err.value.problems
     assert problem["node"] == "rnn" and "cannot be decomposed" in problem["reason"] and "clip" in problem["reason"]
+
+
+@pytest.mark.parametrize("target,unrolled", [("cpu", True), ("coreml", True), ("qualcomm", False), ("onnx", False)])
+def test_each_target_gets_the_lstm_it_can_run(target, unrolled, tmp_path):
+    """Targets without an LSTM converter get it unrolled; HTP (measured: the Silero VAD's LSTM runs wholly on it)
+    and the onnx target keep the node."""
+    path = save(rnn_model("LSTM", 3, 1, 3, 4, "bidirectional"), tmp_path)
+    loaded = load_model(path, preflight=targets.get(target).preflight)
+    assert ("LSTM" not in {n.op_type for n in loaded.graph.node}) == unrolled

@@ -130,5 +130,9 @@ def build(
                     if "size_cost" in mp else "")
             out_console.print(f"           int8 {q['method']}, {q['int8_ops']} int8 ops; kept in float: "
                               f"{', '.join(kept) or 'none'}{cost}")
+            if q.get("int16_ops"):
+                wide = [f["origin"] or f["tensor"] for f in q.get("int16_layers", [])]
+                out_console.print(f"           {q['int16_ops']} ops on int16 activations"
+                                  + (f"; raised to int16: {', '.join(wide)}" if wide else ""))
             if q.get("transforms"):
                 out_console.print(f"           transforms kept: {', '.join(q['transforms']['kept']) or 'none'}")

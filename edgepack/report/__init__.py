@@ -45,7 +45,7 @@ table { border-collapse:collapse; width:100%; font-size:13px; }
 th, td { text-align:left; padding:6px 10px; border-bottom:1px solid var(--line); vertical-align:top; }
 th { background:#f7f8fa; font-weight:600; white-space:nowrap; }
 td.num { text-align:right; font-variant-numeric:tabular-nums; white-space:nowrap; }
-td.bad { color:var(--fail); font-weight:600; background:var(--fail-bg); }
+td.bad, span.bad { color:var(--fail); font-weight:600; background:var(--fail-bg); }
 tbody tr:hover { background:#fafbfc; }
 tr.culprit { background:var(--fail-bg); }
 tr.culprit td { font-weight:600; }

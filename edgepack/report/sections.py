@@ -167,6 +167,8 @@ _THRESHOLDS = {  # threshold key -> (output metric, True if the metric must stay
     "max_rel_error": ("rel_error", False, "relative error ≤ {}"),
     "min_snr_db": ("snr_db", True, "SNR ≥ {} dB"),
     "min_top1_agreement": ("top1_agreement", True, "top-1 ≥ {}"),
+    "min_iou": ("iou_50", True, "map IoU ≥ {}"),
+    "max_prob_error": ("max_prob_error", False, "max probability error ≤ {}"),
 }
 
 
@@ -201,9 +203,27 @@ def _parity(parity: dict) -> str:
                         td(fmt.cosine(o.get("cosine_mean")), "num"), td(fmt.sig(o.get("max_abs")), "num"),
                         cell("rel_error", fmt.sig(o.get("rel_error"))), cell("snr_db", fmt.db(o.get("snr_db"))),
                         cell("top1_agreement", fmt.pct(o.get("top1_agreement"))),
-                        td(fmt.pct(o.get("top5_agreement")), "num")]))
-    headers = ["Output", "Cosine (min)", "Cosine (mean)", "Max abs error", "Rel. error", "SNR", "Top-1", "Top-5"]
+                        td(fmt.pct(o.get("top5_agreement")), "num"), _task(o, thresholds)]))
+    headers = ["Output", "Cosine (min)", "Cosine (mean)", "Max abs error", "Rel. error", "SNR", "Top-1", "Top-5",
+               "Task figures"]
     return facts(pairs) + table(headers, rows, empty="No per-output parity figures recorded.")
+
+
+_TASK = (("iou_50", "IoU@0.5", fmt.pct), ("iou_30", "IoU@0.3", fmt.pct), ("sequence_agreement", "same sequence", fmt.pct),
+         ("max_prob_error", "max prob. error", fmt.sig))
+
+
+def _task(o: dict, thresholds: dict) -> str:
+    """The output's kind and its task figures (``edgepack_runtime.kinds``), a breach in red."""
+    kind = o.get("kind")
+    if kind in (None, "values"):
+        return td(DASH)
+    parts = []
+    for key, label, show in _TASK:
+        if key in o:
+            text = f"{label} {show(o.get(key))}"
+            parts.append(f'<span class="bad">{text}</span>' if _violates(key, o.get(key), thresholds) else text)
+    return td(f"{esc(kind.replace('_', ' '))}: " + ", ".join(parts))
 
 
 def rank_layers(layers: list[dict], k: int = WORST_LAYERS) -> list[int]:

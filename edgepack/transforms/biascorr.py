@@ -6,7 +6,7 @@ channel by ``dW . E[x]`` (``dW``: quantized minus float weights, ``E[x]``: the m
 per channel over the calibration samples). Subtracting that from the bias removes the shift; the float
 function moves by the same small amount (the quantized one is what it is fitted for).
 
-Conv (any group; padding's zeros are ignored in the mean), and MatMul / Gemm with constant [K, N] weights
+Conv (any group; the shift is the conv of the mean input map with ``dW``, so padding counts), and MatMul / Gemm with constant [K, N] weights
 whose bias is a constant Add right after them (or Gemm's C).
 """
 from __future__ import annotations
@@ -15,15 +15,23 @@ import numpy as np
 import onnx
 
 from .graph import Graph, attr, conv_weights, fold_batchnorm, set_conv
-from .stats import channel_means, fake_quant_weight
+from ..model.ort import run_model
+from .stats import fake_quant_weight, mean_maps
 
 
-def _conv_shift(w: np.ndarray, mean_x: np.ndarray, group: int) -> np.ndarray:
+def _conv_shift(node: onnx.NodeProto, w: np.ndarray, mean_x: np.ndarray) -> np.ndarray:
+    """Mean over positions of ``conv(E[x], dW)`` per output channel: exact (the conv is linear), borders
+    and padding included, so small late feature maps are not misjudged."""
     dw = fake_quant_weight(w, 0) - w
-    per_in, per_out = w.shape[1], w.shape[0] // group
-    mu = mean_x.reshape(group, per_in)
-    summed = dw.reshape(w.shape[0], per_in, -1).sum(axis=2)             # [out, in/group]
-    return np.einsum("oi,oi->o", summed, mu[np.arange(w.shape[0]) // per_out])
+    conv = onnx.helper.make_node("Conv", ["x", "w"], ["y"])
+    conv.attribute.extend(node.attribute)
+    graph = onnx.helper.make_graph(
+        [conv], "shift", [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, list(mean_x.shape))],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+        [onnx.numpy_helper.from_array(dw, "w")])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=8)
+    (y,) = run_model(model, {"x": mean_x})
+    return y.mean(axis=tuple(i for i in range(y.ndim) if i != 1))
 
 
 def _fc_bias(g: Graph, node: onnx.NodeProto) -> tuple[np.ndarray, str] | None:
@@ -66,18 +74,17 @@ def correct(model: onnx.ModelProto, samples: list[dict]) -> dict:
     folded = fold_batchnorm(model)
     g = Graph(model)
     found = layers(g)
-    means = channel_means(model, samples, sorted({n.input[0] for n, _ in found}),
-                          {n.input[0]: axis for n, axis in found})
+    means = mean_maps(model, samples, sorted({n.input[0] for n, _ in found}))
     shifts = []
     for node, _ in found:
         mu = means[node.input[0]]
         if node.op_type == "Conv":
             w, b = conv_weights(g, node)
-            shift = _conv_shift(w, mu, attr(node, "group", 1))
+            shift = _conv_shift(node, w, mu)
             set_conv(g, node, w, b - shift)
         else:
             w, bias = _fc_bias(g, node)
-            shift = mu @ (fake_quant_weight(w, 1) - w)
+            shift = mu.reshape(-1, mu.shape[-1]).mean(axis=0) @ (fake_quant_weight(w, 1) - w)
             g.set(bias, g.const(bias) - shift.reshape(g.const(bias).shape))
         shifts.append(float(np.abs(shift).max()))
     return {"layers": len(found), "batchnorm_folded": folded,

@@ -51,6 +51,18 @@ def channel_means(model: onnx.ModelProto, samples: list[dict], names: list[str],
     return {n: sums[n] / max(counts[n], 1) for n in sums}
 
 
+def mean_maps(model: onnx.ModelProto, samples: list[dict], names: list[str]) -> dict[str, np.ndarray]:
+    """Each tensor averaged over the samples only (positions kept): what a linear layer's expected output
+    needs, padding and borders included."""
+    sums: dict[str, np.ndarray] = {}
+
+    def visit(name, value):
+        sums[name] = sums.get(name, 0) + np.asarray(value, np.float64)
+
+    observe(model, samples, names, visit)
+    return {n: (v / len(samples)).astype(np.float32) for n, v in sums.items()}
+
+
 def fake_quant_weight(w: np.ndarray, axis: int) -> np.ndarray:
     """Symmetric per-channel int8 weights in [-127, 127], as the int8 targets store them, back in float."""
     w = np.asarray(w, np.float32)

@@ -55,6 +55,11 @@ def inspect(
             top1 = f", top-1 agreement {p['min_top1_agreement']:.1%}" if "min_top1_agreement" in p else ""
             out_console.print(f"{e['name']}: accuracy on {p.get('samples')} {p.get('data')} samples: SNR "
                               f"{p['min_snr_db']:.1f} dB{top1}")
+        for name, o in (p.get("outputs") or {}).items():     # task figures (edgepack_runtime.kinds)
+            task = {k: o[k] for k in ("iou_50", "iou_30", "sequence_agreement", "max_prob_error") if k in o}
+            if o.get("kind") not in (None, "values") and task:
+                out_console.print(f"{e['name']}: output {name} ({o['kind'].replace('_', ' ')}): " + ", ".join(
+                    f"{k} {v:.3f}" for k, v in task.items()), markup=False, highlight=False)
         if lat:
             ratio = f" ({lat['ratio_to_fp32']:.2f}x fp32)" if "ratio_to_fp32" in lat else ""
             out_console.print(f"{e['name']}: latency on the build host {lat['mean']:.3f} ms{ratio}")

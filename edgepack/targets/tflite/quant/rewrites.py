@@ -10,6 +10,9 @@ Each computes exactly what it replaces (in float, up to one rounding of a recipr
   layout pass writes ShuffleNet's shuffle that way) -> RESHAPE [rows, g, n], TRANSPOSE, RESHAPE back.
   XNNPACK takes neither int8 nor float GATHER (a partition break each), and takes both reshapes and the
   transpose.
+* ``deconv_as_depth_to_space``: a TRANSPOSE_CONV whose kernel equals its stride (VALID: no overlap, no
+  crop; DBNet heads upsample that way) -> a 1x1 CONV_2D to ``k * k * Cout`` channels and DEPTH_TO_SPACE.
+  XNNPACK's int8 deconvolution ran PP-OCRv4 det's two 2x2/2 heads in 154 ms against 32 ms in fp32.
 """
 from __future__ import annotations
 
@@ -118,3 +121,42 @@ def _reshape(shape) -> fb.ReshapeOptionsT:
     opts = fb.ReshapeOptionsT()
     opts.newShape = [int(d) for d in shape]
     return opts
+
+
+def deconv_as_depth_to_space(graph: Graph, ranges: dict | None = None) -> int:
+    """TRANSPOSE_CONV with kernel == stride, VALID -> CONV_2D 1x1 + DEPTH_TO_SPACE (see the module docstring)."""
+    done = 0
+    for op in list(graph.ops):
+        if op.opcode != "TRANSPOSE_CONV" or op.options is None:
+            continue
+        o = op.options
+        w, x = graph.tensors[op.inputs[1]], graph.tensors[op.inputs[2]]
+        bias = graph.tensors[op.inputs[3]] if len(op.inputs) > 3 and op.inputs[3] is not None else None
+        out = graph.tensors[op.outputs[0]]
+        if w.data is None or w.dtype != np.float32 or x.data is not None or len(x.shape) != 4 \
+                or (bias is not None and bias.data is None):
+            continue
+        cout, kh, kw, cin = w.shape
+        k = kh
+        if not (kh == kw == o.strideH == o.strideW and k > 1 and o.padding == fb.Padding.VALID) \
+                or out.shape != (x.shape[0], x.shape[1] * k, x.shape[2] * k, cout):
+            continue
+        w2 = np.ascontiguousarray(w.data.transpose(1, 2, 0, 3).reshape(k * k * cout, 1, 1, cin))
+        b = np.zeros(cout, np.float32) if bias is None else bias.data.astype(np.float32)
+        mid = graph.add(f"{out.name}_s2d", (x.shape[0], x.shape[1], x.shape[2], k * k * cout), np.float32)
+        if ranges is not None and out.name in ranges:
+            ranges[mid] = ranges[out.name]
+        conv = fb.Conv2DOptionsT()
+        conv.padding, conv.strideH, conv.strideW = fb.Padding.VALID, 1, 1
+        conv.dilationHFactor = conv.dilationWFactor = 1
+        conv.fusedActivationFunction = getattr(o, "fusedActivationFunction", 0) or 0
+        d2s = fb.DepthToSpaceOptionsT()
+        d2s.blockSize = k
+        at = graph.ops.index(op)
+        graph.ops[at:at + 1] = [
+            Op("CONV_2D", [x.name, graph.const(w2, "weights"), graph.const(np.tile(b, k * k), "bias")], [mid], conv,
+               op.origin),
+            Op("DEPTH_TO_SPACE", [mid], [out.name], d2s, op.origin)]
+        done += 1
+    graph.prune()
+    return done

@@ -30,8 +30,9 @@ def outlier(tmp_path):
 
 
 def test_int8_build_raises_the_culprit_to_int16_and_reports_it(outlier):
+    # cross-layer equalization alone repairs this model (tests/transforms): the ladder is tested without it
     code, out, err = _invoke("build", outlier / "o.onnx", "--precision", "int8", "--calibration",
-                             outlier / "calib.npz", "--report", outlier / "r.html", "--json")
+                             outlier / "calib.npz", "--report", outlier / "r.html", "--json", "--transform", "all=off")
     assert code == 0, err
     manifest = json.loads(out)["manifest"]
     cpu = manifest["targets"][0]

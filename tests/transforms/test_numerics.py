@@ -116,3 +116,4 @@ def test_parse_settings():
     for bad in ("cle", "cle=maybe", "fancy=on"):
         with pytest.raises(EdgepackError, match="NAME=MODE"):
             parse([bad])
+

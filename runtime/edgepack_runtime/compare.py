@@ -99,6 +99,17 @@ def failures(figures: dict, t: Gate) -> list[str]:
         bad.append(f"SNR {figures['snr_db']:.1f} dB < {t.min_snr_db} dB")
     if t.min_top1 is not None and figures.get("top1_agreement", 1.0) < t.min_top1:
         bad.append(f"top-1 agreement {figures['top1_agreement']:.3f} < {t.min_top1}")
+    return bad + task_failures(figures, t)
+
+
+def task_failures(figures: dict, t: Gate) -> list[str]:
+    """The task-figure parts of the gate (``Gate.min_iou``, ``Gate.max_prob_error``) one output misses."""
+    bad = []
+    for key, at in (("iou_50", 0.5), ("iou_30", 0.3)):
+        if t.min_iou is not None and figures.get(key, 1.0) < t.min_iou:
+            bad.append(f"map IoU at {at} {figures[key]:.3f} < {t.min_iou}")
+    if t.max_prob_error is not None and figures.get("max_prob_error", 0.0) > t.max_prob_error:
+        bad.append(f"max probability error {figures['max_prob_error']:.3g} > {t.max_prob_error}")
     return bad
 
 

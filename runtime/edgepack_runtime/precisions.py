@@ -18,6 +18,10 @@ class Gate:
     min_snr_db: float | None = None  # signal-to-noise ratio of the whole output over all samples
     min_top1: float | None = None    # top-1 agreement, classifier-like outputs only
     cosine_over: str = "min"         # judge the worst sample ("min") or the average over samples ("mean")
+    # task figures (kinds.py), judged only on outputs of that kind: probability maps' worst-sample IoU of the
+    # maps thresholded at 0.5 and at 0.3; the largest probability difference of probabilities and maps
+    min_iou: float | None = None
+    max_prob_error: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -130,3 +130,15 @@ def test_summarize_reports_the_worst_task_figures():
         max(float(np.abs(q - p).max()), float(np.abs(m * 0.9 - m).max())))
     assert 0.0 < s["min_iou_50"] < 1.0
     assert task_figures(np.ones((2, 3)), np.ones((2, 3))) == {"kind": "values"}
+
+
+def test_the_task_parts_of_the_gate_judge_only_outputs_of_their_kind():
+    from edgepack_runtime.compare import failures
+    gate = Gate(0.9, 1.0, min_iou=0.9, max_prob_error=0.1)
+    blurred = {"cosine": 0.99, "rel_error": 0.3, "kind": "probability_map", "iou_50": 0.85, "iou_30": 0.95,
+               "max_prob_error": 0.3}
+    assert failures(blurred, gate) == ["map IoU at 0.5 0.850 < 0.9", "max probability error 0.3 > 0.1"]
+    assert failures({"cosine": 0.99, "rel_error": 0.3, "kind": "values"}, gate) == []
+    assert failures(blurred, Gate(0.9, 1.0)) == []                       # no task thresholds: not judged
+    s = summarize({"m": blurred}, gate)
+    assert not s["passed"] and s["min_iou_50"] == 0.85 and s["thresholds"]["min_iou"] == 0.9

@@ -56,7 +56,7 @@ def fp32_rewritten(low) -> bytes:
     int8 ratio can also be read against an fp32 that has them."""
     g = copy.deepcopy(low.graph)
     for rewrite in (rewrites.div_as_mul, rewrites.leaky_max, rewrites.gathers_as_transposes,
-                    rewrites.deconv_as_depth_to_space):
+                    rewrites.deconv_as_depth_to_space, rewrites.avg_pool_as_depthwise):
         rewrite(g)
     g.toposort()
     return serialize(g, description=low.description)

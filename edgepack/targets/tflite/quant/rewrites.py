@@ -13,6 +13,14 @@ Each computes exactly what it replaces (in float, up to one rounding of a recipr
 * ``deconv_as_depth_to_space``: a TRANSPOSE_CONV whose kernel equals its stride (VALID: no overlap, no
   crop; DBNet heads upsample that way) -> a 1x1 CONV_2D to ``k * k * Cout`` channels and DEPTH_TO_SPACE.
   XNNPACK's int8 deconvolution ran PP-OCRv4 det's two 2x2/2 heads in 154 ms against 32 ms in fp32.
+* ``avg_pool_as_depthwise``: a VALID AVERAGE_POOL_2D (explicit zero padding before it, or none) -> a
+  DEPTHWISE_CONV_2D with weights 1 / (kh * kw) (windows up to 3x3), or MEAN when the window is the whole
+  input: XNNPACK runs both in int8 (it has no int8 average pool).
+
+int8 only (they hold for values inside the calibrated range, which is all int8 can carry):
+
+* ``finite_max_pool_padding``: PADV2 with -inf (or the float minimum) feeding only MAX_POOL_2D pads with
+  the input's calibrated minimum instead: int8 has no -inf, so the pad (and the pool) ran in float.
 """
 from __future__ import annotations
 
@@ -20,6 +28,8 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as fb
 
 from ..ir import Graph, Op
+
+MAX_DW_WINDOW = 9     # XNNPACK's int8 depthwise with a 7x7 window ran 10.6 ms where fp32 took 0.05 ms
 
 
 def _scalar(graph: Graph, name: str | None) -> float | None:
@@ -157,6 +167,64 @@ def deconv_as_depth_to_space(graph: Graph, ranges: dict | None = None) -> int:
             Op("CONV_2D", [x.name, graph.const(w2, "weights"), graph.const(np.tile(b, k * k), "bias")], [mid], conv,
                op.origin),
             Op("DEPTH_TO_SPACE", [mid], [out.name], d2s, op.origin)]
+        done += 1
+    graph.prune()
+    return done
+
+
+def avg_pool_as_depthwise(graph: Graph, ranges: dict | None = None) -> int:
+    """VALID AVERAGE_POOL_2D -> DEPTHWISE_CONV_2D with constant weights 1 / window (see the module docstring).
+    The output keeps the input's range in ``ranges``, as the int8 pool kept its parameters (a global mean's
+    own calibrated range is narrow and saturates on other inputs)."""
+    done = 0
+    for op in graph.ops:
+        x = graph.tensors[op.inputs[0]] if op.opcode == "AVERAGE_POOL_2D" else None
+        if x is None or op.options is None or op.options.padding != fb.Padding.VALID or len(x.shape) != 4 \
+                or x.data is not None or x.dtype != np.float32:
+            continue
+        o = op.options
+        kh, kw, c = o.filterHeight, o.filterWidth, x.shape[3]
+        to_mean = (kh, kw) == x.shape[1:3] and not o.fusedActivationFunction
+        if not to_mean and kh * kw > MAX_DW_WINDOW:
+            continue
+        if ranges is not None and x.name in ranges:
+            ranges[op.outputs[0]] = ranges[x.name]
+        done += 1
+        if to_mean:                         # a global average: MEAN
+            opts = fb.ReducerOptionsT()
+            opts.keepDims = True
+            op.opcode, op.options = "MEAN", opts
+            op.inputs = [x.name, graph.const(np.asarray([1, 2], np.int32), "axes")]
+            continue
+        dw = fb.DepthwiseConv2DOptionsT()
+        dw.padding, dw.strideH, dw.strideW = fb.Padding.VALID, o.strideH, o.strideW
+        dw.dilationHFactor = dw.dilationWFactor = dw.depthMultiplier = 1
+        dw.fusedActivationFunction = o.fusedActivationFunction
+        w = np.full((1, kh, kw, c), 1.0 / (kh * kw), np.float32)
+        op.opcode, op.options = "DEPTHWISE_CONV_2D", dw
+        op.inputs = [x.name, graph.const(w, "weights"), graph.const(np.zeros(c, np.float32), "bias")]
+    return done
+
+
+def finite_max_pool_padding(graph: Graph, ranges: dict) -> int:
+    """PADV2(x, pads, -inf) read only by MAX_POOL_2D -> PADV2(x, pads, min of x's range) (int8 only)."""
+    users = graph.consumers()
+    done = 0
+    for op in graph.ops:
+        if op.opcode != "PADV2" or len(op.inputs) < 3 or op.inputs[0] not in ranges:
+            continue
+        v = _scalar(graph, op.inputs[2])
+        readers = users.get(op.outputs[0], [])
+        if v is None or v > -1e30 or not readers or any(u.opcode != "MAX_POOL_2D" for u in readers) \
+                or op.outputs[0] in graph.outputs:
+            continue
+        lo = min(float(ranges[op.inputs[0]][0]), 0.0)
+        if lo == 0.0:      # a ReLU's output: zeros pad as well, and XNNPACK takes PAD (not int8 PADV2)
+            op.opcode, op.inputs, op.options = "PAD", op.inputs[:2], fb.PadOptionsT()
+        else:
+            op.inputs[2] = graph.const(np.asarray(lo, np.float32).reshape(graph.tensors[op.inputs[2]].shape),
+                                       "pad_value")
+        ranges[op.outputs[0]] = (lo, ranges[op.inputs[0]][1])     # it saw the float minimum at calibration
         done += 1
     graph.prune()
     return done

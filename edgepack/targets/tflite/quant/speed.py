@@ -7,7 +7,8 @@ Before quantization (float IR, calibrated ranges), ``before``:
 
 * exact rewrites into ops XNNPACK runs in int8 (``rewrites.py``): DIV by a constant as MUL, MAXIMUM(x, a*x)
   as LEAKY_RELU, channel-shuffle GATHERs as RESHAPE / TRANSPOSE / RESHAPE, a TRANSPOSE_CONV whose kernel
-  equals its stride as a 1x1 CONV_2D and DEPTH_TO_SPACE;
+  equals its stride as a 1x1 CONV_2D and DEPTH_TO_SPACE, a VALID average pool as a depthwise convolution,
+  a max pool's -inf padding as the input's calibrated minimum;
 * shared concatenation parameters: an input of CONCATENATION / PACK whose producer (through ops that keep
   their input's parameters) has a range close to the concatenation's (width ratio at most
   ``SHARE_RATIO``), or that nothing else reads, takes the concatenation's range, so it is produced
@@ -55,7 +56,9 @@ def before(graph: Graph, ranges: dict, share: bool = True) -> tuple[dict, dict]:
     ranges = dict(ranges)
     counts = {"div_as_mul": rewrites.div_as_mul(graph), "leaky_max": rewrites.leaky_max(graph),
               "shuffles": rewrites.gathers_as_transposes(graph, ranges),
-              "deconvs": rewrites.deconv_as_depth_to_space(graph, ranges)}
+              "deconvs": rewrites.deconv_as_depth_to_space(graph, ranges),
+              "avg_pools": rewrites.avg_pool_as_depthwise(graph, ranges),
+              "max_pool_pads": rewrites.finite_max_pool_padding(graph, ranges)}
     if share:
         ranges, counts["shared_join_inputs"] = shared_join_ranges(graph, ranges)
     return ranges, counts

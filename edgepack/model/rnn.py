@@ -9,7 +9,7 @@ so the input and the recurrent product get quantization ranges of their own; the
 then has no recurrent product. Node names keep the original: ``<node>/step0/gates``,
 ``<node>/back/step3/h`` for the reverse direction. Supported: biases or none, peepholes, ``initial_h`` /
 ``initial_c`` as inputs or constants, ``sequence_lens`` absent or equal to the sequence length, activations
-Sigmoid/Tanh/Relu. Refused (the node is named): ``clip``, ``layout=1``, ``input_forget``, other activations,
+Sigmoid/Tanh/Relu, layout 0 or 1. Refused (the node is named): ``clip``, ``input_forget``, other activations,
 non-constant weights, a dynamic sequence length (fix it with ``--input-shape``).
 """
 from __future__ import annotations
@@ -50,6 +50,7 @@ class Spec:
     h0: str | None                 # initial_h / initial_c names; None when absent or all-zero constants
     c0: str | None
     linear_before_reset: bool = False
+    layout: int = 0                # 0: X [T, B, I], states [dirs, B, H]; 1: X [B, T, I], states [B, dirs, H]
 
 
 def decompose_rnns(model: ModelProto, only: set[str] | None = None, *, strict: bool = True) -> dict[str, str]:
@@ -135,7 +136,8 @@ def _spec(node: NodeProto, known: dict, consts: dict, opset: int) -> Spec:
     kind, a = node.op_type, {x.name: helper.get_attribute_value(x) for x in node.attribute}
     if opset < 7:
         raise Refused(f"opset {opset} is older than the RNN semantics this pass knows (7+)")
-    for attr, bad in (("clip", lambda v: True), ("layout", lambda v: v != 0), ("input_forget", lambda v: v != 0)):
+    for attr, bad in (("clip", lambda v: True), ("layout", lambda v: v not in (0, 1)),
+                      ("input_forget", lambda v: v != 0)):
         if attr in a and bad(a[attr]):
             raise Refused(f"attribute {attr}={a[attr]} is not supported")
     direction = a.get("direction", b"forward")
@@ -143,7 +145,8 @@ def _spec(node: NodeProto, known: dict, consts: dict, opset: int) -> Spec:
     dirs = {"forward": ["forward"], "reverse": ["reverse"], "bidirectional": ["forward", "reverse"]}.get(direction)
     if dirs is None:
         raise Refused(f"direction '{direction}' is not one of forward, reverse, bidirectional")
-    steps = _steps(node, known)
+    layout = int(a.get("layout", 0))
+    steps = _steps(node, known, layout)
     inp = list(node.input) + [""] * (8 - len(node.input))
     W, R = _const(inp[1], consts, "W"), _const(inp[2], consts, "R")
     B = _const(inp[3], consts, "B") if inp[3] else None
@@ -157,7 +160,7 @@ def _spec(node: NodeProto, known: dict, consts: dict, opset: int) -> Spec:
         raise Refused(f"weights W{list(W.shape)} / R{list(R.shape)} do not fit hidden_size {hidden}")
     c0 = _state(inp[6], consts) if kind == "LSTM" else None
     return Spec(node, steps, hidden, dirs, _activations(kind, a, len(dirs)), W, R, B, P,
-                _state(inp[5], consts), c0, bool(a.get("linear_before_reset", 0)))
+                _state(inp[5], consts), c0, bool(a.get("linear_before_reset", 0)), layout)
 
 
 def _state(name: str, consts: dict) -> str | None:
@@ -166,16 +169,17 @@ def _state(name: str, consts: dict) -> str | None:
     return name
 
 
-def _steps(node: NodeProto, known: dict) -> int:
+def _steps(node: NodeProto, known: dict, layout: int) -> int:
     vi = known.get(node.input[0])
     shape = static_shape(vi) if vi is not None else None
     if shape is None or len(shape) != 3:
         raise Refused(f"the shape of its input '{node.input[0]}' is not static, so the sequence length is "
                       "unknown; fix the model's dynamic input dims with --input-shape NAME=...")
-    if not 1 <= shape[0] <= MAX_STEPS:
-        raise Refused(f"sequence length {shape[0]} is outside 1..{MAX_STEPS} (the steps are unrolled); "
+    steps = shape[layout]
+    if not 1 <= steps <= MAX_STEPS:
+        raise Refused(f"sequence length {steps} is outside 1..{MAX_STEPS} (the steps are unrolled); "
                       "choose another length with --input-shape NAME=...")
-    return shape[0]
+    return steps
 
 
 def _const(name: str, consts: dict, what: str) -> np.ndarray:
@@ -199,7 +203,7 @@ def _activations(kind: str, a: dict, ndirs: int) -> list[list[str]]:
 def _unroll(spec: Spec, emit: Emit) -> None:
     from edgepack.model.rnn_cells import CELLS, WEIGHTS, initial_states
     node, nd = spec.node, len(spec.directions)
-    xs = emit.unstack(node.input[0], spec.steps, 0, f"{node.name}/x")
+    xs = emit.unstack(node.input[0], spec.steps, spec.layout, f"{node.name}/x")
     states = initial_states(spec, emit)
     hs, last = [[None] * spec.steps for _ in range(nd)], []
     for d, direction in enumerate(spec.directions):
@@ -210,11 +214,12 @@ def _unroll(spec: Spec, emit: Emit) -> None:
             state = CELLS[node.op_type](spec, emit, weights, xs[t], state, f"{prefix}/step{t}")
             hs[d][t] = state[0]
         last.append(state)
-    outs = list(node.output) + [""] * 3
+    outs, ax = list(node.output) + [""] * 3, spec.layout         # layout 1: batch stays the leading axis
     if outs[0]:
-        per_step = [emit.stack([hs[d][t] for d in range(nd)], f"{node.name}/Y{t}") for t in range(spec.steps)]
-        emit.stack(per_step, f"{node.name}/Y", out=outs[0])
+        per_step = [emit.stack([hs[d][t] for d in range(nd)], f"{node.name}/Y{t}", axis=ax)
+                    for t in range(spec.steps)]
+        emit.stack(per_step, f"{node.name}/Y", out=outs[0], axis=ax)
     if outs[1]:
-        emit.stack([s[0] for s in last], f"{node.name}/Y_h", out=outs[1])
+        emit.stack([s[0] for s in last], f"{node.name}/Y_h", out=outs[1], axis=ax)
     if outs[2] and node.op_type == "LSTM":
-        emit.stack([s[1] for s in last], f"{node.name}/Y_c", out=outs[2])
+        emit.stack([s[1] for s in last], f"{node.name}/Y_c", out=outs[2], axis=ax)

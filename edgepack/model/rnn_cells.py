@@ -10,10 +10,10 @@ from edgepack.model.rnn_emit import Emit
 def initial_states(spec, emit: Emit) -> list[tuple]:
     """Per direction: (h,) or (h, c) for LSTM, as [batch, hidden] names or None (zero)."""
     nd, name = len(spec.directions), spec.node.name
-    h = emit.unstack(spec.h0, nd, 0, f"{name}/h0") if spec.h0 else [None] * nd
+    h = emit.unstack(spec.h0, nd, spec.layout, f"{name}/h0") if spec.h0 else [None] * nd
     if spec.node.op_type != "LSTM":
         return [(x,) for x in h]
-    c = emit.unstack(spec.c0, nd, 0, f"{name}/c0") if spec.c0 else [None] * nd
+    c = emit.unstack(spec.c0, nd, spec.layout, f"{name}/c0") if spec.c0 else [None] * nd
     return list(zip(h, c))
 
 

@@ -102,9 +102,9 @@ class Emit:
         parts = self.split(x, [1] * count, axis, f"{name}/split")
         return [self.squeeze(p, axis, f"{name}{i}") for i, p in enumerate(parts)]
 
-    def stack(self, xs: list[str], name: str, out: str | None = None) -> str:
-        """``xs`` joined along a new leading axis."""
+    def stack(self, xs: list[str], name: str, out: str | None = None, axis: int = 0) -> str:
+        """``xs`` joined along a new axis ``axis``."""
         if len(xs) == 1:
-            return self.unsqueeze(xs[0], 0, name, out)
-        parts = [self.unsqueeze(x, 0, f"{name}/{i}") for i, x in enumerate(xs)]
-        return self.op("Concat", parts, name, out, axis=0)
+            return self.unsqueeze(xs[0], axis, name, out)
+        parts = [self.unsqueeze(x, axis, f"{name}/{i}") for i, x in enumerate(xs)]
+        return self.op("Concat", parts, name, out, axis=axis)

@@ -55,7 +55,7 @@ def fp32_rewritten(low) -> bytes:
     """The fp32 build with the exact float rewrites the int8 build gets (``quant/rewrites.py``), so the
     int8 ratio can also be read against an fp32 that has them."""
     g = copy.deepcopy(low.graph)
-    for rewrite in (rewrites.div_as_mul, rewrites.leaky_max, rewrites.gathers_as_transposes,
+    for rewrite in (rewrites.div_as_mul, rewrites.scalar_muls, rewrites.leaky_max, rewrites.gathers_as_transposes,
                     rewrites.deconv_as_depth_to_space, rewrites.avg_pool_as_depthwise):
         rewrite(g)
     g.toposort()

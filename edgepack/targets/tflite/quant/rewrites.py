@@ -17,6 +17,10 @@ Each computes exactly what it replaces (in float, up to one rounding of a recipr
   DEPTHWISE_CONV_2D with weights 1 / (kh * kw) (windows up to 3x3), or MEAN when the window is the whole
   input: XNNPACK runs both in int8 (it has no int8 average pool).
 
+* ``scalar_muls``: MUL by a scalar constant merged with a following one, and folded into the weights of
+  the convolutions / fully-connected ops that read it (all its readers): hard-swish's ``/ 6`` and PP-OCRv4's
+  learnable scale after it cost a pass over the tensor each.
+
 int8 only (they hold for values inside the calibrated range, which is all int8 can carry):
 
 * ``finite_max_pool_padding``: PADV2 with -inf (or the float minimum) feeding only MAX_POOL_2D pads with
@@ -227,4 +231,51 @@ def finite_max_pool_padding(graph: Graph, ranges: dict) -> int:
         ranges[op.outputs[0]] = (lo, ranges[op.inputs[0]][1])     # it saw the float minimum at calibration
         done += 1
     graph.prune()
+    return done
+
+
+_WEIGHTED = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
+
+
+def _scalar_mul(graph: Graph, op: Op) -> tuple[str, float] | None:
+    """(x, c) when ``op`` is MUL(x, c) with a float scalar constant and no fused activation."""
+    if op.opcode != "MUL" or len(op.inputs) != 2 or getattr(op.options, "fusedActivationFunction", 0):
+        return None
+    for x, c in (op.inputs, op.inputs[::-1]):
+        v = _scalar(graph, c)
+        if v is not None and np.isfinite(v) and graph.tensors[x].data is None \
+                and graph.tensors[x].shape == graph.tensors[op.outputs[0]].shape:
+            return x, v
+    return None
+
+
+def scalar_muls(graph: Graph) -> int:
+    """Merge chained scalar MULs and fold scalar MULs into the weights of their readers (exact in float)."""
+    done = 0
+    changed = True
+    while changed:
+        changed = False
+        users, prod = graph.consumers(), graph.producers()
+        for op in graph.ops:
+            found = _scalar_mul(graph, op)
+            if found is None or op.outputs[0] in graph.outputs:
+                continue
+            x, c = found
+            readers = users.get(op.outputs[0], [])
+            first = prod.get(x)
+            inner = _scalar_mul(graph, first) if first is not None else None
+            if inner is not None and len(users.get(x, [])) == 1 and x not in graph.outputs:
+                op.inputs = [inner[0], graph.const(np.float32(inner[1] * c), "scale")]
+            elif readers and all(r.opcode in _WEIGHTED and r.inputs[0] == op.outputs[0] and op.outputs[0] not in
+                                 r.inputs[1:] and graph.tensors[r.inputs[1]].data is not None for r in readers):
+                for r in readers:
+                    w = graph.tensors[r.inputs[1]]
+                    r.inputs[1] = graph.const((w.data.astype(np.float64) * c).astype(w.dtype), "weights")
+                    r.inputs[0] = x
+            else:
+                continue
+            done += 1
+            changed = True
+            graph.prune()
+            break
     return done

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from edgepack.build import build
 from edgepack.cli.main import app
+from edgepack.targets.base import QuantOptions
 from edgepack.testing.corpus import FROZEN, fetch
 from edgepack_runtime import Runtime
 
@@ -76,11 +77,15 @@ def test_cli_build_cpu_fp32_matches_the_original_on_speech(tmp_path):
 
 @pytest.mark.forked
 def test_int8_builds_and_mixed_precision_holds_the_gate(tmp_path):
+    """--keep-float names an unrolled LSTM step's node (the names follow the original node's)."""
     cal, _ = _stream(24, seed=3)
+    cand = "If_0_then_branch__Inline_0__/decoder/rnn/LSTM/step0/cand"
     result = build(fetch(NAME), targets=["cpu"], precision="int8", input_shapes=SHAPES, input_values=VALUES,
-                   calibration=_npz(tmp_path, cal), holdout=0.25, out=tmp_path / "int8.edgepack")
+                   quant=QuantOptions(keep_float=(cand,)), calibration=_npz(tmp_path, cal), holdout=0.25,
+                   out=tmp_path / "int8.edgepack")
     entry = result.manifest["targets"][0]
     assert entry["precision"] == "int8" and entry["parity"]["passed"], entry["parity"]
+    assert {"tensor": cand, "origin": cand, "op": "TANH"} in entry["quantization"]["float_layers"]
     assert entry["info"]["size"] < 0.4 * entry["info"]["fp32_size"]
     held, refs = _stream(8, seed=4)
     with Runtime.open(result.path) as rt:

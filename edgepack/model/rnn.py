@@ -9,7 +9,8 @@ so the input and the recurrent product get quantization ranges of their own; the
 then has no recurrent product. Node names keep the original: ``<node>/step0/gates``,
 ``<node>/back/step3/h`` for the reverse direction. Supported: biases or none, peepholes, ``initial_h`` /
 ``initial_c`` as inputs or constants, ``sequence_lens`` absent or equal to the sequence length, activations
-Sigmoid/Tanh/Relu, layout 0 or 1. Refused (the node is named): ``clip``, ``input_forget``, other activations,
+Sigmoid/Tanh/Relu, layout 0 or 1, ``clip`` (gate inputs; not LSTM's h(C)). Refused (the node is named):
+``input_forget``, other activations,
 non-constant weights, a dynamic sequence length (fix it with ``--input-shape``).
 """
 from __future__ import annotations
@@ -51,6 +52,7 @@ class Spec:
     c0: str | None
     linear_before_reset: bool = False
     layout: int = 0                # 0: X [T, B, I], states [dirs, B, H]; 1: X [B, T, I], states [B, dirs, H]
+    clip: float | None = None      # gate inputs bounded to [-clip, clip] before their activations
 
 
 def decompose_rnns(model: ModelProto, only: set[str] | None = None, *, strict: bool = True) -> dict[str, str]:
@@ -80,7 +82,7 @@ def decompose_rnns(model: ModelProto, only: set[str] | None = None, *, strict: b
             kept[node.name] = str(why)
             new_nodes.append(node)
             continue
-        emit = Emit(opset, taken, spec.W.dtype)
+        emit = Emit(opset, taken, spec.W.dtype, spec.clip)
         _unroll(spec, emit)
         new_nodes.extend(emit.nodes)
         graph.initializer.extend(emit.inits)
@@ -136,7 +138,7 @@ def _spec(node: NodeProto, known: dict, consts: dict, opset: int) -> Spec:
     kind, a = node.op_type, {x.name: helper.get_attribute_value(x) for x in node.attribute}
     if opset < 7:
         raise Refused(f"opset {opset} is older than the RNN semantics this pass knows (7+)")
-    for attr, bad in (("clip", lambda v: True), ("layout", lambda v: v not in (0, 1)),
+    for attr, bad in (("clip", lambda v: not v > 0), ("layout", lambda v: v not in (0, 1)),
                       ("input_forget", lambda v: v != 0)):
         if attr in a and bad(a[attr]):
             raise Refused(f"attribute {attr}={a[attr]} is not supported")
@@ -160,7 +162,7 @@ def _spec(node: NodeProto, known: dict, consts: dict, opset: int) -> Spec:
         raise Refused(f"weights W{list(W.shape)} / R{list(R.shape)} do not fit hidden_size {hidden}")
     c0 = _state(inp[6], consts) if kind == "LSTM" else None
     return Spec(node, steps, hidden, dirs, _activations(kind, a, len(dirs)), W, R, B, P,
-                _state(inp[5], consts), c0, bool(a.get("linear_before_reset", 0)), layout)
+                _state(inp[5], consts), c0, bool(a.get("linear_before_reset", 0)), layout, a.get("clip"))
 
 
 def _state(name: str, consts: dict) -> str | None:

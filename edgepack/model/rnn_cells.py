@@ -51,7 +51,7 @@ def lstm_step(spec, emit: Emit, w: dict, x: str, state: tuple, pre: str) -> tupl
     if "Po" in w:
         o = emit.add(o, emit.mul(c_new, w["Po"], f"{pre}/peep_o"), f"{pre}/o_peep")
     o = emit.act(fa, o, f"{pre}/o")
-    return emit.mul(o, emit.act(ha, c_new, f"{pre}/c_act"), f"{pre}/h"), c_new
+    return emit.mul(o, emit.act(ha, c_new, f"{pre}/c_act", clipped=False), f"{pre}/h"), c_new
 
 
 def gru_weights(spec, emit: Emit, d: int, prefix: str) -> dict:

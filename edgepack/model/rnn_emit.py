@@ -11,12 +11,13 @@ from onnx import NodeProto, TensorProto, helper, numpy_helper
 class Emit:
     """Collects the nodes and initializers that replace one RNN node; every name is fresh."""
 
-    def __init__(self, opset: int, taken, dtype: np.dtype):
-        self.opset, self.taken, self.dtype = opset, taken, dtype
+    def __init__(self, opset: int, taken, dtype: np.dtype, clip: float | None = None):
+        self.opset, self.taken, self.dtype, self.clip = opset, taken, dtype, clip
         self.nodes: list[NodeProto] = []
         self.inits: list[TensorProto] = []
         self._zeros: dict[int, str] = {}
         self._axes_consts: dict[int, str] = {}
+        self._bounds: list[str] = []
 
     def fresh(self, base: str) -> str:
         name, i = base, 1
@@ -48,7 +49,16 @@ class Emit:
     def sub(self, a: str, b: str, name: str) -> str:
         return self.op("Sub", [a, b], name)
 
-    def act(self, kind: str, x: str, name: str) -> str:
+    def act(self, kind: str, x: str, name: str, clipped: bool = True) -> str:
+        """``kind`` of ``x``; with the node's ``clip``, ``x`` is first bounded to [-clip, clip] (a gate input)."""
+        if clipped and self.clip is not None:
+            if self.opset >= 11:
+                if not self._bounds:
+                    self._bounds = [self.const(f"{name}_clip_{k}", v) for k, v in (("min", -self.clip),
+                                                                                  ("max", self.clip))]
+                x = self.op("Clip", [x, *self._bounds], f"{name}_clip")
+            else:
+                x = self.op("Clip", [x], f"{name}_clip", min=-self.clip, max=self.clip)
         return self.op(kind, [x], name)
 
     def gemm(self, x: str | None, w: str, b: str | None, rows: int, name: str) -> str | None:

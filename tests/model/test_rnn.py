@@ -16,7 +16,8 @@ from edgepack.model.rnn import RNN_OPS, decompose_rnns
 from tests.model.kit import save
 from tests.model.rnn_kit import feeds_for, rnn_model
 
-PRIMITIVES = {"Gemm", "Add", "Sub", "Mul", "Sigmoid", "Tanh", "Relu", "Slice", "Squeeze", "Unsqueeze", "Concat"}
+PRIMITIVES = {"Gemm", "Add", "Sub", "Mul", "Sigmoid", "Tanh", "Relu", "Slice", "Squeeze", "Unsqueeze", "Concat",
+              "Clip"}
 
 
 def _decomposed(m: onnx.ModelProto) -> onnx.ModelProto:
@@ -64,12 +65,13 @@ def test_unrolled_equals_onnxruntime(kind, direction, steps, batch, bias, initia
        steps=st.integers(1, 4), batch=st.integers(1, 3), size=st.integers(1, 5), hidden=st.integers(1, 5),
        bias=st.booleans(), initial=st.booleans(), peep=st.booleans(), lbr=st.integers(0, 1),
        opset=st.sampled_from([9, 11, 13, 17]), outputs=st.sampled_from([("Y",), ("Y_h",), ("Y", "Y_h", "Y_c")]),
-       layout=st.integers(0, 1), seed=st.integers(0, 2**16))
+       layout=st.integers(0, 1), clip=st.sampled_from([None, 0.5, 3.0]), seed=st.integers(0, 2**16))
 def test_property_any_shape_and_direction(kind, direction, steps, batch, size, hidden, bias, initial, peep, lbr,
-                                          opset, outputs, layout, seed):
+                                          opset, outputs, layout, clip, seed):
     layout = layout if opset >= 14 else 0                   # the attribute exists from opset 14
     m = rnn_model(kind, steps, batch, size, hidden, direction, bias=bias, initial=initial, peepholes=peep,
-                  linear_before_reset=lbr, opset=opset, seed=seed, outputs=outputs, layout=layout)
+                  linear_before_reset=lbr, opset=opset, seed=seed, outputs=outputs, layout=layout,
+                  **({} if clip is None else {"clip": clip}))
     _assert_same(m, seeds=(seed,))
 
 
@@ -82,13 +84,24 @@ def test_names_follow_the_node_and_the_weights_are_shared_by_the_steps():
     assert [t.name for t in d.graph.initializer if t.name in ("W", "R", "B")] == ["W", "R", "B"]
 
 
+@pytest.mark.parametrize("kind", RNN_OPS)
+@pytest.mark.parametrize("opset", [9, 17])
+def test_clip_bounds_the_gate_inputs_as_onnxruntime_does(kind, opset):
+    m = rnn_model(kind, 3, 2, 3, 4, "bidirectional", peepholes=True, clip=0.7, opset=opset)
+    unclipped = rnn_model(kind, 3, 2, 3, 4, "bidirectional", peepholes=True, opset=opset)
+    feeds = feeds_for(m)
+    assert not np.allclose(run_model(m, feeds)[0], run_model(unclipped, feeds)[0], atol=1e-3)   # it bites
+    d = _assert_same(m)
+    assert "Clip" in {n.op_type for n in d.graph.node}
+
+
 def test_zero_initial_state_has_no_recurrent_product_at_step_0():
     d = _assert_same(rnn_model("LSTM", 1, 2, 3, 4, initial=False))
     assert [n.op_type for n in d.graph.node].count("Gemm") == 1
 
 
 @pytest.mark.parametrize("attrs,words", [
-    ({"clip": 3.0}, "clip=3.0"), ({"input_forget": 1}, "input_forget=1"),
+    ({"clip": -1.0}, "clip=-1.0"), ({"input_forget": 1}, "input_forget=1"),
     ({"activations": ["Sigmoid", "Elu", "Tanh"]}, "['Elu'] are not supported"),
 ])
 def test_refused_settings_name_the_node(attrs, words):
@@ -136,11 +149,12 @@ def test_loader_decomposes_what_the_target_refuses_and_keeps_it_otherwise(tmp_pa
 
 
 def test_loader_says_why_a_refused_lstm_stayed(tmp_path):
-    path = save(rnn_model("LSTM", 2, 1, 3, 4, clip=2.0), tmp_path)
+    path = save(rnn_model("LSTM", 2, 1, 3, 4, input_forget=1), tmp_path)
     with pytest.raises(UnsupportedOpsError) as err:
         load_model(path, preflight=targets.get("cpu").preflight)
     [problem] = err.value.problems
-    assert problem["node"] == "rnn" and "cannot be decomposed" in problem["reason"] and "clip" in problem["reason"]
+    assert problem["node"] == "rnn" and "cannot be decomposed" in problem["reason"]
+    assert "input_forget" in problem["reason"]
 
 
 @pytest.mark.parametrize("target,unrolled", [("cpu", True), ("coreml", True), ("qualcomm", False), ("onnx", False)])

@@ -33,6 +33,16 @@ def test_unrolled_rnn_in_litert_equals_onnxruntime(kind, direction, steps, batch
             np.testing.assert_allclose(got[name], ref, rtol=1e-5, atol=1e-5, err_msg=name)
 
 
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+def test_clipped_gates_in_litert(kind, tmp_path):
+    original = rnn_model(kind, 4, 2, 6, 8, "bidirectional", peepholes=True, clip=0.7)
+    result = convert(load_model(save(original, tmp_path), preflight=targets.get("cpu").preflight))
+    feeds = feeds_for(original, 4)
+    want, got = run_onnx(original, feeds), run_tflite(result, feeds)
+    for name, ref in want.items():
+        np.testing.assert_allclose(got[name], ref, rtol=1e-5, atol=1e-5, err_msg=name)
+
+
 def test_silero_shaped_lstm_one_step_from_given_states(tmp_path):
     """Silero VAD's decoder: hidden 128, one step, initial h/c from inputs, only Y_h and Y_c used."""
     original = rnn_model("LSTM", 1, 1, 128, 128, outputs=("Y_h", "Y_c"), seed=5)

@@ -9,8 +9,8 @@ rounds for fp32 and int8 (edgepack's int8 build: minmax ranges on 8 random sampl
 
     nice -n 10 python benchmarks/bench_int8_ops.py [--cases silu,concat] [--rounds 30]
 
-The table ``MEASURED`` below records one run of this script on the development machine (x86-64, AVX2,
-ai-edge-litert 2.3.0), as (delegated in int8, int8 us, fp32 us) of the op alone; ``speed.py`` cites it.
+The table ``MEASURED`` below records one run of this script; ``speed.py`` / ``clamps.py`` / ``rewrites.py``
+cite it for the policy (which int8 ops to rewrite, which to keep).
 """
 from __future__ import annotations
 
@@ -35,7 +35,30 @@ from edgepack.targets.tflite.quant.pipeline import prepare  # noqa: E402
 from edgepack.targets.tflite.quant.ranges import model_feeds  # noqa: E402
 
 C, HW = 32, 56
-MEASURED: dict[str, tuple[bool, float, float]] = {}     # filled from a run: see the module docstring
+# One run (2026-12-02, Xeon with AVX512-VNNI, ai-edge-litert 2.3.0, 40 rounds, machine load ~14 on 2 cores, so
+# differences under ~0.5 ms are noise): case -> (int8 op delegated by XNNPACK without the rewrites,
+# op us int8 without the rewrites, op us int8 with them, op us fp32). None: no rewrite applies.
+MEASURED: dict[str, tuple[bool, float, float | None, float]] = {
+    "relu": (False, 6650, 248, -173),                 # int8 RELU: TFLite's reference kernel -> requantize
+    "maxpool_neg_pad": (False, 7140, 37, 1739),
+    "hardswish": (False, 3449, -92, 675),             # int8 HARD_SWISH -> float island (DQ, f32 op, Q)
+    "avgpool3": (False, 2807, 357, 1071),             # int8 AVERAGE_POOL_2D (SAME) -> float island
+    "avgpool_valid": (False, 3091, 233, 1395),        # VALID -> int8 DEPTHWISE_CONV_2D
+    "channel_shuffle": (False, 1229, 441, 1830),      # GATHER -> RESHAPE/TRANSPOSE/RESHAPE
+    "max_of_scaled": (False, 124, 397, 579),          # MAXIMUM(x, a*x) -> LEAKY_RELU
+    "hardsigmoid": (False, -152, -116, 231),          # RELU_0_TO_1 float island -> requantize
+    "hardswish_decomposed": (True, -15, -27, 534),    # DIV by 6 -> MUL
+    "scale_before_conv": (True, 339, -118, 596),      # scalar MUL folded into the conv's weights
+    "concat": (True, 534, 447, 1188),                 # shared parameters: one requantization fewer
+    "mul_const": (True, 179, -31, 362),
+    "sigmoid": (True, 35, None, -14),                 # LOGISTIC int8: delegated, cheap
+    "silu": (True, 75, None, 115),                    # LOGISTIC + MUL int8: delegated, cheap: kept in int8
+    "leakyrelu": (True, 50, None, 13),
+    "mean_broadcast": (True, 184, None, 1451),        # MEAN int8: delegated
+    "mul_broadcast": (True, 736, None, 1113),
+    "add_self": (True, -38, None, 899),
+    "maxpool3": (True, 1372, None, 285),
+}
 
 
 def _c(name, value):
@@ -75,6 +98,12 @@ CASES = {
                         h.make_node("Conv", ["cat", "wc"], ["b"])],
                        [_c("k", 1.5), _c("wc", np.random.default_rng(3).normal(0, 0.2, (C, 2 * C, 1, 1)))]),
     "channel_shuffle": lambda: _shuffle("a"),
+    "avgpool_valid": lambda: ([h.make_node("AveragePool", ["a"], ["b"], kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+                                           count_include_pad=1)], []),
+    "maxpool_neg_pad": lambda: ([h.make_node("Relu", ["a"], ["r"]),
+                                 h.make_node("MaxPool", ["r"], ["b"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])], []),
+    "scale_before_conv": lambda: ([h.make_node("Add", ["a", "a"], ["s"]), h.make_node("Div", ["s", "six"], ["b"])],
+                                  [_c("six", 6.0)]),
 }
 
 

@@ -91,7 +91,7 @@ def run(name: str, compare: bool, rounds: int) -> list[dict]:
                      "ratio_rw": ms[k] / ms["fp32+rw"],
                      "size": len(data[k]), **{f: rep[f] for f in ("partitions", "requantize", "quantize",
                                                                    "dequantize", "delegated", "ops")},
-                     "float_ops": sum(rep["float_ops"].values()) if k != "fp32" else 0,
+                     "float_ops": sum(rep["float_ops"].values()) if not k.startswith("fp32") else 0,
                      "outside": rep["not_delegated"]})
     return rows
 

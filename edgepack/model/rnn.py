@@ -5,12 +5,11 @@ have no converter for them.
 Every direction (forward, reverse, bidirectional) runs the cell equations of the ONNX spec step by step;
 input and recurrent products are two Gemms (weights [out, in], as the ONNX weights are, ``transB=1``),
 so the input and the recurrent product get quantization ranges of their own; the gates are cut with Slice
-(XNNPACK delegates it, not SPLIT_V). An absent initial state is a known zero: step 0
-then has no recurrent product. Node names keep the original: ``<node>/step0/gates``,
-``<node>/back/step3/h`` for the reverse direction. Supported: biases or none, peepholes, ``initial_h`` /
-``initial_c`` as inputs or constants, ``sequence_lens`` absent or equal to the sequence length, activations
-Sigmoid/Tanh/Relu, layout 0 or 1, ``clip`` (gate inputs; not LSTM's h(C)). Refused (the node is named):
-``input_forget``, other activations,
+(XNNPACK delegates it, not SPLIT_V). An absent initial state is a known zero: step 0 then has no recurrent
+product. Node names keep the original: ``<node>/step0/gates``, ``<node>/back/step3/h`` for the reverse
+direction. Supported: biases or none, peepholes, ``initial_h`` / ``initial_c`` as inputs or constants,
+``sequence_lens`` absent or equal to the sequence length, activations Sigmoid/Tanh/Relu, layout 0 or 1,
+``clip`` (gate inputs; not LSTM's h(C)), ``input_forget``. Refused (the node is named): other activations,
 non-constant weights, a dynamic sequence length (fix it with ``--input-shape``).
 """
 from __future__ import annotations
@@ -53,6 +52,7 @@ class Spec:
     linear_before_reset: bool = False
     layout: int = 0                # 0: X [T, B, I], states [dirs, B, H]; 1: X [B, T, I], states [B, dirs, H]
     clip: float | None = None      # gate inputs bounded to [-clip, clip] before their activations
+    input_forget: bool = False     # LSTM: the forget gate is 1 - the input gate
 
 
 def decompose_rnns(model: ModelProto, only: set[str] | None = None, *, strict: bool = True) -> dict[str, str]:
@@ -138,8 +138,7 @@ def _spec(node: NodeProto, known: dict, consts: dict, opset: int) -> Spec:
     kind, a = node.op_type, {x.name: helper.get_attribute_value(x) for x in node.attribute}
     if opset < 7:
         raise Refused(f"opset {opset} is older than the RNN semantics this pass knows (7+)")
-    for attr, bad in (("clip", lambda v: not v > 0), ("layout", lambda v: v not in (0, 1)),
-                      ("input_forget", lambda v: v != 0)):
+    for attr, bad in (("clip", lambda v: not v > 0), ("layout", lambda v: v not in (0, 1))):
         if attr in a and bad(a[attr]):
             raise Refused(f"attribute {attr}={a[attr]} is not supported")
     direction = a.get("direction", b"forward")
@@ -162,7 +161,8 @@ def _spec(node: NodeProto, known: dict, consts: dict, opset: int) -> Spec:
         raise Refused(f"weights W{list(W.shape)} / R{list(R.shape)} do not fit hidden_size {hidden}")
     c0 = _state(inp[6], consts) if kind == "LSTM" else None
     return Spec(node, steps, hidden, dirs, _activations(kind, a, len(dirs)), W, R, B, P,
-                _state(inp[5], consts), c0, bool(a.get("linear_before_reset", 0)), layout, a.get("clip"))
+                _state(inp[5], consts), c0, bool(a.get("linear_before_reset", 0)), layout, a.get("clip"),
+                bool(a.get("input_forget", 0)))
 
 
 def _state(name: str, consts: dict) -> str | None:

@@ -34,6 +34,8 @@ def lstm_weights(spec, emit: Emit, d: int, prefix: str) -> dict:
         for k, part in zip(("Pi", "Po", "Pf"), range(3)):
             w[k] = emit.const(f"{prefix}/{k}", spec.P[d, part * H:(part + 1) * H])
     w["acts"] = spec.acts[d]
+    if spec.input_forget:
+        w["one"] = emit.const(f"{prefix}/one", 1.0)
     return w
 
 
@@ -47,6 +49,8 @@ def lstm_step(spec, emit: Emit, w: dict, x: str, state: tuple, pre: str) -> tupl
         i = emit.add(i, emit.mul(c, w["Pi"], f"{pre}/peep_i"), f"{pre}/i_peep")
         f = emit.add(f, emit.mul(c, w["Pf"], f"{pre}/peep_f"), f"{pre}/f_peep")
     i, f, cand = emit.act(fa, i, f"{pre}/i"), emit.act(fa, f, f"{pre}/f"), emit.act(ga, cand, f"{pre}/cand")
+    if spec.input_forget:                                      # coupled gates: f = 1 - i
+        f = emit.sub(w["one"], i, f"{pre}/f_coupled")
     c_new = emit.add(emit.mul(f, c, f"{pre}/keep"), emit.mul(i, cand, f"{pre}/write"), f"{pre}/c")
     if "Po" in w:
         o = emit.add(o, emit.mul(c_new, w["Po"], f"{pre}/peep_o"), f"{pre}/o_peep")

@@ -95,13 +95,22 @@ def test_clip_bounds_the_gate_inputs_as_onnxruntime_does(kind, opset):
     assert "Clip" in {n.op_type for n in d.graph.node}
 
 
+@pytest.mark.parametrize("peepholes", [False, True])
+def test_input_forget_couples_the_gates_as_onnxruntime_does(peepholes):
+    m = rnn_model("LSTM", 3, 2, 3, 4, "bidirectional", peepholes=peepholes, input_forget=1)
+    feeds = feeds_for(m)
+    assert not np.allclose(run_model(m, feeds)[0], run_model(rnn_model("LSTM", 3, 2, 3, 4, "bidirectional",
+                                                                       peepholes=peepholes), feeds)[0], atol=1e-3)
+    _assert_same(m)
+
+
 def test_zero_initial_state_has_no_recurrent_product_at_step_0():
     d = _assert_same(rnn_model("LSTM", 1, 2, 3, 4, initial=False))
     assert [n.op_type for n in d.graph.node].count("Gemm") == 1
 
 
 @pytest.mark.parametrize("attrs,words", [
-    ({"clip": -1.0}, "clip=-1.0"), ({"input_forget": 1}, "input_forget=1"),
+    ({"clip": -1.0}, "clip=-1.0"), ({"layout": 2}, "layout=2"),
     ({"activations": ["Sigmoid", "Elu", "Tanh"]}, "['Elu'] are not supported"),
 ])
 def test_refused_settings_name_the_node(attrs, words):
@@ -149,12 +158,12 @@ def test_loader_decomposes_what_the_target_refuses_and_keeps_it_otherwise(tmp_pa
 
 
 def test_loader_says_why_a_refused_lstm_stayed(tmp_path):
-    path = save(rnn_model("LSTM", 2, 1, 3, 4, input_forget=1), tmp_path)
+    path = save(rnn_model("LSTM", 2, 1, 3, 4, activations=["Sigmoid", "Softsign", "Tanh"]), tmp_path)
     with pytest.raises(UnsupportedOpsError) as err:
         load_model(path, preflight=targets.get("cpu").preflight)
     [problem] = err.value.problems
     assert problem["node"] == "rnn" and "cannot be decomposed" in problem["reason"]
-    assert "input_forget" in problem["reason"]
+    assert "['Softsign'] are not supported" in problem["reason"]
 
 
 @pytest.mark.parametrize("target,unrolled", [("cpu", True), ("coreml", True), ("qualcomm", False), ("onnx", False)])

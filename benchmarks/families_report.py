@@ -95,8 +95,30 @@ def summary(doc: dict) -> str:
     return "\n".join(f"- {p}: {a}/{b} pass" for p, (a, b) in counts.items())
 
 
+def merge(docs: list[dict]) -> dict:
+    """One document from several runs: a later run's rows replace an earlier run's rows of the same model and
+    precision (and say so in their notes); a model's ``stopped`` note stays only if rows are still missing."""
+    out = {"commit": docs[0].get("commit"), "settings": docs[0].get("settings"), "runs": {}}
+    for i, doc in enumerate(docs):
+        for key, run in doc.get("runs", {}).items():
+            have = out["runs"].setdefault(key, {"rows": [], "done": False})
+            for r in run["rows"]:
+                if i:
+                    r = {**r, "notes": list(r.get("notes", [])) + [f"re-run at {doc.get('commit')}"]}
+                    have["rows"] = [x for x in have["rows"] if x["precision"] != r["precision"]]
+                have["rows"].append(r)
+            if i and run.get("done") and not run.get("stopped"):
+                have.pop("stopped", None)
+            elif run.get("stopped"):
+                have["stopped"] = run["stopped"]
+    order = ("setup", "fp32", "ort-qdq")
+    for run in out["runs"].values():
+        run["rows"].sort(key=lambda r: order.index(r["precision"]) if r["precision"] in order else len(order))
+    return out
+
+
 if __name__ == "__main__":
-    doc = json.loads(open(sys.argv[1]).read())
+    doc = merge([json.loads(open(p).read()) for p in sys.argv[1:]])
     print(table(doc))
     print()
     print(summary(doc))

@@ -88,3 +88,14 @@ def test_table_rows_show_failures_and_skips():
           "dequantize_ops": 1, "task": {"y:top1_agreement": 1.0}}
     line = families_report.row(ok)
     assert "| 0.9950 | 5.0% | pass |" in line and "0.250" in line and "0.50 (2 → 1)" in line
+
+
+def test_a_later_run_replaces_rows_of_the_same_precision():
+    first = {"commit": "a", "runs": {"m": {"rows": [{"model": "m", "precision": "fp32"},
+                                                    {"model": "m", "precision": "ort-qdq", "error": "x"}],
+                                           "done": False, "stopped": "timed out"}}}
+    second = {"commit": "b", "runs": {"m": {"rows": [{"model": "m", "precision": "int8"},
+                                                     {"model": "m", "precision": "fp32"}], "done": True}}}
+    run = families_report.merge([first, second])["runs"]["m"]
+    assert [r["precision"] for r in run["rows"]] == ["fp32", "ort-qdq", "int8"]
+    assert run["rows"][0]["notes"] == ["re-run at b"] and "stopped" not in run

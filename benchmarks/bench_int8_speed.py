@@ -15,13 +15,14 @@ import argparse
 import copy
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks import qnn_models  # noqa: E402
+from benchmarks import qnn_data, qnn_models, yolo_like  # noqa: E402
 from benchmarks.common import cosine, interpreter, invoke  # noqa: E402
 from edgepack.model import load_model  # noqa: E402
 from edgepack.targets.tflite.quant import partitions  # noqa: E402
@@ -32,15 +33,21 @@ from edgepack.targets.tflite.quant.policy import policy_float_nodes  # noqa: E40
 from edgepack.targets.tflite.quant.ranges import model_feeds  # noqa: E402
 
 MODELS = ("ocr_ppocr_mobile_v2_cls.onnx", "ocr_ppocrv4_det.onnx", "audio_oww_embedding_model.onnx",
-          "bytes_magika_standard_v3_3.onnx", "archonly_light_squeezenet.onnx", "archonly_light_shufflenet.onnx")
+          "bytes_magika_standard_v3_3.onnx", "archonly_light_squeezenet.onnx", "archonly_light_shufflenet.onnx",
+          "yolo_like")
+YOLO = "yolo_like"       # benchmarks/yolo_like.py: a YOLOv8n-style CNN with random weights
 CALIB, HOLDOUT = 16, 4
 
 
 def builds(name: str, compare: bool):
     """(io, {label: tflite bytes}, held-out samples) of one model."""
-    case = qnn_models.case(name, CALIB + HOLDOUT)
-    model = load_model(case.path, input_shapes=case.input_shapes)
-    calib, hold = case.samples[:CALIB], case.samples[CALIB:]
+    if name == YOLO:
+        path = yolo_like.build(Path(tempfile.mkdtemp()) / "yolo_like.onnx")
+        model, samples = load_model(path), qnn_data.natural_images(CALIB + HOLDOUT, 0, "images")
+    else:
+        case = qnn_models.case(name, CALIB + HOLDOUT)
+        model, samples = load_model(case.path, input_shapes=case.input_shapes), case.samples
+    calib, hold = samples[:CALIB], samples[CALIB:]
     low, ranges, _ = prepare(model, calib, "minmax")
     policy = policy_float_nodes(model, "cpu")
     out = {"fp32": low.finish("fp32").data, "fp32+rw": fp32_rewritten(low)}
@@ -55,7 +62,8 @@ def fp32_rewritten(low) -> bytes:
     """The fp32 build with the exact float rewrites the int8 build gets (``quant/rewrites.py``), so the
     int8 ratio can also be read against an fp32 that has them."""
     g = copy.deepcopy(low.graph)
-    for rewrite in (rewrites.div_as_mul, rewrites.scalar_muls, rewrites.leaky_max, rewrites.gathers_as_transposes,
+    for rewrite in (rewrites.div_as_mul, rewrites.scalar_muls, rewrites.even_splits, rewrites.leaky_max,
+                    rewrites.gathers_as_transposes,
                     rewrites.deconv_as_depth_to_space, rewrites.avg_pool_as_depthwise):
         rewrite(g)
     g.toposort()

@@ -88,7 +88,7 @@ def test_report_counts_what_leaves_the_integer_path_and_the_rewrites_remove_it(t
     # requantizations: the RELU (two steps: its output takes the concatenation's parameters) and the
     # hard-sigmoid's clamp; the MAXIMUM's constant sat at -128, so it is gone
     assert after.stats["quantization"]["speed"] == {
-        "div_as_mul": 1, "scalar_muls": 0, "leaky_max": 0, "shuffles": 1, "deconvs": 0, "avg_pools": 0,
+        "div_as_mul": 1, "scalar_muls": 0, "leaky_max": 0, "even_splits": 0, "shuffles": 1, "deconvs": 0, "avg_pools": 0,
         "max_pool_pads": 0,
         "shared_join_inputs": 1, "float_clamps": 1,
         "int8_clamps": 2, "small_constants": 0, "float_islands": 1}
@@ -125,7 +125,7 @@ def test_shared_concat_parameters_remove_the_requantization_when_ranges_are_clos
 REWRITE = {"relu": "int8_clamps", "relu6": "int8_clamps", "hardsigmoid": "float_clamps", "leaky_max": "leaky_max",
            "min_clamp": "int8_clamps", "tiny_bias": "small_constants", "hardswish": "float_islands",
            "div": "div_as_mul", "deconv": "deconvs", "avgpool_valid": "avg_pools", "avgpool_global": "avg_pools",
-           "maxpool_pad": "max_pool_pads", "scale_into_conv": ("scalar_muls", 2)}
+           "maxpool_pad": "max_pool_pads", "scale_into_conv": ("scalar_muls", 2), "split_halves": "even_splits"}
 ONE_OPS = {
     "relu": ([h.make_node("Relu", ["a"], ["r"]), h.make_node("Add", ["r", "a"], ["y"])], []),
     "relu6": ([h.make_node("Clip", ["a", "zero", "six"], ["r"]), h.make_node("Add", ["r", "a"], ["y"])],
@@ -142,6 +142,9 @@ ONE_OPS = {
     "avgpool_valid": ([h.make_node("AveragePool", ["a"], ["y"], kernel_shape=[3, 3], strides=[2, 2],
                                    pads=[1, 1, 0, 0], count_include_pad=1)], []),
     "avgpool_global": ([h.make_node("AveragePool", ["a"], ["y"], kernel_shape=[16, 16])], []),
+    "split_halves": ([h.make_node("Split", ["a", "halves"], ["p", "q"], axis=1),
+                      h.make_node("Concat", ["q", "p"], ["y"], axis=1)],
+                     [nh.from_array(np.array([4, 4], np.int64), "halves")]),
     "scale_into_conv": ([h.make_node("Add", ["a", "a"], ["sq"]), h.make_node("Mul", ["sq", "half"], ["m"]),
                          h.make_node("Div", ["m", "three"], ["d"]),
                          h.make_node("Conv", ["d", "wq"], ["y"], pads=[1, 1, 1, 1])],

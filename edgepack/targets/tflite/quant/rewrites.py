@@ -21,6 +21,9 @@ Each computes exactly what it replaces (in float, up to one rounding of a recipr
   the convolutions / fully-connected ops that read it (all its readers): hard-swish's ``/ 6`` and PP-OCRv4's
   learnable scale after it cost a pass over the tensor each.
 
+* ``even_splits``: SPLIT_V into equal sizes -> SPLIT, which XNNPACK takes (YOLO's C2f splits its channels
+  in two halves; SPLIT_V broke the delegated graph there, in fp32 and int8 alike).
+
 int8 only (they hold for values inside the calibrated range, which is all int8 can carry):
 
 * ``finite_max_pool_padding``: PADV2 with -inf (or the float minimum) feeding only MAX_POOL_2D pads with
@@ -278,4 +281,24 @@ def scalar_muls(graph: Graph) -> int:
             changed = True
             graph.prune()
             break
+    return done
+
+
+def even_splits(graph: Graph) -> int:
+    """SPLIT_V with constant, equal sizes -> SPLIT (same outputs)."""
+    done = 0
+    for op in graph.ops:
+        if op.opcode != "SPLIT_V" or len(op.inputs) != 3:
+            continue
+        sizes, axis = graph.tensors[op.inputs[1]].data, graph.tensors[op.inputs[2]].data
+        x = graph.tensors[op.inputs[0]]
+        if sizes is None or axis is None or sizes.size != len(op.outputs) or len(set(sizes.tolist())) != 1 \
+                or int(sizes[0]) * sizes.size != x.shape[int(axis.ravel()[0]) % len(x.shape)]:
+            continue
+        opts = fb.SplitOptionsT()
+        opts.numSplits = int(sizes.size)
+        op.opcode, op.options = "SPLIT", opts
+        op.inputs = [graph.const(np.asarray(int(axis.ravel()[0]), np.int32), "axis"), op.inputs[0]]
+        done += 1
+    graph.prune()
     return done

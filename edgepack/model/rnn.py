@@ -14,6 +14,7 @@ non-constant weights, a dynamic sequence length (fix it with ``--input-shape``).
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,7 +30,10 @@ RNN_OPS = ("LSTM", "GRU", "RNN")
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 DEFAULT_ACTS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"], "RNN": ["Tanh"]}
 ACTIVATIONS = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu"}
-MAX_STEPS = 1024                    # unrolled steps per node (each is ~10 nodes per direction)
+MAX_STEPS = 1024                    # unrolled steps per node (each is ~16 nodes per direction)
+SLOW_STEPS = 64                     # more steps x directions than this: say that the graph gets long
+
+log = logging.getLogger("edgepack.model")
 
 
 class Refused(Exception):
@@ -84,6 +88,10 @@ def decompose_rnns(model: ModelProto, only: set[str] | None = None, *, strict: b
             continue
         emit = Emit(opset, taken, spec.W.dtype, spec.clip)
         _unroll(spec, emit)
+        if spec.steps * len(spec.directions) > SLOW_STEPS:
+            log.warning("%s node '%s' unrolled into %d nodes (%d steps x %d directions): long graphs convert "
+                        "and run slower than a native recurrent kernel", node.op_type, node.name,
+                        len(emit.nodes), spec.steps, len(spec.directions))
         new_nodes.extend(emit.nodes)
         graph.initializer.extend(emit.inits)
     del graph.node[:]

@@ -54,9 +54,10 @@ def build(
                                              "kernel is quantized, for integer-only accelerators)")] = "cpu",
     transform: Annotated[list[str], typer.Option("--transform", help="int8: graph transform before quantizing, "
                                                  "NAME=auto|on|off with NAME cle (cross-layer equalization), "
-                                                 "smooth (SmoothQuant-style outlier migration), bias_correction, "
-                                                 "or all; auto (the default) keeps one only when the held-out "
-                                                 "figures improve; repeatable")] = [],
+                                                 "smooth (SmoothQuant-style outlier migration), adaround (fitted "
+                                                 "weight rounding; default off: slow), bias_correction, or all; "
+                                                 "auto (the default) keeps one only when the held-out figures "
+                                                 "improve; repeatable")] = [],
     report: Annotated[Optional[Path], typer.Option(help="write a self-contained HTML report here")] = None,
     min_cosine: Annotated[Optional[float], typer.Option(help="parity gate: lowest acceptable cosine per output "
                                                         "(default by precision: 0.9999 / 0.999 / 0.99 / 0.98)")] = None,

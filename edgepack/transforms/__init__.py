@@ -4,13 +4,16 @@
 
 ``cle``              cross-layer equalization of Conv -> Relu/LeakyRelu/PRelu -> Conv pairs (``cle.py``)
 ``smooth``           SmoothQuant-style migration of activation outliers into matmul weights (``smooth.py``)
+``adaround``         int8 weight rounding fitted per layer on the calibration inputs (``adaround.py``)
 ``bias_correction``  the expected int8-weight error of each Conv / FC taken out of its bias (``biascorr.py``)
 
-Each has a mode: ``on`` applies it, ``off`` skips it, ``auto`` (the default) applies it, measures the
+Each has a mode: ``on`` applies it, ``off`` skips it, ``auto`` (the default, but ``off`` for adaround, whose
+per-layer fits take minutes on a large model) applies it, measures the
 quantized candidate with ``evaluate(model) -> figures`` (the target's own int8 on its held-out split:
 ``min_snr_db``, ``min_cosine``, ``max_rel_error``, ``passed``) and keeps it only when the figures improve.
 Without ``evaluate``, ``auto`` means ``off``. They run in the order above, each on the result of the ones
-kept before it (bias correction last: it needs the final weights).
+kept before it (bias correction last: it needs the final weights; after adaround the weights it rounded
+are already on the int8 grid and have no error left to correct).
 """
 from __future__ import annotations
 
@@ -19,11 +22,13 @@ from typing import Callable
 import onnx
 
 from ..errors import EdgepackError
+from .adaround import adaround
 from .biascorr import correct
 from .cle import equalize
 from .smooth import smooth
 
-ORDER = ("cle", "smooth", "bias_correction")
+ORDER = ("cle", "smooth", "adaround", "bias_correction")
+DEFAULTS = {"cle": "auto", "smooth": "auto", "adaround": "off", "bias_correction": "auto"}   # adaround: minutes
 MODES = ("auto", "on", "off")
 ALIASES = {"bias": "bias_correction", "smoothquant": "smooth", "equalize": "cle"}
 MIN_GAIN_DB = 0.1          # auto keeps a transform when the held-out SNR rises by more than this
@@ -37,6 +42,9 @@ def _run(name: str, model: onnx.ModelProto, samples: list[dict]) -> dict:
     if name == "smooth":
         info = smooth(model, samples)
         return {**info, "applies": info["smoothed"] > 0}
+    if name == "adaround":
+        info = adaround(model, samples)
+        return {**info, "applies": info["layers"] > 0}
     info = correct(model, samples)
     return {**info, "applies": info["layers"] > 0}
 
@@ -78,7 +86,7 @@ def apply(model: onnx.ModelProto, samples: list[dict], settings: dict | None = N
           progress: Callable[[str], None] = lambda s: None) -> tuple[onnx.ModelProto, dict]:
     """The transformed model (``model`` itself when nothing was kept; never edited) and the record:
     ``{"baseline": figures, "tried": [{"name", "mode", "kept", "info", "figures"}], "kept": [names]}``."""
-    settings = {**{n: "auto" for n in ORDER}, **(settings or {})}
+    settings = {**DEFAULTS, **(settings or {})}
     check(settings)
     current, base = model, None
     record: dict = {"tried": [], "kept": []}

@@ -15,7 +15,7 @@ from edgepack_runtime.precisions import PRECISIONS
 
 from .models import outlier_layernorm, samples, spread_depthwise
 
-OFF = {"cle": "off", "smooth": "off", "bias_correction": "off"}
+OFF = {"cle": "off", "smooth": "off", "adaround": "off", "bias_correction": "off"}
 GATE = PRECISIONS["int8"].gate
 
 
@@ -67,6 +67,6 @@ def test_build_flag(tmp_path):
     assert res.exit_code == 0, res.output
     (target,) = json.loads(res.stdout)["manifest"]["targets"]
     record = target["quantization"]["transforms"]
-    assert record["kept"] == ["cle"] and [t["mode"] for t in record["tried"]] == ["on", "off", "off"]
+    assert record["kept"] == ["cle"] and [t["mode"] for t in record["tried"]] == ["on", "off", "off", "off"]
     bad = CliRunner().invoke(app, ["build", str(tmp_path / "m.onnx"), "--transform", "cle=sometimes"])
     assert bad.exit_code != 0 and "NAME=MODE" in bad.output

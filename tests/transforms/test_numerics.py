@@ -10,16 +10,18 @@ from edgepack.errors import EdgepackError
 from edgepack.model.ort import reference_outputs
 from edgepack.testing.corpus import INPUT_SHAPES, fetch
 from edgepack.model import load_model
-from edgepack.transforms import apply, parse
+from edgepack.transforms import ORDER, apply, parse
 from edgepack.transforms.cle import pairs, spread
 from edgepack.transforms.graph import Graph
 from edgepack.transforms.stats import fake_quant_weight
 
 from .models import leaky_max_chain, outlier_layernorm, positive_input_conv, samples, spread_depthwise
 
-ONLY = {"cle": {"cle": "on", "smooth": "off", "bias_correction": "off"},
-        "smooth": {"cle": "off", "smooth": "on", "bias_correction": "off"},
-        "bias_correction": {"cle": "off", "smooth": "off", "bias_correction": "on"}}
+ONLY = {name: {**{n: "off" for n in ORDER}, name: "on"} for name in ORDER}
+
+
+def _info(record: dict, name: str) -> dict:
+    return next(t for t in record["tried"] if t["name"] == name)["info"]
 
 
 def _max_rel(a: list[dict], b: list[dict]) -> float:
@@ -42,7 +44,7 @@ def test_float_function_kept(tmp_path, make, name):
 def test_cle_evens_the_ranges(tmp_path):
     model = spread_depthwise(tmp_path)
     out, record = apply(model, [], ONLY["cle"])
-    info = record["tried"][0]["info"]
+    info = _info(record, "cle")
     assert info["batchnorm_folded"] == 1 and info["pairs"] == 2 and info["through"] == ["Relu"]
     g = Graph(out)
     first = [n for n in g.g.node if n.op_type == "Conv"][0]
@@ -58,7 +60,7 @@ def test_cle_evens_the_ranges(tmp_path):
 def test_cle_scales_a_shared_max_constant_per_channel(tmp_path):
     model = leaky_max_chain(tmp_path)
     out, record = apply(model, [], ONLY["cle"])
-    assert record["tried"][0]["info"]["through"] == ["LeakyRelu", "Max"]
+    assert _info(record, "cle")["through"] == ["LeakyRelu", "Max"]
     inits = {t.name: t for t in out.graph.initializer}
     bounds = [inits[n.input[1]] for n in out.graph.node if n.op_type == "Max"]
     assert len({t.name for t in bounds}) == 2 and all(list(t.dims) == [1, 12, 1, 1] for t in bounds)
@@ -77,7 +79,7 @@ def test_cle_real_model(tmp_path):
 def test_smooth_duplicates_a_shared_layernorm_and_moves_the_outliers(tmp_path):
     model = outlier_layernorm(tmp_path)
     out, record = apply(model, samples(model, 8), ONLY["smooth"])
-    group = record["tried"][1]["info"]["groups"][0]
+    group = _info(record, "smooth")["groups"][0]
     assert group["duplicated"] and group["alpha"] is not None
     assert group["simulated_error"][str(group["alpha"])] < 0.5 * group["simulated_error"]["none"]
     lns = [n for n in out.graph.node if n.op_type == "LayerNormalization"]
@@ -86,23 +88,27 @@ def test_smooth_duplicates_a_shared_layernorm_and_moves_the_outliers(tmp_path):
     assert gamma.max() / gamma.min() < 40 / 3                  # the outlier channels moved into the weights
 
 
+def _int8_weights(m):
+    """``m`` with every Conv / MatMul weight rounded as the int8 targets store them, float elsewhere."""
+    q = onnx.ModelProto()
+    q.CopyFrom(m)
+    for node in q.graph.node:
+        if node.op_type in ("Conv", "MatMul"):
+            t = next(t for t in q.graph.initializer if t.name == node.input[1])
+            axis = 0 if node.op_type == "Conv" else 1
+            t.CopyFrom(onnx.numpy_helper.from_array(fake_quant_weight(onnx.numpy_helper.to_array(t), axis), t.name))
+    return q
+
+
 def test_bias_correction_removes_the_mean_error(tmp_path):
     model = positive_input_conv(tmp_path)
     calib, held = samples(model, 16, seed=1, mean=3.0), samples(model, 8, seed=2, mean=3.0)
     out, record = apply(model, calib, ONLY["bias_correction"])
-    assert record["tried"][2]["info"]["layers"] == 2
+    assert _info(record, "bias_correction")["layers"] == 2
     ref = reference_outputs(model, held)
 
-    def mean_error(m):                # int8 weights (as the targets store them), float everything else
-        q = onnx.ModelProto()
-        q.CopyFrom(m)
-        for node in q.graph.node:
-            if node.op_type in ("Conv", "MatMul"):
-                t = next(t for t in q.graph.initializer if t.name == node.input[1])
-                axis = 0 if node.op_type == "Conv" else 1
-                t.CopyFrom(onnx.numpy_helper.from_array(fake_quant_weight(onnx.numpy_helper.to_array(t), axis),
-                                                        t.name))
-        got = reference_outputs(q, held)
+    def mean_error(m):
+        got = reference_outputs(_int8_weights(m), held)
         err = np.stack([g["y"] - r["y"] for g, r in zip(got, ref)])
         return float(np.abs(err.mean(axis=(0, 2, 3, 4))).mean())
 
@@ -112,7 +118,8 @@ def test_bias_correction_removes_the_mean_error(tmp_path):
 
 def test_parse_settings():
     assert parse(["cle=off", "bias=on"]) == {"cle": "off", "bias_correction": "on"}
-    assert parse(["all=off", "smooth=auto"]) == {"cle": "off", "smooth": "auto", "bias_correction": "off"}
+    assert parse(["all=off", "smooth=auto"]) == {"cle": "off", "smooth": "auto", "adaround": "off",
+                                                 "bias_correction": "off"}
     for bad in ("cle", "cle=maybe", "fancy=on"):
         with pytest.raises(EdgepackError, match="NAME=MODE"):
             parse([bad])

@@ -21,7 +21,7 @@ def test_smooth_real_transformer():
         ids[0, :length] = np.concatenate([[101], rng.integers(1996, 29600, length - 2), [102]])
         data.append({"input_ids": ids, "attention_mask": (np.arange(64) < length).astype(np.int64)[None]})
     out, record = apply(model, data[:4], ONLY["smooth"])
-    info = record["tried"][1]["info"]
+    info = next(t for t in record["tried"] if t["name"] == "smooth")["info"]
     assert record["kept"] == ["smooth"] and info["candidates"] == 6 and info["smoothed"] >= 3
     floats = lambda runs: [{k: v for k, v in r.items() if v.dtype == np.float32} for r in runs]  # noqa: E731
     assert _max_rel(floats(reference_outputs(out, data[4:])), floats(reference_outputs(model, data[4:]))) < 1e-4

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import onnx
 
-from ....transforms import ORDER, apply
+from ....transforms import DEFAULTS, apply
 from ...base import QuantOptions
 from .measure import measure
 from .policy import policy_float_nodes, resolve_keep
@@ -13,7 +13,7 @@ from .policy import policy_float_nodes, resolve_keep
 def choose_transforms(model: onnx.ModelProto, calib, holdout, reference, gate, options: QuantOptions,
                       num_threads=None, progress=lambda s: None) -> tuple[onnx.ModelProto, dict | None]:
     """(the model to quantize, the manifest's ``transforms`` record or None when all are off)."""
-    settings = {**{n: "auto" for n in ORDER}, **(options.transforms or {})}
+    settings = {**DEFAULTS, **(options.transforms or {})}
     if all(v == "off" for v in settings.values()):
         return model, None
     chosen: dict = {}

@@ -323,6 +323,12 @@ def target_section(i: int, t: dict) -> str:
              ("Latency", latency)]
     if quant:
         pairs += [("Quantization", esc(quant.get("method"))), ("Model I/O", esc(quant.get("io")))]
+        ip = as_dict(quant.get("integer_path"))
+        if ip:
+            outside = ", ".join(f"{k} ×{v}" for k, v in as_dict(ip.get("not_delegated")).items()) or "none"
+            pairs.append(("Integer path", esc(f"{ip.get('partitions')} XNNPACK partition(s), {ip.get('delegated')}/"
+                                              f"{ip.get('ops')} ops delegated, {ip.get('requantize')} requantize, "
+                                              f"{ip.get('dequantize')} dequantize; outside XNNPACK: {outside}")))
     hist = op_histogram_svg(as_dict(info.get("op_histogram")))
     threshold = num(as_dict(parity.get("thresholds")).get("min_snr_db"))
     body = (facts(pairs) + "<h3>Parity per output</h3>" + _parity(parity)

@@ -188,3 +188,14 @@ def test_the_manifest_record_carries_the_integer_path(tmp_path):
     ip = describe(result, opts)["integer_path"]
     assert ip["partitions"] == 1 and ip["not_delegated"] == {} and ip["ops"] == ip["delegated"]
     assert ip["rewrites"]["float_clamps"] == 1 and ip["float_ops"] == {}
+
+
+def test_the_build_report_shows_the_integer_path():
+    from edgepack.report.sections import target_section
+    ip = {"ops": 20, "requantize": 3, "quantize": 2, "dequantize": 2, "float_ops": {}, "partitions": 2,
+          "delegated": 19, "not_delegated": {"RESIZE_NEAREST_NEIGHBOR (int8)": 1}, "rewrites": {}}
+    t = {"name": "cpu", "format": "tflite", "precision": "int8", "file": "model.tflite", "info": {}, "parity": {},
+         "quantization": {"method": "minmax", "io": "float", "integer_path": ip, "layers": []}}
+    html = target_section(0, t)
+    assert ("2 XNNPACK partition(s), 19/20 ops delegated, 3 requantize, 2 dequantize; outside XNNPACK: "
+            "RESIZE_NEAREST_NEIGHBOR (int8) ×1") in html

@@ -7,7 +7,7 @@ the same start with the same trial (candidates with layers kept float, measured 
 samples against onnxruntime fp32). Printed per strategy: full measurements (all held-out samples), cheap ones
 (a few samples), wall time, layers kept float, final gate figures; then the ratio isolate / legacy.
 
-    nice -n 10 python benchmarks/bench_mixed_search.py [--models basic_pitch,ppocr_cls,oww_embedding,minilm]
+    nice -n 10 python benchmarks/bench_mixed_search.py [--models basic_pitch,ppocr_rec,ppocr_det,minilm]
                                                       [--samples 48] [--method auto]
 """
 from __future__ import annotations
@@ -29,14 +29,19 @@ from edgepack_runtime.precisions import PRECISIONS  # noqa: E402
 
 MODELS = {"basic_pitch": "audio_basic_pitch_nmp.onnx", "ppocr_cls": "ocr_ppocr_mobile_v2_cls.onnx",
           "oww_embedding": "audio_oww_embedding_model.onnx", "minilm": "minilm_l3_encoder.onnx",
-          "ppocr_det": "ocr_ppocrv4_det.onnx", "magika": "bytes_magika_standard_v3_3.onnx"}
+          "ppocr_det": "ocr_ppocrv4_det.onnx", "magika": "bytes_magika_standard_v3_3.onnx",
+          "ppocr_rec": "ocr_ppocrv4_rec.onnx"}
 CALIB = 32
 MAX_FRACTION = 0.25
 
 
 def setup(name: str, samples: int, method: str):
     """(model, trial factory, start candidate, start figures, ranked rows) of one model's int8."""
-    c = qnn_models.case(name, samples)
+    if name == "ocr_ppocrv4_rec.onnx":     # rendered text lines (benchmarks/families_data.py)
+        from benchmarks import families_data
+        c = families_data.case("ppocr_rec", samples)
+    else:
+        c = qnn_models.case(name, samples)
     model = load_model(c.path, input_shapes=c.input_shapes)
     calib, holdout = c.samples[:CALIB], c.samples[CALIB:]
     reference = reference_outputs(model, holdout)
@@ -74,7 +79,7 @@ def _row(model: str, r: dict) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--models", default="basic_pitch,ppocr_cls,oww_embedding,minilm")
+    ap.add_argument("--models", default="basic_pitch,ppocr_rec,ppocr_det,minilm")
     ap.add_argument("--samples", type=int, default=48, help="samples per model: 32 calibration, the rest held out")
     ap.add_argument("--method", default="auto")
     ap.add_argument("--strategies", default="legacy,isolate")

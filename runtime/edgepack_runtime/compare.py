@@ -144,7 +144,8 @@ def summarize(per_output: dict[str, dict], gate: Gate) -> dict:
 
 
 TASK_SUMMARY = (("iou_50", min, "min_iou_50"), ("iou_30", min, "min_iou_30"), ("max_prob_error", max, "max_prob_error"),
-                ("sequence_agreement", min, "min_sequence_agreement"))
+                ("sequence_agreement", min, "min_sequence_agreement"), ("region_recall", min, "min_region_recall"),
+                ("region_precision", min, "min_region_precision"))
 
 
 def compare_runs(got: list[dict], reference: list[dict], names) -> dict[str, dict]:

@@ -15,7 +15,9 @@ cosine 0.93 although every word box is the same. ``output_kind`` reads the refer
   (spatial, or time x frequency), some value above 0.5 (something is "on"): a DBNet text-probability map
   ``[N, 1, H, W]``, a sigmoid posteriorgram. Figures: ``iou_50`` / ``iou_30`` (worst sample's intersection
   over union of the maps thresholded at 0.5 / 0.3, DBNet's own binarization threshold; 1 when both are
-  empty) and ``max_prob_error``.
+  empty), ``region_recall`` / ``region_precision`` (worst sample's share of connected regions at 0.3 found
+  in the other map, boxes matched at IoU 0.5: ``regions.py``; what a detector's post-processing sees) and
+  ``max_prob_error``.
 - ``values``: anything else (logits, embeddings, audio features, boxes, images). Logits keep the classifier
   top-1/top-5 figures ``compare.compare_output`` gives classifier-shaped outputs.
 
@@ -27,6 +29,8 @@ figures, correct but beside the point, and the gate uses them only with threshol
 from __future__ import annotations
 
 import numpy as np
+
+from .regions import planes, region_agreement
 
 SUM_TOL = 1e-3        # |row sum - 1| of a softmax computed in float32
 RANGE_TOL = 1e-6
@@ -84,8 +88,10 @@ def probability_figures(g: np.ndarray, r: np.ndarray, axis: int) -> dict:
 
 
 def map_figures(g: np.ndarray, r: np.ndarray) -> dict:
+    regions = [region_agreement(a, b, 0.3) for gs, rs in zip(g, r) for a, b in zip(planes(gs), planes(rs))]
     return {"iou_50": min(iou(a, b, 0.5) for a, b in zip(g, r)),
             "iou_30": min(iou(a, b, 0.3) for a, b in zip(g, r)),
+            "region_recall": min(x[0] for x in regions), "region_precision": min(x[1] for x in regions),
             "max_prob_error": float(np.max(np.abs(g - r), initial=0.0))}
 
 

@@ -11,6 +11,7 @@ from hypothesis.extra import numpy as hnp
 from edgepack_runtime.compare import compare_output, summarize
 from edgepack_runtime.kinds import iou, map_figures, output_kind, probability_figures, task_figures
 from edgepack_runtime.precisions import Gate
+from edgepack_runtime.regions import boxes, label, region_agreement
 
 seeds = st.integers(0, 2 ** 32 - 1)
 
@@ -86,7 +87,8 @@ def test_iou_exact_values():
     got[0, 2:6] = 0.4                                                    # under 0.5, over 0.3
     assert iou(got, ref, 0.5) == 0.0 and iou(got, ref, 0.3) == pytest.approx(2 / 6)
     f = map_figures(np.stack([got, ref]), np.stack([ref, ref]))
-    assert f == {"iou_50": 0.0, "iou_30": pytest.approx(2 / 6), "max_prob_error": pytest.approx(0.9)}
+    assert f == {"iou_50": 0.0, "iou_30": pytest.approx(2 / 6), "max_prob_error": pytest.approx(0.9),
+                 "region_recall": 0.0, "region_precision": 0.0}       # boxes overlap at IoU 1/3 < 0.5
 
 
 @settings(max_examples=60, deadline=None)
@@ -142,3 +144,41 @@ def test_the_task_parts_of_the_gate_judge_only_outputs_of_their_kind():
     assert failures(blurred, Gate(0.9, 1.0)) == []                       # no task thresholds: not judged
     s = summarize({"m": blurred}, gate)
     assert not s["passed"] and s["min_iou_50"] == 0.85 and s["thresholds"]["min_iou"] == 0.9
+
+
+@settings(max_examples=60, deadline=None)
+@given(seeds, st.integers(1, 40), st.integers(1, 40), st.floats(0.2, 0.8))
+def test_labels_are_scipys_connected_components(seed, h, w, density):
+    from scipy import ndimage
+    mask = np.random.default_rng(seed).random((h, w)) < density
+    ours = label(mask)
+    theirs, _ = ndimage.label(mask)                     # 4-connectivity by default
+    assert np.array_equal(ours >= 0, theirs > 0)
+    pairs = set(zip(ours[mask].tolist(), theirs[mask].tolist()))
+    assert len(pairs) == len({a for a, _ in pairs}) == len({b for _, b in pairs})   # the same partition
+
+
+@settings(max_examples=60, deadline=None)
+@given(seeds, st.integers(8, 40), st.integers(8, 40))
+def test_region_agreement_bounds_symmetry_and_identity(seed, h, w):
+    rng = np.random.default_rng(seed)
+    a, b = rng.random((h, w)), rng.random((h, w))
+    recall, precision = region_agreement(a, b)
+    back = region_agreement(b, a)
+    assert 0.0 <= recall <= 1.0 and 0.0 <= precision <= 1.0 and (recall, precision) == (back[1], back[0])
+    assert region_agreement(a, a) == (1.0, 1.0)
+
+
+def test_region_agreement_exact_values():
+    ref = np.zeros((40, 60))
+    ref[5:10, 5:30] = 0.9            # two text lines
+    ref[20:26, 10:50] = 0.8
+    got = np.zeros_like(ref)
+    got[5:11, 6:30] = 0.7            # the first one's edge moved: still the same box
+    assert region_agreement(got, ref) == (0.5, 1.0)          # the second line is missing
+    got[21:26, 10:48] = 0.35
+    got[30:33, 0:3] = 0.9            # a 9-pixel speck the reference does not have
+    assert region_agreement(got, ref) == (1.0, pytest.approx(2 / 3))
+    assert iou(got, ref, 0.5) < 0.6                      # pixel IoU calls it a large change
+    assert boxes(got > 0.3).tolist() == [[5, 6, 11, 30], [21, 10, 26, 48], [30, 0, 33, 3]]
+    assert region_agreement(np.zeros((9, 9)), np.zeros((9, 9))) == (1.0, 1.0)

@@ -82,6 +82,7 @@ def outcome(key: str, got: list, ref: list, labels) -> str:
 
 
 FIELDS = ("cosine", "cosine_mean", "rel_error", "snr_db", "top1_agreement", "top5_agreement", "sequence_agreement",
+          "region_recall", "region_precision",
           "max_prob_error", "iou_50", "iou_30")
 
 

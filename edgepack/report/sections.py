@@ -209,7 +209,8 @@ def _parity(parity: dict) -> str:
     return facts(pairs) + table(headers, rows, empty="No per-output parity figures recorded.")
 
 
-_TASK = (("iou_50", "IoU@0.5", fmt.pct), ("iou_30", "IoU@0.3", fmt.pct), ("sequence_agreement", "same sequence", fmt.pct),
+_TASK = (("iou_50", "IoU@0.5", fmt.pct), ("iou_30", "IoU@0.3", fmt.pct), ("region_recall", "regions found", fmt.pct),
+         ("region_precision", "regions right", fmt.pct), ("sequence_agreement", "same sequence", fmt.pct),
          ("max_prob_error", "max prob. error", fmt.sig))
 
 

@@ -35,7 +35,7 @@ def test_inspect_prints_task_figures_of_a_map_and_of_class_probabilities(tmp_pat
     lines = [line.strip() for line in result.output.splitlines()]
     (map_line,) = [x for x in lines if x.startswith("cpu: output map (probability map): ")]
     figures = dict(part.split(" ") for part in map_line.split(": ", 2)[2].split(", "))
-    assert set(figures) == {"iou_50", "iou_30", "max_prob_error"}
+    assert set(figures) == {"iou_50", "iou_30", "region_recall", "region_precision", "max_prob_error"}
     assert float(figures["iou_50"]) == 1.0 and float(figures["max_prob_error"]) < 1e-3      # fp32: same map
     (probs_line,) = [x for x in lines if x.startswith("cpu: output probs (probabilities): ")]
     assert "max_prob_error" in probs_line

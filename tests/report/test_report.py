@@ -234,7 +234,8 @@ def test_task_figures_show_per_output_with_breaches_marked():
     parity["thresholds"].update(min_iou=0.9, max_prob_error=0.1)
     parity["outputs"] = {
         "maps": {"cosine": 0.93, "cosine_mean": 0.95, "max_abs": 0.4, "rel_error": 0.4, "snr_db": 12.0,
-                 "kind": "probability_map", "iou_50": 0.85, "iou_30": 0.92, "max_prob_error": 0.4},
+                 "kind": "probability_map", "iou_50": 0.85, "iou_30": 0.92, "region_recall": 1.0,
+                 "region_precision": 0.75, "max_prob_error": 0.4},
         "chars": {"cosine": 0.99, "cosine_mean": 0.995, "max_abs": 0.05, "rel_error": 0.05, "snr_db": 30.0,
                   "kind": "probabilities", "top1_agreement": 0.99, "sequence_agreement": 0.8, "max_prob_error": 0.05},
         "emb": {"cosine": 0.999, "max_abs": 0.01, "rel_error": 0.01, "snr_db": 40.0, "kind": "values"}}
@@ -242,5 +243,6 @@ def test_task_figures_show_per_output_with_breaches_marked():
     text = " ".join(parse(page).text)
     assert "Task figures" in text and "map IoU ≥ 0.9" in text and "max probability error ≤ 0.1" in text
     assert "probability map: " in text and "IoU@0.3 92.0%" in text and "same sequence 80.0%" in text
+    assert "regions found 100.0%, regions right 75.0%" in text
     assert '<span class="bad">IoU@0.5 85.0%</span>' in page and '<span class="bad">max prob. error 0.4</span>' in page
     assert "max prob. error 0.05" in text and '<span class="bad">max prob. error 0.05' not in page

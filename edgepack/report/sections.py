@@ -169,6 +169,7 @@ _THRESHOLDS = {  # threshold key -> (output metric, True if the metric must stay
     "min_top1_agreement": ("top1_agreement", True, "top-1 ≥ {}"),
     "min_iou": ("iou_50", True, "map IoU ≥ {}"),
     "max_prob_error": ("max_prob_error", False, "max probability error ≤ {}"),
+    "min_region": ("region_recall", True, "map regions ≥ {}"),
 }
 
 

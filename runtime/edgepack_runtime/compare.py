@@ -103,11 +103,14 @@ def failures(figures: dict, t: Gate) -> list[str]:
 
 
 def task_failures(figures: dict, t: Gate) -> list[str]:
-    """The task-figure parts of the gate (``Gate.min_iou``, ``Gate.max_prob_error``) one output misses."""
+    """The task-figure parts of the gate (``Gate.min_iou``, ``min_region``, ``max_prob_error``) one output misses."""
     bad = []
     for key, at in (("iou_50", 0.5), ("iou_30", 0.3)):
         if t.min_iou is not None and figures.get(key, 1.0) < t.min_iou:
             bad.append(f"map IoU at {at} {figures[key]:.3f} < {t.min_iou}")
+    for key in ("region_recall", "region_precision"):
+        if t.min_region is not None and figures.get(key, 1.0) < t.min_region:
+            bad.append(f"{key.replace('_', ' ')} {figures[key]:.3f} < {t.min_region}")
     if t.max_prob_error is not None and figures.get("max_prob_error", 0.0) > t.max_prob_error:
         bad.append(f"max probability error {figures['max_prob_error']:.3g} > {t.max_prob_error}")
     return bad

@@ -22,6 +22,7 @@ class Gate:
     # maps thresholded at 0.5 and at 0.3; the largest probability difference of probabilities and maps
     min_iou: float | None = None
     max_prob_error: float | None = None
+    min_region: float | None = None  # probability maps: worst sample's region recall and precision (regions.py)
 
     def as_dict(self) -> dict:
         return asdict(self)

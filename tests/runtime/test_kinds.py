@@ -88,7 +88,7 @@ def test_iou_exact_values():
     assert iou(got, ref, 0.5) == 0.0 and iou(got, ref, 0.3) == pytest.approx(2 / 6)
     f = map_figures(np.stack([got, ref]), np.stack([ref, ref]))
     assert f == {"iou_50": 0.0, "iou_30": pytest.approx(2 / 6), "max_prob_error": pytest.approx(0.9),
-                 "region_recall": 0.0, "region_precision": 0.0}       # boxes overlap at IoU 1/3 < 0.5
+                 "region_recall": 1.0, "region_precision": 1.0}       # 4-pixel regions are specks: none to find
 
 
 @settings(max_examples=60, deadline=None)
@@ -142,6 +142,8 @@ def test_the_task_parts_of_the_gate_judge_only_outputs_of_their_kind():
     assert failures(blurred, gate) == ["map IoU at 0.5 0.850 < 0.9", "max probability error 0.3 > 0.1"]
     assert failures({"cosine": 0.99, "rel_error": 0.3, "kind": "values"}, gate) == []
     assert failures(blurred, Gate(0.9, 1.0)) == []                       # no task thresholds: not judged
+    moved = dict(blurred, region_recall=1.0, region_precision=0.8)
+    assert failures(moved, Gate(0.9, 1.0, min_region=0.9)) == ["region precision 0.800 < 0.9"]
     s = summarize({"m": blurred}, gate)
     assert not s["passed"] and s["min_iou_50"] == 0.85 and s["thresholds"]["min_iou"] == 0.9
 

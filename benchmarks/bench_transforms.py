@@ -51,6 +51,7 @@ def row(model, calib, held, ref, settings, mixed: bool) -> dict:
     kept = (res.transforms or {}).get("kept", [])
     return {"cos": f["min_cosine"], "snr": f["min_snr_db"], "err": 100 * err_of_range(got, ref),
             "passed": f["passed"], "kept": kept, "float": len(res.float_layers),
+            "int16": len(getattr(res, "int16_layers", [])),
             "s": time.perf_counter() - t0}
 
 
@@ -58,25 +59,26 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("models", nargs="*", default=list(MODELS))
     ap.add_argument("--mixed", action="store_true", help="also mixed precision on (rows none and auto)")
+    ap.add_argument("--mixed-only", action="store_true", help="only mixed precision on (rows none and auto)")
     ap.add_argument("--calib", type=int, default=32)
     ap.add_argument("--holdout", type=int, default=8)
     ap.add_argument("--rows", default=",".join(ROWS))
     args = ap.parse_args()
-    print("| model | transform | mixed | kept | cosine | SNR dB | max err % range | float layers | s |")
+    print("| model | transform | mixed | kept | cosine | SNR dB | max err % range | float / int16 layers | s |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name in args.models:
         case = qm.case(name, args.calib + args.holdout)
         model = load_model(case.path, input_shapes=case.input_shapes)
         calib, held = case.samples[:args.calib], case.samples[args.calib:]
         ref = reference_outputs(model, held)
-        for mixed in ([False, True] if args.mixed else [False]):
+        for mixed in ([True] if args.mixed_only else [False, True] if args.mixed else [False]):
             for label in args.rows.split(","):
                 if mixed and label not in ("none", "auto"):
                     continue
                 r = row(model, calib, held, ref, ROWS[label], mixed)
                 print(f"| {name.replace('.onnx', '')} | {label} | {'on' if mixed else 'off'} | "
                       f"{','.join(r['kept']) or '-'} | {r['cos']:.5f} | {r['snr']:.2f} | {r['err']:.2f} | "
-                      f"{r['float']} | {r['s']:.0f} |", flush=True)
+                      f"{r['float']} / {r['int16']} | {r['s']:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,10 @@ itself (as ``edgepack build`` judges it), and there is no quantize_static row.
 
 Precisions: ``fp32``, ``int8`` (mixed precision off), ``int8-mixed`` (on: the build's default), and whatever
 the target offers later (``int16x8``, ``int16x8-mixed``...): defaults are read from ``TARGET.precisions``.
-``NAME:field=value,...`` sets ``QuantOptions`` fields (e.g. ``int8:method=minmax``); fields that other work adds
-to ``QuantOptions`` with an ``auto`` default get an extra ``int8-mixed:<field>=off`` row each (their gain).
+``NAME:field=value,...`` sets ``QuantOptions`` fields (e.g. ``int8:method=minmax``, ``int8:transforms.cle=on``);
+fields that other work adds to ``QuantOptions`` with an ``auto`` default get an extra ``int8-mixed:<field>=off``
+row each, and each transform of ``edgepack.transforms`` one row flipped from its default (its gain measured
+separately).
 
     python benchmarks/bench_int8_families.py [--models ppocr_rec,minilm] [--precisions fp32,int8,int8-mixed]
         [--json out.json] [--calib 32] [--search 8] [--holdout 8] [--model-timeout 900]
@@ -53,6 +55,11 @@ def default_precisions() -> list[str]:
     for f in dataclasses.fields(QuantOptions):
         if f.name not in BASE_FIELDS and f.default == "auto":
             out.append(f"int8-mixed:{f.name}=off")
+    if "transforms" in {f.name for f in dataclasses.fields(QuantOptions)}:
+        from edgepack import transforms
+        for name in transforms.ORDER:       # each transform's gain: all at their defaults, then this one off/on
+            flip = "on" if transforms.DEFAULTS.get(name) == "off" else "off"
+            out.append(f"int8-mixed:transforms.{name}={flip}")
     return out
 
 
@@ -66,6 +73,9 @@ def parse_spec(spec: str):
     kw = {"mixed_precision": mixed}
     for item in filter(None, settings.split(",")):
         key, _, value = item.partition("=")
+        if key.startswith("transforms.") and "transforms" in fields:     # a dict field: one entry per item
+            kw.setdefault("transforms", {})[key.split(".", 1)[1]] = value
+            continue
         if key not in fields:
             raise SystemExit(f"QuantOptions has no field {key!r} (fields: {', '.join(fields)})")
         default = fields[key].default
@@ -94,6 +104,7 @@ def _quant_notes(conv) -> dict:
     out = {"method": q.get("method"), "float_layers": [f.get("origin") or f.get("tensor")
                                                        for f in q.get("float_layers", [])],
            "culprits": q.get("culprits", [])[:3], "source": q.get("source")}
+    out["transforms"] = q.get("transforms")          # what edgepack.transforms tried and kept (json only)
     out["int16_layers"] = [f.get("origin") or f.get("tensor") for f in q.get("int16_layers", [])]
     mp = q.get("mixed_precision") or {}
     out["mixed_tried"] = len(mp.get("tried") or [])

@@ -59,6 +59,9 @@ def test_precision_specs():
         parse_spec("int8:nope=1")
     found = default_precisions()
     assert found[:3] == ["fp32", "int8", "int8-mixed"]
+    precision, opts = parse_spec("int8-mixed:transforms.cle=off,transforms.adaround=on")
+    assert opts.transforms == {"cle": "off", "adaround": "on"} and opts.mixed_precision
+    assert "int8-mixed:transforms.cle=off" in found
 
 
 def test_recognizer_lines_are_48_high_and_zero_padded():

@@ -29,16 +29,21 @@ def label(mask: np.ndarray) -> np.ndarray:
     idx = np.arange(h * w).reshape(h, w)
     pairs = [(idx[:, :-1][mask[:, :-1] & mask[:, 1:]], idx[:, 1:][mask[:, :-1] & mask[:, 1:]]),
              (idx[:-1, :][mask[:-1, :] & mask[1:, :]], idx[1:, :][mask[:-1, :] & mask[1:, :]])]
-    a = np.concatenate([p[0] for p in pairs])
-    b = np.concatenate([p[1] for p in pairs])
-    parent = np.arange(h * w)
+    on = np.flatnonzero(mask)
+    pos = np.full(h * w, -1)
+    pos[on] = np.arange(len(on))           # union-find over the mask's pixels only
+    a = pos[np.concatenate([p[0] for p in pairs])]
+    b = pos[np.concatenate([p[1] for p in pairs])]
+    parent = np.arange(len(on))
     while True:
         pa, pb = parent[a], parent[b]
         if np.array_equal(pa, pb):
             break
         np.minimum.at(parent, np.maximum(pa, pb), np.minimum(pa, pb))
         parent = _roots(parent)
-    return np.where(mask, parent.reshape(h, w), -1)
+    out = np.full(h * w, -1)
+    out[on] = on[parent]                    # a region's id: its first pixel's flat index
+    return out.reshape(h, w)
 
 
 def boxes(mask: np.ndarray) -> np.ndarray:

@@ -119,6 +119,50 @@ def fold_batchnorm(model: onnx.ModelProto) -> int:
     for node in folded:
         g.g.node.remove(node)
     drop_unused(model)
+    return len(folded) + fold_affine(model)
+
+
+def _channel_const(g: Graph, node: onnx.NodeProto, tensor: str, channels: int, rank: int) -> np.ndarray | None:
+    """The per-output-channel vector of a Mul / Add whose other input is a constant that broadcasts over
+    the channel axis only ([C, 1, 1], [1, C, 1, 1] or a scalar); None otherwise."""
+    if len(node.input) != 2 or tensor not in node.input:
+        return None
+    c = g.const(node.input[1] if node.input[0] == tensor else node.input[0])
+    if c is None or c.ndim > rank:
+        return None
+    shape = (1,) * (rank - c.ndim) + c.shape
+    if c.size == 1:
+        return np.full(channels, float(c.reshape(-1)[0]), np.float32)
+    if c.size == channels and shape[1] == channels:
+        return c.reshape(-1)
+    return None
+
+
+def fold_affine(model: onnx.ModelProto) -> int:
+    """Fold a per-channel constant Mul / Add that alone reads a Conv's output into the Conv (the cpu target
+    does the same when lowering, so int8 weights are rounded after the fold); how many."""
+    g = Graph(model)
+    folded = []
+    for conv in list(g.g.node):
+        while conv.op_type == "Conv" and (wb := conv_weights(g, conv)) is not None:
+            node = g.only_user(conv.output[0])
+            if node is None or node.op_type not in ("Mul", "Add"):
+                break
+            w, b = wb
+            vec = _channel_const(g, node, conv.output[0], w.shape[0], len(w.shape))
+            if vec is None:
+                break
+            if node.op_type == "Mul":
+                set_conv(g, conv, w * vec.reshape(-1, *[1] * (w.ndim - 1)), b * vec)
+            else:
+                set_conv(g, conv, w, b + vec)
+            conv.output[0] = node.output[0]
+            g.producer[node.output[0]] = conv
+            g.users[node.output[0]] = [n for n in g.users.get(node.output[0], [])]
+            folded.append(node)
+            g.g.node.remove(node)
+            g.refresh()
+    drop_unused(model)
     return len(folded)
 
 

@@ -124,3 +124,22 @@ def test_parse_settings():
         with pytest.raises(EdgepackError, match="NAME=MODE"):
             parse([bad])
 
+
+
+def test_per_channel_mul_add_after_a_conv_is_folded(tmp_path):
+    from onnx import TensorProto as TP
+    from onnx import helper as h
+    rng = np.random.default_rng(4)
+    inits = [onnx.numpy_helper.from_array(a.astype(np.float32), n) for n, a in (
+        ("w", rng.standard_normal((6, 3, 3, 3))), ("s", np.array([0.7])), ("a", rng.standard_normal((6, 1, 1))))]
+    nodes = [h.make_node("Conv", ["x", "w"], ["c"], pads=[1] * 4), h.make_node("Mul", ["s", "c"], ["m"]),
+             h.make_node("Add", ["m", "a"], ["y"])]
+    g = h.make_graph(nodes, "affine", [h.make_tensor_value_info("x", TP.FLOAT, [1, 3, 8, 8])],
+                     [h.make_tensor_value_info("y", TP.FLOAT, [1, 6, 8, 8])], inits)
+    model = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+    folded = onnx.ModelProto()
+    folded.CopyFrom(model)
+    from edgepack.transforms.graph import fold_batchnorm
+    assert fold_batchnorm(folded) == 2 and [n.op_type for n in folded.graph.node] == ["Conv"]
+    data = samples(model, 2)
+    assert _max_rel(reference_outputs(folded, data), reference_outputs(model, data)) < 1e-5

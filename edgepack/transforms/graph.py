@@ -97,8 +97,9 @@ def set_conv(g: Graph, node: onnx.NodeProto, w: np.ndarray, b: np.ndarray) -> No
     g.users[name].append(node)
 
 
-def fold_batchnorm(model: onnx.ModelProto) -> int:
-    """Fold every inference BatchNormalization that alone reads a Conv's output into that Conv; how many."""
+def fold_batchnorm(model: onnx.ModelProto, *, affine: bool = True) -> int:
+    """Fold every inference BatchNormalization that alone reads a Conv's output into that Conv, then (with
+    ``affine``) every per-channel constant Mul / Add (``fold_affine``); how many."""
     g = Graph(model)
     folded = []
     for node in g.g.node:
@@ -119,7 +120,7 @@ def fold_batchnorm(model: onnx.ModelProto) -> int:
     for node in folded:
         g.g.node.remove(node)
     drop_unused(model)
-    return len(folded) + fold_affine(model)
+    return len(folded) + (fold_affine(model) if affine else 0)
 
 
 def _channel_const(g: Graph, node: onnx.NodeProto, tensor: str, channels: int, rank: int) -> np.ndarray | None:

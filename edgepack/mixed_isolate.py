@@ -7,7 +7,8 @@ cos = 1 / sqrt(1 + e)), ``MARGIN_DB`` to spare. Then:
 
 1. climb: the shortest prefix of the layer ranking that reaches the target, by doubling (1, 2, 4, 8...
    layers, past the budget if need be: the layers a model needs together often sit far apart in the
-   ranking) and bisection between the last two steps;
+   ranking) and bisection between the last two steps. When even every layer in higher precision does not
+   reach it, the search ends: the budget's share of the ranking, measured once, is the best attempt;
 2. eliminate: try dropping chunks of that prefix (its halves, then their halves...), keeping each drop the
    target survives: layers that only help together stay together, layers nobody needs leave in bulk;
 3. verify the set on every held-out sample (one full measurement). If some output still fails (the scan
@@ -72,14 +73,14 @@ class _Scan:
         e, others = self._figures(extra)
         return bool(np.all(e <= self.target)) and others
 
-    def climb(self, order: list[str]) -> list[str]:
-        """The shortest prefix of ``order`` reaching the target (all of it, target relaxed, if none does)."""
+    def climb(self, order: list[str]) -> list[str] | None:
+        """The shortest prefix of ``order`` reaching the target; None when not even all of it does."""
         k = 1
         while not self.enough(order[:k]) and k < len(order):
             self.progress(f"gate failed: trying {min(2 * k, len(order))} layer(s) in higher precision")
             k = min(2 * k, len(order))
-        if not self.enough(order[:k]):       # not even all of them: aim within 3 dB of what they reach
-            self.target = np.maximum(self.target, 2.0 * self.measure(order))
+        if not self.enough(order[:k]):
+            return None
         lo, hi = k // 2, k                   # order[:lo] fails (or lo is 0), order[:hi] reaches the target
         while hi - lo > 1:
             mid = (lo + hi) // 2
@@ -115,7 +116,13 @@ def isolate(trial, keep, pinned, ranked, max_fraction, candidate, figures, progr
         scan = _Scan(trial, keep, target, failing, progress, SCAN_SAMPLES * 4 ** rounds)
         if np.all(scan.e0 <= scan.target) or not names:
             break
-        picked = scan.eliminate(scan.climb(names))
+        prefix = scan.climb(names)
+        if prefix is None:      # higher precision everywhere is not enough: the budget's worth, measured once
+            progress("gate failed: no set of layers reaches the gate on the scan samples")
+            picked = names[:budget]
+            cand, fig = trial.run(keep + picked)
+            return max(best, (keep + picked, cand, fig), key=lambda b: score(b[2]))
+        picked = scan.eliminate(prefix)
         if picked == chosen:
             break
         chosen, over = picked, len(picked) > budget

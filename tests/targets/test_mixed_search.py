@@ -19,7 +19,7 @@ class Net:
     """Output y = ref + sum of the noise of every layer not kept. ``loud``: layer -> noise amplitude;
     ``pair``: two layers whose noise disappears only when both are kept (a tensor and its reader)."""
 
-    def __init__(self, layers=40, loud=None, pair=(), pair_amp=0.0, spike=None):
+    def __init__(self, layers=40, loud=None, pair=(), pair_amp=0.0, spike=None, stuck=0.0):
         rng = np.random.default_rng(0)
         self.names = [f"l{i}" for i in range(layers)]
         self.ref = [{"y": np.sin(np.linspace(0, 6, 256) + k).astype(np.float64)} for k in range(SAMPLES)]
@@ -27,11 +27,13 @@ class Net:
         self.noise = {n: rng.standard_normal((SAMPLES, 256)) for n in self.names}
         self.pair, self.pair_amp, self.spike = set(pair), pair_amp, spike
         self.pair_noise = rng.standard_normal((SAMPLES, 256))
+        self.stuck = stuck * rng.standard_normal((SAMPLES, 256))     # noise no layer's precision removes
 
     def make(self, keep):
         e = sum((self.amp[n] * self.noise[n] for n in self.names if n not in keep), np.zeros((SAMPLES, 256)))
         if self.pair and not self.pair <= set(keep):
             e = e + self.pair_amp * self.pair_noise
+        e = e + self.stuck
         if self.spike and self.spike not in keep:     # one sample far off in one place: relative error only
             e = e.copy()
             e[SAMPLES - 1, 0] += 0.9
@@ -102,3 +104,10 @@ def test_unknown_strategy_is_a_clear_error():
     net = Net()
     with pytest.raises(ValueError, match="isolate"):
         search(net.trial(), [], [], net.ranked(), 0.25, None, net.evaluate(net.make([]), None), strategy="greedy")
+
+
+def test_when_no_set_reaches_the_gate_the_search_stops_after_the_climb():
+    net = Net(loud={"l2": 0.3}, stuck=0.4)
+    keep, fig, trial = net.run("isolate")
+    assert not fig["passed"] and len(trial.tried) == 1 and trial.cheap <= 8       # base + 1, 2, 4 ... 40
+    assert keep == [f"l{i}" for i in range(10)] and fig["min_snr_db"] > net.evaluate(net.make([]), None)["min_snr_db"]

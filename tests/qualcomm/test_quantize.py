@@ -270,3 +270,25 @@ def test_a_matmul_add_that_fusion_turns_into_a_gemm_gets_a_1d_bias():
     qdq = quantize(m, feeds)
     got = [[o["y"]] for o in cpu_run(qdq, feeds)]
     assert max_rel_error(got, reference(m, feeds)) < 0.05
+
+
+@pytest.mark.parametrize("overrides", [{"scores": "a16"}, {"sm": "a16"}, {"mask": "a16"}, {"scores": "a16", "sm": "a16"}])
+def test_16_bit_nodes_around_a_masked_add_quantize_and_stay_right(overrides):
+    # onnxruntime's mixed-precision fixer infers the masked Add's output type from its 16-bit input (scores)
+    # and refused the range override that named another type ("Desired producer quant_type ... doesn't match")
+    nodes = [h.make_node("Mul", ["inv", "fill"], ["bias"], name="mask_bias"),
+             h.make_node("MatMul", ["x", "w"], ["s"], name="scores"),
+             h.make_node("Add", ["s", "bias"], ["a"], name="mask"),
+             h.make_node("Softmax", ["a"], ["y"], name="sm", axis=-1)]
+    inv = np.zeros((1, 1, 16), np.float32)
+    inv[..., 12:] = 1.0
+    rng = np.random.default_rng(5)
+    inits = {"inv": inv, "fill": np.array(np.finfo(np.float32).min, np.float32),
+             "w": (rng.normal(size=(16, 16)) * 0.5).astype(np.float32)}
+    m = model(nodes, inits, [("x", [1, 4, 16])], ["y"])
+    feeds = samples([1, 4, 16], n=6)
+    from edgepack.targets.qualcomm.mixed import cpu_run
+    qdq = quantize(m, feeds, overrides=overrides)
+    got = [[o["y"]] for o in cpu_run(qdq, feeds)]
+    assert max(float(g[0][..., 12:].max()) for g in got) < 1e-3
+    assert max_rel_error(got, reference(m, feeds)) < 0.05

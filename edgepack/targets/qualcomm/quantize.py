@@ -17,6 +17,7 @@ calibrate every time). ``quantize(..., calibrated=c)`` then only quantizes.
 from __future__ import annotations
 
 import inspect
+import re
 import shutil
 import tempfile
 import weakref
@@ -136,13 +137,18 @@ def _run_quantizer(model, samples, activations, weights, per_channel, overrides,
     with tempfile.TemporaryDirectory(prefix="edgepack-qnn-q-") as tmp, quiet(), np.errstate(all="ignore"):
         src, out = Path(tmp) / "float.onnx", Path(tmp) / "qdq.onnx"
         onnx.save(model, str(src), save_as_external_data=model.ByteSize() > LARGE_MODEL)
+        tensors = tensor_overrides(model, overrides, ranges, activations)
         try:
-            config = get_qnn_qdq_config(str(src), _Reader(samples), calibrate_method=methods[method],
-                                        activation_type=qtypes[activations], weight_type=qtypes[weights],
-                                        per_channel=per_channel,
-                                        init_overrides=tensor_overrides(model, overrides, ranges,
-                                                                        activations) or None,
-                                        nodes_to_exclude=excluded or None)
+            for _ in range(MAX_TYPE_RETRIES):
+                try:
+                    config = get_qnn_qdq_config(str(src), _Reader(samples), calibrate_method=methods[method],
+                                                activation_type=qtypes[activations], weight_type=qtypes[weights],
+                                                per_channel=per_channel, init_overrides=tensors or None,
+                                                nodes_to_exclude=excluded or None)
+                    break
+                except ValueError as exc:
+                    if not _retype(tensors, str(exc), ranges):
+                        raise
             _quantize_static(src, out, config, cache)
         except EdgepackError:
             raise
@@ -152,6 +158,26 @@ def _run_quantizer(model, samples, activations, weights, per_channel, overrides,
                                   hint="report this model; try --precision qualcomm=w8a16 or keep the named "
                                        "node in float with --keep-float") from exc
         return onnx.load(str(out))
+
+
+MAX_TYPE_RETRIES = 16
+_PRODUCER_MISMATCH = re.compile(r"Desired producer quant_type for (.+) doesn't match existing type")
+
+
+def _retype(tensors: dict, message: str, ranges: dict) -> bool:
+    """onnxruntime's mixed-precision fixer infers each tensor's type from the nodes around it (a 16-bit
+    input makes an Add produce 16 bits) and refuses a tensor override of another type. For a tensor whose
+    override exists only for its finite range, switch the type it names to the other activation width and
+    let the fixer try again; False when the message is not that or the tensor is not ours to change."""
+    from onnxruntime.quantization import QuantType
+    found = _PRODUCER_MISMATCH.search(message)
+    name = found.group(1) if found else None
+    if name not in ranges or name not in tensors:
+        return False
+    entry = tensors[name][0]
+    entry["quant_type"] = (QuantType.QUInt8 if entry.get("quant_type") == QuantType.QUInt16
+                           else QuantType.QUInt16)
+    return True
 
 
 def _quantize_static(src: Path, out: Path, config, cache: Path | None) -> None:

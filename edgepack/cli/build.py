@@ -52,6 +52,10 @@ def build(
     int8_policy: Annotated[str, typer.Option(help="int8: cpu (LayerNorm, Softmax and attention MatMul stay float: "
                                              "no fast int8 CPU kernels) | strict (every op with an int8 "
                                              "kernel is quantized, for integer-only accelerators)")] = "cpu",
+    mixed_rungs: Annotated[str, typer.Option("--mixed-rungs", help="cpu int8 mixed precision, what a sensitive "
+                                             "layer becomes: auto (float under --int8-policy cpu, where XNNPACK "
+                                             "has no int16 kernels and 16x8 layers run ~20x slower than fp32; "
+                                             "int16 then float under strict) | int16,float | float")] = "auto",
     transform: Annotated[list[str], typer.Option("--transform", help="int8: graph transform before quantizing, "
                                                  "NAME=auto|on|off with NAME cle (cross-layer equalization), "
                                                  "smooth (SmoothQuant-style outlier migration), adaround (fitted "
@@ -88,7 +92,7 @@ def build(
         task = bar.add_task("starting", total=None)
         quant = QuantOptions(method=method, io=io_type, mixed_precision=mixed_precision,
                              max_float_fraction=max_float, keep_float=tuple(keep_float), policy=int8_policy,
-                             transforms=transforms)
+                             transforms=transforms, rungs=mixed_rungs)
         result = run_build(model, targets=target, input_shapes=shapes, input_values=values, out=output,
                            calibration=calibration,
                            preprocess=preprocess, holdout=holdout, allow_mismatch=allow_mismatch,

@@ -35,6 +35,10 @@ def debug_quant(
                                                   "repeatable (try the culprits)")] = [],
     int8_policy: Annotated[str, typer.Option(help="cpu (LayerNorm, Softmax, attention MatMul float) | "
                                              "strict (everything int8 that can be)")] = "cpu",
+    transform: Annotated[list[str], typer.Option("--transform", help="graph transform before quantizing, as for "
+                                                 "`edgepack build`: NAME=auto|on|off (cle, smooth, bias_correction, "
+                                                 "all); auto keeps one only when the held-out figures improve; "
+                                                 "all=off shows the plain quantization; repeatable")] = [],
     top: Annotated[int, typer.Option(help="rows to show, worst first")] = 15,
     order: Annotated[str, typer.Option(help="rank (worst first) | graph (model order)")] = "rank",
     json_out: Annotated[bool, typer.Option("--json", help="print every layer as JSON on stdout")] = False,
@@ -44,13 +48,15 @@ def debug_quant(
     from ..debug import debug_quant as run_debug
     from ..model.freeze import parse_input_values
     from ..targets.base import QuantOptions
+    from ..transforms import parse as parse_transforms
     if order not in ("rank", "graph"):
         raise EdgepackError(f"--order '{order}' is not one of rank, graph")
     with err_console.status("loading the model and calibration data") as status:
         report = run_debug(model, target=target, precision=precision, calibration=calibration,
                            preprocess=preprocess, holdout=holdout, input_shapes=parse_shapes(input_shape),
                            input_values=parse_input_values(input_value),
-                           quant=QuantOptions(method=method, keep_float=tuple(keep_float), policy=int8_policy),
+                           quant=QuantOptions(method=method, keep_float=tuple(keep_float), policy=int8_policy,
+                                              transforms=parse_transforms(transform)),
                            progress=lambda s: status.update(s))
     for w in report.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(w)}")

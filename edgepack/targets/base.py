@@ -35,6 +35,7 @@ class QuantOptions:
     keep_float: tuple[str, ...] = ()    # tensors (or ONNX node names) the user wants kept
     policy: str = "cpu"                 # which ops a target keeps float by rule (see the target's docs)
     transforms: dict = field(default_factory=dict)   # edgepack.transforms name -> auto|on|off (absent: auto)
+    rungs: str = "auto"                 # cpu mixed precision: auto | int16,float | float (see tflite/quant/ladder.py)
 
 
 @dataclass

@@ -32,7 +32,8 @@ def outlier(tmp_path):
 def test_int8_build_raises_the_culprit_to_int16_and_reports_it(outlier):
     # cross-layer equalization alone repairs this model (tests/transforms): the ladder is tested without it
     code, out, err = _invoke("build", outlier / "o.onnx", "--precision", "int8", "--calibration",
-                             outlier / "calib.npz", "--report", outlier / "r.html", "--json", "--transform", "all=off")
+                             outlier / "calib.npz", "--report", outlier / "r.html", "--json", "--transform", "all=off",
+                             "--mixed-rungs", "int16,float")
     assert code == 0, err
     manifest = json.loads(out)["manifest"]
     cpu = manifest["targets"][0]
@@ -72,13 +73,16 @@ def test_int8_gate_fails_without_mixed_precision_and_names_the_layer(outlier):
 
 
 def test_debug_quant_ranks_the_culprit_first(outlier):
-    code, out, err = _invoke("debug-quant", outlier / "o.onnx", "--calibration", outlier / "calib.npz", "--json")
+    # cross-layer equalization alone repairs this model: the plain quantization is looked at without it
+    code, out, err = _invoke("debug-quant", outlier / "o.onnx", "--calibration", outlier / "calib.npz", "--json",
+                             "--transform", "all=off")
     assert code == 0, err
     report = json.loads(out)
     by_tensor = {r["tensor"]: r for r in report["layers"]}
     worst = by_tensor[report["culprits"][0]]
     assert worst["origin"] == "conv2" and not report["parity"]["passed"]
-    code, out, _ = _invoke("debug-quant", outlier / "o.onnx", "--calibration", outlier / "calib.npz")
+    code, out, _ = _invoke("debug-quant", outlier / "o.onnx", "--calibration", outlier / "calib.npz",
+                           "--transform", "all=off")
     assert code == 0 and "culprit: conv2" in " ".join(out.split())
 
 
@@ -169,3 +173,21 @@ def test_one_precision_for_targets_that_lack_it_is_an_error_naming_them(outlier)
     assert "precision 'int8' is not offered by target(s) onnx (onnx: fp32)" in line, line
     assert "--precision cpu=int8,onnx=fp32" in line, line
     assert not (outlier / "o.edgepack").exists()
+
+
+def test_the_cpu_policy_skips_the_int16_rung_by_default_and_strict_climbs_it(outlier):
+    # XNNPACK has no int16 kernels (16x8 layers ran ~20x slower than fp32): under --int8-policy cpu a
+    # sensitive layer goes straight to float; integer-only accelerators (strict) get the int16 rung first
+    runs = {}
+    for policy in ("cpu", "strict"):
+        code, out, err = _invoke("build", outlier / "o.onnx", "--precision", "int8", "--calibration",
+                                 outlier / "calib.npz", "--json", "--transform", "all=off", "--int8-policy", policy,
+                                 "-o", outlier / f"{policy}.edgepack")
+        assert code == 0, err
+        runs[policy] = json.loads(out)["manifest"]["targets"][0]["quantization"]
+    assert runs["cpu"]["int16_layers"] == [] and [f["origin"] for f in runs["cpu"]["float_layers"]] == ["conv2"]
+    assert {t.get("rung") for t in runs["cpu"]["mixed_precision"]["tried"]} <= {None, "float"}
+    assert [f["origin"] for f in runs["strict"]["int16_layers"]] == ["conv2"] and runs["strict"]["float_layers"] == []
+    code, _, err = _invoke("build", outlier / "o.onnx", "--precision", "int8", "--mixed-rungs", "int4",
+                           "-o", outlier / "bad.edgepack")
+    assert code != 0 and "'int4' is not one of" in err and "int16,float" in err

@@ -34,9 +34,10 @@ class TFLiteTarget(Target):
     def quant_choices(self) -> dict[str, tuple[str, ...]]:
         """Accepted values of the QuantOptions fields this target reads."""
         from .quant.full_integer import IO_TYPES
+        from .quant.ladder import RUNGS
         from .quant.policy import POLICIES
         from .quant.ranges import METHODS
-        return {"method": ("auto",) + METHODS, "io": IO_TYPES, "policy": POLICIES}
+        return {"method": ("auto",) + METHODS, "io": IO_TYPES, "policy": POLICIES, "rungs": RUNGS}
 
     def convert(self, model: onnx.ModelProto, job: Job) -> Converted:
         from .convert import lower

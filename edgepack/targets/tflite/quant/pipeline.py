@@ -21,7 +21,7 @@ from ....verify.layers import rank
 from ...base import QuantOptions
 from ..convert import lower
 from . import ranges as calibrate
-from .ladder import climb
+from .ladder import climb, rungs
 from .layers import debug_layers
 from .measure import latency_ms, measure
 from . import partitions
@@ -127,7 +127,7 @@ def quantize(model: onnx.ModelProto, calib: list[dict], holdout: list[dict], ref
     base, keep, wide = tm, pinned, []
     if not figures["passed"] and options.mixed_precision:
         up = climb(make, evaluate, pinned, ranked, options.max_float_fraction, tm, figures, precision=precision,
-                   progress=progress)
+                   steps=rungs(options.rungs, options.policy), progress=progress)
         keep, wide, tm, figures = up.keep, up.wide, up.model, up.figures
         trial.tried += up.tried
     result = Int8Result(tm, figures, rows, ranked, tried=trial.tried, lowered=low, method=method, source=source)

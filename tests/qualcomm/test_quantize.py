@@ -292,3 +292,29 @@ def test_16_bit_nodes_around_a_masked_add_quantize_and_stay_right(overrides):
     got = [[o["y"]] for o in cpu_run(qdq, feeds)]
     assert max(float(g[0][..., 12:].max()) for g in got) < 1e-3
     assert max_rel_error(got, reference(m, feeds)) < 0.05
+
+
+def test_names_that_are_another_name_plus_digits_are_renamed_so_the_qdq_model_loads():
+    from edgepack.targets.qualcomm.preprocess import unambiguous_tensor_names
+    nodes = [h.make_node("Relu", ["x"], ["c"], name="r1"), h.make_node("Neg", ["c"], ["c2"], name="r2"),
+             h.make_node("Add", ["c2", "c"], ["y"], name="r3")]
+    m = model(nodes, {}, [("x", [1, 4])], ["y"])
+    assert unambiguous_tensor_names(m) == 1
+    assert [list(n.output) for n in m.graph.node] == [["c"], ["c2_e"], ["y"]] and list(m.graph.node[2].input) == ["c2_e", "c"]
+    assert unambiguous_tensor_names(m) == 0
+
+
+def test_the_real_pitch_model_s_qdq_model_loads_in_onnxruntime():
+    # basic-pitch: a Conv output "...conv1d_252" beside its bias "...conv1d_25"; onnxruntime's quantizer made
+    # colliding names and a QDQ model that failed with "All inputs to Concat must have same rank" (both quantizers)
+    import onnxruntime as ort
+    from edgepack.model import load_model
+    from edgepack.testing.corpus import INPUT_SHAPES, fetch
+    name = "audio_basic_pitch_nmp.onnx"
+    m = load_model(fetch(name), input_shapes=INPUT_SHAPES.get(name))
+    feeds = samples([int(d.dim_value) for d in m.graph.input[0].type.tensor_type.shape.dim], n=2, low=-0.5, high=0.5)
+    feeds = [{m.graph.input[0].name: f[next(iter(f))]} for f in feeds]
+    qdq = quantize(m, feeds)
+    sess = ort.InferenceSession(qdq.SerializeToString(), providers=["CPUExecutionProvider"])
+    outs = sess.run(None, feeds[0])
+    assert len(outs) == len(m.graph.output) and all(np.isfinite(o).all() for o in outs)

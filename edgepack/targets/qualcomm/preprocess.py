@@ -58,7 +58,38 @@ def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
         log.info("fused %d decomposed layer norm(s) / softmax(es)", len(fused))
     rewrite.apply(m)         # again: the fusions and folding make Gemms with [1, N] biases (magika's Dense layers)
     name_nodes(m)
+    unambiguous_tensor_names(m)
     return m
+
+
+def unambiguous_tensor_names(model: onnx.ModelProto) -> int:
+    """Rename, in place, every tensor whose name is another tensor's name plus digits (``T2`` beside ``T``):
+    onnxruntime's QDQ quantizer makes names that then collide, and writes a model whose shapes no longer
+    infer (basic-pitch: a Conv output ``...conv1d_252`` beside its bias ``...conv1d_25``; the QDQ model then
+    fails to load with "All inputs to Concat must have same rank"). Graph inputs and outputs keep their
+    names. Returns how many were renamed."""
+    g = model.graph
+    io = {v.name for v in g.input} | {v.name for v in g.output}
+    names = {t.name for t in g.initializer} | {o for n in g.node for o in n.output if o} | io
+    renamed = {}
+    for name in sorted(names - io):
+        stem = name.rstrip("0123456789")
+        if stem != name and any(stem + name[len(stem):k] in names for k in range(len(stem), len(name))):
+            new, i = f"{name}_e", 0
+            while new in names:
+                i += 1
+                new = f"{name}_e{i}x"
+            renamed[name] = new
+    if not renamed:
+        return 0
+    for n in g.node:
+        n.input[:] = [renamed.get(x, x) for x in n.input]
+        n.output[:] = [renamed.get(x, x) for x in n.output]
+    for t in g.initializer:
+        t.name = renamed.get(t.name, t.name)
+    for v in g.value_info:
+        v.name = renamed.get(v.name, v.name)
+    return len(renamed)
 
 
 def upgrade_opset(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -184,3 +184,14 @@ def test_region_agreement_exact_values():
     assert iou(got, ref, 0.5) < 0.6                      # pixel IoU calls it a large change
     assert boxes(got > 0.3).tolist() == [[5, 6, 11, 30], [21, 10, 26, 48], [30, 0, 33, 3]]
     assert region_agreement(np.zeros((9, 9)), np.zeros((9, 9))) == (1.0, 1.0)
+
+
+def test_a_nan_reference_or_a_nan_cosine_fails_the_gate_with_a_reason():
+    from edgepack_runtime.compare import compare_output, failures
+    from edgepack_runtime.precisions import Gate
+    nan = [np.full((1, 4), np.nan, np.float32)] * 2
+    f = compare_output(nan, nan)                   # the fp32 model itself computes NaN: nothing passes
+    assert f["nan_reference"] and "reference itself is NaN" in failures(f, Gate())[0]
+    ok = compare_output([np.ones((1, 4), np.float32)] * 2, [np.ones((1, 4), np.float32)] * 2)
+    assert failures(ok, Gate()) == []
+    assert failures({**ok, "cosine": float("nan")}, Gate())[0].startswith("cosine nan")

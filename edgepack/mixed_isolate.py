@@ -87,11 +87,12 @@ class _Scan:
             lo, hi = (lo, mid) if self.enough(order[:mid]) else (mid, hi)
         return order[:hi]
 
-    def eliminate(self, kept: list[str]) -> list[str]:
+    def eliminate(self, kept: list[str], budget: int) -> list[str]:
         """Drop chunks of ``kept`` (halves first, then their halves) while the target is still reached; the
-        last layer of a shortest prefix is needed by construction and is not tried alone."""
-        chunks = [kept[:-1]] if len(kept) > 1 else []
-        while chunks:
+        last layer of a shortest prefix is needed by construction and is not tried alone. Stops once more
+        layers than ``budget`` have proved needed (the set cannot fit the budget any more)."""
+        chunks, needed = ([kept[:-1]] if len(kept) > 1 else []), 1
+        while chunks and needed <= budget:
             chunk = [n for n in chunks.pop(0) if n in kept]
             if not chunk:
                 continue
@@ -102,6 +103,8 @@ class _Scan:
             elif len(chunk) > 1:
                 half = len(chunk) // 2
                 chunks += [chunk[:half], chunk[half:]]
+            else:
+                needed += 1
         return kept
 
 
@@ -122,7 +125,7 @@ def isolate(trial, keep, pinned, ranked, max_fraction, candidate, figures, progr
             picked = names[:budget]
             cand, fig = trial.run(keep + picked)
             return max(best, (keep + picked, cand, fig), key=lambda b: score(b[2]))
-        picked = scan.eliminate(prefix)
+        picked = scan.eliminate(prefix, budget)
         if picked == chosen:
             break
         chosen, over = picked, len(picked) > budget

@@ -186,12 +186,16 @@ def test_mixed_precision_finds_the_layer_itself(tmp_path):
     # cross-layer equalization alone repairs this model (tests/transforms): the search is tested without it
     no_transforms = {"cle": "off", "smooth": "off", "bias_correction": "off"}
     result = quantize(model, samples[:20], samples[20:], ref, PRECISIONS["int8"].gate,
-                      QuantOptions(transforms=no_transforms))
+                      QuantOptions(transforms=no_transforms, rungs="int16,float"))
     # the ladder's first rung suffices: conv2 moves to int16 activations and stays on the integer path
     assert result.figures["passed"] and result.figures["min_cosine"] >= 0.98
     assert [f["origin"] for f in result.int16_layers] == ["conv2"] and result.float_layers == []
     assert [t["passed"] for t in result.tried] == [False, True]
     assert result.costs["size_cost"] >= 1.0 and result.costs["latency_cost"] > 0
+    # the default under the cpu policy (no int16 kernels in XNNPACK): conv2 goes straight to float
+    fast = quantize(model, samples[:20], samples[20:], ref, PRECISIONS["int8"].gate,
+                    QuantOptions(transforms=no_transforms))
+    assert fast.figures["passed"] and fast.int16_layers == [] and [f["origin"] for f in fast.float_layers] == ["conv2"]
     off = quantize(model, samples[:20], samples[20:], ref, PRECISIONS["int8"].gate,
                        QuantOptions(mixed_precision=False, transforms=no_transforms))
     assert not off["passed"] if isinstance(off, dict) else not off.figures["passed"]

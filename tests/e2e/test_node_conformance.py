@@ -189,6 +189,7 @@ def test_node_int8(case, tmp_path):
     aborts on), and its outputs must lie within the op class's bound of the float outputs (INT8_REL_TOL;
     the build's own gate is off here), unless the case is in INT8_NUMERIC_EXCLUDED."""
     from edgepack.targets.base import QuantOptions
+    from edgepack.transforms import parse as parse_transforms
     _require(case)
     inputs, expected = case.load_data()
     model, inputs = freeze_constant_slots(onnx.load(case.model), inputs)
@@ -198,7 +199,8 @@ def test_node_int8(case, tmp_path):
     try:
         result = build(tmp_path / "model.onnx", targets=["cpu"], samples=[inputs, inputs], precision="int8",
                        out=tmp_path / "b.edgepack", allow_mismatch=True,
-                       quant=QuantOptions(mixed_precision=False, policy="strict"))
+                       quant=QuantOptions(mixed_precision=False, policy="strict",
+                                          transforms=parse_transforms(["all=off"])))   # one op: nothing to transform
     except (UnsupportedOpsError, ModelError) as exc:
         pytest.skip(f"refused: {str(exc)[:100]}")
     with Runtime.open(result.path) as rt:

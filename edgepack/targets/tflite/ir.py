@@ -89,14 +89,32 @@ class Graph:
             op.inputs = [new if n == old else n for n in op.inputs]
         self.outputs = [new if n == old else n for n in self.outputs]
 
-    def prune(self) -> None:
-        """Drop ops whose outputs are unused, then tensors nobody references."""
-        while True:
-            used = {n for op in self.ops for n in op.inputs if n is not None} | set(self.outputs)
-            keep = [op for op in self.ops if any(o in used for o in op.outputs)]
-            if len(keep) == len(self.ops):
-                break
-            self.ops = keep
+    def prune(self, tensors: bool = True) -> None:
+        """Drop ops whose outputs are unused (and, in turn, the ops only they used), then (``tensors``)
+        tensors nobody references. One pass with use counts: the repeated whole-graph scans it replaces made the layout
+        sweep, which prunes after every change, quadratic in the graph's depth."""
+        uses: dict[str, int] = {}
+        for name in [n for op in self.ops for n in op.inputs if n is not None] + list(self.outputs):
+            uses[name] = uses.get(name, 0) + 1
+        prod = {o: op for op in self.ops for o in op.outputs}
+        dead: set[int] = set()
+        stack = [op for op in self.ops if not any(uses.get(o) for o in op.outputs)]
+        while stack:
+            op = stack.pop()
+            if id(op) in dead:
+                continue
+            dead.add(id(op))
+            for name in op.inputs:
+                if name is None or name not in uses:
+                    continue
+                uses[name] -= 1
+                p = prod.get(name)
+                if uses[name] == 0 and p is not None and id(p) not in dead and not any(uses.get(o) for o in p.outputs):
+                    stack.append(p)
+        if dead:
+            self.ops = [op for op in self.ops if id(op) not in dead]
+        if not tensors:
+            return
         live = set(self.inputs) | set(self.outputs)
         for op in self.ops:
             live.update(n for n in op.inputs if n is not None)

@@ -58,5 +58,5 @@ def test_the_cli_table_and_json(two_convs):
 def test_a_precision_the_debugger_cannot_examine(two_convs):
     with pytest.raises(EdgepackError, match="debug-quant --target coreml examines fp16, w8, .* not 'int8'"):
         debug_quant(two_convs, target="coreml", precision="int8")
-    with pytest.raises(EdgepackError, match="debug-quant --target cpu examines int8, not 'fp16'"):
+    with pytest.raises(EdgepackError, match="debug-quant --target cpu examines int8, int16x8, not 'fp16'"):
         debug_quant(two_convs, target="cpu", precision="fp16")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import onnx
 from edgepack_runtime.compare import compare_runs, summarize
 
-from ...transforms import ORDER, apply
+from ...transforms import DEFAULTS, apply
 from ..base import Job
 
 
@@ -19,7 +19,7 @@ def choose_transforms(prepared: onnx.ModelProto, job: Job, overrides: dict[str, 
     """(the model to quantize, the manifest's ``transforms`` record, or None when all are off)."""
     from .mixed import cpu_run
     from .quantize import quantize
-    settings = {**{n: "auto" for n in ORDER}, **(job.quant.transforms or {})}
+    settings = {**DEFAULTS, **(job.quant.transforms or {})}       # adaround stays off unless asked (minutes)
     holdout = job.calibration.holdout
     if all(v == "off" for v in settings.values()) or not holdout:
         return prepared, None

@@ -30,7 +30,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .graphutil import main_opset
+from .graphutil import main_opset, unique_name
 
 SEEDS = ("ReduceMean", "ReduceSum", "ReduceMax")
 MAX_REGION = 40               # nodes of one seed's region considered (a layer norm is ~15, a softmax 5)
@@ -163,7 +163,7 @@ def _identify(graph: _Graph, x: str, cand, axis: int) -> dict | None:
     outs = [run(a) for a in probes]
     if any(o is None or o.shape != tuple(shape) for o in outs):
         return None
-    base = {"output": y, "input": x, "nodes": len(inside), "inside": inside, "axis": axis}
+    base = {"output": y, "input": x, "nodes": len(inside), "inside": inside, "axis": axis, "rank": len(shape)}
     if all(_close(_softmax(a, axis), o) for a, o in zip(probes, outs)):
         return {**base, "kind": "Softmax"}
     eps = _epsilon(graph, inside)
@@ -262,14 +262,14 @@ def _replace(model: onnx.ModelProto, found: dict) -> None:
     inside = set(found["inside"])
     x, y, kind, axis = found["input"], found["output"], found["kind"], found["axis"]
     name = f"{nodes[max(inside)].name or y}/fused_{kind}"
-    shape_rank = _rank(model, x)
+    shape_rank = found["rank"]
     last = axis == shape_rank - 1
     new: list[onnx.NodeProto] = []
     src, dst = x, y
     if not last and (kind == "LayerNormalization" or main_opset(model) < 13):
         perm = [d for d in range(shape_rank) if d != axis] + [axis]
         inverse = [perm.index(d) for d in range(shape_rank)]
-        src, dst = _unique(g, name + "/in"), _unique(g, name + "/out")
+        src, dst = unique_name(g, name + "/in"), unique_name(g, name + "/out")
         new.append(helper.make_node("Transpose", [x], [src], name=name + "/to_last", perm=perm))
         tail = helper.make_node("Transpose", [dst], [y], name=name + "/back", perm=inverse)
         op_axis = -1
@@ -278,7 +278,7 @@ def _replace(model: onnx.ModelProto, found: dict) -> None:
     if kind == "Softmax":
         new.append(helper.make_node("Softmax", [src], [dst], name=name, axis=op_axis))
     else:
-        gname, bname = _unique(g, name + "/gamma"), _unique(g, name + "/beta")
+        gname, bname = unique_name(g, name + "/gamma"), unique_name(g, name + "/beta")
         g.initializer.extend([numpy_helper.from_array(found["gamma"].astype(np.float32), gname),
                               numpy_helper.from_array(found["beta"].astype(np.float32), bname)])
         new.append(helper.make_node("LayerNormalization", [src, gname, bname], [dst], name=name, axis=-1,
@@ -295,18 +295,6 @@ def _replace(model: onnx.ModelProto, found: dict) -> None:
     keep_inits = [t for t in g.initializer if t.name in live]
     del g.initializer[:]
     g.initializer.extend(keep_inits)
-
-
-def _rank(model: onnx.ModelProto, name: str) -> int:
-    return len(_shapes(model)[name])
-
-
-def _unique(g: onnx.GraphProto, name: str) -> str:
-    taken = {t.name for t in g.initializer} | {o for n in g.node for o in n.output}
-    out, k = name, 1
-    while out in taken:
-        out, k = f"{name}_{k}", k + 1
-    return out
 
 
 def _shapes(model: onnx.ModelProto) -> dict[str, list[int]]:

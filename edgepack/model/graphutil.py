@@ -134,3 +134,12 @@ def delete_indices(field, indices: list[int]) -> int:
     for i in sorted(set(indices), reverse=True):
         del field[i]
     return len(set(indices))
+
+
+def unique_name(graph: GraphProto, name: str) -> str:
+    """``name``, or ``name_1``, ``name_2``... : the first not yet taken by an initializer or a node output."""
+    taken = {t.name for t in graph.initializer} | {o for n in graph.node for o in n.output}
+    base, i = name, 1
+    while name in taken:
+        name, i = f"{base}_{i}", i + 1
+    return name

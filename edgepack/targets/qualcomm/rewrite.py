@@ -16,6 +16,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from ...model.graphutil import unique_name
+
 
 def apply(model: onnx.ModelProto) -> int:
     """Run every rewrite on ``model`` in place; returns how many nodes changed."""
@@ -30,7 +32,7 @@ def reciprocal_to_div(model: onnx.ModelProto) -> int:
         if node.op_type != "Reciprocal" or node.domain not in ("", "ai.onnx"):
             continue
         dtype = onnx.helper.tensor_dtype_to_np_dtype(dtypes.get(node.input[0], onnx.TensorProto.FLOAT))
-        one = _unique(g, f"{node.name or node.output[0]}_one")
+        one = unique_name(g, f"{node.name or node.output[0]}_one")
         g.initializer.append(numpy_helper.from_array(np.array(1, dtype), one))
         g.node[i].CopyFrom(helper.make_node("Div", [one, node.input[0]], list(node.output), name=node.name))
         changed += 1
@@ -55,13 +57,13 @@ def gemm_bias(model: onnx.ModelProto) -> int:
         del gemm.input[2:]
         _drop_attr(gemm, "beta")
         if bias.size == 1 or (bias.size == n and bias.shape[-1] == n):
-            flat = _unique(g, f"{c}_1d")
+            flat = unique_name(g, f"{c}_1d")
             g.initializer.append(numpy_helper.from_array(np.broadcast_to(bias.reshape(-1), (n,)).copy(), flat))
             gemm.input.append(flat)
             out.append(gemm)
         else:
-            product = _unique(g, f"{node.output[0]}_product")
-            scaled = _unique(g, f"{c}_scaled")
+            product = unique_name(g, f"{node.output[0]}_product")
+            scaled = unique_name(g, f"{c}_scaled")
             g.initializer.append(numpy_helper.from_array(bias.astype(np.float32), scaled))
             gemm.output[0] = product
             out += [gemm, helper.make_node("Add", [product, scaled], [node.output[0]], name=f"{node.name}_bias")]
@@ -94,14 +96,6 @@ def _dtypes(graph: onnx.GraphProto) -> dict[str, int]:
              + list(graph.output) if v.type.HasField("tensor_type")}
     found.update({t.name: t.data_type for t in graph.initializer})
     return found
-
-
-def _unique(graph: onnx.GraphProto, name: str) -> str:
-    taken = {t.name for t in graph.initializer} | {o for n in graph.node for o in n.output}
-    base, i = name, 1
-    while name in taken:
-        name, i = f"{base}_{i}", i + 1
-    return name
 
 
 def _drop_attr(node: onnx.NodeProto, name: str) -> None:

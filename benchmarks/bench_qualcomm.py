@@ -12,7 +12,8 @@ and the EP-context compilation for HTP v75 with its placement report. The build'
 verification through the runtime) is printed beside it.
 
     python benchmarks/bench_qualcomm.py [--models a.onnx,b.onnx] [--precisions w8a8,w8a16]
-                                        [--calib 8] [--holdout 4] [--ort-only] [--json out.json]
+                                        [--calib 8] [--holdout 4] [--ort-only | --edgepack-only]
+                                        [--json out.json]
 
 The simulator is slow (about 10 s per inference of ResNet-50 or the 640x640 detector), hence few samples.
 """
@@ -86,6 +87,9 @@ def edgepack_row(case, model, npz: Path, fraction: float, cal, reference, precis
         row["build_backend"] = entry["parity"].get("backend")
         mixed = entry.get("quantization", {}).get("mixed_precision") or qnn.get("mixed_precision") or {}
         row["a16"], row["float"] = mixed.get("a16", []), mixed.get("float", [])
+        tr = qnn.get("transforms") or {}
+        row["transforms_kept"] = tr.get("kept", [])
+        row["transforms_tried"] = [t["name"] for t in tr.get("tried", []) if t.get("mode") != "off"]
     except Exception as exc:
         row = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
     row["seconds"] = time.perf_counter() - t0
@@ -104,6 +108,9 @@ def fmt(model: str, precision: str, who: str, r: dict) -> str:
     notes = []
     if r.get("a16") or r.get("float"):
         notes.append(f"mixed: a16 {len(r['a16'])} nodes, float {len(r['float'])}")
+    if r.get("transforms_tried"):
+        notes.append(f"transforms kept: {', '.join(r['transforms_kept']) or 'none'} "
+                     f"(of {', '.join(r['transforms_tried'])})")
     if "build_passed" in r:
         notes.append(f"build verdict {'pass' if r['build_passed'] else 'fail'} ({r['build_backend']})")
     notes += r.get("notes", [])
@@ -126,6 +133,8 @@ def main(argv=None) -> int:
     ap.add_argument("--calib", type=int, default=8)
     ap.add_argument("--holdout", type=int, default=4)
     ap.add_argument("--ort-only", action="store_true", help="only onnxruntime's recipe")
+    ap.add_argument("--edgepack-only", action="store_true",
+                    help="only edgepack's build (when the recipe's rows are already measured on the same data)")
     ap.add_argument("--json", default=None, help="write every row here")
     args = ap.parse_args(argv)
     start = time.perf_counter()
@@ -136,7 +145,7 @@ def main(argv=None) -> int:
             case, model, npz, fraction, cal, reference = data_of(name, args.calib, args.holdout, Path(tmp))
             short = name.removesuffix(".onnx") + (" (random weights)" if name in qnn_models.ARCHONLY else "")
             for precision in args.precisions.split(","):
-                ort = ort_row(model, cal, reference, precision)
+                ort = None if args.edgepack_only else ort_row(model, cal, reference, precision)
                 ours = None if args.ort_only else edgepack_row(case, model, npz, fraction, cal, reference,
                                                                precision, Path(tmp))
                 for who, r in (("onnxruntime recipe", ort), ("edgepack", ours)):

@@ -43,6 +43,9 @@ from benchmarks.families_report import table  # noqa: E402
 BASE_FIELDS = {"method", "io", "mixed_precision", "max_float_fraction", "keep_float", "policy"}
 
 
+FLIPS = {"rungs": "int16+float"}    # the non-default value of an ``auto`` field when it is not "off"
+
+
 def default_precisions() -> list[str]:
     """fp32, then every quantized precision of the cpu target with mixed precision off and on, then one row per
     ``auto`` QuantOptions field turned off."""
@@ -54,7 +57,7 @@ def default_precisions() -> list[str]:
             out += [p, f"{p}-mixed"]
     for f in dataclasses.fields(QuantOptions):
         if f.name not in BASE_FIELDS and f.default == "auto":
-            out.append(f"int8-mixed:{f.name}=off")
+            out.append(f"int8-mixed:{f.name}={FLIPS.get(f.name, 'off')}")
     if "transforms" in {f.name for f in dataclasses.fields(QuantOptions)}:
         from edgepack import transforms
         for name in transforms.ORDER:       # each transform's gain: all at their defaults, then this one off/on
@@ -73,6 +76,7 @@ def parse_spec(spec: str):
     kw = {"mixed_precision": mixed}
     for item in filter(None, settings.split(",")):
         key, _, value = item.partition("=")
+        value = value.replace("+", ",")         # a comma-separated value inside the spec: int16+float
         if key.startswith("transforms.") and "transforms" in fields:     # a dict field: one entry per item
             kw.setdefault("transforms", {})[key.split(".", 1)[1]] = value
             continue

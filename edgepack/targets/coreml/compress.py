@@ -149,3 +149,46 @@ def summarize(before, after, precision: str) -> dict:
             "weights": b["plain_weights"], "compressed_ops": a["constexpr_ops"],
             "left_uncompressed": a["plain_weights"], "left_names": a["plain_names"][:10], "weight_bytes_before": total_b, "weight_bytes_after": total_a,
             "ratio": round(total_a / total_b, 4) if total_b else None}
+
+
+def _grid_of(op) -> np.ndarray | None:
+    """The integer grid (stored values minus zero point) of a constexpr dequantization op, else None."""
+    if op.op_type == "constexpr_affine_dequantize":
+        q, zp, axis = op.quantized_data.val, op.zero_point.val, int(op.axis.val)
+        zp = np.asarray(zp, dtype=np.int64)
+        if zp.ndim == 1:
+            zp = zp.reshape([-1 if d == axis % q.ndim else 1 for d in range(q.ndim)])
+        return q.astype(np.int64) - zp
+    if op.op_type == "constexpr_blockwise_shift_scale":
+        q = op.data.val
+        off = op.offset.val if getattr(op, "offset", None) is not None else 0
+        if q is None or np.asarray(q).dtype.kind not in "iu":
+            return None
+        try:
+            return q.astype(np.int64) - np.asarray(off, dtype=np.int64)
+        except ValueError:            # blocked offsets: not a per-channel grid
+            return None
+    return None
+
+
+def model_grids(program, qdq) -> dict:
+    """For a quantized ONNX model in (``qdq``: ``edgepack.model.qdq.QdqInfo``): how many of the program's
+    8-bit weights hold exactly the integer grid the model shipped (as stored or transposed, as the MIL
+    lowering lays out MatMul weights). With ``w8`` a symmetric per-channel int8 model keeps its own grid:
+    coremltools' scale (max |w| / 127 per channel, of the dequantized weight) lands on the same integers,
+    with the scale rounded to fp16."""
+    def key(g: np.ndarray) -> tuple:
+        return g.shape, np.ascontiguousarray(g, dtype=np.int64).tobytes()
+    known = set()
+    for w in qdq.weights.values():
+        if w.dtype in ("int8", "uint8") and w.grid.ndim >= 2:
+            known.add(key(w.grid))
+            if w.grid.ndim == 2:
+                known.add(key(w.grid.T))
+    ops = [op for op in program.functions["main"].operations if op.op_type.startswith("constexpr_")]
+    grids = [g for g in (_grid_of(op) for op in ops) if g is not None]
+    same = sum(1 for g in grids if key(g) in known)
+    eight = [w for w in qdq.weights.values() if w.dtype in ("int8", "uint8") and w.grid.ndim >= 2]
+    return {"int8_weights_in_model": len(eight),
+            "small_left_fp16": sum(1 for w in eight if w.grid.size <= THRESHOLD),
+            "int8_weights_in_program": len(grids), "model_grid_kept": same}

@@ -33,7 +33,8 @@ class CoreMLTarget(Target):
         from .deploy import from_profiles
         deployment = from_profiles(job.profiles)
         compress.check(job.precision, deployment)
-        return debug_layers(model, job, deployment)
+        from ..quantized_in import float_view
+        return debug_layers(float_view(model)[0], job, deployment)
 
     def registry(self):
         from . import ops  # noqa: F401
@@ -41,26 +42,33 @@ class CoreMLTarget(Target):
         return COREML
 
     def preflight(self, model: onnx.ModelProto) -> None:
+        from ..quantized_in import preflight as qdq_preflight
         from .convert import preflight
-        preflight(model)
+        qdq_preflight(model, preflight, self.name)      # a quantized model is checked as its float twin
 
     def convert(self, model: onnx.ModelProto, job: Job) -> Converted:
         from . import ane, compress
         from .convert import discard, lower, package, validate, zip_package
         from .deploy import from_profiles
+        from ..quantized_in import float_view
         deployment = from_profiles(job.profiles)
         compress.check(job.precision, deployment)
+        model, qdq = float_view(model)          # QDQ / QOperator in: Core ML gets its float twin
         job.progress(f"translating ONNX to MIL ({deployment})")
         program = lower(model, deployment)
         compute = "fp32" if job.precision == "fp32" else "fp16"
         mlmodel = package(program, precision=compute, deployment=deployment, metadata=_metadata(model, job,
                                                                                                deployment))
         extra, info = {}, {"deployment_target": deployment, "compute_precision": compute}
+        if qdq is not None:
+            info["dequantized"] = qdq.counts
         if job.precision in compress.MODES:
             job.progress(f"compressing weights ({job.precision})")
             info["fp16_size"] = len(zip_package(mlmodel))
             compressed = compress.compress(mlmodel, job.precision)
             extra["compression"] = compress.summarize(mlmodel._mil_program, compressed._mil_program, job.precision)
+            if qdq is not None and job.precision == "w8":
+                extra["compression"]["quantized_in"] = compress.model_grids(compressed._mil_program, qdq)
             discard(mlmodel)
             mlmodel = compressed
         data = zip_package(mlmodel)

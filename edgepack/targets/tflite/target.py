@@ -28,8 +28,8 @@ class TFLiteTarget(Target):
 
     def preflight(self, model: onnx.ModelProto) -> None:
         from .convert import preflight
-        from .qdq import preflight as qdq_preflight
-        qdq_preflight(model, preflight)         # a quantized model is checked as the float model it becomes
+        from ..quantized_in import preflight as qdq_preflight
+        qdq_preflight(model, preflight, self.name)      # a quantized model is checked as its float twin
 
     def quant_choices(self) -> dict[str, tuple[str, ...]]:
         """Accepted values of the QuantOptions fields this target reads."""
@@ -41,7 +41,7 @@ class TFLiteTarget(Target):
 
     def convert(self, model: onnx.ModelProto, job: Job) -> Converted:
         from .convert import lower
-        from .qdq import float_view
+        from ..quantized_in import float_view
         from .quant.measure import latency_ms
         extra, latency = {}, None
         model, qdq = float_view(model)          # QDQ / QOperator in: its float twin and its own parameters
@@ -75,7 +75,7 @@ class TFLiteTarget(Target):
 
     def quantize_debug(self, model: onnx.ModelProto, job: Job):
         """Full-integer int8 without mixed precision: the result's ``layers`` / ``ranked`` are the table."""
-        from .qdq import float_view
+        from ..quantized_in import float_view
         opts = QuantOptions(**{**job.quant.__dict__, "mixed_precision": False})
         flt, qdq = float_view(model)
         return self._quantize(flt, job, opts, qdq)

@@ -1,14 +1,19 @@
-"""Quantized ONNX in (QDQ and onnxruntime's QOperator): the cpu target converts the model's float twin
-(``edgepack.model.qdq.dequantize``) and, at int8, quantizes it with the model's own parameters
-(``quant/qdq.py``). fp32 / fp16 / int8-dynamic builds run in float: weights are the model's dequantized
-values, activations are no longer rounded (the build judges them against onnxruntime running the quantized
-model itself, with the int8 gate)."""
+"""Quantized ONNX in (QDQ and onnxruntime's QOperator), for every target: the model's float twin
+(``edgepack.model.qdq.dequantize``) plus what the model carried (``QdqInfo``: weight grids and scales,
+activation scales and zero points). Each target then decides what to do with the model's own parameters:
+the cpu target quantizes with them at int8 (``tflite/quant/qdq.py``), the qualcomm target quantizes with the
+model's activation scales (``qualcomm/quantize.py``), the coreml target compresses the float twin's weights.
+
+A float build of a quantized model runs without its rounding of activations, so ``edgepack.build`` judges it
+against onnxruntime running the quantized model itself, with the int8 gate."""
 from __future__ import annotations
+
+from typing import Callable
 
 import onnx
 
-from ...errors import UnsupportedOpsError
-from ...model.qdq import QdqInfo, dequantize, is_quantized
+from ..errors import UnsupportedOpsError
+from ..model.qdq import QdqInfo, dequantize, is_quantized
 
 
 def float_view(model: onnx.ModelProto) -> tuple[onnx.ModelProto, QdqInfo | None]:
@@ -18,8 +23,9 @@ def float_view(model: onnx.ModelProto) -> tuple[onnx.ModelProto, QdqInfo | None]
     return dequantize(model)
 
 
-def preflight(model: onnx.ModelProto, check) -> None:
-    """``check`` (the registry preflight) on the float twin, plus the Q/DQ nodes dequantizing left, all at once."""
+def preflight(model: onnx.ModelProto, check: Callable[[onnx.ModelProto], None], target: str) -> None:
+    """``check`` (the target's registry preflight) on the float twin, plus the Q/DQ nodes dequantizing left,
+    all in one UnsupportedOpsError."""
     flt, info = float_view(model)
     problems: list[dict] = []
     try:
@@ -33,7 +39,7 @@ def preflight(model: onnx.ModelProto, check) -> None:
         problems += [dict(op_type=nodes[n].op_type, node=n, opset=opset, reason=_why_left(flt, nodes[n]))
                      for n in info.left]
     if problems:
-        raise UnsupportedOpsError("tflite", problems)
+        raise UnsupportedOpsError(target, problems)
 
 
 def _why_left(model: onnx.ModelProto, node: onnx.NodeProto) -> str:

@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from .common import err_console, handle_errors, out_console, parse_shapes, print_json
+from .common import err_console, handle_errors, json_stdout, out_console, parse_shapes, print_json
 
 
 CALIBRATION_HELP = (".npz of input name -> [samples, ...], a folder of .npy files, or a folder of images "
@@ -87,8 +87,8 @@ def build(
     shapes = parse_shapes(input_shape)
     transforms = parse_transforms(transform)
     values = parse_input_values(input_value)
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  console=err_console, transient=True) as bar:
+    with json_stdout(json_out), Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                                         console=err_console, transient=True) as bar:
         task = bar.add_task("starting", total=None)
         quant = QuantOptions(method=method, io=io_type, mixed_precision=mixed_precision,
                              max_float_fraction=max_float, keep_float=tuple(keep_float), policy=int8_policy,

@@ -1,8 +1,10 @@
 """Shared CLI plumbing: error -> exit code mapping, consoles, JSON output."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import os
 import sys
 import traceback
 
@@ -39,8 +41,42 @@ def handle_errors(fn):
     return wrapper
 
 
+_json_out = None      # the real stdout while ``json_stdout`` holds file descriptor 1 for native libraries
+
+
 def print_json(data) -> None:
-    sys.stdout.write(json.dumps(data, indent=1, sort_keys=True, default=str) + "\n")
+    out = _json_out or sys.stdout
+    out.write(json.dumps(data, indent=1, sort_keys=True, default=str) + "\n")
+    out.flush()
+
+
+@contextlib.contextmanager
+def json_stdout(enabled: bool = True):
+    """Keep stdout for the JSON document alone. Native libraries write to file descriptor 1 behind Python's
+    back (the QNN SDK in onnxruntime-qnn prints a "LIBNATIVE" line when it loads), which would make
+    ``--json`` output unparseable: inside, fd 1 points at stderr and ``print_json`` writes to the real stdout.
+    Without a real fd 1 (a test runner's captured stdout) nothing changes."""
+    global _json_out
+    if not enabled:
+        yield
+        return
+    try:
+        fd, err = sys.stdout.fileno(), sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(fd)
+    os.dup2(err, fd)
+    _json_out = os.fdopen(os.dup(saved), "w", encoding="utf-8")
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, fd)
+        os.close(saved)
+        _json_out.close()
+        _json_out = None
 
 
 def parse_shapes(values: list[str]) -> dict[str, list[int]]:

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ..errors import EdgepackError
 from .build import CALIBRATION_HELP, PREPROCESS_HELP
-from .common import err_console, handle_errors, out_console, parse_shapes, print_json
+from .common import err_console, handle_errors, json_stdout, out_console, parse_shapes, print_json
 
 
 @handle_errors
@@ -51,7 +51,7 @@ def debug_quant(
     from ..transforms import parse as parse_transforms
     if order not in ("rank", "graph"):
         raise EdgepackError(f"--order '{order}' is not one of rank, graph")
-    with err_console.status("loading the model and calibration data") as status:
+    with json_stdout(json_out), err_console.status("loading the model and calibration data") as status:
         report = run_debug(model, target=target, precision=precision, calibration=calibration,
                            preprocess=preprocess, holdout=holdout, input_shapes=parse_shapes(input_shape),
                            input_values=parse_input_values(input_value),

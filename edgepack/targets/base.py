@@ -53,6 +53,8 @@ class Job:
     model_name: str = ""                # the bundle's model name and version (for a target's own metadata)
     model_version: str = "1"
     require_npu: bool = False           # --require-npu: a target with an NPU fails on any node left to its CPU
+    model_ranges: dict = field(default_factory=dict)    # a quantized model in: tensor -> (lo, hi) its own
+                                                        # activation scales cover (set by the target)
 
 
 @dataclass

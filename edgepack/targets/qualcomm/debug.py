@@ -62,7 +62,7 @@ def debug_layers(model: onnx.ModelProto, job) -> LayerTable:
     job.progress(f"quantizing to {job.precision} ({len(job.calibration.calib)} calibration samples)")
     method = {"auto": "minmax"}.get(job.quant.method, job.quant.method)
     qdq = quantize(model, job.calibration.calib, activations=activations, weights=weights,
-                   overrides=dict.fromkeys(pinned, "float"), method=method)
+                   overrides=dict.fromkeys(pinned, "float"), method=method, model_ranges=job.model_ranges)
     samples = job.calibration.holdout[:DEBUG_SAMPLES]
     names = [o.name for o in model.graph.output]
     from .mixed import device_options

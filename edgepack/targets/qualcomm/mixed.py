@@ -163,7 +163,7 @@ class _Runner:
         over = {**overrides, **{n: "float" for n in self.pinned}}
         if self.calibrated is None:
             method = {"auto": "minmax"}.get(self.job.quant.method, self.job.quant.method)
-            self.calibrated = calibrate(self.model, self.job.calibration.calib, method)
+            self.calibrated = calibrate(self.model, self.job.calibration.calib, method, self.job.model_ranges)
         cal = self.calibrated
         return quantize(cal.prepared, cal.samples, activations=self.activations, weights=self.weights,
                         overrides=over, method=cal.method, calibrated=cal)

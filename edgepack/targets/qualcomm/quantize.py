@@ -42,13 +42,16 @@ LARGE_MODEL = 1 << 30                  # past this the model goes to the quantiz
 class Calibrated:
     """What every quantization of one model on one calibration set shares (see ``calibrate``)."""
 
-    def __init__(self, model: onnx.ModelProto, samples: list[dict[str, np.ndarray]], method: str = "minmax"):
+    def __init__(self, model: onnx.ModelProto, samples: list[dict[str, np.ndarray]], method: str = "minmax",
+                 model_ranges: dict | None = None):
         _check_args("uint8", "int8", method, samples)
         self.samples, self.method = samples, method
         self.prepared = prepare(model)
         replaced = finite.replace_infinite_constants(self.prepared)
         self.ranges = finite.finite_ranges(self.prepared, samples, finite.downstream(self.prepared.graph, replaced))
         finite.settle_constants(self.prepared, replaced, self.ranges)
+        self.model_ranges = own_ranges(self.prepared, model_ranges or {}, self.ranges)
+        self.ranges.update(self.model_ranges)
         self.cache: Path | None = None
         if "calibration_cache_path" in _quantize_static_parameters():
             folder = tempfile.mkdtemp(prefix="edgepack-qnn-cal-")
@@ -61,14 +64,26 @@ class Calibrated:
         return self.cache is not None and self.cache.is_file()
 
 
-def calibrate(model: onnx.ModelProto, samples: list[dict[str, np.ndarray]], method: str = "minmax") -> Calibrated:
+def calibrate(model: onnx.ModelProto, samples: list[dict[str, np.ndarray]], method: str = "minmax",
+              model_ranges: dict | None = None) -> Calibrated:
     """Prepare ``model`` and calibrate once for any number of ``quantize(..., calibrated=...)`` calls."""
-    return Calibrated(model, samples, method)
+    return Calibrated(model, samples, method, model_ranges)
+
+
+def own_ranges(prepared: onnx.ModelProto, model_ranges: dict, finite_ranges: dict) -> dict:
+    """The activation ranges a quantized model in carried (``Job.model_ranges``: tensor -> (lo, hi)), as
+    ``rmin``/``rmax`` tensor overrides for the tensors ``prepare`` kept (fusions remove some). At 8 bits they
+    give back the model's own scale and zero point (an int8 activation's grid is the uint8 grid with the zero
+    point moved by 128); at 16 bits a finer grid over the same range. A finite-range override stays."""
+    names = {o for n in prepared.graph.node for o in n.output} | {i.name for i in prepared.graph.input}
+    return {name: {"rmin": np.array(min(lo, 0.0), np.float32), "rmax": np.array(max(hi, 0.0), np.float32)}
+            for name, (lo, hi) in model_ranges.items() if name in names and name not in finite_ranges}
 
 
 def quantize(model: onnx.ModelProto, samples: list[dict[str, np.ndarray]], *, activations: str = "uint8",
              weights: str = "int8", per_channel: bool = True, overrides: dict[str, str] | None = None,
-             method: str = "minmax", calibrated: Calibrated | None = None) -> onnx.ModelProto:
+             method: str = "minmax", calibrated: Calibrated | None = None,
+             model_ranges: dict | None = None) -> onnx.ModelProto:
     """The QDQ model of ``model`` for HTP, calibrated on ``samples`` (input name -> array dicts).
 
     ``activations``: uint8 | uint16; ``weights``: int8 (symmetric) | uint8; ``per_channel``: Conv,
@@ -76,11 +91,12 @@ def quantize(model: onnx.ModelProto, samples: list[dict[str, np.ndarray]], *, ac
     MatMul). ``overrides``: ONNX node name -> "a16" (16-bit activations on its outputs) or "float" (left
     unquantized). ``method``: the calibration (minmax | percentile | entropy). ``calibrated``: the result of
     ``calibrate(model, samples, method)``, reused instead of preparing and calibrating again (``model``,
-    ``samples`` and ``method`` are then its own). Raises EdgepackError on bad arguments, ConversionError when
-    the quantizer fails.
+    ``samples`` and ``method`` are then its own). ``model_ranges``: a quantized model's own activation
+    ranges (``Job.model_ranges``; see ``own_ranges``). Raises EdgepackError on bad arguments, ConversionError
+    when the quantizer fails.
     """
     _check_args(activations, weights, method, samples)
-    cal = calibrated if calibrated is not None else Calibrated(model, samples, method)
+    cal = calibrated if calibrated is not None else Calibrated(model, samples, method, model_ranges)
     prepared, ranges, samples, method = cal.prepared, cal.ranges, cal.samples, cal.method
     overrides = dict(overrides or {})
     _check_overrides(prepared, overrides)

@@ -43,15 +43,23 @@ class QualcommTarget(Target):
         """Accepted values of the QuantOptions fields this target reads."""
         return {"method": tuple(METHODS)}
 
+    def preflight(self, model: onnx.ModelProto) -> None:
+        """onnxruntime runs any op (HTP or its CPU): only a quantized model's Q/DQ nodes that have no float
+        meaning (a quantized graph input or output) are refused here."""
+        from ..quantized_in import preflight as qdq_preflight
+        qdq_preflight(model, lambda m: None, self.name)
+
     def quantize_debug(self, model: onnx.ModelProto, job: Job):
         """The per-layer table of the QDQ model at ``job.precision`` without mixed precision (``debug.py``)."""
         from .debug import debug_layers
+        model, job, _ = _quantized_in(model, job)
         return debug_layers(model, job)
 
     def convert(self, model: onnx.ModelProto, job: Job) -> Converted:
         from .device import for_profiles
         from .mixed import when_needed
         from .preprocess import prepare
+        model, job, quantized_in = _quantized_in(model, job)
         job.progress("preparing the model for QNN (opset, fusions, rewrites)")
         prepared = prepare(model)
         t0 = time.perf_counter()
@@ -77,6 +85,9 @@ class QualcommTarget(Target):
             extra["qnn"]["mixed_precision"] = mixed
         if transforms:
             extra["qnn"]["transforms"] = transforms
+        if quantized_in is not None:
+            info_in = quantized_in.pop("_info")
+            extra["qnn"]["quantized_in"] = {**quantized_in, **_kept(qdq, info_in, job.model_ranges)}
         info = {"qdq_ops": _histogram(qdq), "quantize_seconds": round(quantize_seconds, 3),
                 "calibration_samples": len(_calib(job))}
         io = {"inputs": [{"name": v.name, "perm": None} for v in qdq.graph.input],
@@ -99,7 +110,7 @@ class QualcommTarget(Target):
         job.progress(f"QDQ quantization for HTP ({job.precision}: {activations} activations, {weights} weights "
                      f"per channel, {len(_calib(job))} calibration samples)")
         qdq = quantize(prepared, _calib(job), activations=activations, weights=weights, per_channel=True,
-                       overrides=overrides, method=METHODS[job.quant.method])
+                       overrides=overrides, method=METHODS[job.quant.method], model_ranges=job.model_ranges)
         return qdq, overrides
 
     def _compile(self, qdq, data: bytes, device: dict, job: Job, files: dict):
@@ -125,6 +136,64 @@ class QualcommTarget(Target):
         file = self.path("model.ctx.onnx")
         files[file] = compiled.data
         return {"file": file, **compiled.info}, None, report(qdq, compiled.model, compiled.log), []
+
+
+def _quantized_in(model: onnx.ModelProto, job: Job):
+    """(model, job, record): a quantized (QDQ / QOperator) model becomes its float twin, and the activation
+    ranges its own scales cover go on the job (``Job.model_ranges``), so that every quantization of this build
+    (plain, transforms, mixed precision, debug) uses them instead of calibrated ones. A float model: as given,
+    record None."""
+    import dataclasses
+
+    from ..quantized_in import float_view
+    flt, info = float_view(model)
+    if info is None:
+        return model, job, None
+    ranges = {name: a.range() for name, a in info.activations.items() if not a.per_axis}
+    record = {"activation_ranges_in_model": len(ranges),
+              "activation_types": sorted({a.dtype for a in info.activations.values()}),
+              "dequantized": info.counts, "_info": info}
+    job.progress(f"quantized model in: its float twin, quantized again with its own {len(ranges)} activation "
+                 f"ranges")
+    return flt, dataclasses.replace(job, model_ranges=ranges), record
+
+
+_QRANGE = {onnx.TensorProto.UINT8: (0, 255), onnx.TensorProto.INT8: (-128, 127),
+           onnx.TensorProto.UINT16: (0, 65535), onnx.TensorProto.INT16: (-32768, 32767)}   # zero point type -> (qmin, qmax)
+
+
+def _kept(qdq: onnx.ModelProto, info, ranges: dict) -> dict:
+    """How many of the quantized model's 8-bit weight grids the QDQ model for HTP holds unchanged, and how many
+    of its activation ranges the shipped model's QuantizeLinear nodes cover (by tensor name: fusions remove
+    some; within one step of the shipped grid)."""
+    import numpy as np
+    from onnx import numpy_helper
+    inits = {t.name: t for t in qdq.graph.initializer}
+    used = set()
+    for node in qdq.graph.node:
+        if node.op_type != "QuantizeLinear" or node.input[0] not in ranges or node.input[1] not in inits:
+            continue
+        s = float(numpy_helper.to_array(inits[node.input[1]]).reshape(-1)[0])
+        zp_t = inits.get(node.input[2]) if len(node.input) > 2 else None
+        zp = float(numpy_helper.to_array(zp_t).reshape(-1)[0]) if zp_t is not None else 0.0
+        qmin, qmax = _QRANGE.get(zp_t.data_type if zp_t is not None else onnx.TensorProto.UINT8, (0, 255))
+        lo, hi = ranges[node.input[0]]
+        if abs((qmin - zp) * s - min(lo, 0.0)) <= s and abs((qmax - zp) * s - max(hi, 0.0)) <= s:
+            used.add(node.input[0])
+    grids = set()
+    for node in qdq.graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] in inits:
+            q = numpy_helper.to_array(inits[node.input[0]]).astype(np.int64)
+            zp = numpy_helper.to_array(inits[node.input[2]]).astype(np.int64) if len(node.input) > 2 and \
+                node.input[2] in inits else np.zeros(1, np.int64)
+            if zp.ndim == 1 and zp.size > 1 and q.ndim > 1:
+                axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+                zp = zp.reshape([-1 if d == axis % q.ndim else 1 for d in range(q.ndim)])
+            g = q - zp
+            grids.add((g.shape, g.tobytes()))
+    eight = [w for w in info.weights.values() if w.dtype in ("int8", "uint8") and w.grid.ndim >= 2]
+    kept = sum(1 for w in eight if (w.grid.shape, np.ascontiguousarray(w.grid, np.int64).tobytes()) in grids)
+    return {"int8_weights_in_model": len(eight), "weight_grid_kept": kept, "activation_ranges_used": len(used)}
 
 
 def keep_float_overrides(model: onnx.ModelProto, names) -> dict[str, str]:

@@ -27,7 +27,8 @@ def choose_transforms(prepared: onnx.ModelProto, job: Job, overrides: dict[str, 
     names = [o.name for o in prepared.graph.output]
 
     def evaluate(m: onnx.ModelProto) -> dict:
-        qdq = quantize(m, calib, activations=activations, weights=weights, overrides=overrides, method=method)
+        qdq = quantize(m, calib, activations=activations, weights=weights, overrides=overrides, method=method,
+                       model_ranges=job.model_ranges)
         return summarize(compare_runs(cpu_run(qdq, holdout), job.reference, names), job.gate)
 
     out, record = apply(prepared, calib, settings, evaluate, job.progress)

@@ -130,3 +130,24 @@ def test_a_non_finite_output_never_scores_above_a_finite_one():
     bad = summarize(compare_runs([{"y": np.array([1.0, np.inf, 3.0], np.float32)}], ref, ["y"]), gate("w8a8"))
     poor = summarize(compare_runs([{"y": np.array([1.5, 1.0, 2.0], np.float32)}], ref, ["y"]), gate("w8a8"))
     assert bad["min_snr_db"] == -100.0 and _score(poor) > _score(bad)
+
+
+@needs_htp
+def test_a_candidate_htp_cannot_run_is_a_failed_candidate_not_the_end_of_the_search():
+    """MiniLM's w8a8 search met a candidate QNN could not compose (a Quantize after a float node): the search
+    must rank it below everything that ran and go on, not fail the build."""
+    from edgepack import mixed as shared
+    from edgepack.targets.qualcomm.mixed import _Runner, _score
+    m = outlier_net()
+    job = job_for(m, "w8a8")
+    runner = _Runner(m, job, "uint8", "int8", set())
+    good = runner.on_htp(runner.build({}))
+    broken = quantize(m, job.calibration.calib)
+    for node in broken.graph.node:          # a zero point of a type QuantizeLinear does not take: HTP refuses it
+        if node.op_type == "QuantizeLinear":
+            zp = next(t for t in broken.graph.initializer if t.name == node.input[2])
+            zp.CopyFrom(onnx.numpy_helper.from_array(np.array(0, np.int32), zp.name))
+            break
+    bad = runner.on_htp(broken)
+    assert not bad["passed"] and "HTP could not run it" in bad["failed"]["htp"]
+    assert _score(bad) < _score(good) and shared._score(bad) < shared._score(good)

@@ -185,9 +185,16 @@ class _Runner:
         return summarize(compare_runs(got, reference[:len(got)], self.names), self.job.gate)
 
     def on_htp(self, qdq: onnx.ModelProto, n: int | None = None) -> dict:
-        """Gate figures on the simulator configured as the device (CPU without onnxruntime-qnn)."""
+        """Gate figures on the simulator configured as the device (CPU without onnxruntime-qnn). A candidate
+        HTP cannot compose (a float node next to a 16-bit one can give QNN a Quantize it refuses) is a failed
+        candidate, never the end of the search: the plain quantization composed, so there is one to fall
+        back on."""
+        from edgepack_runtime.errors import BackendError
         holdout, reference = self.job.calibration.holdout, self.job.reference
-        got = htp.run(qdq, holdout[:n], allow_cpu=True, provider_options=self.device)
+        try:
+            got = htp.run(qdq, holdout[:n], allow_cpu=True, provider_options=self.device)
+        except BackendError as exc:
+            return uncomposable(exc.message)
         return final_figures(got, reference, self.names, self.job.gate)
 
     def confirm(self, qdq: onnx.ModelProto, figures: dict) -> tuple[onnx.ModelProto, dict]:
@@ -215,9 +222,13 @@ class _Runner:
 def off_htp(qdq: onnx.ModelProto, device: dict | None = None) -> set[str]:
     """Nodes (other than QuantizeLinear/DequantizeLinear) of ``qdq`` not placed on the QNN EP (none known
     without onnxruntime-qnn)."""
+    from edgepack_runtime.errors import BackendError
     if not htp.available():
         return set()
-    sess = htp.session(qdq, provider_options=device, config={"session.record_ep_graph_assignment_info": "1"})
+    try:
+        sess = htp.session(qdq, provider_options=device, config={"session.record_ep_graph_assignment_info": "1"})
+    except BackendError:        # a candidate HTP cannot compose (``uncomposable``): nothing placed to report
+        return set()
     qdq_ops = ("QuantizeLinear", "DequantizeLinear")
     return {n.name for sub in sess.get_provider_graph_assignment_info() if sub.ep_name != htp.qnn_ep.EP_NAME
             for n in sub.get_nodes() if n.op_type not in qdq_ops}
@@ -258,6 +269,13 @@ def _finish(summary: dict, runner: _Runner, base, qdq, figures) -> dict:
 
 def _score(figures: dict) -> tuple:
     return (figures["passed"], -len(figures.get("failed", {})), figures["min_snr_db"], figures["min_cosine"])
+
+
+def uncomposable(message: str) -> dict:
+    """The gate figures of a candidate HTP refused: failed, and ranked below every candidate that ran."""
+    return {"passed": False, "min_cosine": -1.0, "mean_cosine": -1.0, "max_rel_error": float("inf"),
+            "min_snr_db": float("-inf"), "failed": {"htp": f"HTP could not run it: {message[:300]}"},
+            "samples": 0, "outputs": {}}
 
 
 def _brief(figures: dict) -> dict:

@@ -133,3 +133,15 @@ def test_real_qdq_model_int8_keeps_its_scales_and_size(tmp_path):
         got = it.get_tensor(it.get_output_details()[0]["index"])
         want = _run_ort(path, {"input_features": x})
         assert abs(float(got.ravel()[0]) - float(want.ravel()[0])) < 0.02
+
+
+def test_a_quantized_model_is_judged_no_tighter_than_int8_field_by_field():
+    from edgepack.build import _gate_for
+    from edgepack_runtime.precisions import gate
+    assert _gate_for("w8a16", False, None) == gate("w8a16")                   # a float model: its own gate
+    g = _gate_for("w8a16", True, None)                                        # (0.99, 0.2, 20 dB, mean)
+    assert (g.min_cosine, g.max_rel_error, g.min_snr_db, g.cosine_over) == (0.98, 0.5, 15.0, "mean")
+    w8 = _gate_for("w8", True, None)                                          # (0.99, 0.1, no SNR, min)
+    assert (w8.min_cosine, w8.max_rel_error, w8.min_snr_db, w8.cosine_over) == (0.98, 0.5, None, "mean")
+    assert _gate_for("palettize4", True, None).min_cosine == 0.95            # looser already: kept
+    assert _gate_for("fp32", True, {"min_snr_db": 30.0}).min_snr_db == 30.0  # --min-snr-db still wins

@@ -133,3 +133,37 @@ def test_an_embedding_table_stays_int8_in_int16x8(tmp_path):
     assert tm.graph.tensors[fc.outputs[0]].dtype == np.int16             # the rest is 16x8
     ref = [dict(zip(["y"], run_model(model, s, ["y"]))) for s in samples[8:]]
     assert measure(tm.data, low.io, model, samples[8:], ref, PRECISIONS["int16x8"].gate)["passed"]
+
+
+@pytest.mark.parametrize("precision", ["int8", "int16x8"])
+def test_a_dead_channel_keeps_its_bias(precision):
+    """A Conv output channel whose weights are all zero outputs its bias. Its weight scale was 1e-9: the bias
+    scale (input scale x 1e-9) then pushed a 16x8 bias past int64, and the cast flipped its sign."""
+    import onnx
+    from onnx import TensorProto as TP
+    from onnx import helper as h
+    from onnx import numpy_helper as nh
+
+    from edgepack.targets.tflite.quant.full_integer import saturate
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    w[2] = 0.0                                                   # channel 2: dead
+    b = np.array([0.1, -0.2, 3.0, 0.05], np.float32)
+    g = h.make_graph([h.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1])], "dead",
+                     [h.make_tensor_value_info("x", TP.FLOAT, [1, 3, 8, 8])],
+                     [h.make_tensor_value_info("y", TP.FLOAT, [1, 4, 8, 8])], [nh.from_array(w, "w"), nh.from_array(b, "b")])
+    model = h.make_model(g, opset_imports=[h.make_opsetid("", 13)])
+    calib = [{"x": (rng.standard_normal((1, 3, 8, 8)) * 1e-3).astype(np.float32)} for _ in range(8)]
+    low, ranges, _ = prepare(model, calib, "minmax")
+    tm = low.finish(precision, ranges=ranges)
+    from ai_edge_litert.interpreter import Interpreter
+    it = Interpreter(model_content=tm.data)
+    it.allocate_tensors()
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    it.set_tensor(inp["index"], np.transpose(calib[0]["x"], (0, 2, 3, 1)) if inp["shape"][-1] == 3 else calib[0]["x"])
+    it.invoke()
+    y = it.get_tensor(out["index"])
+    dead = y[..., 2] if y.shape[-1] == 4 else y[:, 2]
+    assert np.allclose(dead, 3.0, atol=0.05), (precision, dead.min(), dead.max())
+    big = saturate(np.array([1e30, -1e30]), np.int64)
+    assert big[0] > 0 > big[1]                                   # saturates, never wraps

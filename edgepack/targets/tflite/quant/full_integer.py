@@ -56,6 +56,17 @@ def asymmetric(lo: float, hi: float) -> tuple[float, int]:
     return scale, zp
 
 
+def saturate(x: np.ndarray, dtype) -> np.ndarray:
+    """Float values clipped into ``dtype``'s range and cast. int64's bounds are not float64 values (2**63 - 1
+    rounds up to 2**63, which overflows the cast to the most negative int64): clip to the largest float64
+    below them."""
+    info = np.iinfo(dtype)
+    lo, hi = np.float64(info.min), np.float64(info.max)
+    if int(hi) > info.max:
+        hi = np.nextafter(hi, 0.0)
+    return np.clip(np.nan_to_num(x, nan=0.0), lo, hi).astype(dtype)
+
+
 def quantize_array(x: np.ndarray, scale: float, zp: int, dtype=np.int8) -> np.ndarray:
     """``x`` on the integer grid (``scale``, ``zp``) of ``dtype``, saturated."""
     info = np.iinfo(dtype)
@@ -233,8 +244,7 @@ class _Quantizer:
             b = self.g.tensors[op.inputs[bi]]
             scale = (q_in[0] * w_scale).astype(np.float64)
             bt = np.dtype(np.int64 if dt == I16 else np.int32)     # 16x8 kernels take int64 biases
-            info = np.iinfo(bt)
-            data = np.clip(np.round(b.data.astype(np.float64) / scale), info.min, info.max).astype(bt)
+            data = saturate(np.round(b.data.astype(np.float64) / scale), bt)
             name = self.g.add(f"{b.name}_{bt.name}", b.shape, bt, data)
             self.g.tensors[name].quant = qparams(scale, np.zeros_like(scale, dtype=np.int64), 0)
             op.inputs[bi] = name
@@ -257,7 +267,9 @@ class _Quantizer:
             else:
                 other = tuple(a for a in range(w.ndim) if a != axis)
                 amax = np.max(np.abs(w), axis=other)
-                scale = np.where(amax > 0, amax / 127.0, 1e-9).astype(np.float32)
+                # an all-zero channel quantizes to zeros at any scale: 1.0 keeps its bias representable (the
+                # bias scale is the input's times this; at 1e-9 a 16x8 bias overflowed int64 and flipped sign)
+                scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
                 shape = [1] * w.ndim
                 shape[axis] = -1
                 q = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)

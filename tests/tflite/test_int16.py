@@ -167,3 +167,40 @@ def test_a_dead_channel_keeps_its_bias(precision):
     assert np.allclose(dead, 3.0, atol=0.05), (precision, dead.min(), dead.max())
     big = saturate(np.array([1e30, -1e30]), np.int64)
     assert big[0] > 0 > big[1]                                   # saturates, never wraps
+
+
+@pytest.mark.parametrize("op", ["Add", "Sub"])
+def test_int16_add_of_two_scales_loads_and_is_exact(op):
+    """16x8 ADD/SUB are written with pot_scale_int16 false (the general int16 kernel). With the schema's default
+    (true) LiteRT takes the power-of-two kernel whenever all three scales happen to be powers of two, and that
+    kernel refuses inputs of different scales at prepare: magika's 16x8 model did not load (its node 48)."""
+    import onnx
+    from onnx import TensorProto as TP
+    from onnx import helper as h
+    from onnx import numpy_helper as nh
+
+    g = h.make_graph([h.make_node("Mul", ["z", "k"], ["zk"]), h.make_node(op, ["x", "zk"], ["y"])], "two_scales",
+                     [h.make_tensor_value_info("x", TP.FLOAT, [1, 16]), h.make_tensor_value_info("z", TP.FLOAT, [1, 16])],
+                     [h.make_tensor_value_info("y", TP.FLOAT, [1, 16])], [nh.from_array(np.array(37.0, np.float32), "k")])
+    model = onnx.shape_inference.infer_shapes(h.make_model(g, opset_imports=[h.make_opsetid("", 13)]))
+    rng = np.random.default_rng(0)
+    calib = [{"x": rng.standard_normal((1, 16)).astype(np.float32),
+              "z": rng.standard_normal((1, 16)).astype(np.float32)} for _ in range(8)]
+    low, ranges, _ = prepare(model, calib, "minmax")
+    tm = low.finish("int16x8", ranges=ranges)
+    from ai_edge_litert.interpreter import Interpreter
+    it = Interpreter(model_content=tm.data)
+    it.allocate_tensors()                                        # refused here before
+    for d in it.get_input_details():
+        it.set_tensor(d["index"], calib[1][d["name"]])
+    it.invoke()
+    got = it.get_tensor(it.get_output_details()[0]["index"])
+    want = run_model(model, calib[1], ["y"])[0]
+    assert np.abs(got - want).max() <= 2e-3 * np.abs(want).max()
+    from ai_edge_litert import schema_py_generated as fb
+    m = fb.ModelT.InitFromPackedBuf(tm.data, 0)
+    codes = [fb.BuiltinOperator.ADD if op == "Add" else fb.BuiltinOperator.SUB]
+    ops = [o for o in m.subgraphs[0].operators
+           if max(m.operatorCodes[o.opcodeIndex].builtinCode, m.operatorCodes[o.opcodeIndex].deprecatedBuiltinCode)
+           in codes]
+    assert len(ops) == 1 and ops[0].builtinOptions.potScaleInt16 is False

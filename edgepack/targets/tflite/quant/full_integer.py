@@ -209,6 +209,13 @@ class _Quantizer:
             self.float_ops.append(op)
             return
         dt = self.width(op)
+        if dt == I16 and op.opcode in ("ADD", "SUB"):
+            # the schema's default pot_scale_int16=true asks for the power-of-two-scale kernel, which refuses
+            # two inputs of different scales ("input1_shift == 0 || input2_shift == 0" at prepare: magika's
+            # 16x8 model did not load); calibrated scales need the general int16 kernel
+            if op.options is None:
+                op.options = fb.AddOptionsT() if op.opcode == "ADD" else fb.SubOptionsT()
+            op.options.potScaleInt16 = False
         if op.opcode in WEIGHTS:
             self._weighted(op, dt)
             return

@@ -149,5 +149,9 @@ def test_a_candidate_htp_cannot_run_is_a_failed_candidate_not_the_end_of_the_sea
             zp.CopyFrom(onnx.numpy_helper.from_array(np.array(0, np.int32), zp.name))
             break
     bad = runner.on_htp(broken)
-    assert not bad["passed"] and "HTP could not run it" in bad["failed"]["htp"]
+    assert not bad["passed"] and all("HTP could not run it" in w[0] for w in bad["failed"].values())
     assert _score(bad) < _score(good) and shared._score(bad) < shared._score(good)
+    # the isolate search reads the figures per output: a refused candidate's noise is above any target
+    from edgepack.mixed_isolate import noise, required
+    assert noise(bad).shape == noise(good).shape == (1,)
+    assert np.all(noise(bad) > required({**good, "thresholds": {"min_cosine": 0.98, "min_snr_db": 15.0}}))

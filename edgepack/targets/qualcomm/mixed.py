@@ -194,7 +194,7 @@ class _Runner:
         try:
             got = htp.run(qdq, holdout[:n], allow_cpu=True, provider_options=self.device)
         except BackendError as exc:
-            return uncomposable(exc.message)
+            return uncomposable(exc.message, self.names)
         return final_figures(got, reference, self.names, self.job.gate)
 
     def confirm(self, qdq: onnx.ModelProto, figures: dict) -> tuple[onnx.ModelProto, dict]:
@@ -271,11 +271,17 @@ def _score(figures: dict) -> tuple:
     return (figures["passed"], -len(figures.get("failed", {})), figures["min_snr_db"], figures["min_cosine"])
 
 
-def uncomposable(message: str) -> dict:
-    """The gate figures of a candidate HTP refused: failed, and ranked below every candidate that ran."""
+FAILED_SNR_DB = -100.0       # the SNR a candidate HTP refused is given: below any that ran
+
+
+def uncomposable(message: str, names: list[str]) -> dict:
+    """The gate figures of a candidate HTP refused (every output of ``names`` at FAILED_SNR_DB): failed, and
+    ranked below every candidate that ran, in the figures' own shape (the searches read them per output)."""
+    why = [f"HTP could not run it: {message[:300]}"]
     return {"passed": False, "min_cosine": -1.0, "mean_cosine": -1.0, "max_rel_error": float("inf"),
-            "min_snr_db": float("-inf"), "failed": {"htp": f"HTP could not run it: {message[:300]}"},
-            "samples": 0, "outputs": {}}
+            "min_snr_db": FAILED_SNR_DB, "failed": {n: why for n in names}, "samples": 0,
+            "outputs": {n: {"cosine": -1.0, "cosine_mean": -1.0, "rel_error": float("inf"), "snr_db": FAILED_SNR_DB}
+                        for n in names}}
 
 
 def _brief(figures: dict) -> dict:

@@ -63,6 +63,16 @@ class QdqInfo:
     counts: dict = field(default_factory=dict)
 
 
+def eight_bit_weights(info: QdqInfo) -> list[WeightQuant]:
+    """The 8-bit weights of rank >= 2 a quantized model carried (the ones a target can keep on their grid)."""
+    return [w for w in info.weights.values() if w.dtype in ("int8", "uint8") and w.grid.ndim >= 2]
+
+
+def grid_key(grid: np.ndarray) -> tuple:
+    """A hashable identity of an integer grid (shape and values), to find the same grid in another model."""
+    return grid.shape, np.ascontiguousarray(grid, dtype=np.int64).tobytes()
+
+
 def is_quantized(model: ModelProto) -> bool:
     """Whether ``model`` holds Q/DQ nodes or QOperator ops (quantized ONNX)."""
     from edgepack.model.qoperator import QOPERATORS
@@ -108,7 +118,7 @@ def _fold_constant_dqs(model: ModelProto, info: QdqInfo) -> int:
         graph.initializer.append(tensor)
         consts[tensor.name] = tensor
         if node.op_type == "DequantizeLinear":
-            info.weights[node.output[0]] = _weight_quant(node, arrays)
+            info.weights[node.output[0]] = weight_quant(node, arrays)
         done.append(index)
     delete_indices(graph.node, done)
     keep_only(graph.value_info, lambda vi: vi.name not in consts)
@@ -117,7 +127,8 @@ def _fold_constant_dqs(model: ModelProto, info: QdqInfo) -> int:
     return len(done)
 
 
-def _weight_quant(node: NodeProto, arrays: dict[str, np.ndarray]) -> WeightQuant:
+def weight_quant(node: NodeProto, arrays: dict[str, np.ndarray]) -> WeightQuant:
+    """The ``WeightQuant`` of a DequantizeLinear ``node`` whose inputs are the constants ``arrays`` (by name)."""
     x = arrays[node.input[0]]
     scale = np.asarray(arrays[node.input[1]], np.float32)
     zp = arrays[node.input[2]] if len(node.input) > 2 and node.input[2] else np.zeros_like(scale, np.int64)

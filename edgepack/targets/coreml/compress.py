@@ -177,18 +177,12 @@ def model_grids(program, qdq) -> dict:
     lowering lays out MatMul weights). With ``w8`` a symmetric per-channel int8 model keeps its own grid:
     coremltools' scale (max |w| / 127 per channel, of the dequantized weight) lands on the same integers,
     with the scale rounded to fp16."""
-    def key(g: np.ndarray) -> tuple:
-        return g.shape, np.ascontiguousarray(g, dtype=np.int64).tobytes()
-    known = set()
-    for w in qdq.weights.values():
-        if w.dtype in ("int8", "uint8") and w.grid.ndim >= 2:
-            known.add(key(w.grid))
-            if w.grid.ndim == 2:
-                known.add(key(w.grid.T))
+    from ...model.qdq import eight_bit_weights, grid_key
+    eight = eight_bit_weights(qdq)
+    known = {grid_key(g) for w in eight for g in ((w.grid, w.grid.T) if w.grid.ndim == 2 else (w.grid,))}
     ops = [op for op in program.functions["main"].operations if op.op_type.startswith("constexpr_")]
     grids = [g for g in (_grid_of(op) for op in ops) if g is not None]
-    same = sum(1 for g in grids if key(g) in known)
-    eight = [w for w in qdq.weights.values() if w.dtype in ("int8", "uint8") and w.grid.ndim >= 2]
+    same = sum(1 for g in grids if grid_key(g) in known)
     return {"int8_weights_in_model": len(eight),
             "small_left_fp16": sum(1 for w in eight if w.grid.size <= THRESHOLD),
             "int8_weights_in_program": len(grids), "model_grid_kept": same}

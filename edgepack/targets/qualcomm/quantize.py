@@ -50,8 +50,7 @@ class Calibrated:
         replaced = finite.replace_infinite_constants(self.prepared)
         self.ranges = finite.finite_ranges(self.prepared, samples, finite.downstream(self.prepared.graph, replaced))
         finite.settle_constants(self.prepared, replaced, self.ranges)
-        self.model_ranges = own_ranges(self.prepared, model_ranges or {}, self.ranges)
-        self.ranges.update(self.model_ranges)
+        self.ranges.update(own_ranges(self.prepared, model_ranges or {}, self.ranges))
         self.cache: Path | None = None
         if "calibration_cache_path" in _quantize_static_parameters():
             folder = tempfile.mkdtemp(prefix="edgepack-qnn-cal-")

@@ -59,7 +59,7 @@ class QualcommTarget(Target):
         from .device import for_profiles
         from .mixed import when_needed
         from .preprocess import prepare
-        model, job, quantized_in = _quantized_in(model, job)
+        model, job, carried = _quantized_in(model, job)
         job.progress("preparing the model for QNN (opset, fusions, rewrites)")
         prepared = prepare(model)
         t0 = time.perf_counter()
@@ -85,9 +85,8 @@ class QualcommTarget(Target):
             extra["qnn"]["mixed_precision"] = mixed
         if transforms:
             extra["qnn"]["transforms"] = transforms
-        if quantized_in is not None:
-            info_in = quantized_in.pop("_info")
-            extra["qnn"]["quantized_in"] = {**quantized_in, **_kept(qdq, info_in, job.model_ranges)}
+        if carried is not None:
+            extra["qnn"]["quantized_in"] = _kept(qdq, carried, job.model_ranges)
         info = {"qdq_ops": _histogram(qdq), "quantize_seconds": round(quantize_seconds, 3),
                 "calibration_samples": len(_calib(job))}
         io = {"inputs": [{"name": v.name, "perm": None} for v in qdq.graph.input],
@@ -139,10 +138,10 @@ class QualcommTarget(Target):
 
 
 def _quantized_in(model: onnx.ModelProto, job: Job):
-    """(model, job, record): a quantized (QDQ / QOperator) model becomes its float twin, and the activation
+    """(model, job, QdqInfo): a quantized (QDQ / QOperator) model becomes its float twin, and the activation
     ranges its own scales cover go on the job (``Job.model_ranges``), so that every quantization of this build
     (plain, transforms, mixed precision, debug) uses them instead of calibrated ones. A float model: as given,
-    record None."""
+    and None."""
     import dataclasses
 
     from ..quantized_in import float_view
@@ -150,12 +149,9 @@ def _quantized_in(model: onnx.ModelProto, job: Job):
     if info is None:
         return model, job, None
     ranges = {name: a.range() for name, a in info.activations.items() if not a.per_axis}
-    record = {"activation_ranges_in_model": len(ranges),
-              "activation_types": sorted({a.dtype for a in info.activations.values()}),
-              "dequantized": info.counts, "_info": info}
     job.progress(f"quantized model in: its float twin, quantized again with its own {len(ranges)} activation "
                  f"ranges")
-    return flt, dataclasses.replace(job, model_ranges=ranges), record
+    return flt, dataclasses.replace(job, model_ranges=ranges), info
 
 
 _QRANGE = {onnx.TensorProto.UINT8: (0, 255), onnx.TensorProto.INT8: (-128, 127),
@@ -163,11 +159,13 @@ _QRANGE = {onnx.TensorProto.UINT8: (0, 255), onnx.TensorProto.INT8: (-128, 127),
 
 
 def _kept(qdq: onnx.ModelProto, info, ranges: dict) -> dict:
-    """How many of the quantized model's 8-bit weight grids the QDQ model for HTP holds unchanged, and how many
-    of its activation ranges the shipped model's QuantizeLinear nodes cover (by tensor name: fusions remove
-    some; within one step of the shipped grid)."""
-    import numpy as np
+    """The manifest's ``qnn.quantized_in``: what the quantized model carried (``info``, its activation
+    ``ranges``), how many of its 8-bit weight grids the QDQ model for HTP holds unchanged, and how many of its
+    activation ranges the shipped model's QuantizeLinear nodes cover (by tensor name: fusions remove some;
+    within one step of the shipped grid)."""
     from onnx import numpy_helper
+
+    from ...model.qdq import eight_bit_weights, grid_key, weight_quant
     inits = {t.name: t for t in qdq.graph.initializer}
     used = set()
     for node in qdq.graph.node:
@@ -180,20 +178,15 @@ def _kept(qdq: onnx.ModelProto, info, ranges: dict) -> dict:
         lo, hi = ranges[node.input[0]]
         if abs((qmin - zp) * s - min(lo, 0.0)) <= s and abs((qmax - zp) * s - max(hi, 0.0)) <= s:
             used.add(node.input[0])
-    grids = set()
-    for node in qdq.graph.node:
-        if node.op_type == "DequantizeLinear" and node.input[0] in inits:
-            q = numpy_helper.to_array(inits[node.input[0]]).astype(np.int64)
-            zp = numpy_helper.to_array(inits[node.input[2]]).astype(np.int64) if len(node.input) > 2 and \
-                node.input[2] in inits else np.zeros(1, np.int64)
-            if zp.ndim == 1 and zp.size > 1 and q.ndim > 1:
-                axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
-                zp = zp.reshape([-1 if d == axis % q.ndim else 1 for d in range(q.ndim)])
-            g = q - zp
-            grids.add((g.shape, g.tobytes()))
-    eight = [w for w in info.weights.values() if w.dtype in ("int8", "uint8") and w.grid.ndim >= 2]
-    kept = sum(1 for w in eight if (w.grid.shape, np.ascontiguousarray(w.grid, np.int64).tobytes()) in grids)
-    return {"int8_weights_in_model": len(eight), "weight_grid_kept": kept, "activation_ranges_used": len(used)}
+    grids = {grid_key(weight_quant(node, {n: numpy_helper.to_array(inits[n]) for n in node.input if n}).grid)
+             for node in qdq.graph.node
+             if node.op_type == "DequantizeLinear" and all(n in inits for n in node.input if n)}
+    eight = eight_bit_weights(info)
+    return {"activation_ranges_in_model": len(ranges),
+            "activation_types": sorted({a.dtype for a in info.activations.values()}),
+            "dequantized": info.counts, "int8_weights_in_model": len(eight),
+            "weight_grid_kept": sum(1 for w in eight if grid_key(w.grid) in grids),
+            "activation_ranges_used": len(used)}
 
 
 def keep_float_overrides(model: onnx.ModelProto, names) -> dict[str, str]:

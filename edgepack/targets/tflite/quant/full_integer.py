@@ -69,8 +69,7 @@ def saturate(x: np.ndarray, dtype) -> np.ndarray:
 
 def quantize_array(x: np.ndarray, scale: float, zp: int, dtype=np.int8) -> np.ndarray:
     """``x`` on the integer grid (``scale``, ``zp``) of ``dtype``, saturated."""
-    info = np.iinfo(dtype)
-    return np.clip(np.round(x / scale) + zp, info.min, info.max).astype(dtype)
+    return saturate(np.round(x / scale) + zp, dtype)
 
 
 def activation_ops(graph: Graph) -> list[Op]:

@@ -171,7 +171,8 @@ def test_a_dead_channel_keeps_its_bias(precision):
 
 @pytest.mark.parametrize("op", ["Add", "Sub"])
 def test_int16_add_of_two_scales_loads_and_is_exact(op):
-    """16x8 ADD/SUB are written with pot_scale_int16 false (the general int16 kernel). With the schema's default
+    """16x8 ADD/SUB are written with pot_scale_int16 false (the general int16 kernel; this small model loads either
+    way, so the option itself is asserted). With the schema's default
     (true) LiteRT takes the power-of-two kernel whenever all three scales happen to be powers of two, and that
     kernel refuses inputs of different scales at prepare: magika's 16x8 model did not load (its node 48)."""
     import onnx
@@ -190,7 +191,7 @@ def test_int16_add_of_two_scales_loads_and_is_exact(op):
     tm = low.finish("int16x8", ranges=ranges)
     from ai_edge_litert.interpreter import Interpreter
     it = Interpreter(model_content=tm.data)
-    it.allocate_tensors()                                        # refused here before
+    it.allocate_tensors()
     for d in it.get_input_details():
         it.set_tensor(d["index"], calib[1][d["name"]])
     it.invoke()

@@ -21,6 +21,14 @@ from edgepack_runtime.compare import compare_output
 from edgepack_runtime.precisions import PRECISIONS
 
 
+@pytest.fixture
+def unblocked(monkeypatch):
+    """Thin convolutions as they are (their blocked form, ``passes.block_thin_convs``, has its own tests in
+    test_blocked_conv.py): these tests count the ops and channels of the plain graph."""
+    from edgepack.targets.tflite import passes
+    monkeypatch.setattr(passes, "_block_size", lambda *a, **k: None)
+
+
 def _arr(name, a):
     return nh.from_array(np.asarray(a, np.float32), name)
 
@@ -97,7 +105,7 @@ def _details(tm):
     return {d["name"]: d for d in interp.get_tensor_details()}
 
 
-def test_every_op_runs_int8_with_per_channel_weights_and_int32_bias(tmp_path):
+def test_every_op_runs_int8_with_per_channel_weights_and_int32_bias(tmp_path, unblocked):
     model = mixed_net(tmp_path / "m.onnx")
     samples = _samples(24)
     low, ranges, tm = _quantize(model, samples[:16])
@@ -179,7 +187,7 @@ def test_debugger_names_the_outlier_layer_and_keeping_it_float_restores_accuracy
     assert kept.stats["quantization"]["float_opcodes"] == ["CONV_2D"]
 
 
-def test_mixed_precision_finds_the_layer_itself(tmp_path):
+def test_mixed_precision_finds_the_layer_itself(tmp_path, unblocked):
     model = outlier_cnn(tmp_path / "o.onnx")
     samples = _samples(30)
     ref = [dict(zip(["y"], run_model(model, s, ["y"]))) for s in samples[20:]]

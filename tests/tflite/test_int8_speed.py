@@ -16,6 +16,14 @@ from edgepack.targets.tflite.quant.pipeline import prepare
 from edgepack_runtime.compare import compare_output
 
 
+@pytest.fixture
+def unblocked(monkeypatch):
+    """Thin convolutions as they are (their blocked form, ``passes.block_thin_convs``, has its own tests in
+    test_blocked_conv.py): these tests count the ops and channels of the plain graph."""
+    from edgepack.targets.tflite import passes
+    monkeypatch.setattr(passes, "_block_size", lambda *a, **k: None)
+
+
 def _c(name, value):
     return nh.from_array(np.asarray(value, np.float32), name)
 
@@ -73,7 +81,7 @@ def _figures(model, tm, samples):
     return compare_output([g["y"] for g in got], ref)
 
 
-def test_report_counts_what_leaves_the_integer_path_and_the_rewrites_remove_it(tmp_path):
+def test_report_counts_what_leaves_the_integer_path_and_the_rewrites_remove_it(tmp_path, unblocked):
     model = slow_net(tmp_path)
     samples = _samples(20)
     low, before, after = _builds(model, samples[:12])
@@ -89,7 +97,7 @@ def test_report_counts_what_leaves_the_integer_path_and_the_rewrites_remove_it(t
     # hard-sigmoid's clamp; the MAXIMUM's constant sat at -128, so it is gone
     assert after.stats["quantization"]["speed"] == {
         "div_as_mul": 1, "scalar_muls": 0, "leaky_max": 0, "even_splits": 0, "shuffles": 1, "deconvs": 0, "avg_pools": 0,
-        "max_pool_pads": 0,
+        "max_pool_pads": 0, "blocked_convs": 0, "blocked_weights_added": 0,
         "shared_join_inputs": 1, "float_clamps": 1,
         "int8_clamps": 2, "small_constants": 0, "float_islands": 1}
     assert after.stats["quantization"]["float_opcodes"] == [] and after.stats["quantization"]["dequantize_ops"] == 2

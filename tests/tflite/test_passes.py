@@ -1,5 +1,6 @@
 """Peephole passes: BatchNormalization folded into convolutions, activations fused, shared weights stored once."""
 import numpy as np
+import pytest
 from onnx import TensorProto as TP
 from onnx import helper as h
 from onnx import numpy_helper as nh
@@ -9,12 +10,20 @@ from .harness import assert_converts
 RNG = np.random.default_rng(9)
 
 
+@pytest.fixture
+def unblocked(monkeypatch):
+    """Thin convolutions as they are (their blocked form, ``passes.block_thin_convs``, has its own tests in
+    test_blocked_conv.py): these tests count the ops and channels of the plain graph."""
+    from edgepack.targets.tflite import passes
+    monkeypatch.setattr(passes, "_block_size", lambda *a, **k: None)
+
+
 def _c(name, shape, positive=False):
     a = RNG.standard_normal(shape).astype(np.float32)
     return nh.from_array(np.abs(a) + 0.5 if positive else a, name)
 
 
-def test_conv_batchnorm_relu_becomes_one_conv():
+def test_conv_batchnorm_relu_becomes_one_conv(unblocked):
     nodes = [h.make_node("Conv", ["x", "W"], ["c"], pads=[1, 1, 1, 1], group=1),
              h.make_node("BatchNormalization", ["c", "s", "b", "m", "v"], ["bn"]), h.make_node("Relu", ["bn"], ["r"]),
              h.make_node("Conv", ["r", "D"], ["d"], pads=[1, 1, 1, 1], group=8),

@@ -19,8 +19,8 @@ from .quant.full_integer import quantize_int8
 from .quant import speed
 from .ir import Graph
 from .patterns import fuse_patterns
-from .passes import (dedupe_constants, fold_pad_into_conv, fold_transpose_into_fc, fuse_activations,
-                     remove_identity_slices)
+from .passes import (block_thin_convs, dedupe_constants, fold_pad_into_conv, fold_transpose_into_fc, fuse_activations,
+                     narrow_pads, remove_identity_slices)
 from .registry import TFLITE
 from .writer import serialize
 
@@ -72,6 +72,12 @@ class Lowered:
                 raise ValueError(f"{precision} needs calibrated activation ranges")
             extra = {} if int16_ops is None else {"int16_ops": int16_ops}
             ranges, rewrites = speed.before(g, ranges, share=weight_scales is None)   # for XNNPACK
+            if precision == "int8" and speed.ENABLED and weight_scales is None:    # not a model's own grids
+                kept = set(keep_float) | set(wide)
+                blocked = block_thin_convs(
+                    g, "int8", ranges, skip=lambda op: "CONV_2D" in float_opcodes or op.origin in float_origins
+                    or any(n in kept for n in (op.inputs[0], op.outputs[0])))
+                rewrites.update(blocked_convs=blocked["convs"], blocked_weights_added=blocked["weights_added"])
             stats["quantization"] = quantize_int8(g, ranges, keep_float=keep_float, io=io,
                                                   float_opcodes=float_opcodes, float_origins=float_origins,
                                                   weight_scales=weight_scales, wide=wide,
@@ -80,6 +86,7 @@ class Lowered:
             stats["quantization"]["io"] = io
             speed.after(g, stats["quantization"], rewrites)
         else:
+            stats["blocked_convs"] = block_thin_convs(g, "float")
             stats["compressed_weights"] = compress_weights(g, precision)
         g.toposort()
         stats.update(ops=len(g.ops), transpose_count=g.count("TRANSPOSE"),
@@ -119,6 +126,7 @@ def lower(model: onnx.ModelProto, *, optimize: bool = True) -> Lowered:
         fold_transpose_into_fc(g)
         fold_affine(g)
         fuse_activations(g)
+        narrow_pads(g)
     dedupe_constants(g)
     in_perms, out_perms = absorb_io(g)
     g.toposort()

@@ -6,7 +6,7 @@ import hashlib
 import numpy as np
 from ai_edge_litert import schema_py_generated as fb
 
-from .ir import Graph
+from .ir import Graph, Op
 from .ops.common import tf_same_pads
 
 _FUSABLE_ACT = {"RELU": fb.ActivationFunctionType.RELU, "RELU6": fb.ActivationFunctionType.RELU6,
@@ -137,3 +137,207 @@ def fold_transpose_into_fc(graph: Graph) -> int:
     graph.prune()
     return folded
 
+
+
+# Blocked convolutions (``block_thin_convs``). One-op LiteRT models, XNNPACK, 1 thread, on the x86 host
+# (AVX512-VNNI), int8 / fp32 microseconds, original -> blocked (P outputs per block):
+#   Cin 1 -> 1, 256 taps, stride 2 (basic-pitch's low-pass), 44k samples:  34,874 -> 121 / 8,326 -> 273
+#   Cin 8 -> 8, 3x39 (basic-pitch's harmonic conv), 172x264:   31,050 -> 3,545 (P=4) / 24,731 -> 10,962 (P=4)
+#   Cin 8 -> 1, 5x5, 172x264:                                  6,947 -> 906 (P=8) / 5,422 -> 2,687 (P=4)
+#   Cin 1 -> 32, 7x7, stride 3, 172x264:                       5,195 -> 1,420 (P=2) / 1,369 -> 1,708 (P=2: slower)
+#   Cin 3 -> 16, 3x3, stride 2 (an image model's first layer): 1,366 -> 544 (P=4) / 464 -> 786 (P=2: slower)
+#   Cin 16 -> 16, 3x3, 56x56:                                  438 -> 228 (P=2) / 457 -> 443 (P=2)
+#   Cin 32 -> 32, 3x3, 56x56 (an ordinary layer):              289 -> 213 (P=2) / 702 -> 1,049 (P=2: slower)
+# int8 wants a reduction at least ``_DEPTH`` deep per tap (B * Cin; its depth block) and a tile at least
+# ``_WIDTH`` wide (P * Cout), with the smallest block that gives both (deeper blocks measured no faster);
+# fp32 only a tile ``_FLOAT_WIDTH`` wide, for convolutions narrower than that (a float reduction has no depth
+# block, and XNNPACK's float first-layer kernel is faster than any blocked form). The kernel grows (P * T * B
+# / kw times; zeros where an output phase does not reach): a convolution may add ``_GROWTH`` values of
+# weights, the model ``_BUDGET`` in all or as many as it has, spent where the most multiply-adds run in the
+# emptiest tiles first.
+_DEPTH, _WIDTH, _FLOAT_WIDTH, _MAX_BLOCK, _MAX_INFLATION, _GROWTH, _BUDGET = 8, 32, 16, 256, 8.0, 65536, 131072
+
+
+def _block_size(kw: int, stride: int, cin: int, cout: int, kind: str) -> int | None:
+    """Outputs per block P for a convolution along W, or None when it is not thin (or blocking inflates
+    the multiply-adds more than ``_MAX_INFLATION`` times)."""
+    depth, width = (_DEPTH, _WIDTH) if kind == "int8" else (1, _FLOAT_WIDTH)
+    if cin >= depth and cout >= width:
+        return None
+    best = None
+    for p in range(1, _MAX_BLOCK // stride + 1):
+        b = stride * p
+        if -(-(kw + (p - 1) * stride) // b) * b > _MAX_INFLATION * kw:
+            break
+        if b > 1:
+            best = p
+        if b * cin >= depth and p * cout >= width:
+            break
+    return best
+
+
+def _waste(cin: int, cout: int) -> float:
+    """How much of a GEMM tile a thin convolution leaves idle (the order the weight budget is spent in, times
+    its multiply-adds)."""
+    return 32 / min(cin, 32) * _WIDTH / min(cout, _WIDTH)
+
+
+def block_thin_convs(graph: Graph, kind: str = "float", ranges: dict | None = None,
+                     skip=lambda op: False) -> dict:
+    """A CONV_2D with few input or output channels, computed on blocks of its width: P outputs per block of
+    B = stride * P input columns. The input [N, H, W, C] is read as [N, H, W/B, B*C] (a RESHAPE, after a
+    PAD to whole blocks), the kernel becomes [P*Cout, kh, T, B*C] (each output phase the original taps,
+    shifted, zeros elsewhere) at stride 1 along W, and the output [N, Ho, Wo/P, P*Cout] is read back as
+    [N, Ho, Wo, Cout] (a RESHAPE and a SLICE). The arithmetic is the same sums; the GEMM gets deep
+    reductions and wide tiles instead of 1-channel ones (measurements above ``_block_size``). ``kind``:
+    "int8" or "float". ``ranges`` (int8 calibration) get the new tensors: the blocks carry the input's values
+    (and the padding's zeros), the blocked output the output's. ``skip(op)``: convolutions to leave alone
+    (those mixed precision keeps float or widens, by their tensors' names). Returns how many were blocked and
+    the weight values that added (for the manifest)."""
+    plans = []
+    weights = sum(t.data.size for t in graph.tensors.values() if t.data is not None and t.data.ndim == 4)
+    for op in graph.ops:
+        if op.opcode != "CONV_2D" or op.options is None or skip(op):
+            continue
+        x, w = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]]
+        bias = graph.tensors[op.inputs[2]] if len(op.inputs) > 2 and op.inputs[2] is not None else None
+        o = op.options
+        if x.data is not None or w.data is None or x.dtype != np.float32 or w.dtype != np.float32 \
+                or len(x.shape) != 4 or (bias is not None and bias.data is None) \
+                or (o.dilationHFactor or 1) != 1 or (o.dilationWFactor or 1) != 1:
+            continue
+        cout, kh, kw, cin = w.shape
+        if x.shape[3] != cin:           # a grouped convolution
+            continue
+        p = _block_size(kw, o.strideW, cin, cout, kind)
+        if p is None:
+            continue
+        b = o.strideW * p
+        extra = p * cout * kh * -(-(kw + (p - 1) * o.strideW) // b) * b * cin - w.data.size
+        macs = int(np.prod(graph.tensors[op.outputs[0]].shape)) * kh * kw * cin
+        if extra <= _GROWTH:
+            plans.append((-macs * _waste(cin, cout), len(plans), op, p, extra))
+    budget = total = max(_BUDGET, weights)
+    done = 0
+    prod, users = graph.producers(), graph.consumers()
+    for _, _, op, p, extra in sorted(plans, key=lambda t: t[:2]):
+        if extra > budget:
+            continue
+        if _block(graph, op, p, ranges, prod, users):
+            budget -= max(extra, 0)
+            done += 1
+    graph.prune()
+    return {"convs": done, "weights_added": int(total - budget)}
+
+
+def _block(graph: Graph, op, p: int, ranges: dict | None, prod: dict, users: dict) -> bool:
+    """Replace ``op`` by its blocked form (``block_thin_convs``); False when its shapes do not allow it."""
+    x, w = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]]
+    bias = graph.tensors[op.inputs[2]] if len(op.inputs) > 2 and op.inputs[2] is not None else None
+    out = graph.tensors[op.outputs[0]]
+    o = op.options
+    cout, kh, kw, cin = w.shape
+    n, h, wid, _ = x.shape
+    s = o.strideW
+    (top, bottom), (left, right) = (tf_same_pads((h, wid), (kh, kw), (o.strideH, s), (1, 1))
+                                    if o.padding == fb.Padding.SAME else ((0, 0), (0, 0)))
+    wo = out.shape[2]
+    if (h + top + bottom - kh) // o.strideH + 1 != out.shape[1]:
+        return False
+    b = s * p
+    taps = -(-(kw + (p - 1) * s) // b)
+    blocks = max(-(-wo // p) + taps - 1, -(-(left + wid) // b))
+    nb = blocks - taps + 1                       # output blocks computed (>= Wo / P)
+    # the kernel: output phase q reads input columns q*s .. q*s+kw-1 of its block's window
+    w2 = np.zeros((p, cout, kh, taps * b, cin), np.float32)
+    for q in range(p):
+        w2[q, :, :, q * s:q * s + kw, :] = w.data
+    w2 = w2.reshape(p * cout, kh, taps, b * cin)
+    bias2 = np.tile(np.zeros(cout, np.float32) if bias is None else bias.data.astype(np.float32), p)
+    src = x.name
+    pads = np.asarray([[0, 0], [top, bottom], [left, blocks * b - left - wid], [0, 0]], np.int32)
+    up = prod.get(src)
+    spec = graph.tensors[up.inputs[1]].data if up is not None and up.opcode == "PAD" else None
+    if spec is not None and spec.shape == (4, 2) and (spec >= 0).all() and not spec[3].any() \
+            and len(users.get(src, [])) == 1 \
+            and src not in graph.outputs:
+        pads = pads + spec.astype(np.int32)                                # one PAD, not two
+        src = up.inputs[0]
+    new = []
+    base = graph.tensors[src].shape
+    padded = (n, base[1] + int(pads[1].sum()), base[2] + int(pads[2].sum()), cin)
+    if pads.any():      # padded as [N, H, W*C]: XNNPACK pads a 1-channel NHWC tensor element by element
+        flat_in = (n, base[1], base[2] * cin)
+        t = graph.add(f"{out.name}_rows", flat_in, np.float32)
+        new.append(Op("RESHAPE", [src, graph.const(np.asarray(flat_in, np.int32), "shape")], [t],
+                      _reshape_opts(flat_in), op.origin))
+        pads3 = np.asarray([pads[0], pads[1], pads[2] * cin], np.int32)
+        src = graph.add(f"{out.name}_blockpad", (n, padded[1], padded[2] * cin), np.float32)
+        new.append(Op("PAD", [t, graph.const(pads3, "pads")], [src], fb.PadOptionsT(), op.origin))
+    shaped = (n, padded[1], blocks, b * cin)
+    t = graph.add(f"{out.name}_blocks", shaped, np.float32)
+    new.append(Op("RESHAPE", [src, graph.const(np.asarray(shaped, np.int32), "shape")], [t],
+                  _reshape_opts(shaped), op.origin))
+    ho = out.shape[1]
+    conv = fb.Conv2DOptionsT()
+    conv.padding, conv.strideH, conv.strideW = fb.Padding.VALID, o.strideH, 1
+    conv.dilationHFactor = conv.dilationWFactor = 1
+    conv.fusedActivationFunction = o.fusedActivationFunction
+    y = graph.add(f"{out.name}_blocked", (n, ho, nb, p * cout), np.float32)
+    new.append(Op("CONV_2D", [t, graph.const(w2, "weights"), graph.const(bias2, "bias")], [y], conv,
+                  op.origin))
+    flat = (n, ho, nb * p, cout)
+    if nb * p == wo:
+        new.append(Op("RESHAPE", [y, graph.const(np.asarray(flat, np.int32), "shape")], [out.name],
+                      _reshape_opts(flat), op.origin))
+    else:
+        t = graph.add(f"{out.name}_unblocked", flat, np.float32)
+        new.append(Op("RESHAPE", [y, graph.const(np.asarray(flat, np.int32), "shape")], [t],
+                      _reshape_opts(flat), op.origin))
+        new.append(Op("SLICE", [t, graph.const(np.zeros(4, np.int32), "begin"),
+                                graph.const(np.asarray(out.shape, np.int32), "size")], [out.name],
+                      fb.SliceOptionsT(), op.origin))
+    if ranges is not None:
+        at = next(i for i, o_ in enumerate(new) if o_.opcode == "CONV_2D")
+        if x.name in ranges:
+            lo, hi = ranges[x.name]
+            ranges.update({o_.outputs[0]: (min(lo, 0.0), max(hi, 0.0)) for o_ in new[:at]})
+        if out.name in ranges:
+            ranges.update({o_.outputs[0]: ranges[out.name] for o_ in new[at:-1]})
+    at = graph.ops.index(op)
+    graph.ops[at:at + 1] = new
+    return True
+
+
+def _reshape_opts(shape) -> fb.ReshapeOptionsT:
+    opts = fb.ReshapeOptionsT()
+    opts.newShape = [int(d) for d in shape]
+    return opts
+
+
+def narrow_pads(graph: Graph) -> int:
+    """PAD of a 4-D tensor with one channel, not padded along it: padded as [N, H, W] between two RESHAPEs.
+    XNNPACK pads a 1-channel NHWC tensor element by element: 1.1 ms for basic-pitch's [1, 172, 309, 1]
+    harmonic-stacking pads, 3 us for the same bytes as 3-D (``benchmarks/RESULTS.md``)."""
+    done = 0
+    for op in list(graph.ops):
+        if op.opcode != "PAD" or len(op.inputs) != 2:
+            continue
+        x, spec = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[1]].data
+        out = graph.tensors[op.outputs[0]]
+        if x.data is not None or len(x.shape) != 4 or x.shape[3] != 1 or spec is None or spec.shape != (4, 2) \
+                or spec[3].any():
+            continue
+        flat_in, flat_out = x.shape[:3], out.shape[:3]
+        a = graph.add(f"{x.name}_3d", flat_in, x.dtype)
+        b = graph.add(f"{out.name}_3d", flat_out, out.dtype)
+        at = graph.ops.index(op)
+        graph.ops[at:at + 1] = [
+            Op("RESHAPE", [x.name, graph.const(np.asarray(flat_in, np.int32), "shape")], [a],
+               _reshape_opts(flat_in), op.origin),
+            Op("PAD", [a, graph.const(np.ascontiguousarray(spec[:3]).astype(spec.dtype), "pads")], [b],
+               op.options, op.origin),
+            Op("RESHAPE", [b, graph.const(np.asarray(out.shape, np.int32), "shape")], [out.name],
+               _reshape_opts(out.shape), op.origin)]
+        done += 1
+    return done

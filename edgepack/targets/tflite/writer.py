@@ -1,6 +1,8 @@
 """Serialize an ``ir.Graph`` to TFLite flatbuffer bytes with the schema's object API."""
 from __future__ import annotations
 
+import hashlib
+
 import flatbuffers
 import numpy as np
 from ai_edge_litert import schema_py_generated as fb
@@ -55,6 +57,7 @@ def serialize(graph: Graph, description: str = "edgepack") -> bytes:
     model.buffers = [fb.BufferT()]  # buffer 0: the empty buffer by convention
     index: dict[str, int] = {}
     tensors = []
+    stored: dict[bytes, int] = {}      # one buffer per distinct content: tensors of other shapes share it
     for name, t in graph.tensors.items():
         ft = fb.TensorT()
         ft.name = name
@@ -62,10 +65,14 @@ def serialize(graph: Graph, description: str = "edgepack") -> bytes:
         ft.type = tflite_type(t.dtype)
         ft.buffer = 0
         if t.data is not None:
-            buf = _AlignedBuffer()
-            buf.data = np.ascontiguousarray(t.data, dtype=t.dtype.newbyteorder("<")).tobytes()
-            ft.buffer = len(model.buffers)
-            model.buffers.append(buf)
+            payload = np.ascontiguousarray(t.data, dtype=t.dtype.newbyteorder("<")).tobytes()
+            key = hashlib.sha256(payload).digest() + len(payload).to_bytes(8, "little")
+            if key not in stored:
+                buf = _AlignedBuffer()
+                buf.data = payload
+                stored[key] = len(model.buffers)
+                model.buffers.append(buf)
+            ft.buffer = stored[key]
         ft.quantization = t.quant
         index[name] = len(tensors)
         tensors.append(ft)

@@ -110,12 +110,33 @@ def debug_layers(float_graph: Graph, float_data: bytes, quant_graph: Graph, quan
             if q.shape == f.shape:
                 a.add(f, q, fake)
     figures = {n: a.figures() for n, a in acc.items() if a.ff > 0 or a.qq > 0}
+    def computing(op):
+        """The op that computed a row's values: through the RESHAPE / SLICE that read back a blocked
+        convolution (``passes.block_thin_convs``; its own tensors have no float twin)."""
+        seen = 0
+        while op.opcode in ("RESHAPE", "SLICE") and seen < 3:
+            up = prod.get(op.inputs[0])
+            if up is None or up.origin != op.origin or twin(op.inputs[0]) is not None:
+                break
+            op, seen = up, seen + 1
+        return op
+
+    def source(name, origin):
+        """An input as the layer read it: through the PAD / RESHAPE that cut it into blocks."""
+        for _ in range(3):
+            up = prod.get(name) if name is not None and name not in figures else None
+            if up is None or up.origin != origin or up.opcode not in ("RESHAPE", "PAD"):
+                break
+            name = up.inputs[0]
+        return name
+
     out = []
-    for op in rows:
-        name = op.outputs[0]
+    for row_op in rows:
+        name = row_op.outputs[0]
         if name not in figures:
             continue
-        ins = [figures[n]["snr_db"] for n in op.inputs if n in figures]
+        op = computing(row_op)
+        ins = [figures[n]["snr_db"] for n in map(lambda n: source(n, op.origin), op.inputs) if n in figures]
         dtype = quant_graph.tensors[name].dtype
         row = {"tensor": twin(name), "op": op.opcode, "origin": op.origin, "int8": dtype in QUANTIZED,
                "bits": 8 * dtype.itemsize if dtype in QUANTIZED else 32, **figures[name]}

@@ -147,11 +147,12 @@ def fold_transpose_into_fc(graph: Graph) -> int:
 #   Cin 1 -> 32, 7x7, stride 3, 172x264:                       5,195 -> 1,420 (P=2) / 1,369 -> 1,708 (P=2: slower)
 #   Cin 3 -> 16, 3x3, stride 2 (an image model's first layer): 1,366 -> 544 (P=4) / 464 -> 786 (P=2: slower)
 #   Cin 16 -> 16, 3x3, 56x56:                                  438 -> 228 (P=2) / 457 -> 443 (P=2)
+#   Cin 16 -> 8, 1x1, 24x96 (a pointwise layer):               135 -> 74 (P=4) / 69 -> 77 (P=2: slower)
 #   Cin 32 -> 32, 3x3, 56x56 (an ordinary layer):              289 -> 213 (P=2) / 702 -> 1,049 (P=2: slower)
 # int8 wants a reduction at least ``_DEPTH`` deep per tap (B * Cin; its depth block) and a tile at least
 # ``_WIDTH`` wide (P * Cout), with the smallest block that gives both (deeper blocks measured no faster);
-# fp32 only a tile ``_FLOAT_WIDTH`` wide, for convolutions narrower than that (a float reduction has no depth
-# block, and XNNPACK's float first-layer kernel is faster than any blocked form). The kernel grows (P * T * B
+# fp32 only a tile ``_FLOAT_WIDTH`` wide, for convolutions narrower than that and wider than 1x1 (a float
+# reduction has no depth block, and XNNPACK's float first-layer kernel is faster than any blocked form). The kernel grows (P * T * B
 # / kw times; zeros where an output phase does not reach): a convolution may add ``_GROWTH`` values of
 # weights, the model ``_BUDGET`` in all or as many as it has, spent where the most multiply-adds run in the
 # emptiest tiles first.
@@ -162,7 +163,7 @@ def _block_size(kw: int, stride: int, cin: int, cout: int, kind: str) -> int | N
     """Outputs per block P for a convolution along W, or None when it is not thin (or blocking inflates
     the multiply-adds more than ``_MAX_INFLATION`` times)."""
     depth, width = (_DEPTH, _WIDTH) if kind == "int8" else (1, _FLOAT_WIDTH)
-    if cin >= depth and cout >= width:
+    if cin >= depth and cout >= width or kind != "int8" and kw == 1:
         return None
     best = None
     for p in range(1, _MAX_BLOCK // stride + 1):

@@ -148,6 +148,30 @@ def test_the_task_parts_of_the_gate_judge_only_outputs_of_their_kind():
     assert not s["passed"] and s["min_iou_50"] == 0.85 and s["thresholds"]["min_iou"] == 0.9
 
 
+def test_quantized_gates_judge_a_probability_map_by_its_regions_not_one_flipped_pixel():
+    from edgepack_runtime.compare import failures
+    from edgepack_runtime.precisions import gate
+    yy, xx = np.mgrid[:64, :64]
+    ref = np.zeros((3, 1, 64, 64), np.float32)
+    for i, (cy, cx) in enumerate([(20, 20), (40, 30), (30, 44)]):       # a text blob per sample, steep edges
+        ref[i, 0] = 1 / (1 + np.exp(-2.0 * (12 - np.hypot(yy - cy, xx - cx))))
+    flipped = ref.copy()
+    flipped[0, 0, 20, 31] = 1.0 - flipped[0, 0, 20, 31]                 # one edge pixel crosses 0.5
+    f = compare_output(list(flipped), list(ref))
+    assert f["kind"] == "probability_map" and f["rel_error"] > 0.4 and f["iou_50"] > 0.99
+    assert f["cosine_mean"] > 0.99 and f["snr_db"] > 15
+    for precision in ("int8", "int16x8", "w8a8", "w8a16"):
+        assert failures(f, gate(precision)) == [], precision          # judged by regions: passes
+    assert failures(f, gate("fp16")) == [f"relative error {f['rel_error']:.3g} > 0.01"]   # float: by value
+    shrunk = ref.copy()
+    shrunk[1, 0] = np.clip(ref[1, 0] - 0.35, 0, 1)                     # the blob shrinks: regions change
+    f2 = compare_output(list(shrunk), list(ref))
+    assert f2["iou_50"] < 0.95
+    assert any(w.startswith("map IoU at 0.5") for w in failures(f2, gate("int8")))
+    values = dict(f, kind="values")                                     # not a map: its max error still counts
+    assert failures(values, gate("int8")) == [f"relative error {f['rel_error']:.3g} > 0.5"]
+
+
 @settings(max_examples=60, deadline=None)
 @given(seeds, st.integers(1, 40), st.integers(1, 40), st.floats(0.2, 0.8))
 def test_labels_are_scipys_connected_components(seed, h, w, density):

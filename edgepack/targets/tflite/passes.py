@@ -235,7 +235,7 @@ def block_thin_convs(graph: Graph, kind: str = "float", ranges: dict | None = No
         idle = _macs(graph, op) * _waste(cin, cout)
         if extra <= _GROWTH and (idle >= _MIN_IDLE_SHARE * total or extra <= 0):     # no growth: always
             plans.append((-idle, len(plans), op, p, extra))
-    budget = total = max(_BUDGET, weights)
+    budget = allowed = max(_BUDGET, weights)
     done = 0
     prod, users = graph.producers(), graph.consumers()
     for _, _, op, p, extra in sorted(plans, key=lambda t: t[:2]):
@@ -245,7 +245,7 @@ def block_thin_convs(graph: Graph, kind: str = "float", ranges: dict | None = No
             budget -= max(extra, 0)
             done += 1
     graph.prune()
-    return {"convs": done, "weights_added": int(total - budget)}
+    return {"convs": done, "weights_added": int(allowed - budget)}
 
 
 def _block(graph: Graph, op, p: int, ranges: dict | None, prod: dict, users: dict) -> bool:

@@ -18,7 +18,7 @@ from .rollout_kit import Fleet, make
 
 LIMITS = ["--max-error-rate", "0.05", "--max-p95-ratio", "4", "--p95-floor-ms", "2", "--max-drift", "0.5",
           "--min-calls", "10"]
-TIMES = ["--soak", "3", "--soak-max", "6", "--baseline-window", "2.5", "--baseline-wait", "6", "--discovery", "0.5",
+TIMES = ["--soak", "3", "--soak-max", "6", "--baseline-window", "4", "--baseline-wait", "8", "--discovery", "0.5",
          "--flash-timeout", "60", "--rollback-timeout", "30"]
 
 

@@ -100,7 +100,7 @@ def failures(figures: dict, t: Gate) -> list[str]:
     key = "cosine_mean" if t.cosine_over == "mean" and "cosine_mean" in figures else "cosine"
     if not figures[key] >= t.min_cosine:         # NaN fails too
         bad.append(f"{'mean ' if key == 'cosine_mean' else ''}cosine {figures[key]:.6f} < {t.min_cosine}")
-    by_task = getattr(t, "maps", "values") == "task" and figures.get("kind") == "probability_map"
+    by_task = t.maps == "task" and figures.get("kind") == "probability_map"
     if figures["rel_error"] > t.max_rel_error and not by_task:
         bad.append(f"relative error {figures['rel_error']:.3g} > {t.max_rel_error}")
     if t.min_snr_db is not None and figures.get("snr_db", 100.0) < t.min_snr_db:

@@ -287,15 +287,13 @@ def _block(graph: Graph, op, p: int, ranges: dict | None, prod: dict, users: dic
     if pads.any():      # padded as [N, H, W*C]: XNNPACK pads a 1-channel NHWC tensor element by element
         flat_in = (n, base[1], base[2] * cin)
         t = graph.add(f"{out.name}_rows", flat_in, np.float32)
-        new.append(Op("RESHAPE", [src, graph.const(np.asarray(flat_in, np.int32), "shape")], [t],
-                      _reshape_opts(flat_in), op.origin))
+        new.append(reshape_op(graph, src, t, op.origin))
         pads3 = np.asarray([pads[0], pads[1], pads[2] * cin], np.int32)
         src = graph.add(f"{out.name}_blockpad", (n, padded[1], padded[2] * cin), np.float32)
         new.append(Op("PAD", [t, graph.const(pads3, "pads")], [src], fb.PadOptionsT(), op.origin))
     shaped = (n, padded[1], blocks, b * cin)
     t = graph.add(f"{out.name}_blocks", shaped, np.float32)
-    new.append(Op("RESHAPE", [src, graph.const(np.asarray(shaped, np.int32), "shape")], [t],
-                  _reshape_opts(shaped), op.origin))
+    new.append(reshape_op(graph, src, t, op.origin))
     ho = out.shape[1]
     conv = fb.Conv2DOptionsT()
     conv.padding, conv.strideH, conv.strideW = fb.Padding.VALID, o.strideH, 1
@@ -306,12 +304,10 @@ def _block(graph: Graph, op, p: int, ranges: dict | None, prod: dict, users: dic
                   op.origin))
     flat = (n, ho, nb * p, cout)
     if nb * p == wo:
-        new.append(Op("RESHAPE", [y, graph.const(np.asarray(flat, np.int32), "shape")], [out.name],
-                      _reshape_opts(flat), op.origin))
+        new.append(reshape_op(graph, y, out.name, op.origin))
     else:
         t = graph.add(f"{out.name}_unblocked", flat, np.float32)
-        new.append(Op("RESHAPE", [y, graph.const(np.asarray(flat, np.int32), "shape")], [t],
-                      _reshape_opts(flat), op.origin))
+        new.append(reshape_op(graph, y, t, op.origin))
         new.append(Op("SLICE", [t, graph.const(np.zeros(4, np.int32), "begin"),
                                 graph.const(np.asarray(out.shape, np.int32), "size")], [out.name],
                       fb.SliceOptionsT(), op.origin))
@@ -327,10 +323,12 @@ def _block(graph: Graph, op, p: int, ranges: dict | None, prod: dict, users: dic
     return True
 
 
-def _reshape_opts(shape) -> fb.ReshapeOptionsT:
+def reshape_op(graph: Graph, src: str, out: str, origin: str = "") -> Op:
+    """A RESHAPE of ``src`` into the (existing) tensor ``out``'s shape, not yet placed in the graph."""
+    shape = [int(d) for d in graph.tensors[out].shape]
     opts = fb.ReshapeOptionsT()
-    opts.newShape = [int(d) for d in shape]
-    return opts
+    opts.newShape = shape
+    return Op("RESHAPE", [src, graph.const(np.asarray(shape, np.int32), "shape")], [out], opts, origin)
 
 
 def narrow_pads(graph: Graph) -> int:
@@ -351,11 +349,9 @@ def narrow_pads(graph: Graph) -> int:
         b = graph.add(f"{out.name}_3d", flat_out, out.dtype)
         at = graph.ops.index(op)
         graph.ops[at:at + 1] = [
-            Op("RESHAPE", [x.name, graph.const(np.asarray(flat_in, np.int32), "shape")], [a],
-               _reshape_opts(flat_in), op.origin),
+            reshape_op(graph, x.name, a, op.origin),
             Op("PAD", [a, graph.const(np.ascontiguousarray(spec[:3]).astype(spec.dtype), "pads")], [b],
                op.options, op.origin),
-            Op("RESHAPE", [b, graph.const(np.asarray(out.shape, np.int32), "shape")], [out.name],
-               _reshape_opts(out.shape), op.origin)]
+            reshape_op(graph, b, out.name, op.origin)]
         done += 1
     return done

@@ -35,6 +35,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as fb
 
 from ..ir import Graph, Op
+from ..passes import reshape_op
 
 MAX_DW_WINDOW = 9     # XNNPACK's int8 depthwise with a 7x7 window ran 10.6 ms where fp32 took 0.05 ms
 
@@ -124,20 +125,12 @@ def gathers_as_transposes(graph: Graph, ranges: dict | None = None) -> int:
             ranges[a] = ranges[b] = ranges[x.name]
         at = graph.ops.index(op)
         graph.ops[at:at + 1] = [
-            Op("RESHAPE", [x.name, graph.const(np.asarray(grouped, np.int32), "shape")], [a], _reshape(grouped),
-               op.origin),
+            reshape_op(graph, x.name, a, op.origin),
             Op("TRANSPOSE", [a, graph.const(np.asarray([0, 2, 1], np.int32), "perm")], [b], None, op.origin),
-            Op("RESHAPE", [b, graph.const(np.asarray(out.shape, np.int32), "shape")], [out.name],
-               _reshape(out.shape), op.origin)]
+            reshape_op(graph, b, out.name, op.origin)]
         done += 1
     graph.prune()
     return done
-
-
-def _reshape(shape) -> fb.ReshapeOptionsT:
-    opts = fb.ReshapeOptionsT()
-    opts.newShape = [int(d) for d in shape]
-    return opts
 
 
 def deconv_as_depth_to_space(graph: Graph, ranges: dict | None = None) -> int:

@@ -49,7 +49,7 @@ def main(n: int = 32) -> int:
     shape = INPUT_SHAPES[NAME]["input_features"]
     t0 = time.perf_counter()
     flt, info = dequantize(load_model(path, input_shapes=INPUT_SHAPES[NAME]))
-    low = lower(flt)
+    low = lower(flt, keep_weights=True)          # as the pipeline lowers a quantized model
     mq = model_quant(flt, info, low)
     int8 = low.finish("int8", ranges=mq.ranges, weight_scales=mq.weight_scales,
                       float_origins=policy_float_nodes(flt, "cpu"))

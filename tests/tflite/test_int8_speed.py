@@ -96,7 +96,8 @@ def test_report_counts_what_leaves_the_integer_path_and_the_rewrites_remove_it(t
     # requantizations: the RELU (two steps: its output takes the concatenation's parameters) and the
     # hard-sigmoid's clamp; the MAXIMUM's constant sat at -128, so it is gone
     assert after.stats["quantization"]["speed"] == {
-        "div_as_mul": 1, "scalar_muls": 0, "leaky_max": 0, "even_splits": 0, "shuffles": 1, "deconvs": 0, "avg_pools": 0,
+        "div_as_mul": 1, "scalar_muls": 0, "sunk_muls": 0, "leaky_max": 0, "even_splits": 0, "channel_floors": 0,
+        "shuffles": 1, "deconvs": 0, "avg_pools": 0,
         "max_pool_pads": 0, "blocked_convs": 0, "blocked_weights_added": 0,
         "shared_join_inputs": 1, "float_clamps": 1,
         "int8_clamps": 2, "small_constants": 0, "float_islands": 1}
@@ -131,14 +132,21 @@ def test_shared_concat_parameters_remove_the_requantization_when_ranges_are_clos
 
 
 REWRITE = {"relu": "int8_clamps", "relu6": "int8_clamps", "hardsigmoid": "float_clamps", "leaky_max": "leaky_max",
+           "hardsigmoid_conv": "int8_clamps",
            "min_clamp": "int8_clamps", "tiny_bias": "small_constants", "hardswish": "float_islands",
            "div": "div_as_mul", "deconv": "deconvs", "avgpool_valid": "avg_pools", "avgpool_global": "avg_pools",
-           "maxpool_pad": "max_pool_pads", "scale_into_conv": ("scalar_muls", 2), "split_halves": "even_splits"}
+           "maxpool_pad": "max_pool_pads", "scale_into_conv": ("scalar_muls", 2), "split_halves": "even_splits",
+           "channel_floor": "channel_floors", "channel_floor_in_bias": "channel_floors"}
+FLOORS = np.linspace(-0.5, 0.3, 8).reshape(1, 8, 1, 1)      # a Max floor per channel (CLE scales it so)
 ONE_OPS = {
     "relu": ([h.make_node("Relu", ["a"], ["r"]), h.make_node("Add", ["r", "a"], ["y"])], []),
     "relu6": ([h.make_node("Clip", ["a", "zero", "six"], ["r"]), h.make_node("Add", ["r", "a"], ["y"])],
               [_c("zero", 0.0), _c("six", 6.0)]),
-    "hardsigmoid": ([h.make_node("HardSigmoid", ["a"], ["y"], alpha=0.3, beta=0.4)], []),
+    # not after a convolution: RELU_0_TO_1 in float between DEQUANTIZE and QUANTIZE, then a requantization
+    "hardsigmoid": ([h.make_node("Add", ["a", "a"], ["a2"]),
+                     h.make_node("HardSigmoid", ["a2"], ["y"], alpha=0.15, beta=0.4)], []),
+    # after one: the convolution's fused RELU and MINIMUM(x, 1) (passes.relu01_as_min), then int8 saturation
+    "hardsigmoid_conv": ([h.make_node("HardSigmoid", ["a"], ["y"], alpha=0.3, beta=0.4)], []),
     "leaky_max": ([h.make_node("Mul", ["a", "al"], ["m"]), h.make_node("Max", ["m", "a"], ["y"])], [_c("al", 0.2)]),
     "min_clamp": ([h.make_node("Min", ["a", "c"], ["y"])], [_c("c", 0.5)]),
     "tiny_bias": ([h.make_node("Mul", ["a", "a"], ["sq"]), h.make_node("Add", ["sq", "c"], ["y"])],
@@ -157,6 +165,11 @@ ONE_OPS = {
                          h.make_node("Div", ["m", "three"], ["d"]),
                          h.make_node("Conv", ["d", "wq"], ["y"], pads=[1, 1, 1, 1])],
                         [_c("half", 0.5), _c("three", 3.0), _c("wq", np.random.default_rng(6).normal(0, 0.3, (8, 8, 3, 3)))]),
+    # the conv output also feeds the Add: MAXIMUM -> ADD(-c) with RELU, ADD(c)
+    "channel_floor": ([h.make_node("Max", ["a", "fl"], ["m"]), h.make_node("Add", ["m", "a"], ["y"])],
+                      [_c("fl", FLOORS)]),
+    # the Max is the conv's only reader: its bias takes -c, its fused RELU the floor, one ADD(c) is left
+    "channel_floor_in_bias": ([h.make_node("Max", ["fl", "a"], ["y"])], [_c("fl", FLOORS)]),
     "maxpool_pad": ([h.make_node("Relu", ["a"], ["r"]),
                      h.make_node("MaxPool", ["r"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])], []),
 }
@@ -207,3 +220,13 @@ def test_the_build_report_shows_the_integer_path():
     html = target_section(0, t)
     assert ("2 XNNPACK partition(s), 19/20 ops delegated, 3 requantize, 2 dequantize; outside XNNPACK: "
             "RESIZE_NEAREST_NEIGHBOR (int8) ×1") in html
+
+
+def test_a_channel_floor_in_the_convolution_bias_leaves_one_add(tmp_path):
+    model = _model(tmp_path, *ONE_OPS["channel_floor_in_bias"], name="floor_bias")
+    _, _, after = _builds(model, _samples(10, seed=3))
+    ops = [op.opcode for op in after.graph.ops]
+    assert "MAXIMUM" not in ops and ops.count("ADD") == 1, ops
+    conv = next(op for op in after.graph.ops if op.opcode == "CONV_2D")
+    from ai_edge_litert import schema_py_generated as fb
+    assert conv.options.fusedActivationFunction == fb.ActivationFunctionType.RELU

@@ -115,7 +115,7 @@ def test_real_qdq_model_int8_keeps_its_scales_and_size(tmp_path):
     path = fetch(name)
     model = load_model(path, input_shapes=INPUT_SHAPES[name])
     flt, info = dequantize(model)
-    low = lower(flt)
+    low = lower(flt, keep_weights=True)          # as the pipeline lowers a quantized model
     mq = model_quant(flt, info, low)
     assert mq.counts["activation_ranges"] == 80 and mq.weight_scales and not mq.float_nodes
     tm = low.finish("int8", ranges=mq.ranges, weight_scales=mq.weight_scales,

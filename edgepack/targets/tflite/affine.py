@@ -14,8 +14,9 @@ from .ir import Graph, Op
 _HOSTS = {"CONV_2D": (0, 2), "DEPTHWISE_CONV_2D": (3, 2), "FULLY_CONNECTED": (0, 2), "TRANSPOSE_CONV": (0, 3)}
 
 
-def fold_affine(graph: Graph) -> int:
-    """Fold MUL/ADD by per-output-channel constants into the producing conv / FC; return how many."""
+def fold_affine(graph: Graph, weights: bool = True) -> int:
+    """Fold MUL/ADD by per-output-channel constants into the producing conv / FC; return how many.
+    ``weights=False``: only ADDs (into the bias), for a quantized model whose weights are on its own grids."""
     folded = 0
     changed = True
     while changed:
@@ -23,7 +24,7 @@ def fold_affine(graph: Graph) -> int:
         users, prod = graph.consumers(), graph.producers()
         for op in list(graph.ops):
             host, vec = _match(graph, op, users, prod)
-            if host is None:
+            if host is None or (op.opcode == "MUL" and not weights):
                 continue
             _fold(graph, host, op, vec)
             folded += 1

@@ -20,7 +20,7 @@ from .quant import speed
 from .ir import Graph
 from .patterns import fuse_patterns
 from .passes import (block_thin_convs, dedupe_constants, fold_pad_into_conv, fold_transpose_into_fc, fuse_activations,
-                     narrow_pads, remove_identity_slices)
+                     narrow_pads, relu01_as_min, remove_identity_slices, sink_reshapes)
 from .registry import TFLITE
 from .writer import serialize
 
@@ -101,9 +101,10 @@ def _serialize(g: Graph, description: str) -> bytes:
         raise ConversionError(f"could not serialize the TFLite model: {exc}") from exc
 
 
-def lower(model: onnx.ModelProto, *, optimize: bool = True) -> Lowered:
+def lower(model: onnx.ModelProto, *, optimize: bool = True, keep_weights: bool = False) -> Lowered:
     """Convert a normalized ONNX model (static shapes, see ``edgepack.model.load_model``) to the optimized
-    float TFLite IR with its I/O layout table."""
+    float TFLite IR with its I/O layout table. ``keep_weights``: no constant scale is folded into weights
+    (a quantized model's weights stay on its own grids, ``quant/qdq.py``)."""
     ctx = Context(model)
     entries = TFLITE.preflight(model.graph, ctx.opsets, ctx)
     g = ctx.graph
@@ -124,8 +125,10 @@ def lower(model: onnx.ModelProto, *, optimize: bool = True) -> Lowered:
         optimize_layout(g)
         fold_pad_into_conv(g)
         fold_transpose_into_fc(g)
-        fold_affine(g)
+        sink_reshapes(g)
+        fold_affine(g, weights=not keep_weights)
         fuse_activations(g)
+        relu01_as_min(g)
         narrow_pads(g)
     dedupe_constants(g)
     in_perms, out_perms = absorb_io(g)

@@ -355,3 +355,124 @@ def narrow_pads(graph: Graph) -> int:
             reshape_op(graph, b, out.name, op.origin)]
         done += 1
     return done
+
+
+# elementwise ops a RESHAPE that only moves size-1 axes can be moved past (their constant operand reshaped)
+_SINK_UNARY = {"RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "LOGISTIC", "TANH", "HARD_SWISH", "ABS", "NEG",
+               "EXP", "SQRT", "RSQRT", "LEAKY_RELU", "GELU", "ELU"}
+_SINK_BINARY = {"ADD", "SUB", "MUL", "DIV", "MAXIMUM", "MINIMUM", "POW", "SQUARED_DIFFERENCE"}
+
+
+def _unit_move(a, b) -> bool:
+    """Whether reshaping ``a`` to ``b`` only adds, drops or moves axes of size 1."""
+    return [d for d in a if d != 1] == [d for d in b if d != 1]
+
+
+def _sink_one(graph: Graph, r: Op, users, prod) -> bool:
+    src, mid = r.inputs[0], r.outputs[0]
+    a, b = graph.tensors[src].shape, graph.tensors[mid].shape
+    readers = users.get(mid, [])
+    if graph.tensors[src].data is not None or mid in graph.outputs or len(readers) != 1 or not _unit_move(a, b):
+        return False
+    e = readers[0]
+    out = e.outputs[0]
+    if len(e.outputs) != 1 or out in graph.outputs or graph.tensors[out].shape != b \
+            or graph.tensors[out].dtype.kind != "f":
+        return False
+    if e.opcode in _SINK_UNARY:
+        if e.inputs[0] != mid or any(n is not None and graph.tensors[n].data is None for n in e.inputs[1:]):
+            return False
+        new_inputs = [src] + e.inputs[1:]
+    elif e.opcode in _SINK_BINARY and len(e.inputs) == 2 and e.inputs.count(mid) == 1:
+        k = e.inputs.index(mid)
+        c = graph.tensors[e.inputs[1 - k]]
+        if c.data is None:
+            return False
+        if c.data.size == 1:
+            other = e.inputs[1 - k]
+        else:
+            padded = (1,) * (len(b) - c.data.ndim) + tuple(c.data.shape)
+            if padded != tuple(b):
+                return False
+            other = graph.const(np.ascontiguousarray(c.data.reshape(a)), f"{c.name}_r")
+        new_inputs = [src, other] if k == 0 else [other, src]
+    else:
+        return False
+    # ``out`` keeps its name (calibrated or a quantized model's own ranges are keyed by it) in the new view;
+    # its readers get the RESHAPE's output
+    seen = graph.add(f"{out}_r", b, graph.tensors[out].dtype)
+    graph.replace_uses(out, seen)
+    graph.tensors[out].shape = tuple(a)
+    e.inputs = new_inputs
+    graph.ops.insert(graph.ops.index(e) + 1, reshape_op(graph, out, seen, e.origin))
+    return True
+
+
+def _merge_reshapes(graph: Graph) -> int:
+    """RESHAPE of a RESHAPE read by nothing else -> one RESHAPE; a RESHAPE to the same shape -> nothing."""
+    done = 0
+    changed = True
+    while changed:
+        changed = False
+        users, prod = graph.consumers(), graph.producers()
+        for op in graph.ops:
+            if op.opcode != "RESHAPE":
+                continue
+            up = prod.get(op.inputs[0])
+            src, out = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+            if up is not None and up.opcode == "RESHAPE" and len(users.get(op.inputs[0], [])) == 1 \
+                    and op.inputs[0] not in graph.outputs:
+                op.inputs[0] = up.inputs[0]
+                graph.ops.remove(up)
+            elif src.shape == out.shape and src.data is None and op.outputs[0] not in graph.outputs:
+                graph.replace_uses(op.outputs[0], op.inputs[0])
+                graph.ops.remove(op)
+            else:
+                continue
+            done += 1
+            changed = True
+            break
+    graph.prune()
+    return done
+
+
+def sink_reshapes(graph: Graph) -> int:
+    """Move a RESHAPE that only moves size-1 axes past the elementwise ops that read it (their constants
+    reshaped alike), and merge the RESHAPE pairs that meet. A squeeze-excite block's NCHW [1, C, 1, 1] view
+    (the layout pass writes its transposes as RESHAPEs) then disappears, and its bias, scale and activations
+    sit next to the convolution again, where ``fold_affine`` and ``fuse_activations`` take them: PP-OCR's
+    classifier had RESHAPE, ADD, RESHAPE, ..., MUL, ADD, RELU_0_TO_1, RESHAPE around each SE convolution."""
+    moved = 0
+    for _ in range(10_000):
+        users, prod = graph.consumers(), graph.producers()
+        hit = next((op for op in graph.ops if op.opcode == "RESHAPE" and _sink_one(graph, op, users, prod)), None)
+        if hit is None:
+            break
+        moved += 1
+        _merge_reshapes(graph)
+    if moved:
+        _merge_reshapes(graph)
+    return moved
+
+
+def relu01_as_min(graph: Graph) -> int:
+    """RELU_0_TO_1 of a convolution's / fully-connected op's only output -> the host's fused RELU and
+    MINIMUM(x, 1). XNNPACK has no RELU_0_TO_1 (each one left the delegated graph: PP-OCR cls ran in 10
+    partitions in fp32); it takes MINIMUM, and int8 saturation does both clamps (``quant/clamps.py``)."""
+    users, prod = graph.consumers(), graph.producers()
+    done = 0
+    for op in list(graph.ops):
+        if op.opcode != "RELU_0_TO_1":
+            continue
+        src = op.inputs[0]
+        host = prod.get(src)
+        if host is None or host.opcode not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") \
+                or host.options is None or len(users.get(src, [])) != 1 or src in graph.outputs \
+                or getattr(host.options, "fusedActivationFunction", None) != fb.ActivationFunctionType.NONE \
+                or graph.tensors[src].dtype != np.float32:
+            continue
+        host.options.fusedActivationFunction = fb.ActivationFunctionType.RELU
+        op.opcode, op.options = "MINIMUM", None
+        op.inputs = [src, graph.const(np.float32(1.0), "one")]
+        done += 1
+    return done

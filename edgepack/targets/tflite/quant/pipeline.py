@@ -102,7 +102,7 @@ def quantize(model: onnx.ModelProto, calib: list[dict], holdout: list[dict], ref
     if qdq is not None:
         progress("taking the quantized model's own scales and zero points")
         from .qdq import model_quant
-        low = lower(model)
+        low = lower(model, keep_weights=True)
         mq = model_quant(model, qdq, low)
         ranges, method, scales = mq.ranges, "model", mq.weight_scales
         policy = policy + [n for n in mq.float_nodes if n not in policy]

@@ -90,6 +90,59 @@ def leaky_max(graph: Graph) -> int:
     return done
 
 
+def _bias_host(graph: Graph, x: str, c: np.ndarray, users) -> Op | None:
+    """The weighted op writing ``x`` (nothing else reads it, no fused activation, a constant bias) when
+    ``c`` is one value per output channel."""
+    host = graph.producers().get(x)
+    if host is None or host.opcode not in _WEIGHTED or len(users.get(x, [])) != 1 or x in graph.outputs \
+            or len(host.inputs) < 3 or host.inputs[2] is None or host.options is None \
+            or getattr(host.options, "fusedActivationFunction", 1) != fb.ActivationFunctionType.NONE:
+        return None
+    b = graph.tensors[host.inputs[2]]
+    if b.data is None or b.dtype != np.float32 or c.size != b.data.size or c.shape[-1] != b.data.size \
+            or c.size != c.shape[-1] or graph.tensors[x].shape[-1] != c.size:
+        return None
+    return host
+
+
+def max_as_relu(graph: Graph, ranges: dict) -> int:
+    """MAXIMUM(x, c) with a constant that differs per channel -> ADD(x, -c) with a fused RELU, then ADD c.
+
+    A scalar floor is int8 saturation (``clamps.py``); a per-channel one (cross-layer equalization scales
+    openwakeword's ``Max(x, -0.4)`` per channel) stayed an int8 MAXIMUM, which XNNPACK does not take: the
+    embedding model ran in 15 partitions. Both ADDs are delegated. Exact in float; the middle tensor's
+    range is ``[0, max(hi - c)]`` from the calibrated range of ``x``. When a convolution / fully-connected
+    op with a bias writes ``x`` for nobody else, its bias takes ``-c`` and the RELU is its own: one ADD."""
+    done = 0
+    users = graph.consumers()
+    for op in list(graph.ops):
+        if op.opcode != "MAXIMUM" or len(op.inputs) != 2 or getattr(op.options, "fusedActivationFunction", 0):
+            continue
+        for x, c in (op.inputs, op.inputs[::-1]):
+            ct, xt, out = graph.tensors[c], graph.tensors[x], graph.tensors[op.outputs[0]]
+            if ct.data is None or xt.data is not None or ct.dtype != np.float32 or xt.shape != out.shape \
+                    or x not in ranges or np.unique(ct.data).size < 2 or not np.all(np.isfinite(ct.data)):
+                continue
+            above = (0.0, max(float(ranges[x][1]) - float(ct.data.min()), 1e-6))
+            host = _bias_host(graph, x, ct.data, users)
+            if host is not None:        # the producer's bias takes -c and its fused RELU the floor
+                bias = graph.tensors[host.inputs[2]].data.astype(np.float64)
+                host.inputs[2] = graph.const((bias - ct.data.reshape(-1)).astype(np.float32), "bias")
+                host.options.fusedActivationFunction = fb.ActivationFunctionType.RELU
+                mid = x
+            else:
+                mid = graph.add(f"{op.outputs[0]}_above", out.shape, np.float32)
+                sub = fb.AddOptionsT()
+                sub.fusedActivationFunction = fb.ActivationFunctionType.RELU
+                graph.ops.insert(graph.ops.index(op),
+                                 Op("ADD", [x, graph.const(-ct.data, f"{c}_neg")], [mid], sub, op.origin))
+            op.opcode, op.inputs, op.options = "ADD", [mid, c], fb.AddOptionsT()
+            ranges[mid] = above
+            done += 1
+            break
+    return done
+
+
 def _shuffle_groups(idx: np.ndarray) -> int | None:
     """g when ``idx`` is the channel shuffle of g groups: out[a * g + b] = in[b * n + a]."""
     c = idx.size
@@ -274,6 +327,86 @@ def scalar_muls(graph: Graph) -> int:
             changed = True
             graph.prune()
             break
+    return done
+
+
+# ops a scalar factor passes through unchanged (f(c * x) = c * f(x)); MAX_POOL_2D only for c > 0
+_LINEAR = {"RESHAPE", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS", "PAD", "MEAN", "SUM", "AVERAGE_POOL_2D",
+           "MAX_POOL_2D", "SLICE", "STRIDED_SLICE", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "MUL"}
+MAX_SINK_OPS = 32
+
+
+def _sink_plan(graph: Graph, start: str, c: float, users) -> tuple[list[Op], list[Op]] | None:
+    """(ops the factor passes through, weighted ops that absorb it) when every path from ``start`` ends in
+    the weights of a convolution / fully-connected op; None otherwise."""
+    through, into, seen = [], [], set()
+    stack = [start]
+    while stack:
+        t = stack.pop()
+        readers = graph.consumers().get(t, []) if users is None else users.get(t, [])
+        if not readers or t in graph.outputs:
+            return None
+        for r in readers:
+            if id(r) in seen:
+                return None          # two paths meet: the factor would count twice
+            seen.add(id(r))
+            if len(seen) > MAX_SINK_OPS:
+                return None
+            if r.opcode in _WEIGHTED and r.inputs[0] == t and t not in r.inputs[1:] \
+                    and graph.tensors[r.inputs[1]].data is not None and graph.tensors[r.inputs[1]].quant is None:
+                into.append(r)
+                continue
+            if r.opcode not in _LINEAR or len(r.outputs) != 1 or getattr(r.options, "fusedActivationFunction", 0):
+                return None
+            if r.opcode == "MAX_POOL_2D" and c <= 0:
+                return None
+            if r.opcode == "MUL":
+                if len(r.inputs) != 2 or r.inputs.count(t) != 1:
+                    return None
+            elif r.inputs[0] != t or t in r.inputs[1:]:
+                return None
+            if r.opcode == "PAD" and len(r.inputs) > 2:
+                return None
+            through.append(r)
+            stack.append(r.outputs[0])
+    return through, into
+
+
+def sink_scalar_muls(graph: Graph, ranges: dict | None = None) -> int:
+    """A MUL by a scalar constant whose every path reaches the weights of convolutions / fully-connected
+    ops through ops the factor passes (PAD, MEAN, MAX_POOL_2D, RESHAPE, a MUL with another activation...)
+    goes into those weights; the ops between keep their calibrated ranges divided by the factor. In
+    MobileNetV3-style models hard-swish's ``/ 6`` reaches the next convolution through the squeeze-excite
+    block's MEAN and its channel-scale MUL (PP-OCR cls: 9 full-size int8 MULs). Exact in float."""
+    done = 0
+    changed = True
+    while changed:
+        changed = False
+        users = graph.consumers()
+        for op in graph.ops:
+            found = _scalar_mul(graph, op)
+            if found is None or op.outputs[0] in graph.outputs or found[1] == 0.0:
+                continue
+            x, c = found
+            plan = _sink_plan(graph, op.outputs[0], c, users)
+            if plan is None:
+                continue
+            through, into = plan
+            for r in into:
+                w = graph.tensors[r.inputs[1]]
+                r.inputs[1] = graph.const((w.data.astype(np.float64) * c).astype(w.dtype), "weights")
+            if ranges is not None:
+                for r in through:
+                    o = r.outputs[0]
+                    if o in ranges:
+                        lo, hi = float(ranges[o][0]) / c, float(ranges[o][1]) / c
+                        ranges[o] = (min(lo, hi), max(lo, hi))
+            graph.replace_uses(op.outputs[0], x)
+            graph.ops.remove(op)
+            done += 1
+            changed = True
+            break
+    graph.prune()
     return done
 
 

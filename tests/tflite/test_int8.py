@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from onnx import TensorProto as TP
 from onnx import helper as h
 from onnx import numpy_helper as nh
@@ -169,6 +171,47 @@ def test_calibration_methods_clip_outliers():
     assert hi < 40 and lo > -40                    # a broad thin tail does get clipped
     with pytest.raises(ValueError):
         calibrate.choose_ranges(stats, "kl")
+
+
+@settings(max_examples=150, deadline=None)
+@given(chunks=st.lists(st.lists(st.floats(-1e6, 1e6, width=32), min_size=1, max_size=400), min_size=1, max_size=6),
+       q=st.sampled_from([99.99, 0.01, 100.0, 0.0]))
+def test_percentile_tails_merged_sample_by_sample_are_exact(chunks, q):
+    """The percentile read off tails kept per sample equals numpy's percentile of all the values, whatever
+    the values and however they are split into samples (same size each, as a static graph gives)."""
+    size = min(len(c) for c in chunks)
+    arrays = [np.asarray(c[:size], np.float32) for c in chunks]
+    k = calibrate._tail_size(size, len(arrays))
+    top = bottom = None
+    for v in arrays:
+        top, bottom = calibrate._merge(top, v, k, largest=True), calibrate._merge(bottom, v, k, largest=False)
+    every = np.concatenate(arrays)
+    s = calibrate.Stats(float(every.min()), float(every.max()), every[:1], every.size, top, bottom)
+    want = float(np.percentile(every.astype(np.float64), q))
+    assert abs(s.percentile(q) - want) <= 1e-6 * max(1.0, abs(want))
+
+
+def test_percentile_ranges_do_not_depend_on_the_other_tensors():
+    """A tensor's observed stats are the same whether or not other tensors are observed with it (the random
+    sample is drawn per tensor; before, one generator shared by all moved every sample)."""
+    rng = np.random.default_rng(0)
+    g = h.make_graph([h.make_node("Relu", ["x"], ["a"]), h.make_node("Exp", ["a"], ["b"]),
+                      h.make_node("Tanh", ["b"], ["y"])], "g",
+                     [h.make_tensor_value_info("x", TP.FLOAT, [1, 64, 64, 64])],
+                     [h.make_tensor_value_info("y", TP.FLOAT, [1, 64, 64, 64])])
+    import tempfile
+    from pathlib import Path
+    path = Path(tempfile.mkdtemp()) / "g.onnx"
+    onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 17)]), str(path))
+    from edgepack.targets.tflite.convert import lower
+    low = lower(load_model(path))
+    samples = [{"x": rng.standard_t(3, (1, 64, 64, 64)).astype(np.float32)} for _ in range(3)]
+    names = low.activations()
+    last = names[-1]
+    alone = calibrate.observe(low.float_bytes(), low.io, samples, [last])[last]
+    together = calibrate.observe(low.float_bytes(), low.io, samples, names)[last]
+    assert np.array_equal(alone.values, together.values) and alone.values.size == calibrate.VALUES_PER_TENSOR - 1
+    assert alone.n == 3 * 64 ** 3 and alone.percentile(99.99) == together.percentile(99.99)
 
 
 def test_debugger_names_the_outlier_layer_and_keeping_it_float_restores_accuracy(tmp_path):

@@ -1,11 +1,15 @@
 """Activation ranges for int8: run the float TFLite model on calibration data and observe every tensor.
 
 The float model runs in the real LiteRT interpreter with all intermediate tensors preserved and no
-delegate (a delegate would hide the tensors it owns). Per tensor we keep the exact min / max and a
-bounded random sample of values, from which a range is chosen by one of:
+delegate (a delegate would hide the tensors it owns). Per tensor we keep the exact min / max, the exact
+tails the percentile needs (the largest and smallest 0.01% of all its values, merged sample by sample) and
+a bounded random sample of values (drawn per tensor, so a tensor's sample does not depend on the others),
+from which a range is chosen by one of:
 
 * ``minmax``     the observed extremes (nothing is clipped; outliers widen the step for everyone)
-* ``percentile`` the 0.01 / 99.99 percentiles (clips rare outliers)
+* ``percentile`` the 0.01 / 99.99 percentiles of all observed values, exact (clips rare outliers). Read
+                 off the 65,536-value sample they moved with the sample: PP-OCR det's int8 held-out SNR
+                 went from 9.9 to 13.4 dB between sampling seeds.
 * ``mse``        the clipping range minimizing the mean squared int8 quantization error over the observed
                  value histogram (searches shrink factors of both ends); at 8 bits this rarely clips
 * ``entropy``    the clipping range minimizing the KL divergence between the value histogram and its
@@ -14,6 +18,7 @@ bounded random sample of values, from which a range is chosen by one of:
 """
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +38,36 @@ class Stats:
     lo: float
     hi: float
     values: np.ndarray
+    n: int = 0                                   # values observed
+    top: np.ndarray | None = None                # the largest of them, descending (exact tail)
+    bottom: np.ndarray | None = None             # the smallest, ascending
+
+    def percentile(self, q: float) -> float:
+        """``np.percentile(all values, q)`` (linear interpolation) from the exact tails, when they reach."""
+        pos = q / 100.0 * (self.n - 1)
+        a, frac = int(np.floor(pos)), pos - np.floor(pos)
+        if self.top is not None and q >= 50.0 and 0 <= self.n - 1 - a < self.top.size:
+            upper = self.top[max(self.n - 2 - a, 0)]
+            return float(self.top[self.n - 1 - a] + frac * (upper - self.top[self.n - 1 - a]))
+        if self.bottom is not None and q < 50.0 and a + 1 < self.bottom.size:
+            return float(self.bottom[a] + frac * (self.bottom[a + 1] - self.bottom[a]))
+        return float(np.percentile(self.values, q))
+
+
+def _tail_size(values_per_sample: int, samples: int) -> int:
+    """How many extreme values the exact percentile needs (two more than its rank from the end)."""
+    return int(np.ceil((1.0 - PERCENTILE / 100.0) * values_per_sample * samples)) + 2
+
+
+def _merge(kept: np.ndarray | None, v: np.ndarray, k: int, largest: bool) -> np.ndarray:
+    """The ``k`` largest (descending) or smallest (ascending) of ``kept`` and ``v``."""
+    if kept is not None and kept.size >= k:
+        edge = kept[-1]
+        v = v[v > edge] if largest else v[v < edge]
+    both = v if kept is None else np.concatenate([kept, v])
+    if both.size > k:
+        both = np.partition(both, both.size - k)[-k:] if largest else np.partition(both, k - 1)[:k]
+    return np.sort(both)[::-1] if largest else np.sort(both)
 
 
 def interpreter(data: bytes, *, preserve: bool = True):
@@ -62,10 +97,13 @@ def run_all_tensors(interp, feed: list[np.ndarray], names) -> dict[str, np.ndarr
 def observe(data: bytes, io: dict, samples: list[dict], names: list[str], seed: int = 0) -> dict[str, Stats]:
     """Stats of tensors ``names`` of the float model ``data`` over ``samples`` (ONNX-layout dicts)."""
     interp = interpreter(data)
-    rng = np.random.default_rng(seed)
+    rngs: dict[str, np.random.Generator] = {}
     per_sample = max(1, VALUES_PER_TENSOR // max(1, len(samples)))
     lo: dict[str, float] = {}
     hi: dict[str, float] = {}
+    count: dict[str, int] = {}
+    top: dict[str, np.ndarray] = {}
+    bottom: dict[str, np.ndarray] = {}
     kept: dict[str, list[np.ndarray]] = {}
     for feed in model_feeds(samples, io):
         for name, value in run_all_tensors(interp, feed, names).items():
@@ -75,9 +113,15 @@ def observe(data: bytes, io: dict, samples: list[dict], names: list[str], seed: 
                 continue
             lo[name] = min(lo.get(name, np.inf), float(v.min()))
             hi[name] = max(hi.get(name, -np.inf), float(v.max()))
-            pick = v if v.size <= per_sample else v[rng.integers(0, v.size, per_sample)]
-            kept.setdefault(name, []).append(pick)
-    return {n: Stats(lo[n], hi[n], np.concatenate(kept[n])) for n in lo}
+            count[name] = count.get(name, 0) + v.size
+            k = _tail_size(v.size, len(samples))
+            top[name] = _merge(top.get(name), v, k, largest=True)
+            bottom[name] = _merge(bottom.get(name), v, k, largest=False)
+            if v.size > per_sample:
+                rng = rngs.setdefault(name, np.random.default_rng([seed, zlib.crc32(name.encode())]))
+                v = v[rng.integers(0, v.size, per_sample)]
+            kept.setdefault(name, []).append(v)
+    return {n: Stats(lo[n], hi[n], np.concatenate(kept[n]), count[n], top[n], bottom[n]) for n in lo}
 
 
 def choose_ranges(stats: dict[str, Stats], method: str = DEFAULT_METHOD) -> dict[str, tuple[float, float]]:
@@ -88,7 +132,7 @@ def choose_ranges(stats: dict[str, Stats], method: str = DEFAULT_METHOD) -> dict
         if method == "minmax" or s.hi <= s.lo:
             out[name] = (s.lo, s.hi)
         elif method == "percentile":
-            lo, hi = np.percentile(s.values, [100 - PERCENTILE, PERCENTILE])
+            lo, hi = s.percentile(100 - PERCENTILE), s.percentile(PERCENTILE)
             out[name] = (min(float(lo), 0.0) if s.lo < 0 else 0.0, float(hi) if s.hi > 0 else 0.0)
         elif method == "mse":
             out[name] = _mse_range(s)

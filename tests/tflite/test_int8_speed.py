@@ -96,7 +96,7 @@ def test_report_counts_what_leaves_the_integer_path_and_the_rewrites_remove_it(t
     # requantizations: the RELU (two steps: its output takes the concatenation's parameters) and the
     # hard-sigmoid's clamp; the MAXIMUM's constant sat at -128, so it is gone
     assert after.stats["quantization"]["speed"] == {
-        "div_as_mul": 1, "scalar_muls": 0, "sunk_muls": 0, "leaky_max": 0, "even_splits": 0, "channel_floors": 0,
+        "div_as_mul": 1, "scalar_muls": 0, "sunk_muls": 0, "leaky_max": 0, "even_splits": 0,
         "shuffles": 1, "deconvs": 0, "avg_pools": 0,
         "max_pool_pads": 0, "blocked_convs": 0, "blocked_weights_added": 0,
         "shared_join_inputs": 1, "float_clamps": 1,
@@ -136,8 +136,7 @@ REWRITE = {"relu": "int8_clamps", "relu6": "int8_clamps", "hardsigmoid": "float_
            "min_clamp": "int8_clamps", "tiny_bias": "small_constants", "hardswish": "float_islands",
            "div": "div_as_mul", "deconv": "deconvs", "avgpool_valid": "avg_pools", "avgpool_global": "avg_pools",
            "maxpool_pad": "max_pool_pads", "scale_into_conv": ("scalar_muls", 2), "split_halves": "even_splits",
-           "channel_floor": "channel_floors", "channel_floor_in_bias": "channel_floors"}
-FLOORS = np.linspace(-0.5, 0.3, 8).reshape(1, 8, 1, 1)      # a Max floor per channel (CLE scales it so)
+}
 ONE_OPS = {
     "relu": ([h.make_node("Relu", ["a"], ["r"]), h.make_node("Add", ["r", "a"], ["y"])], []),
     "relu6": ([h.make_node("Clip", ["a", "zero", "six"], ["r"]), h.make_node("Add", ["r", "a"], ["y"])],
@@ -165,11 +164,6 @@ ONE_OPS = {
                          h.make_node("Div", ["m", "three"], ["d"]),
                          h.make_node("Conv", ["d", "wq"], ["y"], pads=[1, 1, 1, 1])],
                         [_c("half", 0.5), _c("three", 3.0), _c("wq", np.random.default_rng(6).normal(0, 0.3, (8, 8, 3, 3)))]),
-    # the conv output also feeds the Add: MAXIMUM -> ADD(-c) with RELU, ADD(c)
-    "channel_floor": ([h.make_node("Max", ["a", "fl"], ["m"]), h.make_node("Add", ["m", "a"], ["y"])],
-                      [_c("fl", FLOORS)]),
-    # the Max is the conv's only reader: its bias takes -c, its fused RELU the floor, one ADD(c) is left
-    "channel_floor_in_bias": ([h.make_node("Max", ["fl", "a"], ["y"])], [_c("fl", FLOORS)]),
     "maxpool_pad": ([h.make_node("Relu", ["a"], ["r"]),
                      h.make_node("MaxPool", ["r"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])], []),
 }
@@ -221,12 +215,3 @@ def test_the_build_report_shows_the_integer_path():
     assert ("2 XNNPACK partition(s), 19/20 ops delegated, 3 requantize, 2 dequantize; outside XNNPACK: "
             "RESIZE_NEAREST_NEIGHBOR (int8) ×1") in html
 
-
-def test_a_channel_floor_in_the_convolution_bias_leaves_one_add(tmp_path):
-    model = _model(tmp_path, *ONE_OPS["channel_floor_in_bias"], name="floor_bias")
-    _, _, after = _builds(model, _samples(10, seed=3))
-    ops = [op.opcode for op in after.graph.ops]
-    assert "MAXIMUM" not in ops and ops.count("ADD") == 1, ops
-    conv = next(op for op in after.graph.ops if op.opcode == "CONV_2D")
-    from ai_edge_litert import schema_py_generated as fb
-    assert conv.options.fusedActivationFunction == fb.ActivationFunctionType.RELU

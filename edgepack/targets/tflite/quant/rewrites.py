@@ -90,59 +90,6 @@ def leaky_max(graph: Graph) -> int:
     return done
 
 
-def _bias_host(graph: Graph, x: str, c: np.ndarray, users) -> Op | None:
-    """The weighted op writing ``x`` (nothing else reads it, no fused activation, a constant bias) when
-    ``c`` is one value per output channel."""
-    host = graph.producers().get(x)
-    if host is None or host.opcode not in _WEIGHTED or len(users.get(x, [])) != 1 or x in graph.outputs \
-            or len(host.inputs) < 3 or host.inputs[2] is None or host.options is None \
-            or getattr(host.options, "fusedActivationFunction", 1) != fb.ActivationFunctionType.NONE:
-        return None
-    b = graph.tensors[host.inputs[2]]
-    if b.data is None or b.dtype != np.float32 or c.size != b.data.size or c.shape[-1] != b.data.size \
-            or c.size != c.shape[-1] or graph.tensors[x].shape[-1] != c.size:
-        return None
-    return host
-
-
-def max_as_relu(graph: Graph, ranges: dict) -> int:
-    """MAXIMUM(x, c) with a constant that differs per channel -> ADD(x, -c) with a fused RELU, then ADD c.
-
-    A scalar floor is int8 saturation (``clamps.py``); a per-channel one (cross-layer equalization scales
-    openwakeword's ``Max(x, -0.4)`` per channel) stayed an int8 MAXIMUM, which XNNPACK does not take: the
-    embedding model ran in 15 partitions. Both ADDs are delegated. Exact in float; the middle tensor's
-    range is ``[0, max(hi - c)]`` from the calibrated range of ``x``. When a convolution / fully-connected
-    op with a bias writes ``x`` for nobody else, its bias takes ``-c`` and the RELU is its own: one ADD."""
-    done = 0
-    users = graph.consumers()
-    for op in list(graph.ops):
-        if op.opcode != "MAXIMUM" or len(op.inputs) != 2 or getattr(op.options, "fusedActivationFunction", 0):
-            continue
-        for x, c in (op.inputs, op.inputs[::-1]):
-            ct, xt, out = graph.tensors[c], graph.tensors[x], graph.tensors[op.outputs[0]]
-            if ct.data is None or xt.data is not None or ct.dtype != np.float32 or xt.shape != out.shape \
-                    or x not in ranges or np.unique(ct.data).size < 2 or not np.all(np.isfinite(ct.data)):
-                continue
-            above = (0.0, max(float(ranges[x][1]) - float(ct.data.min()), 1e-6))
-            host = _bias_host(graph, x, ct.data, users)
-            if host is not None:        # the producer's bias takes -c and its fused RELU the floor
-                bias = graph.tensors[host.inputs[2]].data.astype(np.float64)
-                host.inputs[2] = graph.const((bias - ct.data.reshape(-1)).astype(np.float32), "bias")
-                host.options.fusedActivationFunction = fb.ActivationFunctionType.RELU
-                mid = x
-            else:
-                mid = graph.add(f"{op.outputs[0]}_above", out.shape, np.float32)
-                sub = fb.AddOptionsT()
-                sub.fusedActivationFunction = fb.ActivationFunctionType.RELU
-                graph.ops.insert(graph.ops.index(op),
-                                 Op("ADD", [x, graph.const(-ct.data, f"{c}_neg")], [mid], sub, op.origin))
-            op.opcode, op.inputs, op.options = "ADD", [mid, c], fb.AddOptionsT()
-            ranges[mid] = above
-            done += 1
-            break
-    return done
-
-
 def _shuffle_groups(idx: np.ndarray) -> int | None:
     """g when ``idx`` is the channel shuffle of g groups: out[a * g + b] = in[b * n + a]."""
     c = idx.size

@@ -9,8 +9,7 @@ Before quantization (float IR, calibrated ranges), ``before``:
   MULs merged and folded into the weights of the convolutions reading them, or of the convolutions they
   reach through MEAN / PAD / pooling / a MUL with another activation), SPLIT_V into equal parts as
   SPLIT, MAXIMUM(x, a*x)
-  as LEAKY_RELU, MAXIMUM(x, c) with a per-channel constant as ADD(x, -c) + RELU, ADD c,
-  channel-shuffle GATHERs as RESHAPE / TRANSPOSE / RESHAPE, a TRANSPOSE_CONV whose kernel
+  as LEAKY_RELU, channel-shuffle GATHERs as RESHAPE / TRANSPOSE / RESHAPE, a TRANSPOSE_CONV whose kernel
   equals its stride as a 1x1 CONV_2D and DEPTH_TO_SPACE, a VALID average pool as a depthwise convolution,
   a max pool's -inf padding as the input's calibrated minimum;
 * shared concatenation parameters: an input of CONCATENATION / PACK whose producer (through ops that keep
@@ -62,7 +61,6 @@ def before(graph: Graph, ranges: dict, share: bool = True) -> tuple[dict, dict]:
     counts = {"div_as_mul": rewrites.div_as_mul(graph), "scalar_muls": rewrites.scalar_muls(graph) if share else 0,
               "sunk_muls": rewrites.sink_scalar_muls(graph, ranges) if share else 0,
               "leaky_max": rewrites.leaky_max(graph), "even_splits": rewrites.even_splits(graph),
-              "channel_floors": rewrites.max_as_relu(graph, ranges),
               "shuffles": rewrites.gathers_as_transposes(graph, ranges),
               "deconvs": rewrites.deconv_as_depth_to_space(graph, ranges),
               "avg_pools": rewrites.avg_pool_as_depthwise(graph, ranges),

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-import os
+import random
 
 import numpy as np
 import onnx
@@ -38,7 +38,9 @@ def test_directory(tmp_path):
     _raises(tmp_path, "is a directory")
 
 
-@pytest.mark.parametrize("data", [os.urandom(4096), b"", b"hello, I am a text file\n"])
+# seeded bytes: a test's parameters must be the same in every process that collects it (pytest-xdist)
+@pytest.mark.parametrize("data", [random.Random(4096).randbytes(4096), b"", b"hello, I am a text file\n"],
+                         ids=["random_bytes", "empty", "text"])
 def test_not_onnx(tmp_path, data):
     path = tmp_path / "junk.onnx"
     path.write_bytes(data)

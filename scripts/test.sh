@@ -27,5 +27,4 @@ fi
 use_python
 "$PY" -m pip install -q --disable-pip-version-check -e ./runtime -e '.[test]'
 # CI=true makes tests that lack their broker or data fail instead of skip (tests/agent/conftest.py, ...)
-# one worker per core (pytest-xdist), each test file on one worker (its module fixtures: brokers, servers)
-"$PY" -m pytest -q -p no:cacheprovider -n "${EDGEPACK_TEST_WORKERS:-auto}" --dist loadfile "$@"
+"$PY" -m pytest -q -p no:cacheprovider "$@"

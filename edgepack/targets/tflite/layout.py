@@ -459,6 +459,13 @@ def shuffles_as_gathers(graph: Graph) -> int:
     return rewritten
 
 
+def sweep(graph: Graph, rewrite) -> None:
+    """Apply ``rewrite(op, producers, consumers)`` (True when it changed the graph) to every op, with the
+    transpose and reshape simplifications of the layout pass (a RESHAPE of a RESHAPE merged, a RESHAPE to
+    its own shape dropped), until nothing changes."""
+    _Pass(graph)._sweep(rewrite, with_users=True)
+
+
 def optimize_layout(graph: Graph) -> None:
     """Rewrite channel shuffles as GATHERs, then move and cancel transposes (see the module docstring)."""
     shuffles_as_gathers(graph)

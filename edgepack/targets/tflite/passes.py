@@ -7,6 +7,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as fb
 
 from .ir import Graph, Op
+from .layout import sweep
 from .ops.common import tf_same_pads
 
 _FUSABLE_ACT = {"RELU": fb.ActivationFunctionType.RELU, "RELU6": fb.ActivationFunctionType.RELU6,
@@ -368,7 +369,7 @@ def _unit_move(a, b) -> bool:
     return [d for d in a if d != 1] == [d for d in b if d != 1]
 
 
-def _sink_one(graph: Graph, r: Op, users, prod) -> bool:
+def _sink_one(graph: Graph, r: Op, users) -> bool:
     src, mid = r.inputs[0], r.outputs[0]
     a, b = graph.tensors[src].shape, graph.tensors[mid].shape
     readers = users.get(mid, [])
@@ -408,50 +409,23 @@ def _sink_one(graph: Graph, r: Op, users, prod) -> bool:
     return True
 
 
-def _merge_reshapes(graph: Graph) -> int:
-    """RESHAPE of a RESHAPE read by nothing else -> one RESHAPE; a RESHAPE to the same shape -> nothing."""
-    done = 0
-    changed = True
-    while changed:
-        changed = False
-        users, prod = graph.consumers(), graph.producers()
-        for op in graph.ops:
-            if op.opcode != "RESHAPE":
-                continue
-            up = prod.get(op.inputs[0])
-            src, out = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
-            if up is not None and up.opcode == "RESHAPE" and len(users.get(op.inputs[0], [])) == 1 \
-                    and op.inputs[0] not in graph.outputs:
-                op.inputs[0] = up.inputs[0]
-                graph.ops.remove(up)
-            elif src.shape == out.shape and src.data is None and op.outputs[0] not in graph.outputs:
-                graph.replace_uses(op.outputs[0], op.inputs[0])
-                graph.ops.remove(op)
-            else:
-                continue
-            done += 1
-            changed = True
-            break
-    graph.prune()
-    return done
-
-
 def sink_reshapes(graph: Graph) -> int:
     """Move a RESHAPE that only moves size-1 axes past the elementwise ops that read it (their constants
-    reshaped alike), and merge the RESHAPE pairs that meet. A squeeze-excite block's NCHW [1, C, 1, 1] view
-    (the layout pass writes its transposes as RESHAPEs) then disappears, and its bias, scale and activations
-    sit next to the convolution again, where ``fold_affine`` and ``fuse_activations`` take them: PP-OCR's
-    classifier had RESHAPE, ADD, RESHAPE, ..., MUL, ADD, RELU_0_TO_1, RESHAPE around each SE convolution."""
+    reshaped alike); the layout sweep merges the RESHAPE pairs that meet. A squeeze-excite block's NCHW
+    [1, C, 1, 1] view (the layout pass writes its transposes as RESHAPEs) then disappears, and its bias,
+    scale and activations sit next to the convolution again, where ``fold_affine`` and ``fuse_activations``
+    take them: PP-OCR's classifier had RESHAPE, ADD, RESHAPE, ..., MUL, ADD, RELU_0_TO_1, RESHAPE around each
+    SE convolution."""
     moved = 0
-    for _ in range(10_000):
-        users, prod = graph.consumers(), graph.producers()
-        hit = next((op for op in graph.ops if op.opcode == "RESHAPE" and _sink_one(graph, op, users, prod)), None)
-        if hit is None:
-            break
+
+    def step(op, prod, users) -> bool:
+        nonlocal moved
+        if op.opcode != "RESHAPE" or not _sink_one(graph, op, users):
+            return False
         moved += 1
-        _merge_reshapes(graph)
-    if moved:
-        _merge_reshapes(graph)
+        return True
+
+    sweep(graph, step)
     return moved
 
 

@@ -290,7 +290,7 @@ def _sink_plan(graph: Graph, start: str, c: float, users) -> tuple[list[Op], lis
     stack = [start]
     while stack:
         t = stack.pop()
-        readers = graph.consumers().get(t, []) if users is None else users.get(t, [])
+        readers = users.get(t, [])
         if not readers or t in graph.outputs:
             return None
         for r in readers:

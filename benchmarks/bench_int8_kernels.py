@@ -28,9 +28,8 @@ from onnx import numpy_helper as nh
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ai_edge_litert import schema_py_generated as fb  # noqa: E402
-from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
-from benchmarks.bench_op_profile import OPCODES, one_op  # noqa: E402
+from benchmarks.bench_op_profile import OPCODES, fed, one_op  # noqa: E402
 from edgepack.model import load_model  # noqa: E402
 from edgepack.targets.tflite import passes  # noqa: E402
 from edgepack.targets.tflite.quant.pipeline import prepare  # noqa: E402
@@ -79,19 +78,6 @@ def _cut(data: bytes, opcode: str) -> bytes:
     raise LookupError(f"no {opcode} in the model")
 
 
-def _runner(data: bytes):
-    it = Interpreter(model_content=data, num_threads=1)
-    it.allocate_tensors()
-    rng = np.random.default_rng(0)
-    for d in it.get_input_details():
-        dt = d["dtype"]
-        v = rng.standard_normal(d["shape"]).astype(dt) if np.issubdtype(dt, np.floating) \
-            else rng.integers(-100, 100, size=d["shape"]).astype(dt)
-        it.set_tensor(d["index"], v)
-    it.invoke()
-    return it.invoke
-
-
 def measure(name: str, rounds: int, per_round: int = 20) -> dict:
     kind, c, hgt, wid, k, s, cout = CASES[name]
     model = _model(kind, c, hgt, wid, k, s, cout)
@@ -102,8 +88,8 @@ def measure(name: str, rounds: int, per_round: int = 20) -> dict:
     try:
         low, ranges, _ = prepare(model, samples, "minmax")
         opcode = {"dw": "DEPTHWISE_CONV_2D", "pw": "CONV_2D", "mul": "MUL"}[kind]
-        fns = {"fp32": _runner(_cut(low.finish("fp32").data, opcode)),
-               "int8": _runner(_cut(low.finish("int8", ranges=ranges).data, opcode))}
+        fns = {"fp32": fed(_cut(low.finish("fp32").data, opcode)).invoke,
+               "int8": fed(_cut(low.finish("int8", ranges=ranges).data, opcode)).invoke}
     finally:
         passes._block_size = rule
     times = {key: [] for key in fns}

@@ -48,7 +48,8 @@ def one_op(model: fb.ModelT, i: int) -> bytes:
     return bytes(b.Output())
 
 
-def median_ms(data: bytes, reps: int, seed: int = 0) -> float:
+def fed(data: bytes, seed: int = 0) -> Interpreter:
+    """A 1-thread LiteRT interpreter of ``data`` with random inputs set and one warm-up run done."""
     it = Interpreter(model_content=data, num_threads=1)
     it.allocate_tensors()
     rng = np.random.default_rng(seed)
@@ -59,6 +60,11 @@ def median_ms(data: bytes, reps: int, seed: int = 0) -> float:
              else rng.integers(0, 100, size=shape).astype(dt))
         it.set_tensor(d["index"], x)
     it.invoke()
+    return it
+
+
+def median_ms(data: bytes, reps: int, seed: int = 0) -> float:
+    it = fed(data, seed)
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()

@@ -57,7 +57,8 @@ def build(
                                              "has no int16 kernels and 16x8 layers run ~20x slower than fp32; "
                                              "int16 then float under strict) | int16,float | float")] = "auto",
     transform: Annotated[list[str], typer.Option("--transform", help="int8: graph transform before quantizing, "
-                                                 "NAME=auto|on|off with NAME cle (cross-layer equalization), "
+                                                 "NAME=auto|on|off with NAME norms (spelled-out layer norms and "
+                                                 "softmaxes fused into one op), cle (cross-layer equalization), "
                                                  "smooth (SmoothQuant-style outlier migration), adaround (fitted "
                                                  "weight rounding; default off: slow), bias_correction, or all; "
                                                  "auto (the default) keeps one only when the held-out figures "

@@ -2,6 +2,7 @@
 
     model, record = apply(model, calib_samples, {"cle": "auto", "smooth": "on"}, evaluate=figures_of)
 
+``norms``            decomposed layer norms and softmaxes fused into LayerNormalization / Softmax (``norms.py``)
 ``cle``              cross-layer equalization of Conv -> Relu/LeakyRelu/PRelu -> Conv pairs (``cle.py``)
 ``smooth``           SmoothQuant-style migration of activation outliers into matmul weights (``smooth.py``)
 ``adaround``         int8 weight rounding fitted per layer on the calibration inputs (``adaround.py``)
@@ -12,8 +13,9 @@ per-layer fits take minutes on a large model) applies it, measures the
 quantized candidate with ``evaluate(model) -> figures`` (the target's own int8 on its held-out split:
 ``min_snr_db``, ``min_cosine``, ``max_rel_error``, ``passed``) and keeps it only when the figures improve.
 Without ``evaluate``, ``auto`` means ``off``. They run in the order above, each on the result of the ones
-kept before it (bias correction last: it needs the final weights; after adaround the weights it rounded
-are already on the int8 grid and have no error left to correct).
+kept before it (norms first: smoothing works on LayerNormalization nodes; bias correction last: it needs the
+final weights; after adaround the weights it rounded are already on the int8 grid and have no error left to
+correct).
 """
 from __future__ import annotations
 
@@ -25,28 +27,34 @@ from ..errors import EdgepackError
 from .adaround import adaround
 from .biascorr import correct
 from .cle import equalize
+from .norms import fuse as fuse_norms
 from .smooth import smooth
 
-ORDER = ("cle", "smooth", "adaround", "bias_correction")
-DEFAULTS = {"cle": "auto", "smooth": "auto", "adaround": "off", "bias_correction": "auto"}   # adaround: minutes
+ORDER = ("norms", "cle", "smooth", "adaround", "bias_correction")
+DEFAULTS = {"norms": "auto", "cle": "auto", "smooth": "auto", "adaround": "off",
+            "bias_correction": "auto"}   # adaround: minutes
 MODES = ("auto", "on", "off")
-ALIASES = {"bias": "bias_correction", "smoothquant": "smooth", "equalize": "cle"}
+ALIASES = {"bias": "bias_correction", "smoothquant": "smooth", "equalize": "cle", "fuse_norms": "norms"}
 MIN_GAIN_DB = 0.1          # auto keeps a transform when the held-out SNR rises by more than this
 MAX_ERROR_RISE = 1.1       # ... and the worst relative error does not grow by more than 10 %
 
 
-def _run(name: str, model: onnx.ModelProto, samples: list[dict]) -> dict:
+def _run(name: str, model: onnx.ModelProto, samples: list[dict]) -> tuple[onnx.ModelProto, dict]:
+    """(the transformed model: ``model`` edited in place, or a new object; info with ``applies``)."""
+    if name == "norms":
+        model, info = fuse_norms(model)
+        return model, {**info, "applies": info["layernorms"] + info["softmaxes"] > 0}
     if name == "cle":
         info = equalize(model)
-        return {**info, "applies": info["pairs"] > 0}
+        return model, {**info, "applies": info["pairs"] > 0}
     if name == "smooth":
         info = smooth(model, samples)
-        return {**info, "applies": info["smoothed"] > 0}
+        return model, {**info, "applies": info["smoothed"] > 0}
     if name == "adaround":
         info = adaround(model, samples)
-        return {**info, "applies": info["layers"] > 0}
+        return model, {**info, "applies": info["layers"] > 0}
     info = correct(model, samples)
-    return {**info, "applies": info["layers"] > 0}
+    return model, {**info, "applies": info["layers"] > 0}
 
 
 def parse(items: list[str] | tuple[str, ...]) -> dict[str, str]:
@@ -100,7 +108,7 @@ def apply(model: onnx.ModelProto, samples: list[dict], settings: dict | None = N
         progress(f"transform {name}")
         candidate = onnx.ModelProto()
         candidate.CopyFrom(current)
-        entry["info"] = _run(name, candidate, samples)
+        candidate, entry["info"] = _run(name, candidate, samples)
         if not entry["info"].pop("applies"):
             entry["why"] = "nothing in the graph it applies to"
             continue

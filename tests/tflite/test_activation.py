@@ -119,14 +119,18 @@ def _erf_gelu(order: str, divide: bool, half: float = 0.5):
     return scale + body + tail, [_c("k", k), _c("one", 1.0), _c("half", half)]
 
 
-def _tanh_gelu(cube: str):
-    pre = {"pow": [h.make_node("Pow", ["x", "three"], ["x3"])],
-           "mul": [h.make_node("Mul", ["x", "x"], ["x2"]), h.make_node("Mul", ["x2", "x"], ["x3"])]}[cube]
-    nodes = pre + [h.make_node("Mul", ["c", "x3"], ["a"]), h.make_node("Add", ["x", "a"], ["b"]),
+def _tanh_gelu(cube: str, coeff: float = 0.044715):
+    """``cube``: how ``coeff * x^3`` is spelled; "jax": ``x * (x * (coeff * x))`` as jax2tf writes it (magika)."""
+    pre = {"pow": [h.make_node("Pow", ["x", "three"], ["x3"]), h.make_node("Mul", ["c", "x3"], ["a"])],
+           "mul": [h.make_node("Mul", ["x", "x"], ["x2"]), h.make_node("Mul", ["x2", "x"], ["x3"]),
+                   h.make_node("Mul", ["c", "x3"], ["a"])],
+           "jax": [h.make_node("Mul", ["c", "x"], ["cx"]), h.make_node("Mul", ["x", "cx"], ["cx2"]),
+                   h.make_node("Mul", ["x", "cx2"], ["a"])]}[cube]
+    nodes = pre + [h.make_node("Add", ["x", "a"], ["b"]),
                    h.make_node("Mul", ["b", "k"], ["bb"]), h.make_node("Tanh", ["bb"], ["th"]),
                    h.make_node("Add", ["th", "one"], ["s"]), h.make_node("Mul", ["x", "half"], ["hx"]),
                    h.make_node("Mul", ["hx", "s"], ["y"])]
-    return nodes, [_c("three", 3.0), _c("c", 0.044715), _c("k", math.sqrt(2 / math.pi)), _c("one", 1.0),
+    return nodes, [_c("three", 3.0), _c("c", coeff), _c("k", math.sqrt(2 / math.pi)), _c("one", 1.0),
                    _c("half", 0.5)]
 
 
@@ -159,11 +163,28 @@ def test_erf_gelu_is_fused(order, divide):
     np.testing.assert_allclose(got["y"], want["y"], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("cube", ["pow", "mul"])
+@pytest.mark.parametrize("cube", ["pow", "mul", "jax"])
 def test_tanh_gelu_is_fused(cube):
     opcodes, got, want = _convert_fused(*_tanh_gelu(cube))
     assert opcodes == ["GELU"]
     np.testing.assert_allclose(got["y"], want["y"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("cube", ["mul", "jax"])
+def test_tanh_gelu_with_another_cubic_coefficient_is_left_alone(cube):
+    opcodes, got, want = _convert_fused(*_tanh_gelu(cube, coeff=0.05))
+    assert "GELU" not in opcodes and "TANH" in opcodes
+    np.testing.assert_allclose(got["y"], want["y"], rtol=1e-5, atol=1e-6)
+
+
+def test_tanh_gelu_whose_cube_is_read_elsewhere_stays_correct():
+    """``x * (c x)`` is also an output: the product tree stops there, so the cube is not seen as private
+    and the ops stay (the output keeps its value)."""
+    nodes, inits = _tanh_gelu("jax")
+    opcodes, got, want = _convert_fused(nodes, inits, outputs=("y", "cx2"))
+    assert "GELU" not in opcodes
+    for name in ("y", "cx2"):
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6)
 
 
 def test_not_gelu_is_left_alone():

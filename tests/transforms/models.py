@@ -74,6 +74,31 @@ def outlier_layernorm(tmp_path, outliers=(3, 17, 40), gain=40.0, seed=2):
     return _load(tmp_path, "outlier_ln", nodes, inits, [("x", [1, 16, d])], [("yq", [1, 16, d]), ("yk", [1, 16, 32]), ("res", [1, 16, d])])
 
 
+def jax_norm_head(tmp_path, seed=4, offset=6.0):
+    """MatMul -> layer norm -> MatMul -> softmax, both spelled out as jax2tf writes them (magika's head):
+    variance as ``max(E[x^2] - E[x]^2, 0)``, softmax as ``Exp(x - ReduceMax) / ReduceSum``. The first
+    MatMul's bias gives every row a mean of about ``offset``, so ``E[x^2]`` and ``E[x]^2`` nearly cancel."""
+    rng = np.random.default_rng(seed)
+    d, k = 48, 40
+    inits = [_arr("w1", rng.standard_normal((d, d)) * 0.15), _arr("b1", offset + rng.standard_normal(d) * 0.2),
+             _arr("invn", 1.0 / d), _arr("zero", 0.0), _arr("eps", 1e-6), _arr("gamma", rng.uniform(0.5, 2, d)),
+             _arr("beta", rng.standard_normal(d) * 0.1), _arr("w2", rng.standard_normal((d, k)) * 0.4),
+             nh.from_array(np.array([-1], np.int64), "ax")]
+    nodes = [h.make_node("MatMul", ["x", "w1"], ["m1"]), h.make_node("Add", ["m1", "b1"], ["h"]),
+             h.make_node("ReduceSum", ["h", "ax"], ["s"], keepdims=1), h.make_node("Mul", ["s", "invn"], ["mean"]),
+             h.make_node("Mul", ["h", "h"], ["sq"]), h.make_node("ReduceSum", ["sq", "ax"], ["s2"], keepdims=1),
+             h.make_node("Mul", ["s2", "invn"], ["ex2"]), h.make_node("Mul", ["mean", "mean"], ["m2"]),
+             h.make_node("Sub", ["ex2", "m2"], ["var0"]), h.make_node("Max", ["var0", "zero"], ["var"]),
+             h.make_node("Add", ["var", "eps"], ["ve"]), h.make_node("Sqrt", ["ve"], ["sd"]),
+             h.make_node("Reciprocal", ["sd"], ["inv"]), h.make_node("Mul", ["inv", "gamma"], ["scale"]),
+             h.make_node("Sub", ["h", "mean"], ["xc"]), h.make_node("Mul", ["xc", "scale"], ["n"]),
+             h.make_node("Add", ["n", "beta"], ["ln"]), h.make_node("MatMul", ["ln", "w2"], ["logits"]),
+             h.make_node("ReduceMax", ["logits"], ["mx"], axes=[-1], keepdims=1),
+             h.make_node("Sub", ["logits", "mx"], ["dl"]), h.make_node("Exp", ["dl"], ["e"]),
+             h.make_node("ReduceSum", ["e", "ax"], ["se"], keepdims=1), h.make_node("Div", ["e", "se"], ["p"])]
+    return _load(tmp_path, "jax_norm_head", nodes, inits, [("x", [1, 8, d])], [("p", [1, 8, k])])
+
+
 def positive_input_conv(tmp_path, seed=3):
     """A wide Conv on inputs with a large positive mean: int8 weight rounding shifts each output channel."""
     rng = np.random.default_rng(seed)

@@ -13,9 +13,9 @@ from edgepack.targets.base import QuantOptions
 from edgepack.targets.tflite.quant.pipeline import describe, quantize
 from edgepack_runtime.precisions import PRECISIONS
 
-from .models import outlier_layernorm, samples, spread_depthwise
+from .models import jax_norm_head, outlier_layernorm, samples, spread_depthwise
 
-OFF = {"cle": "off", "smooth": "off", "adaround": "off", "bias_correction": "off"}
+OFF = {"norms": "off", "cle": "off", "smooth": "off", "adaround": "off", "bias_correction": "off"}
 GATE = PRECISIONS["int8"].gate
 
 
@@ -32,6 +32,22 @@ def test_cle_raises_int8_snr_on_spread_depthwise(tmp_path):
     plain, _ = _int8(model, data, OFF)
     cle, _ = _int8(model, data, {**OFF, "cle": "on"})
     assert cle["min_snr_db"] > plain["min_snr_db"] + 6, (plain["min_snr_db"], cle["min_snr_db"])
+
+
+def test_fused_norms_raise_int8_snr_on_a_jax_style_head(tmp_path):
+    """The decomposed layer norm and softmax quantized op by op against the same model with them fused:
+    auto keeps the fusion, and the int8 model carries one SOFTMAX and no EXP."""
+    model = jax_norm_head(tmp_path, offset=20.0)
+    data = samples(model, 32)
+    plain, before = _int8(model, data, OFF)
+    fused, result = _int8(model, data, {**OFF, "norms": "auto"})
+    assert fused["min_snr_db"] > plain["min_snr_db"] + 2, (plain["min_snr_db"], fused["min_snr_db"])    # 21.4 -> 24.1
+    record = describe(result, QuantOptions())["transforms"]
+    (norms,) = [t for t in record["tried"] if t["name"] == "norms"]
+    assert record["kept"] == ["norms"] and norms["info"]["layernorms"] == 1 and norms["info"]["softmaxes"] == 1
+    ops = [op.opcode for op in result.model.graph.ops]
+    assert ops.count("SOFTMAX") == 1 and "EXP" not in ops and "SQUARED_DIFFERENCE" in ops
+    assert len(ops) < len(before.model.graph.ops) - 10
 
 
 def test_smooth_raises_int8_snr_on_layernorm_outliers(tmp_path):
@@ -67,6 +83,6 @@ def test_build_flag(tmp_path):
     assert res.exit_code == 0, res.output
     (target,) = json.loads(res.stdout)["manifest"]["targets"]
     record = target["quantization"]["transforms"]
-    assert record["kept"] == ["cle"] and [t["mode"] for t in record["tried"]] == ["on", "off", "off", "off"]
+    assert record["kept"] == ["cle"] and [t["mode"] for t in record["tried"]] == ["off", "on", "off", "off", "off"]
     bad = CliRunner().invoke(app, ["build", str(tmp_path / "m.onnx"), "--transform", "cle=sometimes"])
     assert bad.exit_code != 0 and "NAME=MODE" in bad.output

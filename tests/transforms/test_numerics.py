@@ -15,7 +15,7 @@ from edgepack.transforms.cle import pairs, spread
 from edgepack.transforms.graph import Graph
 from edgepack.transforms.stats import fake_quant_weight
 
-from .models import leaky_max_chain, outlier_layernorm, positive_input_conv, samples, spread_depthwise
+from .models import jax_norm_head, leaky_max_chain, outlier_layernorm, positive_input_conv, samples, spread_depthwise
 
 ONLY = {name: {**{n: "off" for n in ORDER}, name: "on"} for name in ORDER}
 
@@ -29,7 +29,7 @@ def _max_rel(a: list[dict], b: list[dict]) -> float:
 
 
 @pytest.mark.parametrize("make,name", [(spread_depthwise, "cle"), (leaky_max_chain, "cle"),
-                                       (outlier_layernorm, "smooth")])
+                                       (outlier_layernorm, "smooth"), (jax_norm_head, "norms")])
 def test_float_function_kept(tmp_path, make, name):
     model = make(tmp_path)
     before = onnx.ModelProto()
@@ -118,8 +118,9 @@ def test_bias_correction_removes_the_mean_error(tmp_path):
 
 def test_parse_settings():
     assert parse(["cle=off", "bias=on"]) == {"cle": "off", "bias_correction": "on"}
-    assert parse(["all=off", "smooth=auto"]) == {"cle": "off", "smooth": "auto", "adaround": "off",
+    assert parse(["all=off", "smooth=auto"]) == {"norms": "off", "cle": "off", "smooth": "auto", "adaround": "off",
                                                  "bias_correction": "off"}
+    assert parse(["fuse_norms=on"]) == {"norms": "on"}
     for bad in ("cle", "cle=maybe", "fancy=on"):
         with pytest.raises(EdgepackError, match="NAME=MODE"):
             parse([bad])

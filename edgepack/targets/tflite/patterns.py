@@ -106,19 +106,37 @@ class _Matcher:
             return binding.setdefault("x", name) == name
         return self._step(ref[1], name, binding)
 
-    def cube_of(self, name: str) -> str | None:
-        """x when ``name`` is x^3: POW(x, 3), or MUL of x with SQUARE(x) / MUL(x, x)."""
+    def monomial(self, name: str, depth: int = 4) -> tuple[list[str], float]:
+        """(variable factors, constant factor) of the product tree rooted at ``name``: through MUL ops whose
+        outputs are private (the root's own output may not be), SQUARE(x) as x, x and POW(x, 2 or 3) as
+        that many x. ``0.044715 * x^3`` written as ``x * (x * (0.044715 * x))`` (jax2tf) gives
+        ([x, x, x], 0.044715)."""
+        t = self.g.tensors.get(name)
+        if t is not None and t.data is not None and t.data.size == 1 and t.dtype == np.float32:
+            return [], float(t.data.ravel()[0])
         p = self.producer(name, "POW")
         if p is not None:
-            return p.inputs[0] if self.const(p.inputs[1], 3.0) else None
+            for k in (2.0, 3.0):
+                if self.const(p.inputs[1], k):
+                    return [p.inputs[0]] * int(k), 1.0
+        p = self.producer(name, "SQUARE")
+        if p is not None:
+            return [p.inputs[0]] * 2, 1.0
         p = self.producer(name, "MUL")
-        if p is None:
-            return None
-        for sq, x in (p.inputs[:2], p.inputs[1::-1]):
-            if self.producer(sq, "SQUARE") is not None and self.prod[sq].inputs[0] == x:
-                return x
-            if self.producer(sq, "MUL") is not None and self.prod[sq].inputs[:2] == [x, x]:
-                return x
+        if p is None or depth == 0:
+            return [name], 1.0
+        names, c = [], 1.0
+        for n in p.inputs[:2]:
+            sub = self.monomial(n, depth - 1) if self.private(n) or self.g.tensors[n].data is not None \
+                else ([n], 1.0)
+            names, c = names + sub[0], c * sub[1]
+        return names, c
+
+    def cubic_term(self, name: str, coeff: float) -> str | None:
+        """x when ``name`` is ``coeff * x^3`` (any grouping of the product)."""
+        names, c = self.monomial(name)
+        if len(names) == 3 and len(set(names)) == 1 and math.isclose(c, coeff, rel_tol=1e-4):
+            return names[0]
         return None
 
     def factors(self, name: str, depth: int = 1) -> list[str]:
@@ -149,8 +167,7 @@ def _gelu_operand(m: _Matcher, root: Op) -> tuple[str, bool] | None:
         add = m.producer(arg, "ADD") if arg is not None else None
         if add is not None and x in add.inputs[:2]:
             other = add.inputs[1] if add.inputs[0] == x else add.inputs[0]
-            cube = m.scaled(other, 0.044715)
-            if cube is not None and m.cube_of(cube) == x:
+            if m.cubic_term(other, 0.044715) == x:
                 return x, True
     return None
 

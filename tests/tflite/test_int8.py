@@ -188,7 +188,9 @@ def test_percentile_tails_merged_sample_by_sample_are_exact(chunks, q):
     every = np.concatenate(arrays)
     s = calibrate.Stats(float(every.min()), float(every.max()), every[:1], every.size, top, bottom)
     want = float(np.percentile(every.astype(np.float64), q))
-    assert abs(s.percentile(q) - want) <= 1e-6 * max(1.0, abs(want))
+    # the tails are float32 (as observed): interpolating between two of them rounds at float32's step of the
+    # larger one, not of the result (-64 and 1.7e-4 at 99.99 with two values: 3.5e-6 off a result of -0.006)
+    assert abs(s.percentile(q) - want) <= 1e-6 * max(1.0, float(np.abs(every).max()))
 
 
 def test_percentile_ranges_do_not_depend_on_the_other_tensors():
@@ -235,7 +237,7 @@ def test_mixed_precision_finds_the_layer_itself(tmp_path, unblocked):
     samples = _samples(30)
     ref = [dict(zip(["y"], run_model(model, s, ["y"]))) for s in samples[20:]]
     # cross-layer equalization alone repairs this model (tests/transforms): the search is tested without it
-    no_transforms = {"cle": "off", "smooth": "off", "bias_correction": "off"}
+    no_transforms = {"norms": "off", "cle": "off", "smooth": "off", "bias_correction": "off"}
     result = quantize(model, samples[:20], samples[20:], ref, PRECISIONS["int8"].gate,
                       QuantOptions(transforms=no_transforms, rungs="int16,float"))
     # the ladder's first rung suffices: conv2 moves to int16 activations and stays on the integer path

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from .graph import Graph, attr, conv_weights, fold_batchnorm, set_conv
+from .graph import Graph, attr, conv_weights, fold_batchnorm, set_conv, weight_layers
 from .stats import observe
 
 ZETA, GAMMA = 1.1, -0.1
@@ -79,23 +79,11 @@ def _cols(x: np.ndarray, node: onnx.NodeProto, groups: int, kernel, rng, rows: i
         groups, len(pick), -1)
 
 
-def _layers(g: Graph) -> list[onnx.NodeProto]:
-    out = []
-    for node in g.g.node:
-        if node.op_type == "Conv" and conv_weights(g, node) is not None and conv_weights(g, node)[0].ndim == 4:
-            out.append(node)
-        elif node.op_type == "MatMul" and g.private(node.input[1]) and node.input[0] != node.input[1]:
-            w = g.const(node.input[1])
-            if w is not None and w.ndim == 2:
-                out.append(node)
-    return out
-
-
 def adaround(model: onnx.ModelProto, samples: list[dict]) -> dict:
     """Fit the int8 rounding of every Conv (2-D) and MatMul with constant weights; edits ``model``."""
     fold_batchnorm(model)
     g = Graph(model)
-    layers = _layers(g)
+    layers = weight_layers(g)
     rng = np.random.default_rng(0)
     per = max(MAX_ROWS // max(len(samples), 1), 16)
     hess: dict[str, np.ndarray] = {}

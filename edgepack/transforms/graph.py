@@ -85,6 +85,20 @@ def conv_weights(g: Graph, node: onnx.NodeProto) -> tuple[np.ndarray, np.ndarray
     return w, np.zeros(w.shape[0], np.float32)
 
 
+def weight_layers(g: Graph) -> list[onnx.NodeProto]:
+    """Conv (2-D, any group) and MatMul nodes with private constant weights: the layers whose weights an
+    int8 target rounds per output channel (a Conv's axis 0, a MatMul's last axis)."""
+    out = []
+    for node in g.g.node:
+        if node.op_type == "Conv" and conv_weights(g, node) is not None and conv_weights(g, node)[0].ndim == 4:
+            out.append(node)
+        elif node.op_type == "MatMul" and g.private(node.input[1]) and node.input[0] != node.input[1]:
+            w = g.const(node.input[1])
+            if w is not None and w.ndim == 2:
+                out.append(node)
+    return out
+
+
 def set_conv(g: Graph, node: onnx.NodeProto, w: np.ndarray, b: np.ndarray) -> None:
     g.set(node.input[1], w)
     if len(node.input) > 2 and node.input[2]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgepack.errors import EdgepackError
 from edgepack.model.ort import reference_outputs
@@ -118,7 +120,7 @@ def test_bias_correction_removes_the_mean_error(tmp_path):
 
 def test_parse_settings():
     assert parse(["cle=off", "bias=on"]) == {"cle": "off", "bias_correction": "on"}
-    assert parse(["all=off", "smooth=auto"]) == {"norms": "off", "cle": "off", "smooth": "auto", "adaround": "off",
+    assert parse(["all=off", "smooth=auto"]) == {"norms": "off", "cle": "off", "smooth": "auto", "adaround": "off", "sum_round": "off",
                                                  "bias_correction": "off"}
     assert parse(["fuse_norms=on"]) == {"norms": "on"}
     for bad in ("cle", "cle=maybe", "fancy=on"):
@@ -144,3 +146,60 @@ def test_per_channel_mul_add_after_a_conv_is_folded(tmp_path):
     assert fold_batchnorm(folded) == 2 and [n.op_type for n in folded.graph.node] == ["Conv"]
     data = samples(model, 2)
     assert _max_rel(reference_outputs(folded, data), reference_outputs(model, data)) < 1e-5
+
+
+# --- sum_round: int8 weight rounding that keeps each spatial kernel's sum ----------------------------------
+
+@settings(max_examples=60, deadline=None)
+@given(o=st.integers(1, 9), g=st.integers(1, 5), k=st.sampled_from([4, 9, 25]), seed=st.integers(0, 2**16),
+       spread=st.floats(0.01, 100.0))
+def test_round_keeping_sums_stays_on_the_grid_and_keeps_every_sum(o, g, k, seed, spread):
+    from edgepack.transforms.sumround import round_keeping_sums
+    rng = np.random.default_rng(seed)
+    w = (rng.standard_normal((o, g, k)) * spread ** rng.uniform(-1, 1, (o, 1, 1))).astype(np.float32)
+    q = round_keeping_sums(w)
+    step = np.abs(w).max(axis=(1, 2), keepdims=True) / 127.0
+    units = q / step
+    assert np.abs(units - np.round(units)).max() < 1e-3 and np.abs(units).max() <= 127 + 1e-3   # on the grid
+    np.testing.assert_allclose(np.abs(q).max(axis=(1, 2)), np.abs(w).max(axis=(1, 2)), rtol=1e-6)  # same scale
+    assert np.abs((q - w).sum(axis=2) / step[..., 0]).max() <= 0.5 + 1e-3      # every kernel's sum, to half a step
+    assert np.abs((q - w) / step).max() < 1.5                                   # no weight far from its value
+
+
+def test_sum_round_keeps_a_high_pass_kernel_on_a_bright_input(tmp_path):
+    """A depthwise 3x3 edge detector (large weights summing to ~0) on an input with a large constant part:
+    nearest rounding shifts the output by the kernel-sum error times the level; sum_round does not. 1x1
+    convolutions are left alone."""
+    from onnx import TensorProto as TP
+    from onnx import helper as h
+    from onnx import numpy_helper as nh
+
+    from edgepack.transforms.stats import fake_quant_weight
+    rng = np.random.default_rng(7)
+    c = 16
+    w = rng.standard_normal((c, 1, 3, 3)).astype(np.float32) * 3
+    w -= w.mean(axis=(1, 2, 3), keepdims=True)                                  # sums ~0
+    w1 = rng.standard_normal((8, c, 1, 1)).astype(np.float32)
+    g = h.make_graph([h.make_node("Conv", ["x", "w"], ["d"], group=c),
+                      h.make_node("Conv", ["d", "w1"], ["y"])], "hp",
+                     [h.make_tensor_value_info("x", TP.FLOAT, [1, c, 12, 12])],
+                     [h.make_tensor_value_info("y", TP.FLOAT, [1, 8, 10, 10])],
+                     [nh.from_array(w, "w"), nh.from_array(w1, "w1")])
+    path = tmp_path / "hp.onnx"
+    onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 17)]), str(path))
+    model = load_model(path)
+    data = [{"x": (20.0 + 0.05 * rng.standard_normal((1, c, 12, 12))).astype(np.float32)} for _ in range(4)]
+    out, record = apply(model, [], ONLY["sum_round"])
+    info = _info(record, "sum_round")
+    assert record["kept"] == ["sum_round"] and info["layers"] == 1 and info["weights_moved"] > 0
+    inits = {t.name: nh.to_array(t) for t in out.graph.initializer}
+    np.testing.assert_array_equal(inits["w1"], w1)                              # the 1x1 conv: untouched
+    nearest = onnx.ModelProto()
+    nearest.CopyFrom(model)
+    for t in nearest.graph.initializer:
+        if t.name == "w":
+            t.CopyFrom(nh.from_array(fake_quant_weight(w, 0), "w"))
+    ref = reference_outputs(model, data)
+    err_nearest = _max_rel(reference_outputs(nearest, data), ref)
+    err_sum = _max_rel(reference_outputs(out, data), ref)
+    assert err_sum < err_nearest / 3, (err_nearest, err_sum)

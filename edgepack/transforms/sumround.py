@@ -1,0 +1,77 @@
+"""int8 weight rounding that keeps each output channel's sum (data-free), on the ONNX graph.
+
+Rounding every weight of a channel to its nearest symmetric int8 step leaves the channel's sum off by a
+random walk of the rounding errors, about ``0.3 * sqrt(D)`` steps for ``D`` weights. That sum is the
+channel's response to a constant input. A kernel whose weights nearly cancel (an edge detector: PP-OCRv4
+rec's first depthwise 3x3 has weights up to 5.98 summing to 0.003) fed an input with a large constant part
+(a text line's background, then its zero padding) turns that error into a large output error:
+rounding that one layer's weights alone costs rec 13 dB of output SNR.
+
+Here each channel is rounded to nearest, then the ``k`` weights whose rounding went furthest the wrong way
+(``k`` = the sum's error, rounded) move one step the other way, so the integer sum is the float sum to
+half a step; no weight moves more than one step from its value, and the channel maximum (which sets the
+scale) is untouched. Written back as float weights on the grid (scale ``max|w| / 127``), as ``adaround``
+does, so every int8-weight target stores this rounding.
+
+Weights-only SNR (activations float, onnxruntime, 8 held-out inputs): PP-OCRv4 rec 14.8 -> 25.1 dB,
+openwakeword embedding 19.8 -> 33.4, PP-OCR cls 41.0 -> 45.0; PP-OCRv4 det 19.9 -> 18.9, magika
+48.0 -> 46.4 (hence ``auto``: kept only where the target's held-out figures improve).
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from .graph import Graph, conv_weights, set_conv, weight_layers
+
+CHUNK = 512          # rows sorted at a time (a 4096 x 25088 FC layer would need 800 MB of sort indices at once)
+
+
+def round_keeping_sums(w: np.ndarray) -> np.ndarray:
+    """``w`` [O, G, K] on the symmetric int8 grid of each output channel (scale ``max|w[o]| / 127``), the sum
+    over K of every (o, g) kept to half a step; float32."""
+    w = np.asarray(w, np.float64)
+    out = np.empty(w.shape, np.float32)
+    for lo in range(0, w.shape[0], CHUNK):
+        out[lo:lo + CHUNK] = _chunk(w[lo:lo + CHUNK])
+    return out
+
+
+def _chunk(w: np.ndarray) -> np.ndarray:
+    amax = np.abs(w).max(axis=(1, 2), keepdims=True)
+    scale = np.where(amax > 0, amax / 127.0, 1.0)
+    u = w / scale
+    q = np.clip(np.round(u), -127, 127)
+    k = np.round(u.sum(axis=2) - q.sum(axis=2)).astype(np.int64)[..., None]   # steps each sum is short
+    frac = u - q                                                               # in [-0.5, 0.5]
+    movable = np.abs(u) < 127 - 1e-6                                           # the maximum keeps the scale
+    key = np.where(movable, np.where(k > 0, -frac, frac), np.inf)              # most-wrong first
+    order = np.argsort(key, axis=2, kind="stable")
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.broadcast_to(np.arange(w.shape[2]), w.shape).copy(), axis=2)
+    q = q + np.sign(k) * ((rank < np.abs(k)) & movable)
+    return (np.clip(q, -127, 127) * scale).astype(np.float32)
+
+
+def sum_round(model: onnx.ModelProto) -> dict:
+    """Round the weights of every Conv with a spatial kernel (2-D, any group) so that each kernel (one output
+    channel, one input channel) keeps its sum; edits ``model``. 1x1 convolutions and MatMuls are left to the
+    target: their weights have no spatial sum, and a sum across input channels means nothing when the
+    channels' levels differ. Info: layers, weights moved off nearest, the largest kernel-sum error (in steps)
+    nearest rounding had."""
+    g = Graph(model)
+    layers, moved, worst = 0, 0, 0.0
+    for node in weight_layers(g):
+        w = g.const(node.input[1])
+        if node.op_type != "Conv" or w.shape[2] * w.shape[3] == 1:
+            continue
+        w3 = w.reshape(w.shape[0], w.shape[1], -1)
+        amax = np.abs(w3).max(axis=(1, 2), keepdims=True)
+        step = np.where(amax > 0, amax / 127.0, 1.0)
+        nearest = np.clip(np.round(w3 / step), -127, 127)
+        worst = max(worst, float(np.abs((w3 / step).sum(axis=2) - nearest.sum(axis=2)).max()))
+        q = round_keeping_sums(w3)
+        moved += int(np.count_nonzero(np.abs(q / step - nearest) > 0.5))
+        set_conv(g, node, q.reshape(w.shape), conv_weights(g, node)[1])
+        layers += 1
+    return {"layers": layers, "weights_moved": moved, "worst_sum_error_steps": round(worst, 2)}

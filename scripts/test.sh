@@ -27,4 +27,6 @@ fi
 use_python
 "$PY" -m pip install -q --disable-pip-version-check -e ./runtime -e '.[test]'
 # CI=true makes tests that lack their broker or data fail instead of skip (tests/agent/conftest.py, ...)
-"$PY" -m pytest -q -p no:cacheprovider "$@"
+# One worker per core (at most 4: each may hold a large model build), a test file's tests on one worker.
+# EDGEPACK_TEST_WORKERS=0 runs everything in this one process.
+"$PY" -m pytest -q -p no:cacheprovider -n "${EDGEPACK_TEST_WORKERS:-auto}" --maxprocesses=4 --dist loadfile "$@"

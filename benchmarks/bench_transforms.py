@@ -27,8 +27,8 @@ from edgepack_runtime.precisions import PRECISIONS  # noqa: E402
 
 MODELS = ("ocr_ppocr_mobile_v2_cls.onnx", "ocr_ppocrv4_det.onnx", "audio_oww_embedding_model.onnx",
           "minilm_l3_encoder.onnx")
-OFF = {"norms": "off", "cle": "off", "smooth": "off", "adaround": "off", "bias_correction": "off"}
-ROWS = {"none": OFF, "norms": {**OFF, "norms": "on"}, "cle": {**OFF, "cle": "on"}, "smooth": {**OFF, "smooth": "on"}, "adaround": {**OFF, "adaround": "on"},
+OFF = {"norms": "off", "cle": "off", "smooth": "off", "adaround": "off", "sum_round": "off", "bias_correction": "off"}
+ROWS = {"none": OFF, "norms": {**OFF, "norms": "on"}, "cle": {**OFF, "cle": "on"}, "smooth": {**OFF, "smooth": "on"}, "adaround": {**OFF, "adaround": "on"}, "sum_round": {**OFF, "sum_round": "on"},
         "bias_correction": {**OFF, "bias_correction": "on"}, "auto": {}}
 
 

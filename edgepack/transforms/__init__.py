@@ -10,8 +10,7 @@
 ``bias_correction``  the expected int8-weight error of each Conv / FC taken out of its bias (``biascorr.py``)
 
 Each has a mode: ``on`` applies it, ``off`` skips it, ``auto`` (the default, but ``off`` for adaround, whose
-per-layer fits take minutes on a large model, and for sum_round, whose gains on the build's held-out split
-did not all hold on other inputs: ``sumround.py``) applies it, measures the
+per-layer fits take minutes on a large model) applies it, measures the
 quantized candidate with ``evaluate(model) -> figures`` (the target's own int8 on its held-out split:
 ``min_snr_db``, ``min_cosine``, ``max_rel_error``, ``passed``) and keeps it only when the figures improve.
 Without ``evaluate``, ``auto`` means ``off``. They run in the order above, each on the result of the ones
@@ -34,8 +33,8 @@ from .smooth import smooth
 from .sumround import sum_round
 
 ORDER = ("norms", "cle", "smooth", "adaround", "sum_round", "bias_correction")
-DEFAULTS = {"norms": "auto", "cle": "auto", "smooth": "auto", "adaround": "off", "sum_round": "off",
-            "bias_correction": "auto"}   # adaround: minutes; sum_round: not yet shown to hold on held-out data
+DEFAULTS = {"norms": "auto", "cle": "auto", "smooth": "auto", "adaround": "off", "sum_round": "auto",
+            "bias_correction": "auto"}   # adaround: minutes
 MODES = ("auto", "on", "off")
 ALIASES = {"sumround": "sum_round", "bias": "bias_correction", "smoothquant": "smooth", "equalize": "cle", "fuse_norms": "norms"}
 MIN_GAIN_DB = 0.1          # auto keeps a transform when the held-out SNR rises by more than this

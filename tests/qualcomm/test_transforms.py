@@ -10,7 +10,7 @@ from tests.transforms.models import spread_depthwise
 
 from .kit import needs_htp
 
-OFF = {"norms": "off", "cle": "off", "smooth": "off", "bias_correction": "off"}
+OFF = {"norms": "off", "cle": "off", "smooth": "off", "sum_round": "off", "bias_correction": "off"}
 
 
 def _build(tmp_path, model, transforms, tag):

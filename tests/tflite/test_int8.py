@@ -237,7 +237,7 @@ def test_mixed_precision_finds_the_layer_itself(tmp_path, unblocked):
     samples = _samples(30)
     ref = [dict(zip(["y"], run_model(model, s, ["y"]))) for s in samples[20:]]
     # cross-layer equalization alone repairs this model (tests/transforms): the search is tested without it
-    no_transforms = {"norms": "off", "cle": "off", "smooth": "off", "bias_correction": "off"}
+    no_transforms = {"norms": "off", "cle": "off", "smooth": "off", "sum_round": "off", "bias_correction": "off"}
     result = quantize(model, samples[:20], samples[20:], ref, PRECISIONS["int8"].gate,
                       QuantOptions(transforms=no_transforms, rungs="int16,float"))
     # the ladder's first rung suffices: conv2 moves to int16 activations and stays on the integer path

@@ -15,7 +15,7 @@ from edgepack_runtime.precisions import PRECISIONS
 
 from .models import jax_norm_head, outlier_layernorm, samples, spread_depthwise
 
-OFF = {"norms": "off", "cle": "off", "smooth": "off", "adaround": "off", "bias_correction": "off"}
+OFF = {"norms": "off", "cle": "off", "smooth": "off", "adaround": "off", "sum_round": "off", "bias_correction": "off"}
 GATE = PRECISIONS["int8"].gate
 
 

@@ -13,9 +13,10 @@ half a step; no weight moves far from its value, and the output channel's maximu
 per-channel scale) is untouched. Written back as float weights on the grid (scale ``max|w| / 127``), as ``adaround``
 does, so every int8-weight target stores this rounding.
 
-Weights-only SNR (int8 weights, float activations, onnxruntime, 8 held-out inputs), nearest -> sum_round:
-openwakeword embedding 19.8 -> 33.9 dB, PP-OCR cls 41.0 -> 48.5, PP-OCRv4 rec 14.8 -> 19.2, basic-pitch
-25.7 -> 26.1, magika 48.0 -> 48.7, PP-OCRv4 det 19.9 -> 19.2 (hence ``auto``: kept only where the target's
+Weights-only SNR (int8 weights, float activations, onnxruntime, 8 held-out inputs; ``benchmarks/
+bench_weight_rounding.py``), nearest -> sum_round:
+openwakeword embedding 19.8 -> 33.8 dB, PP-OCR cls 41.0 -> 48.5, PP-OCRv4 rec 14.8 -> 19.2, basic-pitch
+25.6 -> 26.1, magika 48.0 -> 48.7, PP-OCRv4 det 19.9 -> 19.2 (hence ``auto``: kept only where the target's
 all-int8 model does better on the held-out split). Keeping the sums across the input channels of 1x1
 convolutions too took rec to 25.1 dB weights-only, but its all-int8 model lost 2 dB: the channels' levels
 differ, and that sum is not the response to anything the layer sees.

@@ -106,31 +106,28 @@ class _Matcher:
             return binding.setdefault("x", name) == name
         return self._step(ref[1], name, binding)
 
-    def monomial(self, name: str, depth: int = 4) -> tuple[list[str], float]:
-        """(variable factors, constant factor) of the product tree rooted at ``name``: through MUL ops whose
-        outputs are private (the root's own output may not be), SQUARE(x) as x, x and POW(x, 2 or 3) as
-        that many x. ``0.044715 * x^3`` written as ``x * (x * (0.044715 * x))`` (jax2tf) gives
+    def monomial(self, name: str) -> tuple[list[str], float]:
+        """(variable factors, constant factor) of the product tree rooted at ``name`` (``factors``, four
+        levels), SQUARE(x) read as x, x and POW(x, 2 or 3) as that many x (at the root or behind a private
+        output). ``0.044715 * x^3`` written as ``x * (x * (0.044715 * x))`` (jax2tf) gives
         ([x, x, x], 0.044715)."""
-        t = self.g.tensors.get(name)
-        if t is not None and t.data is not None and t.data.size == 1 and t.dtype == np.float32:
-            return [], float(t.data.ravel()[0])
+        names, c = [], 1.0
+        for f in self.factors(name, depth=3):
+            t = self.g.tensors.get(f)
+            if t is not None and t.data is not None and t.data.size == 1 and t.dtype == np.float32:
+                c *= float(t.data.ravel()[0])
+            else:
+                names += self._powers(f) if f == name or self.private(f) else [f]
+        return names, c
+
+    def _powers(self, name: str) -> list[str]:
         p = self.producer(name, "POW")
         if p is not None:
-            for k in (2.0, 3.0):
-                if self.const(p.inputs[1], k):
-                    return [p.inputs[0]] * int(k), 1.0
+            for k in (2, 3):
+                if self.const(p.inputs[1], float(k)):
+                    return [p.inputs[0]] * k
         p = self.producer(name, "SQUARE")
-        if p is not None:
-            return [p.inputs[0]] * 2, 1.0
-        p = self.producer(name, "MUL")
-        if p is None or depth == 0:
-            return [name], 1.0
-        names, c = [], 1.0
-        for n in p.inputs[:2]:
-            sub = self.monomial(n, depth - 1) if self.private(n) or self.g.tensors[n].data is not None \
-                else ([n], 1.0)
-            names, c = names + sub[0], c * sub[1]
-        return names, c
+        return [p.inputs[0]] * 2 if p is not None else [name]
 
     def cubic_term(self, name: str, coeff: float) -> str | None:
         """x when ``name`` is ``coeff * x^3`` (any grouping of the product)."""

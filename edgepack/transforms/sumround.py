@@ -34,27 +34,37 @@ CHUNK = 512          # output channels sorted at a time (bounds the sort indices
 def round_keeping_sums(w: np.ndarray) -> np.ndarray:
     """``w`` [O, G, K] on the symmetric int8 grid of each output channel (scale ``max|w[o]| / 127``), the sum
     over K of every (o, g) kept to half a step; float32."""
+    return _round(w)[0]
+
+
+def _round(w: np.ndarray) -> tuple[np.ndarray, int, float]:
+    """(``round_keeping_sums(w)``, weights moved off nearest, the largest kernel-sum error nearest rounding
+    had, in steps)."""
     w = np.asarray(w, np.float64)
     out = np.empty(w.shape, np.float32)
+    moved, worst = 0, 0.0
     for lo in range(0, w.shape[0], CHUNK):
-        out[lo:lo + CHUNK] = _chunk(w[lo:lo + CHUNK])
-    return out
+        out[lo:lo + CHUNK], m, e = _chunk(w[lo:lo + CHUNK])
+        moved, worst = moved + m, max(worst, e)
+    return out, moved, worst
 
 
-def _chunk(w: np.ndarray) -> np.ndarray:
+def _chunk(w: np.ndarray) -> tuple[np.ndarray, int, float]:
     amax = np.abs(w).max(axis=(1, 2), keepdims=True)
     scale = np.where(amax > 0, amax / 127.0, 1.0)
     u = w / scale
     q = np.clip(np.round(u), -127, 127)
-    k = np.round(u.sum(axis=2) - q.sum(axis=2)).astype(np.int64)[..., None]   # steps each sum is short
+    short = u.sum(axis=2) - q.sum(axis=2)                                      # steps each sum is short
+    k = np.round(short).astype(np.int64)[..., None]
     frac = u - q                                                               # in [-0.5, 0.5]
     movable = np.abs(u) < 127 - 1e-6                                           # the maximum keeps the scale
     key = np.where(movable, np.where(k > 0, -frac, frac), np.inf)              # most-wrong first
     order = np.argsort(key, axis=2, kind="stable")
     rank = np.empty_like(order)
     np.put_along_axis(rank, order, np.broadcast_to(np.arange(w.shape[2]), w.shape).copy(), axis=2)
-    q = q + np.sign(k) * ((rank < np.abs(k)) & movable)
-    return (np.clip(q, -127, 127) * scale).astype(np.float32)
+    moved = np.clip(q + np.sign(k) * ((rank < np.abs(k)) & movable), -127, 127)
+    return ((moved * scale).astype(np.float32), int(np.count_nonzero(moved != q)),
+            float(np.abs(short).max(initial=0.0)))
 
 
 def sum_round(model: onnx.ModelProto) -> dict:
@@ -69,13 +79,7 @@ def sum_round(model: onnx.ModelProto) -> dict:
         w = g.const(node.input[1])
         if node.op_type != "Conv" or w.shape[2] * w.shape[3] == 1:
             continue
-        w3 = w.reshape(w.shape[0], w.shape[1], -1)
-        amax = np.abs(w3).max(axis=(1, 2), keepdims=True)
-        step = np.where(amax > 0, amax / 127.0, 1.0)
-        nearest = np.clip(np.round(w3 / step), -127, 127)
-        worst = max(worst, float(np.abs((w3 / step).sum(axis=2) - nearest.sum(axis=2)).max()))
-        q = round_keeping_sums(w3)
-        moved += int(np.count_nonzero(np.abs(q / step - nearest) > 0.5))
+        q, m, e = _round(w.reshape(w.shape[0], w.shape[1], -1))
         set_conv(g, node, q.reshape(w.shape), conv_weights(g, node)[1])
-        layers += 1
+        layers, moved, worst = layers + 1, moved + m, max(worst, e)
     return {"layers": layers, "weights_moved": moved, "worst_sum_error_steps": round(worst, 2)}

@@ -24,14 +24,15 @@ from edgepack.model import load_model  # noqa: E402
 from edgepack.model.ort import reference_outputs  # noqa: E402
 from edgepack.transforms.stats import fake_quant_weight  # noqa: E402
 from edgepack.transforms.sumround import sum_round  # noqa: E402
+from edgepack_runtime import compare  # noqa: E402
 
 DEFAULT = ("oww_embedding", "ppocr_cls", "ppocr_rec", "basic_pitch", "magika", "ppocr_det")
 
 
 def snr_db(got: list[dict], ref: list[dict]) -> float:
-    signal = sum(float((r[k].astype(np.float64) ** 2).sum()) for r in ref for k in r)
-    noise = sum(float(((g[k] - r[k]).astype(np.float64) ** 2).sum()) for g, r in zip(got, ref) for k in r)
-    return float(10 * np.log10(signal / max(noise, 1e-30)))
+    """SNR over every output of every sample (``compare.snr_db`` of them all, flattened)."""
+    flat = lambda runs: np.concatenate([np.ravel(run[k]) for run, r in zip(runs, ref) for k in r])  # noqa: E731
+    return compare.snr_db(flat(got), flat(ref))
 
 
 def weights(model: onnx.ModelProto) -> dict[str, tuple[str, int]]:

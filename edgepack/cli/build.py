@@ -60,7 +60,8 @@ def build(
                                                  "NAME=auto|on|off with NAME norms (spelled-out layer norms and "
                                                  "softmaxes fused into one op), cle (cross-layer equalization), "
                                                  "smooth (SmoothQuant-style outlier migration), adaround (fitted "
-                                                 "weight rounding; default off: slow), bias_correction, or all; "
+                                                 "weight rounding; default off: slow), sum_round (weight rounding "
+                                                 "that keeps each kernel's sum), bias_correction, or all; "
                                                  "auto (the default) keeps one only when the held-out figures "
                                                  "improve; repeatable")] = [],
     report: Annotated[Optional[Path], typer.Option(help="write a self-contained HTML report here")] = None,

@@ -36,8 +36,8 @@ def debug_quant(
     int8_policy: Annotated[str, typer.Option(help="cpu (LayerNorm, Softmax, attention MatMul float) | "
                                              "strict (everything int8 that can be)")] = "cpu",
     transform: Annotated[list[str], typer.Option("--transform", help="graph transform before quantizing, as for "
-                                                 "`edgepack build`: NAME=auto|on|off (norms, cle, smooth, bias_correction, "
-                                                 "all); auto keeps one only when the held-out figures improve; "
+                                                 "`edgepack build`: NAME=auto|on|off (norms, cle, smooth, adaround, "
+                                                 "sum_round, bias_correction, all); auto keeps one only when the held-out figures improve; "
                                                  "all=off shows the plain quantization; repeatable")] = [],
     top: Annotated[int, typer.Option(help="rows to show, worst first")] = 15,
     order: Annotated[str, typer.Option(help="rank (worst first) | graph (model order)")] = "rank",

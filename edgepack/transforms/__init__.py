@@ -6,7 +6,7 @@
 ``cle``              cross-layer equalization of Conv -> Relu/LeakyRelu/PRelu -> Conv pairs (``cle.py``)
 ``smooth``           SmoothQuant-style migration of activation outliers into matmul weights (``smooth.py``)
 ``adaround``         int8 weight rounding fitted per layer on the calibration inputs (``adaround.py``)
-``sum_round``        int8 weight rounding that keeps each output channel's sum (``sumround.py``)
+``sum_round``        int8 weight rounding that keeps each convolution kernel's sum (``sumround.py``)
 ``bias_correction``  the expected int8-weight error of each Conv / FC taken out of its bias (``biascorr.py``)
 
 Each has a mode: ``on`` applies it, ``off`` skips it, ``auto`` (the default, but ``off`` for adaround, whose

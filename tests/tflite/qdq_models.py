@@ -48,6 +48,20 @@ def mlp(seed: int = 1) -> onnx.ModelProto:
     return _model(graph, 13)
 
 
+def attention_head(seed: int = 2) -> onnx.ModelProto:
+    """Single-head self-attention on [1, 16, 32]: softmax(q k^T) v. The cpu policy keeps the two products of
+    activations and the Softmax in float."""
+    rng = np.random.default_rng(seed)
+    nodes = [helper.make_node("MatMul", ["x", "wq"], ["q"]), helper.make_node("MatMul", ["x", "wk"], ["k"]),
+             helper.make_node("MatMul", ["x", "wv"], ["v"]), helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 1]),
+             helper.make_node("MatMul", ["q", "kt"], ["s"]), helper.make_node("Softmax", ["s"], ["p"], axis=-1),
+             helper.make_node("MatMul", ["p", "v"], ["y"])]
+    inits = [_w(rng, "wq", [32, 32], 0.3), _w(rng, "wk", [32, 32], 0.3), _w(rng, "wv", [32, 32], 0.3)]
+    graph = helper.make_graph(nodes, "attention_head", [helper.make_tensor_value_info("x", F, [1, 16, 32])],
+                              [helper.make_tensor_value_info("y", F, [1, 16, 32])], inits)
+    return _model(graph, 13)
+
+
 def _model(graph, opset: int) -> onnx.ModelProto:
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     m.ir_version = 8 if opset < 21 else 10
@@ -55,8 +69,9 @@ def _model(graph, opset: int) -> onnx.ModelProto:
 
 
 def quantized(float_model: onnx.ModelProto, tmp: Path, *, fmt: str = "QDQ", activations: str = "QUInt8",
-              samples: int = 16) -> Path:
-    """``float_model`` through onnxruntime's ``quantize_static`` (MinMax, per-channel int8 weights)."""
+              samples: int = 16, op_types=None) -> Path:
+    """``float_model`` through onnxruntime's ``quantize_static`` (MinMax, per-channel int8 weights);
+    ``op_types``: only these op types quantized (``op_types_to_quantize``)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     src, dst = tmp / f"{float_model.graph.name}.onnx", tmp / f"{float_model.graph.name}_{fmt}_{activations}.onnx"
     onnx.save(float_model, str(src))
@@ -71,7 +86,7 @@ def quantized(float_model: onnx.ModelProto, tmp: Path, *, fmt: str = "QDQ", acti
     extra = {"UseQDQContribOps": True} if activations in ("QInt16", "QUInt16") else {}
     quantize_static(str(src), str(dst), Reader(), quant_format=getattr(QuantFormat, fmt), per_channel=True,
                     weight_type=QuantType.QInt8, activation_type=getattr(QuantType, activations),
-                    extra_options=extra)
+                    extra_options=extra, **({"op_types_to_quantize": list(op_types)} if op_types else {}))
     return dst
 
 

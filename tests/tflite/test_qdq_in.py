@@ -13,7 +13,7 @@ from edgepack.build import build
 from edgepack.model import load_model
 from edgepack.model.qdq import dequantize, is_quantized
 from edgepack.testing.corpus import INPUT_SHAPES, fetch
-from tests.tflite.qdq_models import conv_net, mlp, quantized
+from tests.tflite.qdq_models import attention_head, conv_net, mlp, quantized
 
 pytestmark = pytest.mark.forked
 
@@ -93,6 +93,70 @@ def _assert_first_conv_is_the_models(bundle, qdq_path):
     np.testing.assert_array_equal(found[0]["quantization_parameters"]["scales"], scale)
 
 
+def _fake_quant(path, feeds):
+    """onnxruntime with no graph optimization: every QuantizeLinear / DequantizeLinear runs as written, in
+    float (the model's definition; the optimized session fuses them into integer kernels that round a little
+    differently)."""
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+
+
+def _int8_outputs(res, samples):
+    from edgepack_runtime.bundle import Bundle
+    b = Bundle.open(res.path)
+    it = Interpreter(model_content=b.read(res.manifest["targets"][0]["file"]))
+    it.allocate_tensors()
+    out = []
+    for feeds in samples:
+        it.set_tensor(it.get_input_details()[0]["index"], feeds["x"])
+        it.invoke()
+        out.append(it.get_tensor(it.get_output_details()[0]["index"]).copy())
+    return it, out
+
+
+def test_a_bias_the_model_adds_in_float_after_the_rounded_product_stays_there(tmp_path):
+    """quantize_static on MatMul alone rounds each product, then adds the bias in float. Folding the bias into
+    the FULLY_CONNECTED would move that rounding after the bias, onto a coarser grid (0.012-0.015 off the
+    model here, 2 layers); kept apart, the int8 model computes what the model defines."""
+    path = quantized(mlp(), tmp_path, op_types=["MatMul"])
+    samples = _samples([1, 16, 32])
+    res = build(path, targets=["cpu"], precision="int8", samples=samples, out=tmp_path / "b")
+    q = res.manifest["targets"][0]["quantization"]
+    assert [f["why"] for f in q["model"]["float_nodes"]] == [
+        "the model applies this constant in float to the rounded tensor m1",
+        "the model applies this constant in float to the rounded tensor m2"]
+    it, got = _int8_outputs(res, samples)
+    details = {d["name"]: d for d in it.get_tensor_details()}
+    scales = {t.name: onnx.numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
+    for name in ("m1", "m2"):                       # the products, rounded on the model's own grids
+        assert details[name]["dtype"] == np.int8
+        assert details[name]["quantization"][0] == pytest.approx(float(scales[f"{name}_scale"]), rel=1e-6)
+    for feeds, y in zip(samples, got):
+        assert np.abs(y - _fake_quant(path, feeds)).max() <= 1e-5
+
+
+def test_a_float_op_the_model_rounds_is_rounded_in_the_int8_model(tmp_path):
+    """The cpu policy keeps attention's products of activations and its Softmax in float; the model rounds
+    their results (and its output). The int8 model rounds them at the same points with the same parameters
+    (QUANTIZE after the float op, DEQUANTIZE for float readers) and matches the model's definition; without
+    those roundings it was 0.15-0.71 off an output of about 5.5."""
+    path = quantized(attention_head(), tmp_path, op_types=["MatMul", "Softmax"])
+    samples = _samples([1, 16, 32])
+    res = build(path, targets=["cpu"], precision="int8", samples=samples, out=tmp_path / "b")
+    hist = res.manifest["targets"][0]["info"]["op_histogram"]
+    assert hist["BATCH_MATMUL"] == 2 and hist["SOFTMAX"] == 1
+    it, got = _int8_outputs(res, samples)
+    ops = it._get_ops_details()
+    names = {d["index"]: d["name"] for d in it.get_tensor_details()}
+    produced_by = {names[o["outputs"][0]]: o["op_name"] for o in ops}
+    for name in ("s", "p", "y"):                    # rounded right after the float op that makes it
+        src = next(o for o in ops if names[o["outputs"][0]] == name)
+        assert src["op_name"] == "QUANTIZE" and produced_by[names[src["inputs"][0]]] in ("BATCH_MATMUL", "SOFTMAX")
+    for feeds, y in zip(samples, got):
+        assert np.abs(y - _fake_quant(path, feeds)).max() <= 1e-5
+
+
 def test_real_qdq_model_fp32_build_matches_onnxruntime_running_it(tmp_path):
     name = "audio_smart_turn_v3_2_cpu_qdq.onnx"
     shape = INPUT_SHAPES[name]["input_features"]
@@ -115,11 +179,15 @@ def test_real_qdq_model_int8_keeps_its_scales_and_size(tmp_path):
     path = fetch(name)
     model = load_model(path, input_shapes=INPUT_SHAPES[name])
     flt, info = dequantize(model)
-    low = lower(flt, keep_weights=True)          # as the pipeline lowers a quantized model
+    low = lower(flt, keep_weights=True, rounded=info.activations)     # as the pipeline lowers a quantized model
     mq = model_quant(flt, info, low)
-    assert mq.counts["activation_ranges"] == 80 and mq.weight_scales and not mq.float_nodes
-    tm = low.finish("int8", ranges=mq.ranges, weight_scales=mq.weight_scales,
-                    float_origins=policy_float_nodes(flt, "cpu"))
+    assert mq.counts["activation_ranges"] == 80 and mq.weight_scales
+    # 21 biases the model adds in float after rounding a MatMul's product stay float nodes (a 22nd bias add,
+    # node_linear_25, has its own result rounded as well: folded into its FULLY_CONNECTED)
+    assert len(mq.float_nodes) == 21 and "node_linear_25" not in mq.float_nodes
+    assert all("in float to the rounded tensor val_" in w for w in mq.float_nodes.values())
+    tm = low.finish("int8", ranges=mq.ranges, weight_scales=mq.weight_scales, rounded=mq.rounded,
+                    float_origins=policy_float_nodes(flt, "cpu") + list(mq.float_nodes))
     stats = tm.stats["quantization"]
     assert stats["model_weight_scales"] == len(mq.weight_scales) == 31
     assert len(tm.data) < 1.1 * path.stat().st_size                    # int8 weights, as in the source

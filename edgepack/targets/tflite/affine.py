@@ -14,9 +14,12 @@ from .ir import Graph, Op
 _HOSTS = {"CONV_2D": (0, 2), "DEPTHWISE_CONV_2D": (3, 2), "FULLY_CONNECTED": (0, 2), "TRANSPOSE_CONV": (0, 3)}
 
 
-def fold_affine(graph: Graph, weights: bool = True) -> int:
+def fold_affine(graph: Graph, weights: bool = True, rounded=frozenset()) -> int:
     """Fold MUL/ADD by per-output-channel constants into the producing conv / FC; return how many.
-    ``weights=False``: only ADDs (into the bias), for a quantized model whose weights are on its own grids."""
+    ``weights=False``: only ADDs (into the bias), for a quantized model whose weights are on its own grids.
+    ``rounded``: the (ONNX) tensors a quantized model rounds. A constant applied in float to one of them,
+    whose own result is not rounded (onnxruntime's QDQ MatMul, then the bias added in float), is not
+    folded: the fold would move the model's rounding after the bias, onto another grid."""
     folded = 0
     changed = True
     while changed:
@@ -24,7 +27,7 @@ def fold_affine(graph: Graph, weights: bool = True) -> int:
         users, prod = graph.consumers(), graph.producers()
         for op in list(graph.ops):
             host, vec = _match(graph, op, users, prod)
-            if host is None or (op.opcode == "MUL" and not weights):
+            if host is None or (op.opcode == "MUL" and not weights) or _keeps_rounding(op, host, rounded):
                 continue
             _fold(graph, host, op, vec)
             folded += 1
@@ -32,6 +35,13 @@ def fold_affine(graph: Graph, weights: bool = True) -> int:
             break
     graph.prune()
     return folded
+
+
+def _keeps_rounding(op: Op, host: Op, rounded) -> bool:
+    """Whether folding ``op`` into ``host`` would drop a rounding the quantized model does between them."""
+    def base(name: str) -> str:
+        return name[:-5] if name.endswith("_nhwc") else name
+    return base(host.outputs[0]) in rounded and base(op.outputs[0]) not in rounded
 
 
 def _match(graph: Graph, op: Op, users, prod):

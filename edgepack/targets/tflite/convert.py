@@ -61,10 +61,11 @@ class Lowered:
 
     def finish(self, precision: str = "fp32", *, ranges: dict | None = None, keep_float=(),
                io: str = "float", float_opcodes=(), float_origins=(), weight_scales=None, wide=(),
-               int16_ops=None) -> TFLiteModel:
+               int16_ops=None, rounded=()) -> TFLiteModel:
         """Serialize a copy at ``precision``; int8 and int16x8 need calibrated ``ranges`` (``quant/ranges.py``).
         ``wide``: int8 activation tensors raised to int16 (mixed precision); ``int16_ops``: override of the
-        measured int16 kernel table (the probe)."""
+        measured int16 kernel table (the probe); ``rounded``: tensors a quantized model rounds even where
+        their producer stays float (``quant/qdq.py``)."""
         g = copy.deepcopy(self.graph)
         stats = dict(self.stats, precision=precision)
         if precision in ("int8", "int16x8"):
@@ -82,7 +83,7 @@ class Lowered:
                                                   float_opcodes=float_opcodes, float_origins=float_origins,
                                                   weight_scales=weight_scales, wide=wide,
                                                   activations="int16" if precision == "int16x8" else "int8",
-                                                  **extra)
+                                                  rounded=rounded, **extra)
             stats["quantization"]["io"] = io
             speed.after(g, stats["quantization"], rewrites)
         else:
@@ -101,10 +102,12 @@ def _serialize(g: Graph, description: str) -> bytes:
         raise ConversionError(f"could not serialize the TFLite model: {exc}") from exc
 
 
-def lower(model: onnx.ModelProto, *, optimize: bool = True, keep_weights: bool = False) -> Lowered:
+def lower(model: onnx.ModelProto, *, optimize: bool = True, keep_weights: bool = False,
+          rounded=frozenset()) -> Lowered:
     """Convert a normalized ONNX model (static shapes, see ``edgepack.model.load_model``) to the optimized
     float TFLite IR with its I/O layout table. ``keep_weights``: no constant scale is folded into weights
-    (a quantized model's weights stay on its own grids, ``quant/qdq.py``)."""
+    (a quantized model's weights stay on its own grids, ``quant/qdq.py``); ``rounded``: the tensors that model
+    rounds (no bias is folded across one of them, ``affine.fold_affine``)."""
     ctx = Context(model)
     entries = TFLITE.preflight(model.graph, ctx.opsets, ctx)
     g = ctx.graph
@@ -126,7 +129,7 @@ def lower(model: onnx.ModelProto, *, optimize: bool = True, keep_weights: bool =
         fold_pad_into_conv(g)
         fold_transpose_into_fc(g)
         sink_reshapes(g)
-        fold_affine(g, weights=not keep_weights)
+        fold_affine(g, weights=not keep_weights, rounded=frozenset(rounded))
         fuse_activations(g)
         relu01_as_min(g)
         narrow_pads(g)

@@ -80,7 +80,7 @@ def activation_ops(graph: Graph) -> list[Op]:
 
 class _Quantizer:
     def __init__(self, graph: Graph, ranges: dict, keep_float: set[str], io: str, float_opcodes=(),
-                 float_origins=(), weight_scales=None, wide=(), all_wide=False, int16_ops=INT16_OPS):
+                 float_origins=(), weight_scales=None, wide=(), all_wide=False, int16_ops=INT16_OPS, rounded=()):
         # ranges int8 cannot carry (masks of -1e9, overflowed sums) leave their ops in float: kernels derive
         # fixed-point multipliers from the scales, and absurd ones abort the interpreter at prepare time
         ranges = {n: r for n, r in ranges.items()
@@ -88,6 +88,7 @@ class _Quantizer:
         self.g, self.ranges, self.io = graph, ranges, io
         self.float_opcodes, self.float_origins = set(float_opcodes), set(float_origins)
         self.keep = set(keep_float)
+        self.rounded = set(rounded) - self.keep
         self.wide, self.all_wide, self.int16_ops = set(wide), all_wide, set(int16_ops)
         self.weight_scales, self.model_weights = weight_scales or {}, 0   # a quantized model's own (qdq.py)
         self.rep: dict[str, str] = {}          # quantized activation tensor -> "int8" | "int16"
@@ -206,6 +207,7 @@ class _Quantizer:
         if self.floating(op):
             op.inputs = [self.as_float(n, op) if n is not None else None for n in op.inputs]
             self.float_ops.append(op)
+            self.round_after(op)
             return
         dt = self.width(op)
         if dt == I16 and op.opcode in ("ADD", "SUB"):
@@ -238,6 +240,19 @@ class _Quantizer:
         for n, q in outs:
             if self.g.tensors[n].dtype == F32:
                 self.set_int8(n, q, dt)
+
+    def round_after(self, op: Op) -> None:
+        """A quantized model rounds this float op's result (``rounded``): quantize it right here with the
+        model's parameters, so every reader sees the rounded value (float readers through a DEQUANTIZE), as
+        in the model's own QuantizeLinear -> DequantizeLinear."""
+        for k, n in enumerate(op.outputs):
+            t = self.g.tensors[n]
+            if n not in self.rounded or n not in self.ranges or t.dtype != F32:
+                continue
+            raw = self.g.add(f"{n}_raw", t.shape, F32)
+            op.outputs[k] = raw
+            self.g.ops.insert(self.g.ops.index(op) + 1, Op("QUANTIZE", [raw], [n], None, op.origin))
+            self.set_int8(n, self.own(n))
 
     def _weighted(self, op: Op, dt=I8) -> None:
         wi, axis, bi, ai = WEIGHTS[op.opcode]
@@ -324,7 +339,7 @@ class _Quantizer:
 
 def quantize_int8(graph: Graph, ranges: dict[str, tuple[float, float]], *, keep_float=(), io: str = "float",
                   float_opcodes=(), float_origins=(), weight_scales=None, wide=(), activations: str = "int8",
-                  int16_ops=INT16_OPS) -> dict:
+                  int16_ops=INT16_OPS, rounded=()) -> dict:
     """Rewrite ``graph`` in place to full-integer int8; return counts for the build report.
 
     ``ranges``: calibrated (min, max) per float activation tensor. ``keep_float``: activation tensor names
@@ -332,12 +347,14 @@ def quantize_int8(graph: Graph, ranges: dict[str, tuple[float, float]], *, keep_
     wherever they occur; ``float_origins``: ops lowered from these ONNX nodes stay float. ``weight_scales``:
     per ONNX node, a quantized model's own weight scales, used where the weights lie on their grid.
     ``wide``: activation tensors (and the ops around them) in int16 (the mixed ladder's middle rung);
-    ``activations="int16"``: every activation (16x8); ``int16_ops``: op types with an int16 kernel."""
+    ``activations="int16"``: every activation (16x8); ``int16_ops``: op types with an int16 kernel.
+    ``rounded``: tensors a quantized model rounds; where their producer stays float, its result is rounded
+    all the same (QUANTIZE, then DEQUANTIZE for float readers), so the float parts round as the model does."""
     if io not in IO_TYPES:
         raise ValueError(f"io must be one of {IO_TYPES}")
     graph.toposort()
     qz = _Quantizer(graph, ranges, set(keep_float), io, float_opcodes, float_origins, weight_scales, wide,
-                    activations == "int16", int16_ops)
+                    activations == "int16", int16_ops, rounded)
     qz.inputs()
     for op in list(graph.ops):
         if op.opcode == "QUANTIZE" and op.origin == "input":

@@ -98,13 +98,13 @@ def quantize(model: onnx.ModelProto, calib: list[dict], holdout: list[dict], ref
         from .transforms import choose_transforms
         model, transforms = choose_transforms(model, calib, holdout, reference, gate, options, num_threads, progress)
     policy = policy_float_nodes(model, options.policy)
-    scales, source = None, None
+    scales, source, rounded = None, None, set()
     if qdq is not None:
         progress("taking the quantized model's own scales and zero points")
         from .qdq import model_quant
-        low = lower(model, keep_weights=True)
+        low = lower(model, keep_weights=True, rounded=qdq.activations)
         mq = model_quant(model, qdq, low)
-        ranges, method, scales = mq.ranges, "model", mq.weight_scales
+        ranges, method, scales, rounded = mq.ranges, "model", mq.weight_scales, mq.rounded
         policy = policy + [n for n in mq.float_nodes if n not in policy]
         source = {**mq.counts, "float_nodes": [{"node": n, "why": w} for n, w in mq.float_nodes.items()]}
     else:
@@ -114,7 +114,7 @@ def quantize(model: onnx.ModelProto, calib: list[dict], holdout: list[dict], ref
 
     def make(keep_float, wide=()):
         return low.finish(precision, ranges=ranges, io=options.io, keep_float=keep_float, float_origins=policy,
-                          weight_scales=scales, wide=wide)
+                          weight_scales=scales, wide=wide, rounded=rounded)
 
     def evaluate(tm, n):
         return measure(tm.data, low.io, model, holdout[:n], reference[:n], gate, num_threads)

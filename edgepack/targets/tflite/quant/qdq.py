@@ -12,7 +12,9 @@ what the full-integer pass (``full_integer.py``) takes from calibration:
   lowered weights sit on that integer grid within [-127, 127] (int8, or int4 carried in int8).
 * float nodes: weighted nodes whose quantization TFLite cannot carry (per-channel scales on another axis
   than the output channels, blocked scales, 16-bit weights, a zero point that leaves [-127, 127]) or that the
-  model itself left in float, with the reason.
+  model itself left in float, with the reason; and a constant the model applies in float to a rounded tensor
+  (onnxruntime's QDQ MatMul rounds the product, then adds the bias in float): the lowering does not fold it
+  into the product (``lower(rounded=...)``), so the int8 model rounds exactly where the model does.
 """
 from __future__ import annotations
 
@@ -37,15 +39,15 @@ class ModelQuant:
     weight_scales: dict[str, np.ndarray]                       # ONNX node -> per-output-channel scales
     float_nodes: dict[str, str] = field(default_factory=dict)  # ONNX node -> why it stays float
     counts: dict = field(default_factory=dict)
+    rounded: set[str] = field(default_factory=set)             # IR tensors the model itself rounds
 
 
 def model_quant(model: onnx.ModelProto, info: QdqInfo, low) -> ModelQuant:
     """Ranges, weight scales and float nodes for the lowered float graph ``low`` of the dequantized ``model``."""
     acts = info.activations
     usable = {n: a.range() for n, a in acts.items() if a.dtype in INT8_TYPES and not a.per_axis}
-    derived = _through_constants(model, usable)
-    ranges = _ir_ranges(low.graph, {**derived, **usable})
-    scales, floats = {}, {}
+    ranges = _ir_ranges(low.graph, usable)
+    scales, floats = {}, _float_constants(model, usable)
     for node in model.graph.node:
         if node.op_type not in WEIGHT_INPUT or len(node.input) <= WEIGHT_INPUT[node.op_type]:
             continue
@@ -59,32 +61,30 @@ def model_quant(model: onnx.ModelProto, info: QdqInfo, low) -> ModelQuant:
         else:
             scales[node.name] = q.scale
     wide = sorted({a.dtype for a in acts.values() if a.dtype not in INT8_TYPES or a.per_axis})
-    counts = {"activation_ranges": len(usable), "derived_ranges": len(derived), "weight_scales": len(scales),
+    counts = {"activation_ranges": len(usable), "weight_scales": len(scales),
               "float_nodes": len(floats),
               "activations_not_int8": sum(1 for a in acts.values() if a.dtype not in INT8_TYPES or a.per_axis),
               "activation_types_not_int8": wide, **info.counts}
-    return ModelQuant(ranges, scales, floats, counts)
+    rounded = {n for n in ranges if (n[:-5] if n.endswith("_nhwc") else n) in usable}
+    return ModelQuant(ranges, scales, floats, counts, rounded)
 
 
-def _through_constants(model: onnx.ModelProto, usable: dict) -> dict[str, tuple[float, float]]:
-    """Ranges of unquantized results of Add / Sub / Mul of a quantized tensor and a constant (a MatMul's bias
-    add, which the lowering folds into the FULLY_CONNECTED): the interval arithmetic bound."""
+def _float_constants(model: onnx.ModelProto, usable: dict) -> dict[str, str]:
+    """Add / Sub / Mul / Div of a rounded tensor by a constant of several values whose result the model does
+    not round (the bias onnxruntime's QDQ adds after a MatMul's rounded product): float nodes, as the model
+    runs them. Folded into the product, or run in int8 with the constant rounded to one int8 scale, they
+    would round where the model does not and drift from it layer after layer. A single value (GELU's
+    ``x / sqrt(2)``, an attention scale) is exact in int8 and stays there."""
     consts = {t.name: t for t in model.graph.initializer}
-    out: dict[str, tuple[float, float]] = {}
+    out: dict[str, str] = {}
     for node in model.graph.node:
-        if node.op_type not in ("Add", "Sub", "Mul") or node.output[0] in usable or len(node.input) != 2:
+        if node.op_type not in ("Add", "Sub", "Mul", "Div") or len(node.input) != 2 or node.output[0] in usable:
             continue
-        known = {**usable, **out}
-        x, c = (node.input[0], node.input[1]) if node.input[1] in consts else (node.input[1], node.input[0])
-        if x not in known or c not in consts or (node.op_type == "Sub" and c == node.input[0]):
-            continue
-        v = onnx.numpy_helper.to_array(consts[c]).astype(np.float64)
-        if not v.size or not np.all(np.isfinite(v)):
-            continue
-        lo, hi = known[x]
-        ends = ([lo + v.min(), hi + v.max()] if node.op_type == "Add" else [lo - v.max(), hi - v.min()]
-                if node.op_type == "Sub" else [e * k for e in (lo, hi) for k in (v.min(), v.max())])
-        out[node.output[0]] = (float(min(ends)), float(max(ends)))
+        x, c = node.input
+        if x in consts:
+            x, c = c, x
+        if x in usable and c in consts and np.unique(onnx.numpy_helper.to_array(consts[c])).size > 1:
+            out[node.name] = f"the model applies this constant in float to the rounded tensor {x}"
     return out
 
 

@@ -59,3 +59,28 @@ def test_int8_scales_are_per_output_channel():
     q = [t for t in m.subgraphs[0].tensors if t.type == fb.TensorType.INT8]
     assert sorted(len(t.quantization.scale) for t in q) == [64, 64]
     assert all(t.quantization.quantizedDimension == 0 for t in q)
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8-dynamic"])
+def test_a_wide_bias_stays_float32_and_the_model_loads_in_xnnpack(precision):
+    """A transformer feed-forward: MatMul [1, 8, 64] x [64, 1536] + a 1,536-wide bias. Its bias compressed to
+    fp16 (a DEQUANTIZE in front of the hybrid FULLY_CONNECTED) made XNNPACK fail to prepare the int8-dynamic
+    model (MiniLM did not load). The bias stays float32; the weights are compressed."""
+    rng = np.random.default_rng(7)
+    inits = [nh.from_array((rng.standard_normal((64, 1536)) * 0.1).astype(np.float32), "W"),
+             nh.from_array((rng.standard_normal(1536) * 0.1).astype(np.float32), "B")]
+    nodes = [h.make_node("MatMul", ["x", "W"], ["m"]), h.make_node("Add", ["m", "B"], ["y"])]
+    g = h.make_graph(nodes, "ffn", [h.make_tensor_value_info("x", TP.FLOAT, [1, 8, 64])],
+                     [h.make_tensor_value_info("y", TP.FLOAT, [1, 8, 1536])], inits)
+    import onnx
+    model = onnx.shape_inference.infer_shapes(h.make_model(g, opset_imports=[h.make_opsetid("", 17)]))
+    small = convert(model, precision=precision)
+    m = fb.ModelT.InitFromPackedBuf(small.data, 0)
+    wide = [t for t in m.subgraphs[0].tensors if t.shape is not None and list(t.shape) == [1536]]
+    assert [t.type for t in wide] == [fb.TensorType.FLOAT32]            # the bias, float32, used directly
+    assert "DEQUANTIZE" not in small.stats["op_histogram"] or precision == "fp16"
+    feeds = [random_feeds(model, seed) for seed in range(3)]
+    got = [run_tflite(small, f)["y"] for f in feeds]                     # XNNPACK prepares and runs it
+    ref = [run_onnx(model, f)["y"] for f in feeds]
+    figures = compare_output(got, ref)
+    assert passes(figures, PRECISIONS[precision].gate), figures

@@ -17,6 +17,9 @@ from .ir import Graph, Op
 
 MIN_ELEMENTS = 1024          # smaller constants (biases, scalars, shapes) stay as they are
 _WEIGHT_INPUT = {"CONV_2D": (1, 0), "DEPTHWISE_CONV_2D": (1, 3), "FULLY_CONNECTED": (1, 0)}  # input, channel axis
+# biases stay float32 at every size: XNNPACK's hybrid FULLY_CONNECTED refuses a bias computed by a DEQUANTIZE
+# (MiniLM's 1,536-wide feed-forward bias as fp16: "failed to prepare", the int8-dynamic model did not load)
+_BIAS_INPUT = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "TRANSPOSE_CONV": 3}
 PRECISIONS = ("fp32", "fp16", "int8-dynamic")
 
 
@@ -68,7 +71,8 @@ def compress_weights(graph: Graph, precision: str) -> dict:
     for op in list(graph.ops):
         for i, name in enumerate(op.inputs):
             t = graph.tensors.get(name) if name is not None else None
-            if t is None or t.data is None or t.dtype != np.float32 or t.data.size < MIN_ELEMENTS:
+            if t is None or t.data is None or t.dtype != np.float32 or t.data.size < MIN_ELEMENTS \
+                    or _BIAS_INPUT.get(op.opcode) == i:
                 continue
             spec = _WEIGHT_INPUT.get(op.opcode)
             if precision == "int8-dynamic" and spec is not None and spec[0] == i:

@@ -137,3 +137,17 @@ def ort_baseline(model: onnx.ModelProto, calib: list[dict], holdout: list[dict],
         row["latency"] = {"fp32_ms": ms32, "ms": ms8, "ratio": ms8 / ms32}
     row["seconds"] = time.perf_counter() - t0
     return row
+
+
+def ort_unfused(model: onnx.ModelProto, holdout: list[dict], ref: list[dict], names: list[str]) -> dict:
+    """A QDQ model run by onnxruntime without graph optimization (every Q/DQ as written, in float), judged
+    against the reference (onnxruntime's fused integer kernels on the same model): how far a second faithful
+    execution of the model itself lands, the floor under any converted model's figures."""
+    t0 = time.perf_counter()
+    row = {"precision": "ort-unfused", "runtime": "onnxruntime, no graph optimization"}
+    try:
+        row.update(judge(ort_qdq.run_ort(model, holdout, optimize=False), ref, names))
+    except Exception as exc:
+        row["error"] = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:160]}"
+    row["seconds"] = time.perf_counter() - t0
+    return row

@@ -170,12 +170,17 @@ def float_nodes(qdq: onnx.ModelProto | str | Path) -> list[str]:
     return out
 
 
-def run_ort(path: str | Path | onnx.ModelProto, samples: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
-    """Outputs (name -> array) of the model at ``path`` for each input dict, CPU provider, one thread."""
+def run_ort(path: str | Path | onnx.ModelProto, samples: list[dict[str, np.ndarray]],
+            optimize: bool = True) -> list[dict[str, np.ndarray]]:
+    """Outputs (name -> array) of the model at ``path`` for each input dict, CPU provider, one thread.
+    ``optimize=False``: no graph optimization (a QDQ model's Q/DQ nodes then run as written, in float,
+    instead of fused into integer kernels)."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    if not optimize:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     src = path.SerializeToString() if isinstance(path, onnx.ModelProto) else str(path)
     sess = ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]

@@ -102,3 +102,23 @@ def test_a_later_run_replaces_rows_of_the_same_precision():
     run = families_report.merge([first, second])["runs"]["m"]
     assert [r["precision"] for r in run["rows"]] == ["fp32", "ort-qdq", "int8"]
     assert run["rows"][0]["notes"] == ["re-run at b"] and "stopped" not in run
+
+
+def test_unfused_onnxruntime_row_measures_the_qdq_references_own_floor(tmp_path):
+    """For an already-quantized model the bench runs the same QDQ model in onnxruntime without graph
+    optimization (every Q/DQ in float, as written) against the fused reference: an attention head whose
+    Softmax and products ORT fuses into integer kernels lands close but not bit-equal."""
+    import onnx
+
+    from benchmarks import ort_qdq
+    from tests.tflite.qdq_models import attention_head, quantized
+    path = quantized(attention_head(), tmp_path, op_types=["MatMul", "Softmax"])
+    model = onnx.load(str(path))
+    rng = np.random.default_rng(4)
+    hold = [{"x": rng.standard_normal([1, 16, 32]).astype(np.float32)} for _ in range(3)]
+    ref = ort_qdq.run_ort(model, hold)
+    row = families_measure.ort_unfused(model, hold, ref, ["y"])
+    assert row["precision"] == "ort-unfused" and "error" not in row
+    assert 0.99 < row["cosine"] < 1.0 and 0 < row["range_error"] < 0.1
+    same = families_measure.judge(ort_qdq.run_ort(model, hold, optimize=False), ref, ["y"])
+    assert same["cosine"] == row["cosine"]                                   # the row is that comparison

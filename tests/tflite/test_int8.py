@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+from ai_edge_litert import schema_py_generated as fb
 import onnx
 import pytest
 from hypothesis import given, settings
@@ -17,7 +18,7 @@ from edgepack.targets.tflite.quant import ranges as calibrate
 from edgepack.targets.tflite.quant.full_integer import asymmetric
 from edgepack.targets.tflite.quant.layers import debug_layers
 from edgepack.targets.tflite.quant.measure import run_tflite
-from edgepack.targets.tflite.quant.pipeline import prepare, quantize
+from edgepack.targets.tflite.quant.pipeline import describe, prepare, quantize
 from edgepack.verify.layers import rank
 from edgepack_runtime.compare import compare_output
 from edgepack_runtime.precisions import PRECISIONS
@@ -343,3 +344,56 @@ def test_huge_mask_values_stay_float_instead_of_aborting_litert(tmp_path):
     ref = [dict(zip(["y"], run_model(model, s, ["y"]))) for s in samples[8:]]
     fig = compare_output([x["y"] for x in got], [r["y"] for r in ref])
     assert fig["cosine"] >= 0.99, fig
+
+
+def _outlier_mlp(path, kind):
+    """x [1, 16, 32] -> MatMul + bias -> t -> MatMul -> y, where per-tensor int8 for ``t`` fails:
+    ``row``: token 0 of t is 300x the others (a per-token scale, undone after the second MatMul), so a row's
+    own range (the dynamically quantized kernel rounds each row at run time) suits every row; ``channel``:
+    channel 0 of t is 1000x the others (undone by the second MatMul's weights), which every row carries."""
+    rng = np.random.default_rng(3)
+    w1, b1 = rng.standard_normal((32, 48)) * 0.3, rng.standard_normal(48) * 0.1
+    w2 = rng.standard_normal((48, 8)) * 0.3
+    if kind == "channel":
+        w1[:, 0] *= 1000.0
+        b1[0] *= 1000.0
+        w2[0] /= 1000.0
+    scale = np.ones((1, 16, 1))
+    scale[0, 0, 0] = 300.0 if kind == "row" else 1.0
+    nodes = [h.make_node("MatMul", ["x", "w1"], ["m1"], name="fc1"), h.make_node("Add", ["m1", "b1"], ["a1"], name="bias1"),
+             h.make_node("Mul", ["a1", "s"], ["t"], name="rowscale"), h.make_node("MatMul", ["t", "w2"], ["m2"], name="fc2"),
+             h.make_node("Mul", ["m2", "inv"], ["y"], name="unscale")]
+    inits = [_arr("w1", w1), _arr("b1", b1), _arr("s", scale), _arr("w2", w2), _arr("inv", 1.0 / scale)]
+    return _save(path, nodes, inits, [1, 16, 32], "y", [1, 16, 8])
+
+
+@pytest.mark.parametrize("kind,kept", [("row", True), ("channel", False)])
+def test_float_layers_fully_connected_ops_go_dynamic_when_the_gate_still_passes(tmp_path, kind, kept):
+    """After the float rung passes the gate, the FULLY_CONNECTED ops next to the float layers try XNNPACK's
+    dynamically quantized kernel (int8 weights, float in and out, each input row rounded at run time). With a
+    token outlier the rows' own ranges suffice and the dynamic model ships; with a channel outlier every row
+    is dominated by it, the gate fails and the float weights stay."""
+    model = _outlier_mlp(tmp_path / "m.onnx", kind)
+    samples = _samples(36, shape=(1, 16, 32))
+    ref = [dict(zip(["y"], run_model(model, s, ["y"]))) for s in samples[24:]]
+    no_transforms = {"norms": "off", "cle": "off", "smooth": "off", "sum_round": "off", "bias_correction": "off"}
+    result = quantize(model, samples[:24], samples[24:], ref, PRECISIONS["int8"].gate,
+                      QuantOptions(transforms=no_transforms, max_float_fraction=0.6))
+    assert result.figures["passed"] and len(result.float_layers) == 2    # the float rung was needed
+    dynamic = [t for t in result.tried if t.get("rung") == "dynamic"]
+    assert len(dynamic) == 1 and dynamic[0]["passed"] is kept
+    q = result.model.stats["quantization"]
+    m = fb.ModelT.InitFromPackedBuf(result.model.data, 0)
+    sub = m.subgraphs[0]
+    fcs = [op for op in sub.operators if m.operatorCodes[op.opcodeIndex].builtinCode == fb.BuiltinOperator.FULLY_CONNECTED]
+    hybrid = [op for op in fcs if sub.tensors[op.inputs[0]].type == fb.TensorType.FLOAT32
+              and sub.tensors[op.inputs[1]].type == fb.TensorType.INT8]
+    if kept:
+        assert q["dynamic_ops"] == len(hybrid) >= 1
+        assert all(sub.tensors[op.outputs[0]].type == fb.TensorType.FLOAT32 for op in hybrid)
+        assert all(op.builtinOptions.asymmetricQuantizeInputs for op in hybrid)
+        assert describe(result, QuantOptions())["dynamic_ops"] == q["dynamic_ops"]
+    else:
+        assert q.get("dynamic_ops", 0) == 0 and hybrid == []
+    figures = _figures(model, result.model, samples[24:])
+    assert figures["cosine"] >= 0.99, figures

@@ -61,11 +61,12 @@ class Lowered:
 
     def finish(self, precision: str = "fp32", *, ranges: dict | None = None, keep_float=(),
                io: str = "float", float_opcodes=(), float_origins=(), weight_scales=None, wide=(),
-               int16_ops=None, rounded=()) -> TFLiteModel:
+               int16_ops=None, rounded=(), dynamic=()) -> TFLiteModel:
         """Serialize a copy at ``precision``; int8 and int16x8 need calibrated ``ranges`` (``quant/ranges.py``).
         ``wide``: int8 activation tensors raised to int16 (mixed precision); ``int16_ops``: override of the
         measured int16 kernel table (the probe); ``rounded``: tensors a quantized model rounds even where
-        their producer stays float (``quant/qdq.py``)."""
+        their producer stays float (``quant/qdq.py``); ``dynamic``: FULLY_CONNECTED outputs computed by the
+        dynamically quantized kernel (mixed precision's ``dynamic`` rung, ``quant/ladder.py``)."""
         g = copy.deepcopy(self.graph)
         stats = dict(self.stats, precision=precision)
         if precision in ("int8", "int16x8"):
@@ -83,7 +84,7 @@ class Lowered:
                                                   float_opcodes=float_opcodes, float_origins=float_origins,
                                                   weight_scales=weight_scales, wide=wide,
                                                   activations="int16" if precision == "int16x8" else "int8",
-                                                  rounded=rounded, **extra)
+                                                  rounded=rounded, dynamic=dynamic, **extra)
             stats["quantization"]["io"] = io
             speed.after(g, stats["quantization"], rewrites)
         else:

@@ -80,7 +80,8 @@ def activation_ops(graph: Graph) -> list[Op]:
 
 class _Quantizer:
     def __init__(self, graph: Graph, ranges: dict, keep_float: set[str], io: str, float_opcodes=(),
-                 float_origins=(), weight_scales=None, wide=(), all_wide=False, int16_ops=INT16_OPS, rounded=()):
+                 float_origins=(), weight_scales=None, wide=(), all_wide=False, int16_ops=INT16_OPS, rounded=(),
+                 dynamic=()):
         # ranges int8 cannot carry (masks of -1e9, overflowed sums) leave their ops in float: kernels derive
         # fixed-point multipliers from the scales, and absurd ones abort the interpreter at prepare time
         ranges = {n: r for n, r in ranges.items()
@@ -89,6 +90,8 @@ class _Quantizer:
         self.float_opcodes, self.float_origins = set(float_opcodes), set(float_origins)
         self.keep = set(keep_float)
         self.rounded = set(rounded) - self.keep
+        self.dynamic = set(dynamic)
+        self.dynamic_ops: list[Op] = []
         self.wide, self.all_wide, self.int16_ops = set(wide), all_wide, set(int16_ops)
         self.weight_scales, self.model_weights = weight_scales or {}, 0   # a quantized model's own (qdq.py)
         self.rep: dict[str, str] = {}          # quantized activation tensor -> "int8" | "int16"
@@ -203,7 +206,21 @@ class _Quantizer:
             return I16
         return I16 if any(n in self.wide for n in op.inputs + op.outputs if n is not None) else I8
 
+    def hybrid(self, op: Op) -> bool:
+        """Whether ``op`` is a FULLY_CONNECTED the ladder made dynamic (``dynamic``): int8 weights, float input
+        and output, each input row rounded at run time by the kernel (XNNPACK's dynamically quantized one)."""
+        if op.opcode != "FULLY_CONNECTED" or not (op.outputs[0] in self.dynamic or op.inputs[0] in self.dynamic):
+            return False
+        w = self.g.tensors[op.inputs[1]]
+        return w.data is not None and w.dtype == F32 and op.origin not in self.float_origins
+
     def run_op(self, op: Op) -> None:
+        if self.hybrid(op):
+            op.inputs = [self.as_float(n, op) if n is not None else None for n in op.inputs]
+            op.inputs[1], _ = self._weight(op.inputs[1], WEIGHTS[op.opcode][1], op.origin)
+            op.options.asymmetricQuantizeInputs = True
+            self.dynamic_ops.append(op)
+            return
         if self.floating(op):
             op.inputs = [self.as_float(n, op) if n is not None else None for n in op.inputs]
             self.float_ops.append(op)
@@ -339,7 +356,7 @@ class _Quantizer:
 
 def quantize_int8(graph: Graph, ranges: dict[str, tuple[float, float]], *, keep_float=(), io: str = "float",
                   float_opcodes=(), float_origins=(), weight_scales=None, wide=(), activations: str = "int8",
-                  int16_ops=INT16_OPS, rounded=()) -> dict:
+                  int16_ops=INT16_OPS, rounded=(), dynamic=()) -> dict:
     """Rewrite ``graph`` in place to full-integer int8; return counts for the build report.
 
     ``ranges``: calibrated (min, max) per float activation tensor. ``keep_float``: activation tensor names
@@ -349,12 +366,14 @@ def quantize_int8(graph: Graph, ranges: dict[str, tuple[float, float]], *, keep_
     ``wide``: activation tensors (and the ops around them) in int16 (the mixed ladder's middle rung);
     ``activations="int16"``: every activation (16x8); ``int16_ops``: op types with an int16 kernel.
     ``rounded``: tensors a quantized model rounds; where their producer stays float, its result is rounded
-    all the same (QUANTIZE, then DEQUANTIZE for float readers), so the float parts round as the model does."""
+    all the same (QUANTIZE, then DEQUANTIZE for float readers), so the float parts round as the model does.
+    ``dynamic``: outputs of FULLY_CONNECTED ops made dynamic by the mixed ladder (int8 weights, activations
+    rounded per row at run time, float output: ``hybrid``)."""
     if io not in IO_TYPES:
         raise ValueError(f"io must be one of {IO_TYPES}")
     graph.toposort()
     qz = _Quantizer(graph, ranges, set(keep_float), io, float_opcodes, float_origins, weight_scales, wide,
-                    activations == "int16", int16_ops, rounded)
+                    activations == "int16", int16_ops, rounded, dynamic)
     qz.inputs()
     for op in list(graph.ops):
         if op.opcode == "QUANTIZE" and op.origin == "input":
@@ -364,7 +383,8 @@ def quantize_int8(graph: Graph, ranges: dict[str, tuple[float, float]], *, keep_
     graph.prune()
     graph.toposort()
     return {"int8_ops": sum(1 for op in graph.ops if op.opcode not in ("QUANTIZE", "DEQUANTIZE")
-                            and op not in qz.float_ops),
+                            and op not in qz.float_ops and op not in qz.dynamic_ops),
+            "dynamic_ops": len(qz.dynamic_ops),
             "float_ops": sorted({op.outputs[0] for op in qz.float_ops}),
             "float_opcodes": sorted({op.opcode for op in qz.float_ops}),
             "quantize_ops": graph.count("QUANTIZE"), "dequantize_ops": graph.count("DEQUANTIZE"),

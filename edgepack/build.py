@@ -346,6 +346,15 @@ def _self_check_tolerance(precision: str, got, reference) -> dict:
             "min_cosine": min(base["min_cosine"], 1 - 2 * (1 - cos)), "measured": {"max_rel": rel, "cosine": cos}}
 
 
+def _matmul_heavy(entry) -> bool:
+    """Whether a cpu target's weighted ops are mostly FULLY_CONNECTED (a transformer encoder, an MLP head),
+    where the dynamically quantized kernels XNNPACK delegates beat static int8 on accuracy at its speed."""
+    hist = (entry.get("info") or {}).get("op_histogram") or {}
+    fc = hist.get("FULLY_CONNECTED", 0)
+    conv = sum(hist.get(k, 0) for k in ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV"))
+    return entry.get("format") == "tflite" and fc > 0 and fc >= 2 * conv
+
+
 def _parity_message(failures) -> str:
     parts = []
     for e in failures:
@@ -362,5 +371,9 @@ def _parity_message(failures) -> str:
             part += (f"; most sensitive layers: {', '.join(worst) or 'none'}; kept in float: "
                      f"{', '.join(kept) or 'none'} (run `edgepack debug-quant` for the table, try --keep-float "
                      f"or a larger --max-float, or --method percentile)")
+            if e["precision"] == "int8" and _matmul_heavy(e):
+                part += (f"; most of its weighted ops are fully-connected: --precision int8-dynamic keeps int8 "
+                         f"weights and int8 matrix kernels, rounding each activation row at run time (MiniLM: "
+                         f"cosine 0.9995 where static int8 reached 0.95, at the same latency)")
         parts.append(part)
     return "converted model does not match the ONNX reference: " + " | ".join(parts)

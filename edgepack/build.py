@@ -372,8 +372,8 @@ def _parity_message(failures) -> str:
                      f"{', '.join(kept) or 'none'} (run `edgepack debug-quant` for the table, try --keep-float "
                      f"or a larger --max-float, or --method percentile)")
             if e["precision"] == "int8" and _matmul_heavy(e):
-                part += (f"; most of its weighted ops are fully-connected: --precision int8-dynamic keeps int8 "
-                         f"weights and int8 matrix kernels, rounding each activation row at run time (MiniLM: "
-                         f"cosine 0.9995 where static int8 reached 0.95, at the same latency)")
+                part += ("; most of its weighted ops are fully-connected: --precision int8-dynamic keeps int8 "
+                         "weights and int8 matrix kernels, rounding each activation row at run time (MiniLM: "
+                         "cosine 0.9995 where static int8 reached 0.95, at the same latency)")
         parts.append(part)
     return "converted model does not match the ONNX reference: " + " | ".join(parts)

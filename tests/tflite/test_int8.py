@@ -367,12 +367,14 @@ def _outlier_mlp(path, kind):
     return _save(path, nodes, inits, [1, 16, 32], "y", [1, 16, 8])
 
 
-@pytest.mark.parametrize("kind,kept", [("row", True), ("channel", False)])
-def test_float_layers_fully_connected_ops_go_dynamic_when_the_gate_still_passes(tmp_path, kind, kept):
-    """After the float rung passes the gate, the FULLY_CONNECTED ops next to the float layers try XNNPACK's
-    dynamically quantized kernel (int8 weights, float in and out, each input row rounded at run time). With a
-    token outlier the rows' own ranges suffice and the dynamic model ships; with a channel outlier every row
-    is dominated by it, the gate fails and the float weights stay."""
+@pytest.mark.parametrize("kind", ["row", "channel"])
+def test_float_layers_get_lighter_when_the_gate_still_passes(tmp_path, kind):
+    """After the float rung passes the gate, its layers get lighter if the gate allows: first the
+    FULLY_CONNECTED ops next to them run XNNPACK's dynamically quantized kernel (int8 weights, float in and
+    out, each input row rounded at run time) with the remaining float constants in fp16; failing that, fp16
+    constants alone. With a token outlier the rows' own ranges suffice and the dynamic model ships; with a
+    channel outlier every row is dominated by it, the dynamic attempt fails and the float layer ships with
+    fp16 weights (w1, 1,536 values)."""
     model = _outlier_mlp(tmp_path / "m.onnx", kind)
     samples = _samples(36, shape=(1, 16, 32))
     ref = [dict(zip(["y"], run_model(model, s, ["y"]))) for s in samples[24:]]
@@ -380,20 +382,23 @@ def test_float_layers_fully_connected_ops_go_dynamic_when_the_gate_still_passes(
     result = quantize(model, samples[:24], samples[24:], ref, PRECISIONS["int8"].gate,
                       QuantOptions(transforms=no_transforms, max_float_fraction=0.6))
     assert result.figures["passed"] and len(result.float_layers) == 2    # the float rung was needed
-    dynamic = [t for t in result.tried if t.get("rung") == "dynamic"]
-    assert len(dynamic) == 1 and dynamic[0]["passed"] is kept
+    after = [(t["rung"], t["passed"]) for t in result.tried if t.get("rung") in ("dynamic", "fp16")]
+    assert after == ([("dynamic", True)] if kind == "row" else [("dynamic", False), ("fp16", True)])
     q = result.model.stats["quantization"]
     m = fb.ModelT.InitFromPackedBuf(result.model.data, 0)
     sub = m.subgraphs[0]
     fcs = [op for op in sub.operators if m.operatorCodes[op.opcodeIndex].builtinCode == fb.BuiltinOperator.FULLY_CONNECTED]
     hybrid = [op for op in fcs if sub.tensors[op.inputs[0]].type == fb.TensorType.FLOAT32
               and sub.tensors[op.inputs[1]].type == fb.TensorType.INT8]
-    if kept:
+    if kind == "row":
         assert q["dynamic_ops"] == len(hybrid) >= 1
         assert all(sub.tensors[op.outputs[0]].type == fb.TensorType.FLOAT32 for op in hybrid)
         assert all(op.builtinOptions.asymmetricQuantizeInputs for op in hybrid)
         assert describe(result, QuantOptions())["dynamic_ops"] == q["dynamic_ops"]
     else:
         assert q.get("dynamic_ops", 0) == 0 and hybrid == []
+        halves = [t for t in sub.tensors if t.type == fb.TensorType.FLOAT16]
+        assert q["fp16_constants"] == len(halves) == 1 and list(halves[0].shape) == [48, 32]
+        assert describe(result, QuantOptions())["fp16_constants"] == 1
     figures = _figures(model, result.model, samples[24:])
     assert figures["cosine"] >= 0.99, figures

@@ -83,3 +83,23 @@ def compress_weights(graph: Graph, precision: str) -> dict:
                 _fp16(graph, op, i, made)
     graph.prune()
     return done
+
+
+def half_float_constants(graph: Graph) -> int:
+    """In a quantized graph, store the float32 constants that float ops still read (the weights of layers
+    mixed precision kept in float, an embedding table gathered in float) as fp16 behind a DEQUANTIZE, as the
+    fp16 precision does: XNNPACK takes fp16 weights natively and LiteRT dequantizes a constant once, when the
+    model is prepared. Biases and constants under ``MIN_ELEMENTS`` stay. Returns how many were halved."""
+    made: dict = {}
+    for op in list(graph.ops):
+        if op.opcode == "DEQUANTIZE":
+            continue
+        for i, name in enumerate(op.inputs):
+            t = graph.tensors.get(name) if name is not None else None
+            if t is None or t.data is None or t.dtype != np.float32 or t.data.size < MIN_ELEMENTS \
+                    or _BIAS_INPUT.get(op.opcode) == i or not np.all(np.isfinite(t.data)) \
+                    or np.abs(t.data).max(initial=0.0) > np.finfo(np.float16).max:
+                continue
+            _fp16(graph, op, i, made)
+    graph.prune()
+    return len(made)

@@ -13,7 +13,7 @@ from ..registry import convert_nodes
 from . import ops  # noqa: F401  (registers converters)
 from .context import Context
 from .layout import absorb_io, optimize_layout
-from .compress import compress_weights
+from .compress import compress_weights, half_float_constants
 from .affine import fold_affine
 from .quant.full_integer import quantize_int8
 from .quant import speed
@@ -61,12 +61,13 @@ class Lowered:
 
     def finish(self, precision: str = "fp32", *, ranges: dict | None = None, keep_float=(),
                io: str = "float", float_opcodes=(), float_origins=(), weight_scales=None, wide=(),
-               int16_ops=None, rounded=(), dynamic=()) -> TFLiteModel:
+               int16_ops=None, rounded=(), dynamic=(), half_floats: bool = False) -> TFLiteModel:
         """Serialize a copy at ``precision``; int8 and int16x8 need calibrated ``ranges`` (``quant/ranges.py``).
         ``wide``: int8 activation tensors raised to int16 (mixed precision); ``int16_ops``: override of the
         measured int16 kernel table (the probe); ``rounded``: tensors a quantized model rounds even where
         their producer stays float (``quant/qdq.py``); ``dynamic``: FULLY_CONNECTED outputs computed by the
-        dynamically quantized kernel (mixed precision's ``dynamic`` rung, ``quant/ladder.py``)."""
+        dynamically quantized kernel (mixed precision's ``dynamic`` rung, ``quant/ladder.py``); ``half_floats``:
+        the float32 constants float ops still read are stored as fp16 (``compress.half_float_constants``)."""
         g = copy.deepcopy(self.graph)
         stats = dict(self.stats, precision=precision)
         if precision in ("int8", "int16x8"):
@@ -87,6 +88,8 @@ class Lowered:
                                                   rounded=rounded, dynamic=dynamic, **extra)
             stats["quantization"]["io"] = io
             speed.after(g, stats["quantization"], rewrites)
+            if half_floats:
+                stats["quantization"]["fp16_constants"] = half_float_constants(g)
         else:
             stats["blocked_convs"] = block_thin_convs(g, "float")
             stats["compressed_weights"] = compress_weights(g, precision)

@@ -112,9 +112,9 @@ def quantize(model: onnx.ModelProto, calib: list[dict], holdout: list[dict], ref
         low, ranges, method = prepare(model, calib, options.method, float_origins=policy, precision=precision)
     pinned = resolve_keep(options.keep_float, low)
 
-    def make(keep_float, wide=(), dynamic=()):
+    def make(keep_float, wide=(), dynamic=(), half_floats=False):
         return low.finish(precision, ranges=ranges, io=options.io, keep_float=keep_float, float_origins=policy,
-                          weight_scales=scales, wide=wide, rounded=rounded, dynamic=dynamic)
+                          weight_scales=scales, wide=wide, rounded=rounded, dynamic=dynamic, half_floats=half_floats)
 
     def evaluate(tm, n):
         return measure(tm.data, low.io, model, holdout[:n], reference[:n], gate, num_threads)
@@ -131,8 +131,8 @@ def quantize(model: onnx.ModelProto, calib: list[dict], holdout: list[dict], ref
         keep, wide, tm, figures = up.keep, up.wide, up.model, up.figures
         trial.tried += up.tried
         if figures["passed"] and precision == "int8" and options.policy == "cpu":
-            tm, figures, dynamic = _dynamic_neighbours(make, evaluate, keep, wide, pinned, tm, figures, trial,
-                                                       progress)
+            tm, figures, dynamic = _lighter_float_layers(make, evaluate, keep, wide, pinned, tm, figures, trial,
+                                                         progress)
     result = Int8Result(tm, figures, rows, ranked, tried=trial.tried, lowered=low, method=method, source=source)
     result.transforms = transforms
     by_tensor = {r["tensor"]: r for r in rows}
@@ -148,23 +148,33 @@ def quantize(model: onnx.ModelProto, calib: list[dict], holdout: list[dict], ref
     return result
 
 
-def _dynamic_neighbours(make, evaluate, keep, wide, pinned, tm, figures, trial, progress):
-    """After the float rung: the FULLY_CONNECTED ops reading or writing a layer it made float run XNNPACK's
-    dynamically quantized kernel instead of float weights (int8 weights, each input row rounded at run time,
-    float output), kept only if the gate still passes. MiniLM with 16 float layers: 0.80x fp32 latency ->
-    0.30x at the same SNR. Per-row rounding cannot help a row whose channels differ by orders of magnitude,
-    hence the gate. The user's own ``--keep-float`` layers stay truly float. (model, figures, dynamic)."""
+def _lighter_float_layers(make, evaluate, keep, wide, pinned, tm, figures, trial, progress):
+    """After the float rung passed: the layers it made float get lighter, kept only if the gate still passes
+    on every held-out sample. Tried in this order, the first that passes is kept:
+
+    1. the FULLY_CONNECTED ops reading or writing a float layer run XNNPACK's dynamically quantized kernel
+       (int8 weights, each input row rounded at run time, float output) and the float32 constants the float
+       ops still read are stored as fp16 (``compress.half_float_constants``);
+    2. fp16 constants alone (per-row rounding cannot help a row whose channels differ by orders of magnitude).
+
+    MiniLM with 16 float layers: 0.80x fp32 latency -> 0.30x at the same SNR; its float word-embedding table
+    halves. The user's own ``--keep-float`` layers keep float weights. Returns (model, figures, dynamic)."""
     dynamic = [k for k in keep if k not in pinned]
     if not dynamic:
         return tm, figures, []
-    progress("trying the dynamically quantized kernel for the float layers' fully-connected ops")
-    cand = make(keep, [w for w in wide if w not in keep], dynamic)
-    if not cand.stats["quantization"].get("dynamic_ops"):
-        return tm, figures, []
-    got = evaluate(cand, None)
-    trial.tried.append({"float_layers": len(keep), "passed": got["passed"], "min_cosine": got["min_cosine"],
-                        "min_snr_db": got["min_snr_db"], "size": len(cand.data), "rung": "dynamic"})
-    return (cand, got, dynamic) if got["passed"] else (tm, figures, [])
+    others = [w for w in wide if w not in keep]
+    for dyn, label in ((dynamic, "dynamic"), ([], "fp16")):
+        progress(f"trying lighter float layers: {label}")
+        cand = make(keep, others, dyn, True)
+        q = cand.stats["quantization"]
+        if not q.get("dynamic_ops") and not q.get("fp16_constants"):
+            continue
+        got = evaluate(cand, None)
+        trial.tried.append({"float_layers": len(keep), "passed": got["passed"], "min_cosine": got["min_cosine"],
+                            "min_snr_db": got["min_snr_db"], "size": len(cand.data), "rung": label})
+        if got["passed"]:
+            return cand, got, dyn
+    return tm, figures, []
 
 
 def describe(result: Int8Result, options: QuantOptions, max_layers: int = 2000) -> dict:
@@ -173,6 +183,7 @@ def describe(result: Int8Result, options: QuantOptions, max_layers: int = 2000) 
     rows = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in result.layers]
     return {"method": result.method or options.method, "method_requested": options.method, "io": options.io,
             "policy": options.policy, "int8_ops": q.get("int8_ops"), "dynamic_ops": q.get("dynamic_ops", 0),
+            "fp16_constants": q.get("fp16_constants", 0),
             "activations": "int16" if result.model.stats.get("precision") == "int16x8" else "int8",
             "float_opcodes": q.get("float_opcodes", []),
             "float_layers": result.float_layers, "int16_layers": result.int16_layers,

@@ -57,7 +57,7 @@ def inspect(
                               f"{p['min_snr_db']:.1f} dB{top1}")
         for name, o in (p.get("outputs") or {}).items():     # task figures (edgepack_runtime.kinds)
             task = {k: o[k] for k in ("iou_50", "iou_30", "region_recall", "region_precision", "sequence_agreement",
-                                      "max_prob_error") if k in o}
+                                      "text_agreement", "max_prob_error") if k in o}
             if o.get("kind") not in (None, "values") and task:
                 out_console.print(f"{e['name']}: output {name} ({o['kind'].replace('_', ' ')}): " + ", ".join(
                     f"{k} {v:.3f}" for k, v in task.items()), markup=False, highlight=False)

@@ -170,6 +170,7 @@ _THRESHOLDS = {  # threshold key -> (output metric, True if the metric must stay
     "min_iou": ("iou_50", True, "map IoU ≥ {}"),
     "max_prob_error": ("max_prob_error", False, "max probability error ≤ {}"),
     "min_region": ("region_recall", True, "map regions ≥ {}"),
+    "min_text": ("text_agreement", True, "same text ≥ {}"),
 }
 
 
@@ -212,7 +213,7 @@ def _parity(parity: dict) -> str:
 
 _TASK = (("iou_50", "IoU@0.5", fmt.pct), ("iou_30", "IoU@0.3", fmt.pct), ("region_recall", "regions found", fmt.pct),
          ("region_precision", "regions right", fmt.pct), ("sequence_agreement", "same sequence", fmt.pct),
-         ("max_prob_error", "max prob. error", fmt.sig))
+         ("text_agreement", "same text", fmt.pct), ("max_prob_error", "max prob. error", fmt.sig))
 
 
 def _task(o: dict, thresholds: dict) -> str:

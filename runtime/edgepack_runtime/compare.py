@@ -100,7 +100,8 @@ def failures(figures: dict, t: Gate) -> list[str]:
     key = "cosine_mean" if t.cosine_over == "mean" and "cosine_mean" in figures else "cosine"
     if not figures[key] >= t.min_cosine:         # NaN fails too
         bad.append(f"{'mean ' if key == 'cosine_mean' else ''}cosine {figures[key]:.6f} < {t.min_cosine}")
-    by_task = t.maps == "task" and figures.get("kind") == "probability_map"
+    by_task = t.maps == "task" and (figures.get("kind") == "probability_map"
+                                    or ("text_agreement" in figures and t.min_text is not None))
     if figures["rel_error"] > t.max_rel_error and not by_task:
         bad.append(f"relative error {figures['rel_error']:.3g} > {t.max_rel_error}")
     if t.min_snr_db is not None and figures.get("snr_db", 100.0) < t.min_snr_db:
@@ -111,7 +112,8 @@ def failures(figures: dict, t: Gate) -> list[str]:
 
 
 def task_failures(figures: dict, t: Gate) -> list[str]:
-    """The task-figure parts of the gate (``Gate.min_iou``, ``min_region``, ``max_prob_error``) one output misses."""
+    """The task-figure parts of the gate (``Gate.min_iou``, ``min_region``, ``min_text``, ``max_prob_error``) one
+    output misses."""
     bad = []
     for key, at in (("iou_50", 0.5), ("iou_30", 0.3)):
         if t.min_iou is not None and figures.get(key, 1.0) < t.min_iou:
@@ -119,6 +121,8 @@ def task_failures(figures: dict, t: Gate) -> list[str]:
     for key in ("region_recall", "region_precision"):
         if t.min_region is not None and figures.get(key, 1.0) < t.min_region:
             bad.append(f"{key.replace('_', ' ')} {figures[key]:.3f} < {t.min_region}")
+    if t.min_text is not None and figures.get("text_agreement", 1.0) < t.min_text:
+        bad.append(f"same text {figures['text_agreement']:.3f} < {t.min_text}")
     if t.max_prob_error is not None and figures.get("max_prob_error", 0.0) > t.max_prob_error:
         bad.append(f"max probability error {figures['max_prob_error']:.3g} > {t.max_prob_error}")
     return bad
@@ -155,7 +159,8 @@ def summarize(per_output: dict[str, dict], gate: Gate) -> dict:
 
 
 TASK_SUMMARY = (("iou_50", min, "min_iou_50"), ("iou_30", min, "min_iou_30"), ("max_prob_error", max, "max_prob_error"),
-                ("sequence_agreement", min, "min_sequence_agreement"), ("region_recall", min, "min_region_recall"),
+                ("sequence_agreement", min, "min_sequence_agreement"), ("text_agreement", min, "min_text_agreement"),
+                ("region_recall", min, "min_region_recall"),
                 ("region_precision", min, "min_region_precision"))
 
 

@@ -10,7 +10,10 @@ cosine 0.93 although every word box is the same. ``output_kind`` reads the refer
   a softmax over channels. Axes tried: the last, then the first after the batch. Figures: ``top1_agreement``
   (rows whose arg-max agrees), ``top5_agreement`` (K > 5: the reference's top class among the target's five),
   ``max_prob_error`` (largest probability difference) and, with several rows per sample,
-  ``sequence_agreement`` (samples whose every row agrees: a recognizer's same best path).
+  ``sequence_agreement`` (samples whose every row agrees: a recognizer's same best path) and, when one class
+  fills at least 30% of the reference's best paths (a CTC blank), ``text_agreement`` (samples whose best
+  paths decode to the same text: repeats merged, blanks dropped; where the blank-to-character boundary moves
+  by a position the text is the same).
 - ``probability_map``: every value in [0, 1], not a distribution, at least two axes of length >= ``MAP_SIDE``
   (spatial, or time x frequency), some value above 0.5 (something is "on"): a DBNet text-probability map
   ``[N, 1, H, W]``, a sigmoid posteriorgram. Figures: ``iou_50`` / ``iou_30`` (worst sample's intersection
@@ -84,7 +87,33 @@ def probability_figures(g: np.ndarray, r: np.ndarray, axis: int) -> dict:
         out["top5_agreement"] = float(np.mean(np.any(top5 == top[..., None], axis=-1)))
     if rs.shape[1] > 1:
         out["sequence_agreement"] = float(np.mean(np.all(same, axis=1)))
+        blank = ctc_blank(top)
+        if blank is not None:
+            got_top = gs.argmax(axis=-1)
+            out["text_agreement"] = float(np.mean([ctc_text(a, blank) == ctc_text(b, blank)
+                                                   for a, b in zip(got_top, top)]))
     return out
+
+
+CTC_BLANK_SHARE = 0.3     # a CTC recognizer's best path is mostly blanks (PP-OCR rec: 60-80% of positions)
+
+
+def ctc_blank(top: np.ndarray) -> int | None:
+    """The class that fills at least ``CTC_BLANK_SHARE`` of the reference's best paths ``[S, T]`` (a CTC blank),
+    or None when no class does (then the rows are not read as a CTC sequence)."""
+    counts = np.bincount(np.asarray(top).ravel())
+    k = int(counts.argmax()) if counts.size else 0
+    return k if counts.size and counts[k] >= CTC_BLANK_SHARE * top.size and top.shape[-1] > 1 else None
+
+
+def ctc_text(path: np.ndarray, blank: int) -> tuple:
+    """Greedy CTC decoding of one best path: repeats merged, blanks dropped (the class indices of the text)."""
+    out, prev = [], None
+    for k in np.asarray(path).tolist():
+        if k != prev and k != blank:
+            out.append(k)
+        prev = k
+    return tuple(out)
 
 
 def map_figures(g: np.ndarray, r: np.ndarray) -> dict:

@@ -26,7 +26,10 @@ class Gate:
     # "task": a probability map (kinds.py) is judged by min_iou / min_region instead of its max error. One
     # pixel on a region's edge that crosses the threshold is a 100% max error at every precision, while the
     # map's regions, what a detector's post-processing reads, are unchanged (PP-OCR det: IoU@0.5 0.97 at 100%).
+    # Likewise a CTC recognizer's per-position distributions are judged by min_text (the share of samples
+    # whose best path reads the same text, kinds.text_agreement) instead of their max error.
     maps: str = "values"
+    min_text: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -53,8 +56,9 @@ class Precision:
 
 
 # The quantized precisions judge probability maps by their regions: IoU of the maps thresholded at 0.5 and
-# 0.3, and the share of regions found both ways, at least 0.95 on the worst held-out sample.
-MAPS = dict(maps="task", min_iou=0.95, min_region=0.95)
+# 0.3, and the share of regions found both ways, at least 0.95 on the worst held-out sample; and a CTC
+# recognizer's output by its text: the same text on at least 95% of the held-out samples.
+MAPS = dict(maps="task", min_iou=0.95, min_region=0.95, min_text=0.95)
 
 PRECISIONS: dict[str, Precision] = {p.name: p for p in (
     Precision("fp32", "float32 weights and activations", Gate(), Tolerance(1e-3, 1e-5, 0.9999)),

@@ -114,10 +114,33 @@ def test_a_recognizer_off_by_one_character_exact_figures():
     got[1, 2] = [0.1, 0.6] + [0.3 / 6] * 6
     f = probability_figures(got, ref, 1)
     assert f == {"top1_agreement": pytest.approx(9 / 10), "max_prob_error": pytest.approx(0.5),
-                 "top5_agreement": 1.0, "sequence_agreement": 0.5}
+                 "top5_agreement": 1.0, "sequence_agreement": 0.5, "text_agreement": 0.5}
     figures = compare_output(list(got[:, None]), list(ref[:, None]))       # [S, 1, T, C] as a recognizer gives
     assert figures["kind"] == "probabilities" and figures["sequence_agreement"] == 0.5
     assert figures["top1_agreement"] == pytest.approx(0.9) and figures["cosine_mean"] > 0.94
+
+
+def _paths_as_probabilities(paths, classes=6, p=0.9):
+    out = np.full((len(paths), len(paths[0]), classes), (1 - p) / (classes - 1))
+    for i, path in enumerate(paths):
+        out[i, np.arange(len(path)), path] = p
+    return out
+
+
+def test_text_agreement_reads_a_ctc_best_path_as_its_text():
+    """Class 0 fills most of the reference's best paths (a CTC blank). A character that starts one position
+    later, or a doubled character, is the same text; a character changed, dropped or split by a blank is not."""
+    from edgepack_runtime.kinds import ctc_blank, ctc_text
+    ref = [[0, 3, 3, 0, 0, 4, 0, 0], [0, 2, 0, 0, 5, 0, 0, 0], [0, 0, 1, 0, 0, 0, 2, 0], [0, 4, 4, 4, 0, 0, 0, 0]]
+    got = [[0, 0, 3, 0, 0, 4, 4, 0], [0, 2, 0, 0, 5, 5, 0, 0], [0, 0, 1, 0, 0, 0, 3, 0], [0, 4, 0, 4, 0, 0, 0, 0]]
+    assert ctc_text(np.array(ref[0]), 0) == (3, 4) and ctc_text(np.array(got[3]), 0) == (4, 4)
+    assert ctc_blank(np.array(ref)) == 0
+    f = probability_figures(_paths_as_probabilities(got), _paths_as_probabilities(ref), 1)
+    assert f["sequence_agreement"] == 0.0                  # no best path is the same position by position
+    assert f["text_agreement"] == 0.5                      # samples 0 and 1 read the same; 2 and 3 do not
+    busy = [[1, 2, 3, 4, 5, 1], [2, 3, 4, 5, 1, 2]]         # no class fills 30% of the paths: not a CTC output
+    assert "text_agreement" not in probability_figures(_paths_as_probabilities(busy),
+                                                       _paths_as_probabilities(busy), 1)
 
 
 def test_summarize_reports_the_worst_task_figures():
@@ -221,3 +244,29 @@ def test_a_nan_reference_or_a_nan_cosine_fails_the_gate_with_a_reason():
     ok = compare_output([np.ones((1, 4), np.float32)] * 2, [np.ones((1, 4), np.float32)] * 2)
     assert failures(ok, Gate()) == []
     assert failures({**ok, "cosine": float("nan")}, Gate())[0].startswith("cosine nan")
+
+
+def test_quantized_gates_judge_a_ctc_recognizer_by_its_text_not_one_moved_boundary():
+    from edgepack_runtime.compare import failures
+    from edgepack_runtime.precisions import gate
+    rng = np.random.default_rng(2)
+    ref_paths = np.zeros((8, 40), int)
+    for i in range(8):                                   # a few characters per line, blanks between
+        for pos in sorted(rng.choice(np.arange(2, 38, 3), size=6, replace=False)):
+            ref_paths[i, pos] = rng.integers(1, 6)
+    moved = ref_paths.copy()
+    k = int(np.flatnonzero(moved[0])[0])
+    moved[0, k + 1] = moved[0, k]                         # one character lasts a position longer: same text
+    ref, got = _paths_as_probabilities(ref_paths), _paths_as_probabilities(moved)
+    f = compare_output(list(got[:, None]), list(ref[:, None]))
+    assert f["kind"] == "probabilities" and f["text_agreement"] == 1.0 and f["sequence_agreement"] == 7 / 8
+    assert f["rel_error"] > 0.5                           # the moved position's probability, 0.9 off
+    for precision in ("int8", "int16x8", "w8a8", "w8a16"):
+        assert failures(f, gate(precision)) == [], precision            # judged by the text: passes
+    assert any(w.startswith("relative error") for w in failures(f, gate("fp16")))    # float: by value
+    changed = ref_paths.copy()
+    changed[1, np.flatnonzero(changed[1])[0]] = 5 if changed[1, np.flatnonzero(changed[1])[0]] != 5 else 4
+    changed[2, np.flatnonzero(changed[2])[1]] = 0                        # and a character dropped
+    f2 = compare_output(list(_paths_as_probabilities(changed)[:, None]), list(ref[:, None]))
+    assert f2["text_agreement"] == 0.75
+    assert "same text 0.750 < 0.95" in failures(f2, gate("int8"))

@@ -9,7 +9,7 @@ HEADER = ("| model | precision | runtime | cosine (worst output) | max err / ran
           "|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
-PREFERRED = ("iou_50", "max_prob_error", "top1_agreement", "top5_agreement")
+PREFERRED = ("text_agreement", "iou_50", "max_prob_error", "top1_agreement", "top5_agreement")
 
 
 def _task(task: dict) -> str:

@@ -402,3 +402,26 @@ def test_float_layers_get_lighter_when_the_gate_still_passes(tmp_path, kind):
         assert describe(result, QuantOptions())["fp16_constants"] == 1
     figures = _figures(model, result.model, samples[24:])
     assert figures["cosine"] >= 0.99, figures
+
+
+def test_debugger_does_not_count_what_a_clamp_cuts_off_as_error(tmp_path):
+    """An SE gate: Conv -> HardSigmoid. The lowering writes it as a convolution (with 0.2 x + 0.5 folded in)
+    and MINIMUM(x, 1).
+    The int8 pass requantizes the convolution's output to the clamp's [0, 1] (the MINIMUM became that
+    QUANTIZE). Judged against the unclipped float twin (up to ~6 here) the requantization read 3.2 dB, the
+    model's worst layer; judged within the clamp it is as good as its step allows, as the output says."""
+    from edgepack.targets.tflite.quant.layers import clamped_to
+    rng = np.random.default_rng(4)
+    nodes = [h.make_node("Conv", ["x", "w", "b"], ["c"], name="se_conv"),
+             h.make_node("HardSigmoid", ["c"], ["y"], alpha=0.2, beta=0.5, name="gate")]
+    inits = [_arr("w", rng.standard_normal((8, 8, 1, 1)) * 4.0), _arr("b", rng.standard_normal(8))]
+    model = _save(tmp_path / "se.onnx", nodes, inits, [1, 8, 4, 4], "y", [1, 8, 4, 4])
+    samples = _samples(12, shape=(1, 8, 4, 4))
+    low, ranges, tm = _quantize(model, samples[:8])
+    kept = clamped_to(low.graph)
+    (name, bounds), = [(n, b) for n, b in kept.items() if b == (-np.inf, 1.0)]
+    assert name.startswith("y_add") and ranges[name][1] > 3.0         # its float values reach past the clamp
+    rows = debug_layers(low.graph, low.float_bytes(), tm.graph, tm.data, low.io, samples[8:])
+    mine = [r for r in rows if r["tensor"] == name]                  # the convolution, and the QUANTIZE to [0, 1]
+    assert len(mine) == 2 and min(r["snr_db"] for r in mine) > 30     # the QUANTIZE read 3.2 dB with saturation
+    assert _figures(model, tm, samples[8:])["snr_db"] > 30            # and the model's output agrees

@@ -74,6 +74,44 @@ def _fake(f: np.ndarray, q, dtype=np.int8) -> np.ndarray:
 QUANTIZED = (np.dtype(np.int8), np.dtype(np.int16))
 
 
+CLAMP_BOUNDS = {"RELU": (0.0, np.inf), "RELU6": (0.0, 6.0), "RELU_N1_TO_1": (-1.0, 1.0), "RELU_0_TO_1": (0.0, 1.0)}
+
+
+def clamped_to(graph: Graph) -> dict[str, tuple[float, float]]:
+    """Tensors that only clamps read (RELU-family ops, MINIMUM / MAXIMUM with one constant value), with the
+    interval the clamps keep: a value beyond it is clipped by the next op whatever its rounding. The int8
+    pass carries such a tensor on the clamp's parameters (it saturates there: hard-sigmoid's ``min(conv, 1)``
+    becomes a QUANTIZE to [0, 1]), and judging that against the unclipped float twin counted the saturation
+    as error (PP-OCR det's two hard-sigmoid convolutions ranked worst of the model). The debugger compares
+    both sides within the interval."""
+    users = graph.consumers()
+    out = {}
+    for name in graph.tensors:
+        readers = users.get(name, [])
+        if not readers or name in graph.outputs:
+            continue
+        bounds = [_clamp_of(graph, op, name) for op in readers]
+        if any(b is None for b in bounds):
+            continue
+        lo, hi = min(b[0] for b in bounds), max(b[1] for b in bounds)     # what any reader lets through
+        if np.isfinite(lo) or np.isfinite(hi):
+            out[name] = (float(lo), float(hi))
+    return out
+
+
+def _clamp_of(graph: Graph, op, name: str) -> tuple[float, float] | None:
+    """The interval ``op`` clamps ``name`` to, or None when ``op`` is not a clamp of it."""
+    if op.opcode in CLAMP_BOUNDS and op.inputs[0] == name:
+        return CLAMP_BOUNDS[op.opcode]
+    if op.opcode in ("MINIMUM", "MAXIMUM") and len(op.inputs) == 2 and name in op.inputs:
+        other = graph.tensors[op.inputs[1] if op.inputs[0] == name else op.inputs[0]]
+        if other.data is None or other.data.size == 0 or np.ptp(other.data) != 0:
+            return None
+        c = float(np.ravel(other.data)[0])
+        return (-np.inf, c) if op.opcode == "MINIMUM" else (c, np.inf)
+    return None
+
+
 def debug_layers(float_graph: Graph, float_data: bytes, quant_graph: Graph, quant_data: bytes, io: dict,
                  samples: list[dict]) -> list[dict]:
     """Per-op figures of the quantized graph against the float one, in graph order."""
@@ -97,6 +135,7 @@ def debug_layers(float_graph: Graph, float_data: bytes, quant_graph: Graph, quan
     fnames = sorted({twin(n) for n in qnames if twin(n)})
     f_interp, q_interp = interpreter(float_data), interpreter(quant_data)
     acc: dict[str, _Acc] = {n: _Acc() for n in qnames if twin(n)}
+    kept = clamped_to(float_graph)
     for feed in model_feeds(samples, io):
         fv = run_all_tensors(f_interp, feed, fnames)
         qv = run_all_tensors(q_interp, feed, qnames)
@@ -107,6 +146,9 @@ def debug_layers(float_graph: Graph, float_data: bytes, quant_graph: Graph, quan
             f = fv[twin(n)].astype(np.float32)
             q = _dequant(qv[n], t.quant)
             fake = _fake(f, t.quant, t.dtype) if t.dtype in QUANTIZED and t.quant is not None else None
+            if twin(n) in kept:           # only a clamp reads it: what lies beyond the clamp does not count
+                f, q = np.clip(f, *kept[twin(n)]), np.clip(q, *kept[twin(n)])
+                fake = None if fake is None else np.clip(fake, *kept[twin(n)])
             if q.shape == f.shape:
                 a.add(f, q, fake)
     figures = {n: a.figures() for n, a in acc.items() if a.ff > 0 or a.qq > 0}

@@ -141,5 +141,12 @@ def build(
                 wide = [f["origin"] or f["tensor"] for f in q.get("int16_layers", [])]
                 out_console.print(f"           {q['int16_ops']} ops on int16 activations"
                                   + (f"; raised to int16: {', '.join(wide)}" if wide else ""))
+            lighter = []
+            if q.get("dynamic_ops"):
+                lighter.append(f"{q['dynamic_ops']} fully-connected ops on the dynamic int8 kernel")
+            if q.get("fp16_constants"):
+                lighter.append(f"{q['fp16_constants']} float constants stored as fp16")
+            if lighter:
+                out_console.print("           float layers lightened: " + "; ".join(lighter))
             if q.get("transforms"):
                 out_console.print(f"           transforms kept: {', '.join(q['transforms']['kept']) or 'none'}")

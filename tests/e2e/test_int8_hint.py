@@ -32,3 +32,32 @@ def test_a_matmul_heavy_model_that_misses_int8_is_pointed_at_int8_dynamic(tmp_pa
     if hint:                      # and the advice holds: int8-dynamic passes the same gate on the same data
         res = build(str(src), calibration=npz, holdout=0.3, precision="int8-dynamic", out=tmp_path / "d.edgepack")
         assert res.manifest["targets"][0]["parity"]["passed"]
+
+
+def test_the_build_command_says_how_the_float_layers_were_lightened(tmp_path):
+    """The token-outlier MLP needs two float layers; its second MatMul then runs the dynamic int8 kernel.
+    `edgepack build` says so, and the manifest counts it."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from edgepack.cli.main import app
+    from edgepack_runtime.bundle import Bundle
+    model = _outlier_mlp(tmp_path / "m.onnx", "row")
+    src = tmp_path / "src.onnx"
+    onnx.save(model, str(src))
+    rng = np.random.default_rng(0)
+    npz = tmp_path / "cal.npz"
+    np.savez(npz, x=rng.standard_normal([36, 1, 16, 32]).astype(np.float32))
+    out = tmp_path / "b.edgepack"
+    args = ["build", str(src), "--precision", "int8", "--calibration", str(npz), "--holdout", "0.34",
+            "--max-float", "0.6", "--output", str(out)]
+    for t in ("norms", "cle", "smooth", "sum_round", "bias_correction"):
+        args += ["--transform", f"{t}=off"]
+    res = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    q = Bundle.open(out).manifest["targets"][0]["quantization"]
+    assert q["dynamic_ops"] >= 1 and len(q["float_layers"]) == 2
+    assert f"float layers lightened: {q['dynamic_ops']} fully-connected ops on the dynamic int8 kernel" in res.output
+    assert [t["rung"] for t in q["mixed_precision"]["tried"] if t.get("rung") in ("dynamic", "fp16")] == ["dynamic"]
+    json.dumps(q)                                                       # the record is plain JSON

@@ -158,7 +158,8 @@ def _lighter_float_layers(make, evaluate, keep, wide, pinned, tm, figures, trial
     2. fp16 constants alone (per-row rounding cannot help a row whose channels differ by orders of magnitude).
 
     MiniLM with 16 float layers: 0.80x fp32 latency -> 0.30x at the same SNR; its float word-embedding table
-    halves. The user's own ``--keep-float`` layers keep float weights. Returns (model, figures, dynamic)."""
+    halves. The user's own ``--keep-float`` layers never go dynamic (their fp16-stored weights still compute in
+    float). Returns (model, figures, dynamic)."""
     dynamic = [k for k in keep if k not in pinned]
     if not dynamic:
         return tm, figures, []

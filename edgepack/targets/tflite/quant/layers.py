@@ -20,6 +20,7 @@ import numpy as np
 from edgepack_runtime.compare import CAP_DB, db
 
 from ..ir import Graph
+from .clamps import CLAMPS
 from .full_integer import quantize_array
 from .ranges import interpreter, model_feeds, run_all_tensors
 
@@ -74,9 +75,6 @@ def _fake(f: np.ndarray, q, dtype=np.int8) -> np.ndarray:
 QUANTIZED = (np.dtype(np.int8), np.dtype(np.int16))
 
 
-CLAMP_BOUNDS = {"RELU": (0.0, np.inf), "RELU6": (0.0, 6.0), "RELU_N1_TO_1": (-1.0, 1.0), "RELU_0_TO_1": (0.0, 1.0)}
-
-
 def clamped_to(graph: Graph) -> dict[str, tuple[float, float]]:
     """Tensors that only clamps read (RELU-family ops, MINIMUM / MAXIMUM with one constant value), with the
     interval the clamps keep: a value beyond it is clipped by the next op whatever its rounding. The int8
@@ -101,8 +99,8 @@ def clamped_to(graph: Graph) -> dict[str, tuple[float, float]]:
 
 def _clamp_of(graph: Graph, op, name: str) -> tuple[float, float] | None:
     """The interval ``op`` clamps ``name`` to, or None when ``op`` is not a clamp of it."""
-    if op.opcode in CLAMP_BOUNDS and op.inputs[0] == name:
-        return CLAMP_BOUNDS[op.opcode]
+    if op.opcode in CLAMPS and op.inputs[0] == name:
+        return CLAMPS[op.opcode]
     if op.opcode in ("MINIMUM", "MAXIMUM") and len(op.inputs) == 2 and name in op.inputs:
         other = graph.tensors[op.inputs[1] if op.inputs[0] == name else op.inputs[0]]
         if other.data is None or other.data.size == 0 or np.ptp(other.data) != 0:
@@ -132,23 +130,25 @@ def debug_layers(float_graph: Graph, float_data: bytes, quant_graph: Graph, quan
             and float_graph.tensors[twin(op.outputs[0])].dtype == np.float32]
     qnames = sorted({op.outputs[0] for op in rows} | {n for op in rows for n in op.inputs if n is not None
                                                        and quant_graph.tensors[n].data is None})
-    fnames = sorted({twin(n) for n in qnames if twin(n)})
+    twins = {n: twin(n) for n in qnames}
+    fnames = sorted({tn for tn in twins.values() if tn})
     f_interp, q_interp = interpreter(float_data), interpreter(quant_data)
-    acc: dict[str, _Acc] = {n: _Acc() for n in qnames if twin(n)}
+    acc: dict[str, _Acc] = {n: _Acc() for n in qnames if twins[n]}
     kept = clamped_to(float_graph)
     for feed in model_feeds(samples, io):
         fv = run_all_tensors(f_interp, feed, fnames)
         qv = run_all_tensors(q_interp, feed, qnames)
         for n, a in acc.items():
-            if n not in qv or twin(n) not in fv:
+            tn = twins[n]
+            if n not in qv or tn not in fv:
                 continue
             t = quant_graph.tensors[n]
-            f = fv[twin(n)].astype(np.float32)
+            f = fv[tn].astype(np.float32)
             q = _dequant(qv[n], t.quant)
             fake = _fake(f, t.quant, t.dtype) if t.dtype in QUANTIZED and t.quant is not None else None
-            if twin(n) in kept:           # only a clamp reads it: what lies beyond the clamp does not count
-                f, q = np.clip(f, *kept[twin(n)]), np.clip(q, *kept[twin(n)])
-                fake = None if fake is None else np.clip(fake, *kept[twin(n)])
+            if tn in kept:                # only a clamp reads it: what lies beyond the clamp does not count
+                f, q = np.clip(f, *kept[tn]), np.clip(q, *kept[tn])
+                fake = None if fake is None else np.clip(fake, *kept[tn])
             if q.shape == f.shape:
                 a.add(f, q, fake)
     figures = {n: a.figures() for n, a in acc.items() if a.ff > 0 or a.qq > 0}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .ir import Graph, Op
+from .layout import onnx_name
 
 # opcode -> (axis of the output channel in the weights, index of the bias input)
 _HOSTS = {"CONV_2D": (0, 2), "DEPTHWISE_CONV_2D": (3, 2), "FULLY_CONNECTED": (0, 2), "TRANSPOSE_CONV": (0, 3)}
@@ -39,9 +40,7 @@ def fold_affine(graph: Graph, weights: bool = True, rounded=frozenset()) -> int:
 
 def _keeps_rounding(op: Op, host: Op, rounded) -> bool:
     """Whether folding ``op`` into ``host`` would drop a rounding the quantized model does between them."""
-    def base(name: str) -> str:
-        return name[:-5] if name.endswith("_nhwc") else name
-    return base(host.outputs[0]) in rounded and base(op.outputs[0]) not in rounded
+    return onnx_name(host.outputs[0]) in rounded and onnx_name(op.outputs[0]) not in rounded
 
 
 def _match(graph: Graph, op: Op, users, prod):

@@ -30,6 +30,14 @@ from ai_edge_litert import schema_py_generated as fb
 
 from .ir import Graph, Op
 
+NHWC = "_nhwc"       # suffix of a tensor the layout pass moved to NHWC: ``x_nhwc`` holds ONNX's ``x``
+
+
+def onnx_name(name: str) -> str:
+    """The ONNX tensor a lowered tensor carries (``x_nhwc`` -> ``x``; other names are their own)."""
+    return name[:-len(NHWC)] if name.endswith(NHWC) else name
+
+
 UNARY = {
     "ABS", "CAST", "CEIL", "COS", "DEQUANTIZE", "ELU", "EXP", "FLOOR", "GELU", "HARD_SWISH",
     "LEAKY_RELU", "LOG", "LOGICAL_NOT", "LOGISTIC", "NEG", "QUANTIZE", "RELU", "RELU6", "RELU_N1_TO_1",
@@ -156,7 +164,7 @@ class _Pass:
         inv = np.argsort(perm)
         for i, out in enumerate(op.outputs):
             t = self.g.tensors[out]
-            inner = self.g.add(f"{out}_nhwc", tuple(t.shape[k] for k in inv), t.dtype)
+            inner = self.g.add(f"{out}{NHWC}", tuple(t.shape[k] for k in inv), t.dtype)
             op.outputs[i] = inner
             self.g.ops.append(Op("TRANSPOSE", [inner, self.const_perm(perm)], [out], None, op.origin))
 
@@ -393,7 +401,7 @@ def absorb_io(graph: Graph) -> tuple[list[list[int] | None], list[list[int] | No
             continue
         perm = list(perms.pop())
         t = graph.tensors[name]
-        inner = graph.add(f"{name}_nhwc", tuple(t.shape[p] for p in perm), t.dtype)
+        inner = graph.add(f"{name}{NHWC}", tuple(t.shape[p] for p in perm), t.dtype)
         for o in ops:
             graph.replace_uses(o.outputs[0], inner)
             graph.ops.remove(o)

@@ -25,6 +25,7 @@ import onnx
 import onnx.numpy_helper
 
 from ....model.qdq import QdqInfo, WeightQuant
+from ..layout import onnx_name
 
 INT8_TYPES = ("int8", "uint8")
 CARRIED_WEIGHTS = ("int8", "uint8", "int4", "uint4")
@@ -65,7 +66,7 @@ def model_quant(model: onnx.ModelProto, info: QdqInfo, low) -> ModelQuant:
               "float_nodes": len(floats),
               "activations_not_int8": sum(1 for a in acts.values() if a.dtype not in INT8_TYPES or a.per_axis),
               "activation_types_not_int8": wide, **info.counts}
-    rounded = {n for n in ranges if (n[:-5] if n.endswith("_nhwc") else n) in usable}
+    rounded = {n for n in ranges if onnx_name(n) in usable}
     return ModelQuant(ranges, scales, floats, counts, rounded)
 
 
@@ -120,9 +121,8 @@ def _ir_ranges(graph, usable: dict[str, tuple[float, float]]) -> dict[str, tuple
     ranges = {}
     for name, t in graph.tensors.items():
         if t.data is None and t.dtype == np.float32:
-            base = name[:-5] if name.endswith("_nhwc") else name
-            if base in usable:
-                ranges[name] = usable[base]
+            if onnx_name(name) in usable:
+                ranges[name] = usable[onnx_name(name)]
     changed = True
     while changed:
         changed = False

@@ -124,15 +124,14 @@ def quantize(model: onnx.ModelProto, calib: list[dict], holdout: list[dict], ref
     tm, figures = trial.run(pinned)
     progress("comparing every layer with its float twin")
     rows, ranked = debug(low, tm, holdout)
-    base, keep, wide, dynamic = tm, pinned, [], []
+    base, keep, wide = tm, pinned, []
     if not figures["passed"] and options.mixed_precision:
         up = climb(make, evaluate, pinned, ranked, options.max_float_fraction, tm, figures, precision=precision,
                    steps=rungs(options.rungs, options.policy), progress=progress)
         keep, wide, tm, figures = up.keep, up.wide, up.model, up.figures
         trial.tried += up.tried
         if figures["passed"] and precision == "int8" and options.policy == "cpu":
-            tm, figures, dynamic = _lighter_float_layers(make, evaluate, keep, wide, pinned, tm, figures, trial,
-                                                         progress)
+            tm, figures = _lighter_float_layers(make, evaluate, keep, wide, pinned, tm, figures, trial, progress)
     result = Int8Result(tm, figures, rows, ranked, tried=trial.tried, lowered=low, method=method, source=source)
     result.transforms = transforms
     by_tensor = {r["tensor"]: r for r in rows}
@@ -159,10 +158,10 @@ def _lighter_float_layers(make, evaluate, keep, wide, pinned, tm, figures, trial
 
     MiniLM with 16 float layers: 0.80x fp32 latency -> 0.30x at the same SNR; its float word-embedding table
     halves. The user's own ``--keep-float`` layers never go dynamic (their fp16-stored weights still compute in
-    float). Returns (model, figures, dynamic)."""
+    float). Returns (model, figures)."""
     dynamic = [k for k in keep if k not in pinned]
     if not dynamic:
-        return tm, figures, []
+        return tm, figures
     others = [w for w in wide if w not in keep]
     for dyn, label in ((dynamic, "dynamic"), ([], "fp16")):
         progress(f"trying lighter float layers: {label}")
@@ -174,8 +173,8 @@ def _lighter_float_layers(make, evaluate, keep, wide, pinned, tm, figures, trial
         trial.tried.append({"float_layers": len(keep), "passed": got["passed"], "min_cosine": got["min_cosine"],
                             "min_snr_db": got["min_snr_db"], "size": len(cand.data), "rung": label})
         if got["passed"]:
-            return cand, got, dyn
-    return tm, figures, []
+            return cand, got
+    return tm, figures
 
 
 def describe(result: Int8Result, options: QuantOptions, max_layers: int = 2000) -> dict:

@@ -68,19 +68,14 @@ def compress_weights(graph: Graph, precision: str) -> dict:
     if precision == "fp32":
         return done
     made: dict = {}
-    for op in list(graph.ops):
-        for i, name in enumerate(op.inputs):
-            t = graph.tensors.get(name) if name is not None else None
-            if t is None or t.data is None or t.dtype != np.float32 or t.data.size < MIN_ELEMENTS \
-                    or _BIAS_INPUT.get(op.opcode) == i:
-                continue
-            spec = _WEIGHT_INPUT.get(op.opcode)
-            if precision == "int8-dynamic" and spec is not None and spec[0] == i:
-                done["int8"] += (name, spec[1]) not in made
-                _int8(graph, op, i, spec[1], made)
-            else:
-                done["fp16"] += (name, "fp16") not in made
-                _fp16(graph, op, i, made)
+    for op, i, t in _large_constants(graph):
+        spec = _WEIGHT_INPUT.get(op.opcode)
+        if precision == "int8-dynamic" and spec is not None and spec[0] == i:
+            done["int8"] += (t.name, spec[1]) not in made
+            _int8(graph, op, i, spec[1], made)
+        else:
+            done["fp16"] += (t.name, "fp16") not in made
+            _fp16(graph, op, i, made)
     graph.prune()
     return done
 
@@ -91,15 +86,22 @@ def half_float_constants(graph: Graph) -> int:
     fp16 precision does: XNNPACK takes fp16 weights natively and LiteRT dequantizes a constant once, when the
     model is prepared. Biases and constants under ``MIN_ELEMENTS`` stay. Returns how many were halved."""
     made: dict = {}
-    for op in list(graph.ops):
-        if op.opcode == "DEQUANTIZE":
-            continue
-        for i, name in enumerate(op.inputs):
-            t = graph.tensors.get(name) if name is not None else None
-            if t is None or t.data is None or t.dtype != np.float32 or t.data.size < MIN_ELEMENTS \
-                    or _BIAS_INPUT.get(op.opcode) == i or not np.all(np.isfinite(t.data)) \
-                    or np.abs(t.data).max(initial=0.0) > np.finfo(np.float16).max:
-                continue
+    for op, i, t in _large_constants(graph):
+        if np.all(np.isfinite(t.data)) and np.abs(t.data).max(initial=0.0) <= np.finfo(np.float16).max:
             _fp16(graph, op, i, made)
     graph.prune()
     return len(made)
+
+
+def _large_constants(graph: Graph):
+    """(op, input index, tensor) for each float32 constant of ``MIN_ELEMENTS`` or more an op reads, biases
+    aside, over the ops as they are now (the DEQUANTIZE ops the caller inserts are not visited). An input
+    is read when its turn comes, so one the caller has just replaced is seen as replaced."""
+    for op in list(graph.ops):
+        if op.opcode == "DEQUANTIZE":     # reads fp16 / int8 data, never a float32 constant to compress
+            continue
+        for i, name in enumerate(op.inputs):
+            t = graph.tensors.get(name) if name is not None else None
+            if t is not None and t.data is not None and t.dtype == np.float32 and t.data.size >= MIN_ELEMENTS \
+                    and _BIAS_INPUT.get(op.opcode) != i:
+                yield op, i, t

@@ -153,7 +153,7 @@ def run_model(key: str, specs: list[str], args, emit) -> None:
                 row["fp32_size"] = len(fp32[0])
                 row["latency"] = fm.litert_latency(fp32, (data, conv.io), holdout[0], rounds=args.rounds)
         except Exception as exc:
-            row["error"] = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}"
+            row["error"] = fm.error_text(exc, 200)
         row["seconds"] = time.perf_counter() - t1
         emit(row)
         if spec == specs[0] and not args.no_ort:

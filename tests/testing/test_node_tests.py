@@ -58,3 +58,33 @@ def test_sequences_and_optionals_are_flagged(by_name):
 def test_missing_data_set_is_an_error(by_name):
     with pytest.raises(CorpusError, match="no data set 3"):
         by_name["test_abs"].load_data(3)
+
+
+def _fill_and_list(cache: str, rounds: int) -> list[int]:
+    """In a child process: fill the cache (or wait for whoever fills it) and count the node tests, over and
+    over, as a pytest-xdist worker collecting the conformance tests does."""
+    from edgepack.testing import node_tests
+    out = []
+    for _ in range(rounds):
+        node_tests._all_tests.cache_clear()
+        out.append(len(node_tests.list_node_tests(cache_dir=cache)))
+    return out
+
+
+def test_workers_filling_a_cold_cache_at_once_all_see_every_test(tmp_path):
+    """Four processes at once on an empty cache (the wheel already there: no network). Before the lock
+    (``wheels.locked``), a late process's ``install_tree`` moved the finished folder away while another
+    listed it; one xdist worker collected 8 tests where the other collected 2,324, which stops the run."""
+    import multiprocessing as mp
+    import shutil
+
+    from edgepack.testing import wheels
+    from edgepack.testing.node_tests import SOURCE
+
+    whl = wheels.wheel(SOURCE)                       # the shared cache's copy (fetched by the tests above)
+    (tmp_path / "wheels").mkdir()
+    shutil.copy(whl, tmp_path / "wheels" / whl.name)
+    with mp.get_context("spawn").Pool(4) as pool:
+        counts = pool.starmap(_fill_and_list, [(str(tmp_path), 3)] * 4)
+    assert counts == [[1765] * 3] * 4
+    assert len(list((tmp_path / "onnx-node-tests").iterdir())) == 2     # the folder and its lock file

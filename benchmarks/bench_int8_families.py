@@ -158,7 +158,7 @@ def run_model(key: str, specs: list[str], args, emit) -> None:
         emit(row)
         if spec == specs[0] and not args.no_ort:
             if case.quantized:     # no quantize_static row; the reference's own floor instead
-                emit({**base, **fm.ort_unfused(model, holdout, ref, names)})
+                emit({**base, **fm.ort_fused(model, holdout, ref, names)})
             else:
                 emit({**base, **fm.ort_baseline(model, calib, holdout, ref, names, rounds=args.rounds)})
 

@@ -111,7 +111,7 @@ def merge(docs: list[dict]) -> dict:
                 have.pop("stopped", None)
             elif run.get("stopped"):
                 have["stopped"] = run["stopped"]
-    order = ("setup", "fp32", "ort-qdq", "ort-unfused")
+    order = ("setup", "fp32", "ort-qdq", "ort-fused")
     for run in out["runs"].values():
         run["rows"].sort(key=lambda r: order.index(r["precision"]) if r["precision"] in order else len(order))
     return out

@@ -171,17 +171,21 @@ def float_nodes(qdq: onnx.ModelProto | str | Path) -> list[str]:
 
 
 def run_ort(path: str | Path | onnx.ModelProto, samples: list[dict[str, np.ndarray]],
-            optimize: bool = True) -> list[dict[str, np.ndarray]]:
+            optimize: bool | None = None) -> list[dict[str, np.ndarray]]:
     """Outputs (name -> array) of the model at ``path`` for each input dict, CPU provider, one thread.
     ``optimize=False``: no graph optimization (a QDQ model's Q/DQ nodes then run as written, in float,
-    instead of fused into integer kernels)."""
-    opts = ort.SessionOptions()
+    instead of fused into integer kernels); ``True``: full; ``None``: full, except for a quantized model on a
+    CPU whose fused int8 kernels saturate (``edgepack_runtime.backends.ort.cpu_options``: x86 without VNNI),
+    which then runs as it is defined. Accuracy rows use ``None``; latency always times the fused session."""
+    from edgepack_runtime.backends.ort import cpu_options
+    src = path.SerializeToString() if isinstance(path, onnx.ModelProto) else str(path)
+    opts = cpu_options(src if isinstance(src, bytes) else Path(src).read_bytes()) if optimize is None \
+        else ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
-    if not optimize:
+    if optimize is False:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    src = path.SerializeToString() if isinstance(path, onnx.ModelProto) else str(path)
     sess = ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
     return [dict(zip(names, sess.run(names, sample))) for sample in samples]

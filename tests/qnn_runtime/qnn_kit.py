@@ -85,9 +85,15 @@ def run_on_htp(model: bytes, feeds: list[np.ndarray], htp_arch: str | None = "75
     return [session.run(None, {"x": x})[0] for x in feeds]
 
 
-def run_on_cpu(model: bytes, feeds: list[np.ndarray]) -> list[np.ndarray]:
+def run_on_cpu(model: bytes, feeds: list[np.ndarray], *, defined: bool = False) -> list[np.ndarray]:
+    """onnxruntime's CPU provider with the runtime's options (``cpu_options``: fused int8 kernels unless they
+    saturate on this CPU); ``defined``: no graph optimization at all, every Q/DQ as the model writes it."""
     import onnxruntime as ort
-    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    from edgepack_runtime.backends.ort import cpu_options
+    opts = cpu_options(model)
+    if defined:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
     return [session.run(None, {"x": x})[0] for x in feeds]
 
 

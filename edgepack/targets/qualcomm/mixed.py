@@ -246,11 +246,12 @@ def device_options(job: Job) -> dict:
 
 
 def cpu_run(qdq: onnx.ModelProto, feeds: list[dict]) -> list[dict]:
-    """Outputs of the QDQ model on onnxruntime's CPU provider, by name."""
+    """Outputs of the QDQ model on onnxruntime's CPU provider, by name; unfused where the CPU's fused int8
+    kernels saturate (``edgepack_runtime.backends.ort.cpu_options``: the HTP computes what the model defines)."""
     import onnxruntime as ort
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(qdq.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    from edgepack_runtime.backends.ort import cpu_options
+    data = qdq.SerializeToString()
+    sess = ort.InferenceSession(data, cpu_options(data), providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
     return [dict(zip(names, sess.run(names, f))) for f in feeds]
 

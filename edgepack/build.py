@@ -90,7 +90,7 @@ def build(model_path: str | Path, *, targets=(table.DEFAULT,), input_shapes: dic
     ``precision``: one precision for every target, or per target ("cpu=int8,onnx=fp32" or a dict; see
     ``edgepack.plan``); unset targets take their device profile's preference, else their default.
     Gates: ``thresholds`` applies as is to every target; else each target's precision gate with
-    ``gate_overrides`` (min_cosine, max_rel_error, min_snr_db, min_top1) replaced. ``quant`` tunes
+    ``gate_overrides`` (min_cosine, max_rel_error, min_snr_db, min_top1, cosine_over) replaced. ``quant`` tunes
     quantization (calibration method, I/O type, mixed precision). ``sign_key``: a private key file; the key
     is loaded before any work and the written bundle is signed (``edgepack_runtime.signing``).
     ``input_values`` ({name: values}, ``--input-value``) freezes inputs to constants: they leave the bundle's
@@ -261,6 +261,9 @@ def _gate_for(precision: str, quantized: bool, overrides: dict | None) -> Gate:
                       max_rel_error=max(own.max_rel_error, loose.max_rel_error), min_snr_db=snr,
                       cosine_over="mean" if "mean" in (own.cosine_over, loose.cosine_over) else own.cosine_over)
     changes = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if changes.get("cosine_over") not in (None, "min", "mean"):
+        raise EdgepackError(f"--cosine-over {changes['cosine_over']!r} is not min or mean",
+                            hint="min judges the worst held-out sample, mean the average over them")
     return replace(own, **changes) if changes else own
 
 

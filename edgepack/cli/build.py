@@ -73,6 +73,10 @@ def build(
                                                         "(default: 15 for int8, off otherwise)")] = None,
     min_top1: Annotated[Optional[float], typer.Option(help="accuracy gate: lowest top-1 agreement for "
                                                       "classifier-like outputs (default off)")] = None,
+    cosine_over: Annotated[Optional[str], typer.Option("--cosine-over", help="accuracy gate: judge --min-cosine "
+                                                       "on the worst held-out sample (min) or on their mean "
+                                                       "(mean); default by precision: mean for int8, min "
+                                                       "otherwise")] = None,
     model_version: Annotated[str, typer.Option("--model-version", help="version string stored in the bundle")] = "1",
     sign_key: Annotated[Optional[Path], typer.Option("--sign-key", help="private key file (`edgepack keys generate`): "
                                                      "sign the bundle; checked before any work")] = None,
@@ -100,7 +104,7 @@ def build(
                            preprocess=preprocess, holdout=holdout, allow_mismatch=allow_mismatch,
                            version=model_version, precision=precision, quant=quant, report=report,
                            gate_overrides=dict(min_cosine=min_cosine, max_rel_error=max_rel_error,
-                                               min_snr_db=min_snr_db, min_top1=min_top1),
+                                               min_snr_db=min_snr_db, min_top1=min_top1, cosine_over=cosine_over),
                            progress=lambda step: bar.update(task, description=step), sign_key=sign_key,
                            require_npu=require_npu)
     for w in result.warnings:

@@ -142,8 +142,8 @@ def extract_tree(whl: Path, prefix: str, dest: Path) -> Path:
 
 @contextmanager
 def locked(dest: Path):
-    """Hold an exclusive lock on ``dest`` (a ``.<name>.lock`` file beside it) while this process checks and
-    fills it. pytest-xdist's workers fetch the same item at the same time on a cold cache: without it the
+    """Hold an exclusive lock on ``dest`` (a file in ``.locks`` beside its folder, so the folder holds only
+    what was fetched) while this process checks and fills it. pytest-xdist's workers fetch the same item at the same time on a cold cache: without it the
     second worker's ``install_tree`` moved the first one's finished folder away while the first listed it
     (the ONNX node tests: one worker collected 8 tests where the other collected 2,324, and xdist stopped
     the run). Advisory (``fcntl``); where that does not exist the fetch still works, only not serialized."""
@@ -153,7 +153,9 @@ def locked(dest: Path):
     except ImportError:      # Windows
         yield
         return
-    with open(dest.parent / f".{dest.name}.lock", "a+") as fh:
+    locks = dest.parent.parent / ".locks"
+    locks.mkdir(exist_ok=True)
+    with open(locks / f"{dest.parent.name}-{dest.name}.lock", "a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield

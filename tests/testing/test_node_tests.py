@@ -87,4 +87,5 @@ def test_workers_filling_a_cold_cache_at_once_all_see_every_test(tmp_path):
     with mp.get_context("spawn").Pool(4) as pool:
         counts = pool.starmap(_fill_and_list, [(str(tmp_path), 3)] * 4)
     assert counts == [[1765] * 3] * 4
-    assert len(list((tmp_path / "onnx-node-tests").iterdir())) == 2     # the folder and its lock file
+    assert [p.name for p in (tmp_path / "onnx-node-tests").iterdir()] == ["onnx-1.22.0"]    # nothing else
+    assert [p.name for p in (tmp_path / ".locks").iterdir()] == ["onnx-node-tests-onnx-1.22.0.lock"]

@@ -128,3 +128,21 @@ def test_fused_onnxruntime_row_measures_its_kernels_against_the_models_definitio
         assert row["cosine"] > 0.99 and row["range_error"] < 0.1
     same = families_measure.judge(ort_qdq.run_ort(model, hold, optimize=True), ref, ["y"])
     assert same["cosine"] == row["cosine"]                                   # the row is that comparison
+
+
+def test_the_onnxruntime_baseline_row_runs_fused_and_says_so_where_that_saturates():
+    """The quantize_static row is judged as onnxruntime runs it by default (fused int8 kernels). On a CPU where
+    those saturate (x86 without VNNI) the row is not like for like: its notes say so and give the unfused
+    figures (the model's definition) beside it."""
+    from edgepack.model.ort import reference_outputs
+    from edgepack_runtime.backends.ort import fused_int8_saturates
+    from tests.tflite.qdq_models import conv_net
+    model = conv_net()
+    rng = np.random.default_rng(2)
+    samples = [{"x": rng.standard_normal([1, 3, 16, 16]).astype(np.float32)} for _ in range(12)]
+    calib, hold = samples[:8], samples[8:]
+    row = families_measure.ort_baseline(model, calib, hold, reference_outputs(model, hold), ["y"], rounds=2)
+    assert row["precision"] == "ort-qdq" and "error" not in row, row.get("error")
+    assert 0.9 < row["cosine"] <= 1 and row["size"] > 0 and row["latency"]["ratio"] > 0
+    note = " ".join(row["notes"])
+    assert ("no VNNI" in note and "unfused: cos" in note) == fused_int8_saturates(), note

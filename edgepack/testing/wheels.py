@@ -143,10 +143,11 @@ def extract_tree(whl: Path, prefix: str, dest: Path) -> Path:
 @contextmanager
 def locked(dest: Path):
     """Hold an exclusive lock on ``dest`` (a file in ``.locks`` beside its folder, so the folder holds only
-    what was fetched) while this process checks and fills it. pytest-xdist's workers fetch the same item at the same time on a cold cache: without it the
-    second worker's ``install_tree`` moved the first one's finished folder away while the first listed it
-    (the ONNX node tests: one worker collected 8 tests where the other collected 2,324, and xdist stopped
-    the run). Advisory (``fcntl``); where that does not exist the fetch still works, only not serialized."""
+    what was fetched) while this process checks and fills it. pytest-xdist's workers fetch the same item at
+    the same time on a cold cache: without it the second worker's ``install_tree`` moved the first one's
+    finished folder away while the first listed it (the ONNX node tests: one worker collected 8 tests where
+    the other collected 2,324, and xdist stopped the run). Advisory (``fcntl``); where that does not exist
+    the fetch still works, only not serialized."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         import fcntl

@@ -1,11 +1,14 @@
 """onnxruntime backend (CPU execution provider) for ONNX targets."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..errors import BackendError
 
 
+@functools.lru_cache(maxsize=1)
 def fused_int8_saturates() -> bool:
     """Whether onnxruntime's fused int8 kernels on this CPU sum u8 x s8 products in 16 bits: x86-64 without
     VNNI (AVX2 only), where ``vpmaddubsw`` saturates. There a QDQ model run with graph optimization (its
@@ -30,9 +33,10 @@ def is_quantized_onnx(model: bytes) -> bool:
 
 
 def cpu_options(model: bytes, *, num_threads: int | None = None):
-    """SessionOptions for onnxruntime's CPU provider: a quantized model on a CPU whose fused int8 kernels
-    saturate (``fused_int8_saturates``) runs without the fusions (basic graph optimization: each Q/DQ as the
-    model writes it, in float), which is what it defines, at float speed."""
+    """SessionOptions for onnxruntime's CPU provider: a QDQ model on a CPU whose fused int8 kernels saturate
+    (``fused_int8_saturates``) runs without the fusions (basic graph optimization: each Q/DQ as the model
+    writes it, in float), which is what it defines, at float speed. (A QOperator model's QLinear ops are
+    integer kernels at any optimization level; bundles ship QDQ.)"""
     import onnxruntime as ort
     options = ort.SessionOptions()
     options.log_severity_level = 3

@@ -145,23 +145,47 @@ def oww_chain(n: int, seed: int) -> tuple[list, list, list]:
 
 
 # -- bytes and tokens ----------------------------------------------------------------------------------
+# pinned wheels whose members are magika's inputs (the families' own sources: no extra download for the bench)
+FILE_WHEELS = ("onnx==1.22.0", "rapidocr-onnxruntime==1.4.4", "openwakeword==0.5.1", "basic-pitch==0.4.0",
+               "magika==1.0.3")
+
+
 def file_bytes(n: int, seed: int) -> list[dict]:
-    """Magika's input for real files of this machine (Python's own library: sources, shared objects, text,
-    images...): the first 1,024 bytes after leading whitespace and the last 1,024 before trailing
-    whitespace, padded with token 256."""
-    root = Path(onnx.__file__).resolve().parent.parent
-    files = sorted(p for p in root.glob("*/**/*") if p.is_file() and p.stat().st_size > 64)
-    by_ext: dict[str, list[Path]] = {}
-    for p in files:
-        by_ext.setdefault(p.suffix, []).append(p)
-    rng = random.Random(seed)
-    kinds = sorted(by_ext)
-    out = []
-    for _ in range(n):
-        data = rng.choice(by_ext[rng.choice(kinds)]).read_bytes()[:1 << 16]
-        beg, end = data[:4096].lstrip()[:1024], data[-4096:].rstrip()[-1024:]
-        row = list(beg) + [256] * (1024 - len(beg)) + [256] * (1024 - len(end)) + list(end)
-        out.append({"bytes": np.asarray([row], np.int32)})
+    """Magika's input for real files: the first 1,024 bytes after leading whitespace and the last 1,024
+    before trailing whitespace, padded with token 256. The files are the members of pinned wheels
+    (``FILE_WHEELS``, cached by ``edgepack.testing.wheels``: Python sources, C++ headers, shared objects,
+    protobuf tensors, ONNX and TFLite models, JSON, YAML, text...): an extension kind that has files left is
+    drawn first, then one of its files, so no file repeats until all were drawn. They used to come from the
+    installed Python packages, which change with the environment: two machines measured magika on different
+    files (RESULTS, session 11), and one file could be drawn three times."""
+    import zipfile
+    from pathlib import PurePosixPath
+
+    from edgepack.testing import wheels
+    by_ext: dict[str, list[tuple[int, str]]] = {}
+    archives = [zipfile.ZipFile(wheels.wheel(src)) for src in FILE_WHEELS]
+    try:
+        for k, zf in enumerate(archives):
+            for info in zf.infolist():
+                if not info.is_dir() and info.file_size > 64:
+                    by_ext.setdefault(PurePosixPath(info.filename).suffix.lower(), []).append((k, info.filename))
+        rng = random.Random(seed)
+        unused = {}
+        out = []
+        for _ in range(n):
+            if not unused:        # every file drawn: start over (only past several hundred samples)
+                unused = {kind: rng.sample(sorted(m), len(m)) for kind, m in sorted(by_ext.items())}
+            kind = rng.choice(sorted(unused))
+            k, name = unused[kind].pop()
+            if not unused[kind]:
+                del unused[kind]
+            data = archives[k].read(name)[:1 << 16]
+            beg, end = data[:4096].lstrip()[:1024], data[-4096:].rstrip()[-1024:]
+            row = list(beg) + [256] * (1024 - len(beg)) + [256] * (1024 - len(end)) + list(end)
+            out.append({"bytes": np.asarray([row], np.int32)})
+    finally:
+        for zf in archives:
+            zf.close()
     return out
 
 

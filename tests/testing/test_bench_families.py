@@ -146,3 +146,15 @@ def test_the_onnxruntime_baseline_row_runs_fused_and_says_so_where_that_saturate
     assert 0.9 < row["cosine"] <= 1 and row["size"] > 0 and row["latency"]["ratio"] > 0
     note = " ".join(row["notes"])
     assert ("no VNNI" in note and "unfused: cos" in note) == fused_int8_saturates(), note
+
+
+def test_magika_inputs_are_files_of_pinned_wheels_each_drawn_once():
+    """The bench's file bytes come from pinned wheels (not the installed packages, which change with the
+    environment), the same ones for a seed, with no file drawn twice while others are left."""
+    from benchmarks import qnn_data
+    a, b = qnn_data.file_bytes(40, 3), qnn_data.file_bytes(40, 3)
+    assert all(np.array_equal(x["bytes"], y["bytes"]) for x, y in zip(a, b))
+    assert len({x["bytes"].tobytes() for x in a}) == 40
+    rows = np.concatenate([x["bytes"] for x in a])
+    assert rows.shape == (40, 2048) and rows.dtype == np.int32 and rows.min() >= 0 and rows.max() <= 256
+    assert (rows[:, :1024] != 256).any(axis=1).all()           # every file has a beginning

@@ -158,3 +158,11 @@ def test_magika_inputs_are_files_of_pinned_wheels_each_drawn_once():
     rows = np.concatenate([x["bytes"] for x in a])
     assert rows.shape == (40, 2048) and rows.dtype == np.int32 and rows.min() >= 0 and rows.max() <= 256
     assert (rows[:, :1024] != 256).any(axis=1).all()           # every file has a beginning
+
+
+def test_the_issue_search_gate_is_what_a_build_asks_for_with_cosine_over_min():
+    from benchmarks.bench_int8_families import issue_gate
+    from edgepack.build import _gate_for
+    g = issue_gate("int8")
+    assert g == _gate_for("int8", False, {"min_cosine": 0.99, "max_rel_error": 0.1, "cosine_over": "min"})
+    assert (g.cosine_over, g.maps, g.min_snr_db, g.min_text) == ("min", "task", 15.0, 0.95)

@@ -86,3 +86,33 @@ def test_build_flag(tmp_path):
     assert record["kept"] == ["cle"] and [t["mode"] for t in record["tried"]] == ["off", "on", "off", "off", "off", "off"]
     bad = CliRunner().invoke(app, ["build", str(tmp_path / "m.onnx"), "--transform", "cle=sometimes"])
     assert bad.exit_code != 0 and "NAME=MODE" in bad.output
+
+
+def test_a_transform_fitted_to_int8_weights_is_checked_again_once_layers_go_float(tmp_path):
+    """bias_correction (like adaround and sum_round) fits the float model to its int8 weights' rounding; a
+    layer mixed precision makes float computes with float weights, and the fitted bias is then wrong there
+    (PP-OCRv4 det: with it, 121 float layers did not reach the gate; without it, 13 did). After the search,
+    the pipeline runs it again without such transforms and keeps the better of the two by the held-out
+    figures, saying so in the record."""
+    from dataclasses import replace
+
+    from edgepack.mixed import _score
+    from edgepack.targets.tflite.quant.pipeline import _without_fitted
+    model = spread_depthwise(tmp_path)
+    data = samples(model, 32)
+    calib, held = data[:24], data[24:]
+    ref = reference_outputs(model, held)
+    gate = replace(GATE, min_snr_db=40.0)            # out of all-int8 reach: mixed precision makes layers float
+    options = QuantOptions(method="minmax", transforms={**OFF, "bias_correction": "on"})
+    fitted = quantize(model, calib, held, ref, gate, options)
+    assert fitted.transforms["kept"] == ["bias_correction"] and fitted.float_layers
+    chosen = _without_fitted(fitted, ["bias_correction"], model, calib, held, ref, gate, options, None,
+                             lambda s: None, "int8")
+    check = chosen.transforms["float_layers_check"]
+    assert check["fitted"] == ["bias_correction"] and set(check) >= {"with", "without", "dropped"}
+    assert check["with"]["min_snr_db"] == fitted.figures["min_snr_db"]
+    won, lost = (check["without"], check["with"]) if check["dropped"] else (check["with"], check["without"])
+    assert chosen.figures["min_snr_db"] == won["min_snr_db"] and _score(chosen.figures)[0] == won["passed"]
+    assert (won["passed"], won["min_snr_db"]) >= (lost["passed"], lost["min_snr_db"]) or \
+        won["passed"] == lost["passed"]                                    # a pass is never traded away
+    assert ("bias_correction" in chosen.transforms["kept"]) != check["dropped"]

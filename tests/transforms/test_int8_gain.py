@@ -91,9 +91,9 @@ def test_build_flag(tmp_path):
 def test_a_transform_fitted_to_int8_weights_is_checked_again_once_layers_go_float(tmp_path):
     """bias_correction (like adaround and sum_round) fits the float model to its int8 weights' rounding; a
     layer mixed precision makes float computes with float weights, and the fitted bias is then wrong there
-    (PP-OCRv4 det: with it, 121 float layers did not reach the gate; without it, 13 did). After the search,
-    the pipeline runs it again without such transforms and keeps the better of the two by the held-out
-    figures, saying so in the record."""
+    (PP-OCRv4 det: with it, 121 float layers did not reach the gate; without it, 13 did). When the search
+    misses the gate, the pipeline runs it again without such transforms and keeps the better of the two by
+    the held-out figures, saying so in the record."""
     from dataclasses import replace
 
     from edgepack.mixed import _score
@@ -106,6 +106,7 @@ def test_a_transform_fitted_to_int8_weights_is_checked_again_once_layers_go_floa
     options = QuantOptions(method="minmax", transforms={**OFF, "bias_correction": "on"})
     fitted = quantize(model, calib, held, ref, gate, options)
     assert fitted.transforms["kept"] == ["bias_correction"] and fitted.float_layers
+    assert not fitted.figures["passed"]                                 # when the pipeline looks again
     chosen = _without_fitted(fitted, ["bias_correction"], model, calib, held, ref, gate, options, None,
                              lambda s: None, "int8")
     check = chosen.transforms["float_layers_check"]

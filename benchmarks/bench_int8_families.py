@@ -166,6 +166,10 @@ def run_model(key: str, specs: list[str], args, emit) -> None:
             row["error"] = fm.error_text(exc, 200)
         row["seconds"] = time.perf_counter() - t1
         emit(row)
+        if spec == specs[0] and not args.no_dither:
+            floor = fm.dither_floor(model, calib, holdout, ref, names, seed=args.seed)
+            if floor is not None:
+                emit({**base, **floor})
         if spec == specs[0] and not args.no_ort:
             if case.quantized:     # no quantize_static row; the reference's own floor instead
                 emit({**base, **fm.ort_fused(model, holdout, ref, names)})
@@ -226,6 +230,8 @@ def main(argv=None) -> int:
                     help="gate the build's search uses: the precision's own, or the issue's (worst-sample cos "
                          "0.99, rel 0.1, the precision's other parts kept: --cosine-over min in a build)")
     ap.add_argument("--no-ort", action="store_true")
+    ap.add_argument("--no-dither", action="store_true",
+                    help="skip the fp32-dither row (the reference on inputs moved by half an int8 step)")
     ap.add_argument("--model-timeout", type=float, default=900.0, help="seconds per model (its own process)")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)

@@ -166,3 +166,24 @@ def ort_fused(model: onnx.ModelProto, holdout: list[dict], ref: list[dict], name
         row["error"] = error_text(exc)
     row["seconds"] = time.perf_counter() - t0
     return row
+
+
+
+def dither_floor(model: onnx.ModelProto, calib: list[dict], holdout: list[dict], ref: list[dict],
+                 names: list[str], seed: int = 0) -> dict | None:
+    """The reference model itself on held-out inputs moved by half an int8 step (``edgepack.verify.floor``),
+    judged like every other row: a verdict the float model misses here asks for more than the model's own
+    stability. None when the model has no float input."""
+    from edgepack.verify.floor import input_floor
+    t0 = time.perf_counter()
+    row = {"precision": "fp32-dither", "runtime": "onnxruntime, inputs dithered by half an int8 step"}
+    try:
+        floor = input_floor(model, holdout, calib + holdout, seed)
+        if floor is None:
+            return None
+        row["dither_steps"] = floor[1]
+        row.update(judge(floor[0], ref, names))
+    except Exception as exc:
+        row["error"] = error_text(exc)
+    row["seconds"] = time.perf_counter() - t0
+    return row

@@ -166,3 +166,20 @@ def test_the_issue_search_gate_is_what_a_build_asks_for_with_cosine_over_min():
     g = issue_gate("int8")
     assert g == _gate_for("int8", False, {"min_cosine": 0.99, "max_rel_error": 0.1, "cosine_over": "min"})
     assert (g.cosine_over, g.maps, g.min_snr_db, g.min_text) == ("min", "task", 15.0, 0.95)
+
+
+def test_the_dither_row_is_the_reference_on_inputs_moved_by_half_an_int8_step():
+    from tests.verify.test_floor import _steep
+    from edgepack.model.ort import reference_outputs
+    base = np.array([1, -1, 0.5, -0.5, 0.25, -0.25, 0.75, -0.75], np.float32)
+    rng = np.random.default_rng(0)
+    for slope, passes in ((1e4, False), (0.1, True)):
+        # each sample's sum (the logit / slope) moves the output by a fair share of its range
+        samples = [{"x": (rng.permutation(base) + rng.uniform(-4, 4) / slope / 8)[None].astype(np.float32)}
+                   for _ in range(8)]
+        model = _steep(slope)
+        ref = reference_outputs(model, samples)
+        row = families_measure.dither_floor(model, samples, samples, ref, ["y"])
+        assert row["precision"] == "fp32-dither" and row["dither_steps"]["x"] > 0
+        assert row["passed"] is passes and "error" not in row
+        assert (row["range_error"] > 0.1) is not passes

@@ -39,6 +39,7 @@ from .model.qdq import is_quantized
 from .plan import plan
 from .stages import StageRecorder
 from .targets.base import Job, QuantOptions
+from .verify.floor import input_floor
 
 N_SYNTHETIC = 40      # synthetic samples when no data is given (20% held out to verify)
 SYNTHETIC_BYTES = 64 << 20   # ...fewer when their inputs would take more (the 640x640 detector: 16, not 40)
@@ -161,6 +162,13 @@ def _build(recorder: StageRecorder, model_path, *, targets, input_shapes, input_
         progress(f"computing fp32 reference outputs (onnxruntime, {len(cal.all)} samples)")
         everything = cal.all
         reference_all = reference_outputs(model, everything)
+        # the reference's own floor, for the calibrated precisions' gates: the same model on held-out inputs
+        # moved by half an int8 step (a gate it misses there asks for more than the model's own stability)
+        floor = None
+        if calibrated and cal.kind != "synthetic" and not cal.holdout_is_calib:
+            progress(f"computing the reference's floor (inputs moved by half an int8 step, "
+                     f"{len(cal.holdout)} samples)")
+            floor = input_floor(model, cal.holdout, everything)
     verify_samples = cal.holdout
     ref_of = {id(s): r for s, r in zip(everything, reference_all)}     # the hold-out is a subset of all
     reference = [ref_of[id(s)] for s in verify_samples]
@@ -210,6 +218,8 @@ def _build(recorder: StageRecorder, model_path, *, targets, input_shapes, input_
             entry["parity"] = _verify(staged, item.target, entry, output_names, verify_samples, reference,
                                       gates[entry["name"]], num_threads)
         entry["parity"]["data"] = data_kind
+        if floor is not None and entry["precision"] in CALIBRATED:
+            entry["parity"]["floor"] = _floor_figures(floor, reference, output_names, gates[entry["name"]])
         if not entry["parity"]["passed"]:
             failures.append(entry)
     del staged
@@ -358,6 +368,29 @@ def _matmul_heavy(entry) -> bool:
     return entry.get("format") == "tflite" and fc > 0 and fc >= 2 * conv
 
 
+def _floor_figures(floor, reference, output_names, gate_: Gate) -> dict:
+    """The gate's verdict on the reference itself with its inputs moved by half an int8 step (``floor``:
+    ``input_floor``'s outputs and steps): the worst figures, what it misses, the steps."""
+    runs, steps = floor
+    s = summarize(compare_runs(runs, reference, output_names), gate_)
+    keep = ("passed", "min_cosine", "mean_cosine", "max_rel_error", "min_snr_db", "failed", "min_top1_agreement",
+            "min_iou_50", "min_text_agreement", "min_region_recall")
+    return {**{k: s[k] for k in keep if k in s}, "input_steps": steps}
+
+
+def _floor_note(p: dict) -> str:
+    """The sentence a missed gate gets when the reference misses it too with its inputs moved by half an
+    int8 step; empty otherwise."""
+    f = p.get("floor")
+    if not f or f.get("passed", True):
+        return ""
+    missed = "; ".join(", ".join(why) for why in f.get("failed", {}).values())
+    return (f"; the fp32 model itself misses this gate when its inputs move by half an int8 step ({missed}): "
+            f"on these samples the gate asks for more than the model's own stability (an int8 model rounds that "
+            f"input and every tensor after it). Judge with a gate the reference meets (--cosine-over mean, a lower --min-cosine, a "
+            f"larger --max-rel-error), or calibrate and judge with samples nearer the model's use")
+
+
 def _parity_message(failures) -> str:
     parts = []
     for e in failures:
@@ -378,5 +411,6 @@ def _parity_message(failures) -> str:
                 part += ("; most of its weighted ops are fully-connected: --precision int8-dynamic keeps int8 "
                          "weights and int8 matrix kernels, rounding each activation row at run time (MiniLM: "
                          "cosine 0.9995 where static int8 reached 0.95, at the same latency)")
+        part += _floor_note(p)
         parts.append(part)
     return "converted model does not match the ONNX reference: " + " | ".join(parts)

@@ -133,6 +133,12 @@ def build(
             figures.append(f"size {info['size'] / info['fp32_size']:.2f}x fp32")
         if figures:
             out_console.print("           " + ", ".join(figures))
+        f = p.get("floor")
+        if f:
+            verdict = "meets the gate" if f["passed"] else "[yellow]misses the gate[/]: " + escape(
+                "; ".join(", ".join(why) for why in f["failed"].values()))
+            out_console.print(f"           the fp32 model on inputs moved by half an int8 step: cosine "
+                              f"{f['min_cosine']:.6f}, SNR {f['min_snr_db']:.1f} dB ({verdict})")
         q = t.get("quantization")
         if q:
             kept = [f["origin"] or f["tensor"] for f in q["float_layers"]]

@@ -195,6 +195,12 @@ def _parity(parity: dict) -> str:
     pairs = [("Verdict", fmt.badge(parity.get("passed"))), ("Data", esc(parity.get("data"))),
              ("Samples", fmt.count(parity.get("samples"))), ("Backend", esc(parity.get("backend"))),
              ("Thresholds", limits or DASH)]
+    floor = as_dict(parity.get("floor"))
+    if floor:        # the reference itself on inputs moved by half an int8 step (edgepack.verify.floor)
+        missed = "; ".join(", ".join(esc(w) for w in as_list(why)) for why in as_dict(floor.get("failed")).values())
+        pairs.append(("fp32, inputs moved by half an int8 step",
+                      f"{fmt.badge(floor.get('passed'))} cosine {fmt.cosine(floor.get('min_cosine'))}, "
+                      f"SNR {fmt.db(floor.get('min_snr_db'))}" + (f" ({missed})" if missed else "")))
     rows = []
     for name, o in as_dict(parity.get("outputs")).items():
         o = as_dict(o)

@@ -38,6 +38,8 @@ def test_int8_build_raises_the_culprit_to_int16_and_reports_it(outlier):
     manifest = json.loads(out)["manifest"]
     cpu = manifest["targets"][0]
     assert cpu["precision"] == "int8" and cpu["parity"]["passed"] and cpu["parity"]["data"] == "holdout"
+    floor = cpu["parity"]["floor"]            # the reference itself on inputs moved by half an int8 step
+    assert floor["passed"] and 0.999 < floor["min_cosine"] < 1.0 and floor["input_steps"]["x"] > 0
     assert cpu["parity"]["samples"] == 6 and manifest["calibration"]["counts"] == {"calib": 24, "holdout": 6,
                                                                                   "total": 30}
     q = cpu["quantization"]
@@ -48,6 +50,7 @@ def test_int8_build_raises_the_culprit_to_int16_and_reports_it(outlier):
     assert cpu["latency_ms"]["mean"] > 0 and "ratio_to_fp32" in cpu["latency_ms"]
     html = (outlier / "r.html").read_text()
     assert "conv2" in html and "<svg" in html and "http://" not in html
+    assert "fp32, inputs moved by half an int8 step" in html
     baseline = json.loads(Bundle.open(outlier / "o.edgepack").read("drift/baseline.json"))
     assert baseline["samples"] == 30 and baseline["data"] == "npz"          # the whole calibration set
     x = np.load(outlier / "calib.npz")["x"]
@@ -191,3 +194,11 @@ def test_the_cpu_policy_skips_the_int16_rung_by_default_and_strict_climbs_it(out
     code, _, err = _invoke("build", outlier / "o.onnx", "--precision", "int8", "--mixed-rungs", "int4",
                            "-o", outlier / "bad.edgepack")
     assert code != 0 and "'int4' is not one of" in err and "int16,float" in err
+
+
+def test_the_build_prints_the_references_floor(outlier):
+    code, out, err = _invoke("build", outlier / "o.onnx", "--precision", "int8", "--calibration",
+                             outlier / "calib.npz")
+    assert code == 0, err
+    line = next(x for x in out.splitlines() if "inputs moved by half an int8 step" in x)
+    assert "meets the gate" in line and float(line.split("cosine ")[1].split(",")[0]) > 0.999

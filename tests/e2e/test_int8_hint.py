@@ -29,6 +29,7 @@ def test_a_matmul_heavy_model_that_misses_int8_is_pointed_at_int8_dynamic(tmp_pa
     text = str(err.value)
     assert "misses the accuracy gate" in text
     assert ("--precision int8-dynamic" in text) is hint
+    assert "itself misses" not in text            # the float model holds on these inputs: int8 is at fault
     if hint:                      # and the advice holds: int8-dynamic passes the same gate on the same data
         res = build(str(src), calibration=npz, holdout=0.3, precision="int8-dynamic", out=tmp_path / "d.edgepack")
         assert res.manifest["targets"][0]["parity"]["passed"]
@@ -61,3 +62,27 @@ def test_the_build_command_says_how_the_float_layers_were_lightened(tmp_path):
     assert f"float layers lightened: {q['dynamic_ops']} fully-connected ops on the dynamic int8 kernel" in res.output
     assert [t["rung"] for t in q["mixed_precision"]["tried"] if t.get("rung") in ("dynamic", "fp16")] == ["dynamic"]
     json.dumps(q)                                                       # the record is plain JSON
+
+
+def test_a_gate_the_reference_itself_misses_on_dithered_inputs_is_named_in_the_error(tmp_path):
+    """y = sigmoid(10^4 * sum(x)) on inputs that sum to about zero: half an int8 step of input noise flips the
+    fp32 model's output, so no int8 model can meet int8's gate. The error says so, with the figures; the
+    manifest of a build shipped anyway records the floor."""
+    from tests.verify.test_floor import _steep
+    src = tmp_path / "steep.onnx"
+    onnx.save(_steep(1e4), str(src))
+    rng = np.random.default_rng(0)
+    base = np.array([1, -1, 0.5, -0.5, 0.25, -0.25, 0.75, -0.75], np.float32)
+    x = np.stack([rng.permutation(base) + rng.uniform(-2e-4, 2e-4) for _ in range(40)])[:, None, :]
+    npz = tmp_path / "cal.npz"
+    np.savez(npz, x=x.astype(np.float32))
+    kw = dict(calibration=npz, holdout=0.4, precision="int8", quant=QuantOptions(mixed_precision=False))
+    with pytest.raises(ParityError) as err:
+        build(str(src), out=tmp_path / "b.edgepack", **kw)
+    text = str(err.value)
+    assert "the fp32 model itself misses this gate when its inputs move by half an int8 step" in text
+    assert "--cosine-over mean" in text
+    res = build(str(src), out=tmp_path / "b.edgepack", allow_mismatch=True, **kw)
+    floor = res.manifest["targets"][0]["parity"]["floor"]
+    assert floor["passed"] is False and floor["failed"] and floor["min_snr_db"] < 15
+    assert floor["input_steps"]["x"] == pytest.approx((x.max() - x.min()) / 255, rel=1e-5)

@@ -215,3 +215,28 @@ def test_the_build_report_shows_the_integer_path():
     assert ("2 XNNPACK partition(s), 19/20 ops delegated, 3 requantize, 2 dequantize; outside XNNPACK: "
             "RESIZE_NEAREST_NEIGHBOR (int8) ×1") in html
 
+
+
+def test_the_layer_debugger_compares_tensors_a_factor_was_sunk_through_in_the_models_own_units(tmp_path):
+    """A scalar MUL sunk through a squeeze-excite MEAN into the next convolution leaves the MEAN's output at
+    1 / c times the source model's value (exact: the convolution absorbs c). The layer debugger compares it
+    with its float twin in the source's units: compared raw, the MEAN read -14 dB in PP-OCR cls (c = 1/6) and
+    ranked as a culprit the mixed-precision search then kept float."""
+    from edgepack.targets.tflite.quant.layers import debug_layers
+    nodes = [h.make_node("Mul", ["a", "a"], ["sq"], name="square"),        # nothing to fold the factor back into
+             h.make_node("Mul", ["sq", "sixth"], ["m"], name="scale"),
+             h.make_node("GlobalAveragePool", ["m"], ["gp"], name="pool"),
+             h.make_node("Conv", ["gp", "w1"], ["y"], name="fc")]
+    inits = [_c("sixth", 1 / 6), _c("w1", np.random.default_rng(2).normal(0, 0.3, (8, 8, 1, 1)))]
+    model = _model(tmp_path, nodes, inits, out_hw=1, name="se")
+    samples = _samples(16, seed=1)
+    low, _, after = _builds(model, samples[:10])
+    assert after.stats["quantization"]["speed"]["sunk_muls"] == 1
+    pooled = [t for t in after.graph.tensors.values() if t.scale != 1.0]
+    assert pooled and all(t.scale == pytest.approx(6.0) for t in pooled)
+    rows = {r["tensor"]: r for r in debug_layers(low.graph, low.float_bytes(), after.graph, after.data, low.io,
+                                                samples[10:])}
+    mean = next(r for r in rows.values() if r["op"] == "MEAN")
+    assert mean["snr_db"] > 30 and mean["quant_snr_db"] > 30 and mean["cosine"] > 0.999, mean
+    fig = _figures(model, after, samples[10:])
+    assert fig["cosine"] > 0.999                   # and the model itself is right

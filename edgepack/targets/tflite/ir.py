@@ -19,6 +19,7 @@ class Tensor:
     dtype: np.dtype
     data: np.ndarray | None = None
     quant: Any = None  # schema QuantizationParametersT, set by quantization passes
+    scale: float = 1.0  # holds the source model's value times this (a factor a rewrite moved through it)
 
     @property
     def is_const(self) -> bool:

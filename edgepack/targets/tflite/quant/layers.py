@@ -144,8 +144,10 @@ def debug_layers(float_graph: Graph, float_data: bytes, quant_graph: Graph, quan
                 continue
             t = quant_graph.tensors[n]
             f = fv[tn].astype(np.float32)
-            q = _dequant(qv[n], t.quant)
-            fake = _fake(f, t.quant, t.dtype) if t.dtype in QUANTIZED and t.quant is not None else None
+            k = quant_graph.tensors[tn].scale if tn in quant_graph.tensors else 1.0   # a sunk factor's
+            q = _dequant(qv[n], t.quant) / np.float32(k)
+            fake = (_fake(f * np.float32(k), t.quant, t.dtype) / np.float32(k)
+                    if t.dtype in QUANTIZED and t.quant is not None else None)
             if tn in kept:                # only a clamp reads it: what lies beyond the clamp does not count
                 f, q = np.clip(f, *kept[tn]), np.clip(q, *kept[tn])
                 fake = None if fake is None else np.clip(fake, *kept[tn])

@@ -342,6 +342,8 @@ def sink_scalar_muls(graph: Graph, ranges: dict | None = None) -> int:
             for r in into:
                 w = graph.tensors[r.inputs[1]]
                 r.inputs[1] = graph.const((w.data.astype(np.float64) * c).astype(w.dtype), "weights")
+            for r in through:           # they now hold 1 / c times the source model's values
+                graph.tensors[r.outputs[0]].scale /= c
             if ranges is not None:
                 for r in through:
                     o = r.outputs[0]

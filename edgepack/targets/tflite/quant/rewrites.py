@@ -68,7 +68,7 @@ def div_as_mul(graph: Graph) -> int:
 
 def leaky_max(graph: Graph) -> int:
     """MAXIMUM(x, x * a) with 0 < a < 1 (either operand order) -> LEAKY_RELU(x, alpha=a)."""
-    prod, users = graph.producers(), graph.consumers()
+    prod = graph.producers()
     done = 0
     for op in graph.ops:
         if op.opcode != "MAXIMUM" or len(op.inputs) != 2:

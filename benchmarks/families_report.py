@@ -95,6 +95,37 @@ def summary(doc: dict) -> str:
     return "\n".join(f"- {p}: {a}/{b} pass" for p, (a, b) in counts.items())
 
 
+SATURATED = 0.99          # a max error this close to the whole range says nothing more (a map's flipped pixel)
+FLOOR_TASK = (":text_agreement", ":iou_50", ":top1_agreement")
+
+
+def floor_summary(doc: dict) -> str:
+    """Per model with an ``fp32-dither`` row (the reference on inputs moved by half an int8 step): that floor's
+    verdict, and each quantized row against it: ``within`` when its worst cosine is at least the floor's, its
+    max error at most the floor's (unless the floor's is already the whole range) and its same-text, IoU@0.5
+    and top-1 figures at least the floor's (it is as close to the reference as the reference is to itself)."""
+    lines = []
+    for key, run in doc.get("runs", {}).items():
+        rows = {r["precision"]: r for r in run["rows"] if r["precision"] != "setup" and not r.get("error")
+                and not r.get("skipped") and r.get("cosine") is not None}
+        f = rows.get("fp32-dither")
+        if f is None:
+            continue
+        parts = []
+        for p, r in rows.items():
+            if p in ("fp32", "fp32-dither"):
+                continue
+            within = (r["cosine"] >= f["cosine"]
+                      and (r["range_error"] <= f["range_error"] or f["range_error"] >= SATURATED)
+                      and all(r.get("task", {}).get(k, 0.0) >= v for k, v in f.get("task", {}).items()
+                              if k.endswith(FLOOR_TASK)))
+            parts.append(f"{p} {r['cosine']:.4f} / {100 * r['range_error']:.1f}% "
+                         f"({'within' if within else 'outside'})")
+        lines.append(f"- {key}: floor {f['cosine']:.4f} / {100 * f['range_error']:.1f}% "
+                     f"({'pass' if f['passed'] else 'fail'}); " + "; ".join(parts))
+    return "\n".join(lines)
+
+
 def merge(docs: list[dict]) -> dict:
     """One document from several runs: a later run's rows replace an earlier run's rows of the same model and
     precision (and say so in their notes); a model's ``stopped`` note stays only if rows are still missing."""
@@ -111,7 +142,7 @@ def merge(docs: list[dict]) -> dict:
                 have.pop("stopped", None)
             elif run.get("stopped"):
                 have["stopped"] = run["stopped"]
-    order = ("setup", "fp32", "ort-qdq", "ort-fused")
+    order = ("setup", "fp32", "fp32-dither", "ort-qdq", "ort-fused")
     for run in out["runs"].values():
         run["rows"].sort(key=lambda r: order.index(r["precision"]) if r["precision"] in order else len(order))
     return out
@@ -122,3 +153,8 @@ if __name__ == "__main__":
     print(table(doc))
     print()
     print(summary(doc))
+    floors = floor_summary(doc)
+    if floors:
+        print()
+        print("Against the reference's floor (fp32 on inputs moved by half an int8 step):")
+        print(floors)

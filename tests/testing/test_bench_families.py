@@ -183,3 +183,23 @@ def test_the_dither_row_is_the_reference_on_inputs_moved_by_half_an_int8_step():
         assert row["precision"] == "fp32-dither" and row["dither_steps"]["x"] > 0
         assert row["passed"] is passes and "error" not in row
         assert (row["range_error"] > 0.1) is not passes
+
+
+def test_the_floor_summary_places_each_quantized_row_against_the_dithered_reference():
+    rows = [{"precision": "setup"},
+            {"precision": "fp32-dither", "cosine": 0.97, "range_error": 0.5, "passed": False},
+            {"precision": "int8", "cosine": 0.96, "range_error": 0.4, "passed": False},
+            {"precision": "int8-mixed", "cosine": 0.98, "range_error": 0.3, "passed": False},
+            {"precision": "int8-dynamic", "error": "boom"}]
+    rows[1]["task"], rows[3]["task"] = {"y:iou_50": 0.9}, {"y:iou_50": 0.95}
+    doc = {"runs": {"det": {"rows": rows}, "ids_only": {"rows": [{"precision": "int8", "cosine": 1.0,
+                                                                   "range_error": 0.0, "passed": True}]}}}
+    text = families_report.floor_summary(doc)
+    assert text.splitlines() == ["- det: floor 0.9700 / 50.0% (fail); int8 0.9600 / 40.0% (outside); "
+                                 "int8-mixed 0.9800 / 30.0% (within)"]
+
+    rows[3]["task"] = {"y:iou_50": 0.85}                       # a worse map than the floor's: outside
+    assert "int8-mixed 0.9800 / 30.0% (outside)" in families_report.floor_summary(doc)
+    rows[1]["range_error"], rows[1]["task"], rows[3]["task"] = 0.999, {}, {}   # a floor at the whole range: its error says nothing
+    rows[3]["range_error"] = 1.0
+    assert "int8-mixed 0.9800 / 100.0% (within)" in families_report.floor_summary(doc)

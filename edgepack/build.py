@@ -39,7 +39,7 @@ from .model.qdq import is_quantized
 from .plan import plan
 from .stages import StageRecorder
 from .targets.base import Job, QuantOptions
-from .verify.floor import input_floor
+from .verify.floor import floor_figures, input_floor
 
 N_SYNTHETIC = 40      # synthetic samples when no data is given (20% held out to verify)
 SYNTHETIC_BYTES = 64 << 20   # ...fewer when their inputs would take more (the 640x640 detector: 16, not 40)
@@ -219,7 +219,7 @@ def _build(recorder: StageRecorder, model_path, *, targets, input_shapes, input_
                                       gates[entry["name"]], num_threads)
         entry["parity"]["data"] = data_kind
         if floor is not None and entry["precision"] in CALIBRATED:
-            entry["parity"]["floor"] = _floor_figures(floor, reference, output_names, gates[entry["name"]])
+            entry["parity"]["floor"] = floor_figures(floor, reference, output_names, gates[entry["name"]])
         if not entry["parity"]["passed"]:
             failures.append(entry)
     del staged
@@ -366,16 +366,6 @@ def _matmul_heavy(entry) -> bool:
     fc = hist.get("FULLY_CONNECTED", 0)
     conv = sum(hist.get(k, 0) for k in ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV"))
     return entry.get("format") == "tflite" and fc > 0 and fc >= 2 * conv
-
-
-def _floor_figures(floor, reference, output_names, gate_: Gate) -> dict:
-    """The gate's verdict on the reference itself with its inputs moved by half an int8 step (``floor``:
-    ``input_floor``'s outputs and steps): the worst figures, what it misses, the steps."""
-    runs, steps = floor
-    s = summarize(compare_runs(runs, reference, output_names), gate_)
-    keep = ("passed", "min_cosine", "mean_cosine", "max_rel_error", "min_snr_db", "failed", "min_top1_agreement",
-            "min_iou_50", "min_text_agreement", "min_region_recall")
-    return {**{k: s[k] for k in keep if k in s}, "input_steps": steps}
 
 
 def _floor_note(p: dict) -> str:

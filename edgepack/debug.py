@@ -15,12 +15,13 @@ from typing import Callable
 from edgepack_runtime.precisions import gate
 
 from . import targets as table
-from .build import N_SYNTHETIC, SYNTHETIC_BYTES
+from .build import CALIBRATED, N_SYNTHETIC, SYNTHETIC_BYTES
 from .calibration import load_calibration
 from .errors import EdgepackError
 from .model import load_model
 from .model.ort import reference_outputs
 from .targets.base import Job, QuantOptions
+from .verify.floor import floor_figures, input_floor
 
 
 @dataclass
@@ -34,11 +35,12 @@ class DebugReport:
     parity: dict                # gate figures of the quantized model on the hold-out
     layers: list[dict]          # graph order
     ranked: list[dict]          # worst first
+    floor: dict | None = None   # the gate on the fp32 model with inputs moved by half an int8 step
 
     def as_json(self) -> dict:
         return {"model": self.model, "target": self.target, "precision": self.precision, "method": self.method,
                 "calibration": self.calibration, "parity": self.parity,
-                "culprits": [r["tensor"] for r in self.ranked[:10]], "layers": self.layers}
+                "culprits": [r["tensor"] for r in self.ranked[:10]], "floor": self.floor, "layers": self.layers}
 
 
 def debug_quant(model_path: str | Path, *, target: str = table.DEFAULT, precision: str | None = None,
@@ -66,7 +68,13 @@ def debug_quant(model_path: str | Path, *, target: str = table.DEFAULT, precisio
                            synthetic_samples=N_SYNTHETIC, synthetic_bytes=SYNTHETIC_BYTES)
     progress("computing fp32 reference outputs")
     reference = reference_outputs(model, cal.holdout)
+    floor = None
+    if precision in CALIBRATED and cal.kind != "synthetic" and not cal.holdout_is_calib:
+        progress("running the fp32 model on inputs moved by half an int8 step")
+        floor = input_floor(model, cal.holdout, cal.all)
     job = Job(precision, cal, reference, gate(precision), quant, profiles, progress=progress)
+    names = [o.name for o in model.graph.output]
     result = t.quantize_debug(model, job)
     return DebugReport(str(model_path), t.name, precision, result.method, cal.describe(),
-                       list(cal.warnings), result.figures, result.layers, result.ranked)
+                       list(cal.warnings), result.figures, result.layers, result.ranked,
+                       floor_figures(floor, reference, names, job.gate) if floor is not None else None)

@@ -70,6 +70,13 @@ def debug_quant(
                       f"SNR {f['min_snr_db']:.1f} dB" + (f", top-1 agreement {f['min_top1_agreement']:.1%}"
                                                          if "min_top1_agreement" in f else "")
                       + f" — {verdict} the {report.precision} gate")
+    if report.floor:
+        fl = report.floor
+        said = "meets the gate" if fl["passed"] else "[yellow]misses the gate too[/]: " + escape(
+            "; ".join(", ".join(why) for why in fl["failed"].values()))
+        out_console.print(f"the fp32 model on inputs moved by half an int8 step: mean cosine "
+                          f"{fl['mean_cosine']:.6f}, min cosine {fl['min_cosine']:.6f}, SNR {fl['min_snr_db']:.1f} dB "
+                          f"({said})")
     rows = report.ranked if order == "rank" else report.layers
     table = Table(title="layers, worst first" if order == "rank" else "layers in graph order")
     numeric = ("#", "own SNR dB", "SNR dB", "added dB", "cosine", "lost on HTP dB")

@@ -49,3 +49,16 @@ def input_floor(model: onnx.ModelProto, samples: list[dict], span_from: list[dic
     if not steps or not samples:
         return None
     return reference_outputs(model, moved), steps
+
+
+FIGURES = ("passed", "min_cosine", "mean_cosine", "max_rel_error", "min_snr_db", "failed", "min_top1_agreement",
+           "min_iou_50", "min_text_agreement", "min_region_recall")
+
+
+def floor_figures(floor: tuple[list[dict], dict], reference: list[dict], names, gate) -> dict:
+    """A gate's verdict on ``input_floor``'s outputs against the reference's: the worst figures, what the gate
+    misses, and the input steps (the manifest's ``parity.floor``)."""
+    from edgepack_runtime.compare import compare_runs, summarize
+    runs, steps = floor
+    s = summarize(compare_runs(runs, reference, names), gate)
+    return {**{k: s[k] for k in FIGURES if k in s}, "input_steps": steps}

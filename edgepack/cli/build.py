@@ -133,6 +133,12 @@ def build(
             figures.append(f"size {info['size'] / info['fp32_size']:.2f}x fp32")
         if figures:
             out_console.print("           " + ", ".join(figures))
+        dc = t.get("dynamic_convs") or {}
+        if dc.get("kept") == "pointwise":
+            a = dc.get("all", {})
+            out_console.print(f"           int8 weights on 1x1 convolutions and fully-connected ops; wider kernels "
+                              f"fp16 (all int8: cosine {a.get('min_cosine', 0):.6f}, rel.err "
+                              f"{a.get('max_rel_error', 0):.2e}, missed the gate)")
         f = p.get("floor")
         if f:
             verdict = "meets the gate" if f["passed"] else "[yellow]misses the gate[/]: " + escape(

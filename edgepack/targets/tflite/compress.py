@@ -14,6 +14,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as fb
 
 from .ir import Graph, Op
+from .quant.full_integer import weight_channel_scales
 
 MIN_ELEMENTS = 1024          # smaller constants (biases, scalars, shapes) stay as they are
 _WEIGHT_INPUT = {"CONV_2D": (1, 0), "DEPTHWISE_CONV_2D": (1, 3), "FULLY_CONNECTED": (1, 0)}  # input, channel axis
@@ -43,8 +44,7 @@ def _int8(graph: Graph, op: Op, i: int, axis: int, done: dict) -> None:
         return
     w = t.data.astype(np.float32)
     other = tuple(a for a in range(w.ndim) if a != axis)
-    amax = np.max(np.abs(w), axis=other)
-    scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+    scale = weight_channel_scales(np.max(np.abs(w), axis=other))
     shape = [1] * w.ndim
     shape[axis] = -1
     q = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)
@@ -60,17 +60,26 @@ def _int8(graph: Graph, op: Op, i: int, axis: int, done: dict) -> None:
         op.options.asymmetricQuantizeInputs = True
 
 
-def compress_weights(graph: Graph, precision: str) -> dict:
-    """Rewrite constant weights for ``precision``; return counts for the build report."""
+def compress_weights(graph: Graph, precision: str, dynamic_convs: str = "all") -> dict:
+    """Rewrite constant weights for ``precision``; return counts for the build report.
+
+    At ``int8-dynamic``, FULLY_CONNECTED and CONV_2D weights become int8 and XNNPACK runs them on its
+    dynamically quantized kernels; DEPTHWISE_CONV_2D weights are stored fp16 instead (XNNPACK does not take a
+    dynamically quantized depthwise convolution: PP-OCR cls's 6 and rec's 10 ran on TFLite's reference
+    kernels, 7 and 15 partitions). ``dynamic_convs="pointwise"`` keeps int8 only for 1x1 convolutions and
+    stores wider kernels fp16 too: an activation quantized per tensor at run time loses the small part of a
+    wide dynamic range, as a front end reading raw audio has (basic-pitch's constant-Q convolutions)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}")
+    if dynamic_convs not in ("all", "pointwise"):
+        raise ValueError("dynamic_convs must be 'all' or 'pointwise'")
     done = {"fp16": 0, "int8": 0}
     if precision == "fp32":
         return done
     made: dict = {}
     for op, i, t in _large_constants(graph):
         spec = _WEIGHT_INPUT.get(op.opcode)
-        if precision == "int8-dynamic" and spec is not None and spec[0] == i:
+        if precision == "int8-dynamic" and spec is not None and spec[0] == i and _dynamic(op, t, dynamic_convs):
             done["int8"] += (t.name, spec[1]) not in made
             _int8(graph, op, i, spec[1], made)
         else:
@@ -78,6 +87,22 @@ def compress_weights(graph: Graph, precision: str) -> dict:
             _fp16(graph, op, i, made)
     graph.prune()
     return done
+
+
+def _dynamic(op: Op, w, dynamic_convs: str) -> bool:
+    """Whether ``op``'s weights ``w`` go int8 at int8-dynamic (see ``compress_weights``)."""
+    if op.opcode == "DEPTHWISE_CONV_2D":
+        return False
+    if op.opcode == "CONV_2D" and dynamic_convs == "pointwise":
+        return tuple(w.shape[1:3]) == (1, 1)
+    return True
+
+
+def wide_dynamic_convs(graph: Graph) -> bool:
+    """Whether ``int8-dynamic`` would store a convolution wider than 1x1 as int8 (so ``pointwise`` differs)."""
+    return any(op.opcode == "CONV_2D" and len(op.inputs) > 1 and graph.tensors[op.inputs[1]].data is not None
+               and graph.tensors[op.inputs[1]].data.size >= MIN_ELEMENTS
+               and tuple(graph.tensors[op.inputs[1]].shape[1:3]) != (1, 1) for op in graph.ops)
 
 
 def half_float_constants(graph: Graph) -> int:

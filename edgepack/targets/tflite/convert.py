@@ -61,13 +61,15 @@ class Lowered:
 
     def finish(self, precision: str = "fp32", *, ranges: dict | None = None, keep_float=(),
                io: str = "float", float_opcodes=(), float_origins=(), weight_scales=None, wide=(),
-               int16_ops=None, rounded=(), dynamic=(), half_floats: bool = False) -> TFLiteModel:
+               int16_ops=None, rounded=(), dynamic=(), half_floats: bool = False,
+               dynamic_convs: str = "all") -> TFLiteModel:
         """Serialize a copy at ``precision``; int8 and int16x8 need calibrated ``ranges`` (``quant/ranges.py``).
         ``wide``: int8 activation tensors raised to int16 (mixed precision); ``int16_ops``: override of the
         measured int16 kernel table (the probe); ``rounded``: tensors a quantized model rounds even where
         their producer stays float (``quant/qdq.py``); ``dynamic``: FULLY_CONNECTED outputs computed by the
         dynamically quantized kernel (mixed precision's ``dynamic`` rung, ``quant/ladder.py``); ``half_floats``:
-        the float32 constants float ops still read are stored as fp16 (``compress.half_float_constants``)."""
+        the float32 constants float ops still read are stored as fp16 (``compress.half_float_constants``);
+        ``dynamic_convs``: at int8-dynamic, which convolutions get int8 weights (``compress.compress_weights``)."""
         g = copy.deepcopy(self.graph)
         stats = dict(self.stats, precision=precision)
         if precision in ("int8", "int16x8"):
@@ -92,7 +94,7 @@ class Lowered:
                 stats["quantization"]["fp16_constants"] = half_float_constants(g)
         else:
             stats["blocked_convs"] = block_thin_convs(g, "float")
-            stats["compressed_weights"] = compress_weights(g, precision)
+            stats["compressed_weights"] = compress_weights(g, precision, dynamic_convs)
         g.toposort()
         stats.update(ops=len(g.ops), transpose_count=g.count("TRANSPOSE"),
                      op_histogram=dict(Counter(op.opcode for op in g.ops).most_common()))

@@ -50,6 +50,9 @@ class TFLiteTarget(Target):
             low, tm, latency = result.lowered, result.model, result.latency
             from .quant.pipeline import describe
             extra["quantization"] = describe(result, job.quant)
+        elif job.precision == "int8-dynamic":
+            low = lower(model)
+            tm, extra["dynamic_convs"] = self._dynamic(low, model, job)
         else:
             low = lower(model)
             tm = low.finish(job.precision)
@@ -73,6 +76,32 @@ class TFLiteTarget(Target):
         file = self.path("model.tflite")
         return Converted({file: tm.data}, file, tm.io, info, extra)
 
+    def _dynamic(self, low, model: onnx.ModelProto, job: Job):
+        """int8-dynamic with every convolution's weights int8; when that misses the gate on the held-out samples
+        and convolutions wider than 1x1 are int8, again with only the 1x1 ones int8 (``compress_weights``),
+        kept when it does better. (the model, the manifest's ``dynamic_convs`` record)"""
+        from .compress import wide_dynamic_convs
+        from .quant.measure import measure
+        tm = low.finish("int8-dynamic")
+        record = {"kept": "all"}
+        cal = job.calibration
+        if not cal.holdout or not wide_dynamic_convs(low.graph):
+            return tm, record
+        job.progress("checking int8-dynamic on the held-out samples")
+        first = measure(tm.data, tm.io, model, cal.holdout, job.reference, job.gate, job.num_threads)
+        record["all"] = _brief(first)
+        if first["passed"]:
+            return tm, record
+        job.progress("int8-dynamic missed the gate: again with int8 weights on 1x1 convolutions only")
+        narrow = low.finish("int8-dynamic", dynamic_convs="pointwise")
+        second = measure(narrow.data, narrow.io, model, cal.holdout, job.reference, job.gate, job.num_threads)
+        record["pointwise"] = _brief(second)
+        if second["passed"] or (second["min_snr_db"] > first["min_snr_db"] and
+                                second["min_cosine"] >= first["min_cosine"]):
+            record["kept"] = "pointwise"
+            return narrow, record
+        return tm, record
+
     def quantize_debug(self, model: onnx.ModelProto, job: Job):
         """Full-integer int8 without mixed precision: the result's ``layers`` / ``ranked`` are the table."""
         from ..quantized_in import float_view
@@ -86,6 +115,10 @@ class TFLiteTarget(Target):
         return quantize(model, cal.calib, cal.holdout, job.reference, job.gate, options,
                         num_threads=job.num_threads, progress=job.progress, qdq=qdq,
                         precision="int16x8" if job.precision == "int16x8" else "int8")
+
+
+def _brief(figures: dict) -> dict:
+    return {k: figures[k] for k in ("passed", "min_cosine", "max_rel_error", "min_snr_db") if k in figures}
 
 
 TARGET = TFLiteTarget()

@@ -40,6 +40,16 @@ MAX_RANGE = 1e5          # activations beyond +-MAX_RANGE stay float
 F32 = np.dtype(np.float32)
 
 
+def weight_channel_scales(amax: np.ndarray) -> np.ndarray:
+    """Symmetric int8 scales ``max|w| / 127`` per output channel. A channel whose scale would not be a normal
+    float32 (all zeros, or weights under 1.5e-36: PP-OCRv4 rec has 3e-40 channels) gets 1.0 and quantizes to
+    zeros: XNNPACK refuses a zero or subnormal scale and leaves the op undelegated (FULLY_CONNECTED: the
+    model fails to load), and 1.0 keeps the bias representable (its scale is the input's times this; at 1e-9
+    a 16x8 bias overflowed int64 and flipped sign)."""
+    scale = np.asarray(amax, np.float64) / 127.0
+    return np.where(scale >= np.finfo(np.float32).tiny, scale, 1.0).astype(np.float32)
+
+
 def qparams(scale, zero_point, axis: int = 0) -> fb.QuantizationParametersT:
     qp = fb.QuantizationParametersT()
     qp.scale = [float(s) for s in np.atleast_1d(scale)]
@@ -305,9 +315,7 @@ class _Quantizer:
             else:
                 other = tuple(a for a in range(w.ndim) if a != axis)
                 amax = np.max(np.abs(w), axis=other)
-                # an all-zero channel quantizes to zeros at any scale: 1.0 keeps its bias representable (the
-                # bias scale is the input's times this; at 1e-9 a 16x8 bias overflowed int64 and flipped sign)
-                scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+                scale = weight_channel_scales(amax)
                 shape = [1] * w.ndim
                 shape[axis] = -1
                 q = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)

@@ -66,11 +66,10 @@ def test_depthwise_weights_are_fp16_and_every_op_is_delegated(tmp_path):
 
 
 def test_a_channel_of_subnormal_weights_gets_a_scale_xnnpack_takes():
-    amax = np.array([1.0, 3e-40, 0.0, 127 * np.finfo(np.float32).tiny])
+    amax = np.array([1.0, 3e-40, 0.0, 7e-36, 4.5e-32, 1.5e-7])          # PP-OCRv4 rec's smallest channels
     s = weight_channel_scales(amax)
-    assert s.dtype == np.float32 and s[0] == np.float32(1 / 127) and s[1] == 1.0 and s[2] == 1.0
-    assert s[3] == np.finfo(np.float32).tiny          # the smallest normal scale is kept
-    assert np.all(np.isfinite(s)) and np.all(s >= np.finfo(np.float32).tiny)
+    assert s.dtype == np.float32 and s[0] == np.float32(1 / 127) and list(s[1:5]) == [1.0] * 4
+    assert s[5] == np.float32(1.5e-7 / 127)            # small but meaningful weights keep their own scale
 
 
 def test_subnormal_weights_still_load_and_delegate(tmp_path):
@@ -80,7 +79,7 @@ def test_subnormal_weights_still_load_and_delegate(tmp_path):
     m = onnx.load(str(path))
     w1 = next(i for i in m.graph.initializer if i.name == "w1")
     arr = nh.to_array(w1).copy()
-    arr[5] = 3e-40
+    arr[5], arr[6] = 3e-40, 2e-36
     w1.CopyFrom(nh.from_array(arr, "w1"))
     onnx.save(m, str(path))
     tm = lower(load_model(path)).finish("int8-dynamic")
@@ -116,3 +115,19 @@ def test_the_build_command_says_when_wide_convolutions_went_fp16(tmp_path):
     text = " ".join(result.stdout.split())
     assert "int8 weights on 1x1 convolutions and fully-connected ops; wider kernels fp16" in text
     assert "missed the gate" in text
+
+
+def test_full_integer_int8_delegates_a_layer_with_vanishing_channels(tmp_path):
+    """Static int8 too: PP-OCRv4 rec's two 1x1 convolutions with 2e-38 channels stayed on TFLite's kernels."""
+    from edgepack.targets.tflite.quant.pipeline import prepare
+    path = _net(tmp_path / "m.onnx", 0.001)
+    m = onnx.load(str(path))
+    w1 = next(i for i in m.graph.initializer if i.name == "w1")
+    arr = nh.to_array(w1).copy()
+    arr[5], arr[6] = 2e-38, 7e-36
+    w1.CopyFrom(nh.from_array(arr, "w1"))
+    onnx.save(m, str(path))
+    x = np.load(_calib(tmp_path / "c.npz"))["x"]
+    low, ranges, _ = prepare(load_model(path), [{"x": v} for v in x[:8]], "minmax")
+    rep = partitions.report(low.finish("int8", ranges=ranges).data)
+    assert rep["partitions"] == 1 and rep["not_delegated"] == {}, rep

@@ -40,14 +40,17 @@ MAX_RANGE = 1e5          # activations beyond +-MAX_RANGE stay float
 F32 = np.dtype(np.float32)
 
 
+MIN_WEIGHT_SCALE = 1e-30     # a channel of weights under 1.3e-28 computes nothing float32 can keep
+
+
 def weight_channel_scales(amax: np.ndarray) -> np.ndarray:
-    """Symmetric int8 scales ``max|w| / 127`` per output channel. A channel whose scale would not be a normal
-    float32 (all zeros, or weights under 1.5e-36: PP-OCRv4 rec has 3e-40 channels) gets 1.0 and quantizes to
-    zeros: XNNPACK refuses a zero or subnormal scale and leaves the op undelegated (FULLY_CONNECTED: the
-    model fails to load), and 1.0 keeps the bias representable (its scale is the input's times this; at 1e-9
-    a 16x8 bias overflowed int64 and flipped sign)."""
+    """Symmetric int8 scales ``max|w| / 127`` per output channel. A channel whose scale would fall under
+    ``MIN_WEIGHT_SCALE`` (all zeros, or PP-OCRv4 rec's channels of 3e-40 ... 5e-32 weights) gets 1.0 and
+    quantizes to zeros: XNNPACK refuses a zero or subnormal weight scale, or a bias scale (the input's times
+    this) that underflows, and leaves the op undelegated (FULLY_CONNECTED: the model fails to load); 1.0 keeps
+    the bias representable (at 1e-9 a 16x8 bias overflowed int64 and flipped sign)."""
     scale = np.asarray(amax, np.float64) / 127.0
-    return np.where(scale >= np.finfo(np.float32).tiny, scale, 1.0).astype(np.float32)
+    return np.where(scale >= MIN_WEIGHT_SCALE, scale, 1.0).astype(np.float32)
 
 
 def qparams(scale, zero_point, axis: int = 0) -> fb.QuantizationParametersT:

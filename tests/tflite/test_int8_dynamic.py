@@ -72,16 +72,23 @@ def test_a_channel_of_subnormal_weights_gets_a_scale_xnnpack_takes():
     assert s[5] == np.float32(1.5e-7 / 127)            # small but meaningful weights keep their own scale
 
 
-def test_subnormal_weights_still_load_and_delegate(tmp_path):
-    """PP-OCRv4 rec has 1x1 kernels with channels of 3e-40 weights: their int8 scales were subnormal, and
-    XNNPACK left those convolutions to TFLite's kernels (or refused a FULLY_CONNECTED model outright)."""
-    path = _net(tmp_path / "m.onnx", 0.001)
+def _vanishing(path, *values):
+    """``_net`` with the first 1x1 conv's output channels 5, 6, ... set to ``values`` (all weights)."""
+    _net(path, 0.001)
     m = onnx.load(str(path))
     w1 = next(i for i in m.graph.initializer if i.name == "w1")
     arr = nh.to_array(w1).copy()
-    arr[5], arr[6] = 3e-40, 2e-36
+    for k, v in enumerate(values):
+        arr[5 + k] = v
     w1.CopyFrom(nh.from_array(arr, "w1"))
     onnx.save(m, str(path))
+    return path
+
+
+def test_subnormal_weights_still_load_and_delegate(tmp_path):
+    """PP-OCRv4 rec has 1x1 kernels with channels of 3e-40 weights: their int8 scales were subnormal, and
+    XNNPACK left those convolutions to TFLite's kernels (or refused a FULLY_CONNECTED model outright)."""
+    path = _vanishing(tmp_path / "m.onnx", 3e-40, 2e-36)
     tm = lower(load_model(path)).finish("int8-dynamic")
     rep = partitions.report(tm.data)
     assert rep["partitions"] == 1 and rep["not_delegated"] == {}, rep
@@ -120,13 +127,7 @@ def test_the_build_command_says_when_wide_convolutions_went_fp16(tmp_path):
 def test_full_integer_int8_delegates_a_layer_with_vanishing_channels(tmp_path):
     """Static int8 too: PP-OCRv4 rec's two 1x1 convolutions with 2e-38 channels stayed on TFLite's kernels."""
     from edgepack.targets.tflite.quant.pipeline import prepare
-    path = _net(tmp_path / "m.onnx", 0.001)
-    m = onnx.load(str(path))
-    w1 = next(i for i in m.graph.initializer if i.name == "w1")
-    arr = nh.to_array(w1).copy()
-    arr[5], arr[6] = 2e-38, 7e-36
-    w1.CopyFrom(nh.from_array(arr, "w1"))
-    onnx.save(m, str(path))
+    path = _vanishing(tmp_path / "m.onnx", 2e-38, 7e-36)
     x = np.load(_calib(tmp_path / "c.npz"))["x"]
     low, ranges, _ = prepare(load_model(path), [{"x": v} for v in x[:8]], "minmax")
     rep = partitions.report(low.finish("int8", ranges=ranges).data)

@@ -33,7 +33,7 @@ def debug_quant(
                                            "entropy")] = "auto",
     keep_float: Annotated[list[str], typer.Option(help="keep this ONNX node (or tensor) in float; "
                                                   "repeatable (try the culprits)")] = [],
-    int8_policy: Annotated[str, typer.Option(help="cpu (LayerNorm, Softmax, attention MatMul float) | "
+    int8_policy: Annotated[str, typer.Option(help="cpu (LayerNorm, Softmax, attention MatMul, additive masks float) | "
                                              "strict (everything int8 that can be)")] = "cpu",
     transform: Annotated[list[str], typer.Option("--transform", help="graph transform before quantizing, as for "
                                                  "`edgepack build`: NAME=auto|on|off (norms, cle, smooth, adaround, "

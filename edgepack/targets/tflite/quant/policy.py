@@ -39,7 +39,9 @@ def policy_float_nodes(model: onnx.ModelProto, policy: str) -> list[str]:
     0.91x with these float); and a variance computed in int8 (often E[x^2] - E[x]^2) loses most of its
     bits. Normalization statistics are LayerNormalization nodes and, in decomposed form, every node on a
     path of at most ``STATS_DEPTH`` nodes from a ReduceMean/ReduceSum to a Sqrt, the squaring feeding
-    that reduction, and the Reciprocal/Div after the Sqrt. ``strict``: every op that has an int8 kernel is quantized (integer-only accelerators)."""
+    that reduction, and the Reciprocal/Div after the Sqrt. And additive attention masks
+    (``additive_masks``). ``strict``: every op that has an int8 kernel is quantized (integer-only
+    accelerators)."""
     if policy not in POLICIES:
         raise EdgepackError(f"int8 policy '{policy}' is not one of {', '.join(POLICIES)}")
     if policy == "strict":
@@ -52,6 +54,7 @@ def policy_float_nodes(model: onnx.ModelProto, policy: str) -> list[str]:
         elif node.op_type == "MatMul" and not any(i in consts for i in node.input):
             out.add(node.name)
     out.update(_normalization_statistics(model))
+    out.update(additive_masks(model))
     return [n.name for n in model.graph.node if n.name in out]
 
 
@@ -86,4 +89,43 @@ def _normalization_statistics(model: onnx.ModelProto) -> set[str]:
             paths = grown[:256]
         if sqrt.name in found:
             found.update(u.name for u in users.get(sqrt.output[0], []) if u.op_type in ("Reciprocal", "Div"))
+    return found
+
+
+MASK_SCALE = 1e4         # a Mul by a constant this large turns a mask into "minus infinity" for a softmax
+MASK_DEPTH = 6
+
+
+def additive_masks(model: onnx.ModelProto) -> set[str]:
+    """Nodes computing an additive attention mask from a model input: a Mul by a constant of magnitude
+    ``MASK_SCALE`` or more (BERT-style ``(1 - mask) * finfo.min``) and the single-input chain (Cast, Sub from a
+    constant, Unsqueeze, Reshape...) that leads to it from a graph input. One rounding step left on ``1 - mask``
+    becomes 2e34 after the multiplication (MiniLM at int16x8: the step of an int16 SUB turned every valid
+    token into minus infinity, attention uniform, worst cosine 0.73); computed in float it is exactly 0."""
+    inputs = {i.name for i in model.graph.input}
+    consts = {i.name: i for i in model.graph.initializer}
+    for n in model.graph.node:
+        if n.op_type == "Constant" and n.attribute:
+            consts[n.output[0]] = n.attribute[0].t
+    producer = {o: n for n in model.graph.node for o in n.output}
+    found: set[str] = set()
+    for mul in (n for n in model.graph.node if n.op_type == "Mul" and len(n.input) == 2):
+        c = [i for i in mul.input if i in consts]
+        if len(c) != 1:
+            continue
+        value = onnx.numpy_helper.to_array(consts[c[0]])
+        if value.size == 0 or not np.issubdtype(value.dtype, np.floating) or \
+                float(np.max(np.abs(value.astype(np.float64)))) < MASK_SCALE:
+            continue
+        chain, name = [mul], next(i for i in mul.input if i not in consts)
+        for _ in range(MASK_DEPTH):
+            if name in inputs:
+                found.update(x.name for x in chain)
+                break
+            node = producer.get(name)
+            live = [i for i in node.input if i and i not in consts] if node is not None else []
+            if node is None or len(live) != 1:
+                break
+            chain.append(node)
+            name = live[0]
     return found

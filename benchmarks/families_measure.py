@@ -168,7 +168,6 @@ def ort_fused(model: onnx.ModelProto, holdout: list[dict], ref: list[dict], name
     return row
 
 
-
 def dither_floor(model: onnx.ModelProto, calib: list[dict], holdout: list[dict], ref: list[dict],
                  names: list[str], seed: int = 0) -> dict | None:
     """The reference model itself on held-out inputs moved by half an int8 step (``edgepack.verify.floor``),

@@ -39,7 +39,7 @@ from .model.qdq import is_quantized
 from .plan import plan
 from .stages import StageRecorder
 from .targets.base import Job, QuantOptions
-from .verify.floor import floor_figures, input_floor
+from .verify.floor import calibration_floor, floor_figures
 
 N_SYNTHETIC = 40      # synthetic samples when no data is given (20% held out to verify)
 SYNTHETIC_BYTES = 64 << 20   # ...fewer when their inputs would take more (the 640x640 detector: 16, not 40)
@@ -164,11 +164,7 @@ def _build(recorder: StageRecorder, model_path, *, targets, input_shapes, input_
         reference_all = reference_outputs(model, everything)
         # the reference's own floor, for the calibrated precisions' gates: the same model on held-out inputs
         # moved by half an int8 step (a gate it misses there asks for more than the model's own stability)
-        floor = None
-        if calibrated and cal.kind != "synthetic" and not cal.holdout_is_calib:
-            progress(f"computing the reference's floor (inputs moved by half an int8 step, "
-                     f"{len(cal.holdout)} samples)")
-            floor = input_floor(model, cal.holdout, everything)
+        floor = calibration_floor(model, cal, progress) if calibrated else None
     verify_samples = cal.holdout
     ref_of = {id(s): r for s, r in zip(everything, reference_all)}     # the hold-out is a subset of all
     reference = [ref_of[id(s)] for s in verify_samples]
@@ -377,8 +373,9 @@ def _floor_note(p: dict) -> str:
     missed = "; ".join(", ".join(why) for why in f.get("failed", {}).values())
     return (f"; the fp32 model itself misses this gate when its inputs move by half an int8 step ({missed}): "
             f"on these samples the gate asks for more than the model's own stability (an int8 model rounds that "
-            f"input and every tensor after it). Judge with a gate the reference meets (--cosine-over mean, a lower --min-cosine, a "
-            f"larger --max-rel-error), or calibrate and judge with samples nearer the model's use")
+            f"input and every tensor after it). Judge with a gate the reference meets (--cosine-over mean, a "
+            f"lower --min-cosine, a larger --max-rel-error), or calibrate and judge with samples nearer the "
+            f"model's use")
 
 
 def _parity_message(failures) -> str:

@@ -21,7 +21,7 @@ from .errors import EdgepackError
 from .model import load_model
 from .model.ort import reference_outputs
 from .targets.base import Job, QuantOptions
-from .verify.floor import floor_figures, input_floor
+from .verify.floor import calibration_floor, floor_figures
 
 
 @dataclass
@@ -68,10 +68,7 @@ def debug_quant(model_path: str | Path, *, target: str = table.DEFAULT, precisio
                            synthetic_samples=N_SYNTHETIC, synthetic_bytes=SYNTHETIC_BYTES)
     progress("computing fp32 reference outputs")
     reference = reference_outputs(model, cal.holdout)
-    floor = None
-    if precision in CALIBRATED and cal.kind != "synthetic" and not cal.holdout_is_calib:
-        progress("running the fp32 model on inputs moved by half an int8 step")
-        floor = input_floor(model, cal.holdout, cal.all)
+    floor = calibration_floor(model, cal, progress) if precision in CALIBRATED else None
     job = Job(precision, cal, reference, gate(precision), quant, profiles, progress=progress)
     names = [o.name for o in model.graph.output]
     result = t.quantize_debug(model, job)

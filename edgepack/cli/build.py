@@ -49,8 +49,8 @@ def build(
                                              "in float")] = 0.25,
     keep_float: Annotated[list[str], typer.Option(help="int8: keep this ONNX node (or tensor) in float; "
                                                   "repeatable")] = [],
-    int8_policy: Annotated[str, typer.Option(help="int8: cpu (LayerNorm, Softmax, attention MatMul and additive masks stay float: "
-                                             "no fast int8 CPU kernels) | strict (every op with an int8 "
+    int8_policy: Annotated[str, typer.Option(help="int8: cpu (LayerNorm, Softmax, attention MatMul and additive "
+                                             "masks stay float: no fast int8 CPU kernels) | strict (every op with an int8 "
                                              "kernel is quantized, for integer-only accelerators)")] = "cpu",
     mixed_rungs: Annotated[str, typer.Option("--mixed-rungs", help="cpu int8 mixed precision, what a sensitive "
                                              "layer becomes: auto (float under --int8-policy cpu, where XNNPACK "

@@ -6,8 +6,10 @@ sensitivity? ``input_floor`` runs the reference model on the held-out inputs wit
 by uniform noise within half an int8 step of that input's range (``dithered``): one rounding-sized change at
 one tensor, where an int8 model has hundreds. A gate the float model misses there asks for more than the
 model's own stability on those samples (PP-OCRv4 rec on rendered lines: same text on 0.84 of them, worst
-cosine 0.93; PP-OCRv4 det: IoU@0.5 0.94), and no int8 model will meet it. Integer inputs (token ids, bytes)
-are not moved; a model with no float input has no floor.
+cosine 0.93; PP-OCRv4 det: IoU@0.5 0.94). Where the int8 model rounds that input the way the dither moves
+it (a float audio feature), that is a bound; on an 8-bit image, whose int8 rounding is nearly exact, it is
+the model's sensitivity. Integer inputs (token ids, bytes) are not moved; a model with no float input has
+no floor.
 """
 from __future__ import annotations
 
@@ -45,10 +47,21 @@ def input_floor(model: onnx.ModelProto, samples: list[dict], span_from: list[dic
     input. The outputs are compared with the reference's outputs on ``samples`` by the caller, with the
     gate of the target it judges."""
     from ..model.ort import reference_outputs
+    if not samples:
+        return None
     moved, steps = dithered(samples, span_from, seed)
-    if not steps or not samples:
+    if not steps:
         return None
     return reference_outputs(model, moved), steps
+
+
+def calibration_floor(model: onnx.ModelProto, cal, progress=lambda s: None):
+    """``input_floor`` on a calibration set's held-out samples (the range from all of them), or None when they
+    say nothing about the model's use: generated samples, or a hold-out that is the calibration set."""
+    if cal.kind == "synthetic" or cal.holdout_is_calib:
+        return None
+    progress(f"running the fp32 model on inputs moved by half an int8 step ({len(cal.holdout)} samples)")
+    return input_floor(model, cal.holdout, cal.all)
 
 
 FIGURES = ("passed", "min_cosine", "mean_cosine", "max_rel_error", "min_snr_db", "failed", "min_top1_agreement",

@@ -74,3 +74,4 @@ def test_a_model_with_only_integer_inputs_has_no_floor():
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
     samples = [{"ids": np.array([[1, 2, 3]], np.int64)}]
     assert input_floor(model, samples, samples) is None
+    assert input_floor(_steep(1.0), [], samples) is None           # no held-out samples: no floor, no error

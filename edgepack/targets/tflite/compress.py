@@ -67,8 +67,8 @@ def compress_weights(graph: Graph, precision: str, dynamic_convs: str = "all") -
     dynamically quantized kernels; DEPTHWISE_CONV_2D weights are stored fp16 instead (XNNPACK does not take a
     dynamically quantized depthwise convolution: PP-OCR cls's 6 and rec's 10 ran on TFLite's reference
     kernels, 7 and 15 partitions). ``dynamic_convs="pointwise"`` keeps int8 only for 1x1 convolutions and
-    stores wider kernels fp16 too: an activation quantized per tensor at run time loses the small part of a
-    wide dynamic range, as a front end reading raw audio has (basic-pitch's constant-Q convolutions)."""
+    stores wider kernels fp16 too: per-channel int8 weights lose the small taps of a wide kernel, as the
+    tails of basic-pitch's constant-Q windows."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}")
     if dynamic_convs not in ("all", "pointwise"):
@@ -99,10 +99,10 @@ def _dynamic(op: Op, w, dynamic_convs: str) -> bool:
 
 
 def wide_dynamic_convs(graph: Graph) -> bool:
-    """Whether ``int8-dynamic`` would store a convolution wider than 1x1 as int8 (so ``pointwise`` differs)."""
-    return any(op.opcode == "CONV_2D" and len(op.inputs) > 1 and graph.tensors[op.inputs[1]].data is not None
-               and graph.tensors[op.inputs[1]].data.size >= MIN_ELEMENTS
-               and tuple(graph.tensors[op.inputs[1]].shape[1:3]) != (1, 1) for op in graph.ops)
+    """Whether ``int8-dynamic`` stores weights int8 that ``dynamic_convs="pointwise"`` would not (so the two
+    differ): the same walk and rules as ``compress_weights``."""
+    return any(_WEIGHT_INPUT.get(op.opcode, (None,))[0] == i and _dynamic(op, t, "all")
+               and not _dynamic(op, t, "pointwise") for op, i, t in _large_constants(graph))
 
 
 def half_float_constants(graph: Graph) -> int:

@@ -144,7 +144,8 @@ def debug_layers(float_graph: Graph, float_data: bytes, quant_graph: Graph, quan
                 continue
             t = quant_graph.tensors[n]
             f = fv[tn].astype(np.float32)
-            k = quant_graph.tensors[tn].scale if tn in quant_graph.tensors else 1.0   # a sunk factor's
+            # a factor sunk through this tensor (rewrites.sink_scalar_muls): compare in the source's units
+            k = quant_graph.tensors[tn].scale if tn in quant_graph.tensors else 1.0
             q = _dequant(qv[n], t.quant) / np.float32(k)
             fake = (_fake(f * np.float32(k), t.quant, t.dtype) / np.float32(k)
                     if t.dtype in QUANTIZED and t.quant is not None else None)

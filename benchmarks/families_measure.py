@@ -23,7 +23,7 @@ from benchmarks import ort_qdq  # noqa: E402
 from benchmarks.common import interpreter, invoke, op_histogram, paired_latency  # noqa: E402
 from edgepack.targets.tflite.quant.ranges import model_feeds  # noqa: E402
 from edgepack_runtime.backends.ort import fused_int8_saturates  # noqa: E402
-from edgepack_runtime.compare import compare_output, cosine  # noqa: E402
+from edgepack_runtime.compare import compare_output  # noqa: E402
 
 MIN_COSINE, MAX_RANGE_ERROR = 0.99, 0.10
 BASIC = {"cosine_over_samples", "cosine", "cosine_mean", "max_abs", "ref_max", "rel_error", "snr_db", "shape_mismatch", "non_finite",
@@ -45,9 +45,6 @@ def judge(got: list[dict], ref: list[dict], names: list[str]) -> dict:
         span = float(np.nanmax(r) - np.nanmin(r)) if r.size else 0.0
         f["range"] = span
         f["range_error"] = f["max_abs"] / span if span > 0 else (0.0 if f["max_abs"] == 0 else float("inf"))
-        if r[0].size == 1:                   # one value per sample: a per-sample cosine is only its sign
-            f["cosine"] = float(cosine(np.ravel([g[n] for g in got]), r.ravel()))
-            f["cosine_over_samples"] = 1
         if not np.isfinite(f["cosine"]):
             f["cosine"] = 0.0                # NaN never passes
         per[n] = f

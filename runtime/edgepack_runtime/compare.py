@@ -49,7 +49,8 @@ def is_classifier_like(shape) -> bool:
 
 def compare_output(got: list, ref: list, task: bool = True) -> dict:
     """Figures for one output over several samples (lists of arrays, one per sample): ``cosine`` (worst
-    sample), ``cosine_mean``, ``max_abs``, ``ref_max`` (max |ref|), ``rel_error`` (max_abs / ref_max),
+    sample; for an output of one value per sample, the cosine of all samples' values together, the cosine of
+    one number being only its sign), ``cosine_mean``, ``max_abs``, ``ref_max`` (max |ref|), ``rel_error`` (max_abs / ref_max),
     ``snr_db``, and ``top1_agreement`` / ``top5_agreement`` for classifier-like outputs; ``kind`` and the
     figures of that kind (``kinds.task_figures``: top-k agreement and max probability error for probabilities,
     thresholded-map IoU and region agreement for probability maps; ``task=False`` skips them, as the
@@ -75,10 +76,15 @@ def compare_output(got: list, ref: list, task: bool = True) -> dict:
     diff = np.abs(g64[finite] - r64[finite])
     max_abs = float(diff.max(initial=0.0))
     scale = float(np.abs(r64[finite]).max(initial=0.0))
-    per_sample = [cosine(a, b) for a, b in zip(g64, r64)]
+    if r64[0].size == 1 and len(r64) > 1:    # one value per sample: its own cosine is only its sign
+        per_sample = [cosine(g64.ravel(), r64.ravel())]
+    else:
+        per_sample = [cosine(a, b) for a, b in zip(g64, r64)]
     out = {"cosine": float(min(per_sample)), "cosine_mean": float(np.mean(per_sample)),
            "max_abs": max_abs, "ref_max": scale, "rel_error": max_abs / scale if scale > 0 else max_abs,
            "snr_db": snr_db(g64[finite], r64[finite])}
+    if r64[0].size == 1 and len(r64) > 1:
+        out["cosine_over_samples"] = 1
     if task and np.all(finite):
         out.update(task_figures(g64, r64))
     if is_classifier_like(r.shape[1:]) and "top1_agreement" not in out:

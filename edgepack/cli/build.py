@@ -157,6 +157,10 @@ def build(
                 wide = [f["origin"] or f["tensor"] for f in q.get("int16_layers", [])]
                 out_console.print(f"           {q['int16_ops']} ops on int16 activations"
                                   + (f"; raised to int16: {', '.join(wide)}" if wide else ""))
+            for c in q.get("coarse_outputs", []):
+                out_console.print(f"           output {escape(c['tensor'])} ({c['op']}) computed in float: its "
+                                  f"integer grid is off by up to {c['error']:.3g} on values "
+                                  f"{c['range'][0]:.3g} ... {c['range'][1]:.3g}")
             lighter = []
             if q.get("dynamic_ops"):
                 lighter.append(f"{q['dynamic_ops']} fully-connected ops on the dynamic int8 kernel")

@@ -25,7 +25,7 @@ from .ladder import climb, rungs
 from .layers import debug_layers
 from .measure import latency_ms, measure
 from . import partitions
-from .policy import policy_float_nodes, resolve_keep
+from .policy import coarse_outputs, policy_float_nodes, resolve_keep
 
 DEBUG_SAMPLES = 8
 
@@ -45,18 +45,21 @@ class Int8Result:
     latency: dict | None = None         # host latency of ``model``, when mixed precision measured it
     source: dict | None = None          # a quantized model's own parameters were used (quant/qdq.py)
     transforms: dict | None = None      # edgepack.transforms record (quant/transforms.py)
+    coarse: list = field(default_factory=list)    # outputs kept float for their fixed grid (policy.coarse_outputs)
 
 
 AUTO_CANDIDATES = ("minmax", "percentile")
 AUTO_SAMPLES = 32
 
 
-def prepare(model: onnx.ModelProto, cal_samples, method: str, *, float_origins=(), precision: str = "int8"):
+def prepare(model: onnx.ModelProto, cal_samples, method: str, *, float_origins=(), precision: str = "int8",
+            policy: str = "strict"):
     """(lowered float graph, calibrated ranges, method used).
 
     ``auto`` calibrates each of ``AUTO_CANDIDATES`` on most of the calibration samples, keeps the one whose
     output is closest (SNR) to fp32 on the rest (samples a range was not fitted on: minmax would otherwise
-    always win on its own data), then calibrates it on all of them. The held-out split stays untouched."""
+    always win on its own data), then calibrates it on all of them. The held-out split stays untouched.
+    Under the ``cpu`` policy the candidates are judged with the outputs ``coarse`` keeps float in float."""
     low = lower(model)
     names = low.activations()
     stats = calibrate.observe(low.float_bytes(), low.io, cal_samples, names)
@@ -70,11 +73,21 @@ def prepare(model: onnx.ModelProto, cal_samples, method: str, *, float_origins=(
     fit_stats = calibrate.observe(low.float_bytes(), low.io, fit, names)
     best = None
     for candidate in AUTO_CANDIDATES:
-        tm = low.finish(precision, ranges=calibrate.choose_ranges(fit_stats, candidate), float_origins=float_origins)
+        chosen = calibrate.choose_ranges(fit_stats, candidate)
+        origins = list(float_origins) + [c["node"] for c in coarse(low, chosen, precision, policy)]
+        tm = low.finish(precision, ranges=chosen, float_origins=origins)
         snr = measure(tm.data, low.io, model, probe, reference, Gate())["min_snr_db"]
         if best is None or snr > best[0] + 0.05:
             best = (snr, candidate)
     return low, calibrate.choose_ranges(stats, best[1]), best[1]
+
+
+def coarse(low, ranges: dict, precision: str, policy: str) -> list[dict]:
+    """The model outputs ``policy.coarse_outputs`` keeps float (cpu policy only: ``strict`` keeps every op
+    integer)."""
+    if policy != "cpu":
+        return []
+    return coarse_outputs(low.graph, ranges, "int16" if precision == "int16x8" else "int8")
 
 
 def debug(low, tm, holdout) -> tuple[list[dict], list[dict]]:
@@ -98,7 +111,7 @@ def quantize(model: onnx.ModelProto, calib: list[dict], holdout: list[dict], ref
         from .transforms import choose_transforms
         model, transforms = choose_transforms(model, calib, holdout, reference, gate, options, num_threads, progress)
     policy = policy_float_nodes(model, options.policy)
-    scales, source, rounded = None, None, set()
+    scales, source, rounded, kept = None, None, set(), []
     if qdq is not None:
         progress("taking the quantized model's own scales and zero points")
         from .qdq import model_quant
@@ -109,7 +122,10 @@ def quantize(model: onnx.ModelProto, calib: list[dict], holdout: list[dict], ref
         source = {**mq.counts, "float_nodes": [{"node": n, "why": w} for n, w in mq.float_nodes.items()]}
     else:
         progress(f"calibrating activation ranges ({options.method}, {len(calib)} samples)")
-        low, ranges, method = prepare(model, calib, options.method, float_origins=policy, precision=precision)
+        low, ranges, method = prepare(model, calib, options.method, float_origins=policy, precision=precision,
+                                      policy=options.policy)
+        kept = coarse(low, ranges, precision, options.policy)
+        policy = policy + [c["node"] for c in kept if c["node"] not in policy]
     pinned = resolve_keep(options.keep_float, low)
 
     def make(keep_float, wide=(), dynamic=(), half_floats=False):
@@ -133,7 +149,7 @@ def quantize(model: onnx.ModelProto, calib: list[dict], holdout: list[dict], ref
         if figures["passed"] and precision == "int8" and options.policy == "cpu":
             tm, figures = _lighter_float_layers(make, evaluate, keep, wide, pinned, tm, figures, trial, progress)
     result = Int8Result(tm, figures, rows, ranked, tried=trial.tried, lowered=low, method=method, source=source)
-    result.transforms = transforms
+    result.transforms, result.coarse = transforms, kept
     by_tensor = {r["tensor"]: r for r in rows}
     result.float_layers, result.int16_layers = ([{"tensor": t, "origin": by_tensor.get(t, {}).get("origin", ""),
                                                   "op": by_tensor.get(t, {}).get("op", "")} for t in names]
@@ -223,6 +239,8 @@ def describe(result: Int8Result, options: QuantOptions, max_layers: int = 2000) 
             "activations": "int16" if result.model.stats.get("precision") == "int16x8" else "int8",
             "float_opcodes": q.get("float_opcodes", []),
             "float_layers": result.float_layers, "int16_layers": result.int16_layers,
+            "coarse_outputs": [{**c, "range": [float(f"{v:.4g}") for v in c["range"]],
+                                "error": float(f"{c['error']:.4g}")} for c in result.coarse],
             "int16_ops": q.get("int16_ops", 0), "culprits": [r["tensor"] for r in result.ranked[:10]],
             "mixed_precision": {"enabled": options.mixed_precision, "tried": result.tried, **result.costs},
             "source": "model" if result.source else "calibration",

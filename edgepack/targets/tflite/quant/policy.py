@@ -129,3 +129,67 @@ def additive_masks(model: onnx.ModelProto) -> set[str]:
             chain.append(node)
             name = live[0]
     return found
+
+
+COARSE = 0.05            # a fixed-grid output off by more than this share of its calibrated range stays float
+_LAYOUT = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE")
+_CURVES = {"LOGISTIC": lambda x: 1.0 / (1.0 + np.exp(-x)), "TANH": np.tanh}
+
+
+def fixed_grid_error(opcode: str, activations: str) -> tuple[float, float, float] | None:
+    """(lowest, highest, step) an int8 or int16 ``opcode`` with a fixed output grid can give (SOFTMAX,
+    LOGISTIC, TANH...), or None when its output parameters follow its calibrated range. int16 LOGISTIC and
+    TANH also saturate their input at +-8 (``int16.INPUT16``): sigmoid's int16 output never goes under 3.4e-4."""
+    from .full_integer import FIXED
+    from .int16 import FIXED16, INPUT16, QMAX16
+    if activations == "int16":
+        if opcode not in FIXED16:
+            return None
+        step = FIXED16[opcode][0]
+        lo, hi = -QMAX16 * step, QMAX16 * step
+        if opcode in INPUT16:
+            edge = INPUT16[opcode][0] * QMAX16
+            lo, hi = (float(_CURVES[opcode](-edge)), float(_CURVES[opcode](edge)))
+        return (max(lo, 0.0) if opcode == "SOFTMAX" else lo), hi, step
+    if opcode not in FIXED:
+        return None
+    step, zp = FIXED[opcode]
+    return step * (-128 - zp), step * (127 - zp), step
+
+
+def coarse_outputs(graph, ranges: dict, activations: str = "int8") -> list[dict]:
+    """Ops with a fixed output grid (SOFTMAX, LOGISTIC, TANH) whose result is a model output (directly or
+    through reshapes) and whose calibrated values the grid cannot resolve: the worst error the grid makes on
+    them (half a step, or the distance to the nearest value it can give) is over ``COARSE`` of their range.
+    A wake-word head whose sigmoid reads 1e-5 ... 2e-4 gets 0 at int8 (grid step 1/256: cosine 0 against
+    fp32) and 3.4e-4 at int16 (the input saturates at -8); computed in float after its integer input it
+    costs one DEQUANTIZE. Returns [{"node", "tensor", "op", "range", "error"}] for those to keep float."""
+    users: dict[str, list] = {}
+    for op in graph.ops:
+        for i in op.inputs:
+            if i:
+                users.setdefault(i, []).append(op)
+    outputs = set(graph.outputs)
+
+    def reaches_output(name: str) -> bool:
+        for _ in range(8):
+            if name in outputs:
+                return True
+            after = users.get(name, [])
+            if len(after) != 1 or after[0].opcode not in _LAYOUT:
+                return False
+            name = after[0].outputs[0]
+        return False
+
+    found = []
+    for op in graph.ops:
+        grid = fixed_grid_error(op.opcode, activations)
+        r = ranges.get(op.outputs[0]) if op.outputs else None
+        if grid is None or r is None or not reaches_output(op.outputs[0]):
+            continue
+        lo, hi = float(r[0]), float(r[1])
+        error = max(grid[2] / 2, grid[0] - lo, hi - grid[1])
+        if error > COARSE * (hi - lo):
+            found.append({"node": op.origin, "tensor": op.outputs[0], "op": op.opcode,
+                          "range": [lo, hi], "error": error})
+    return found

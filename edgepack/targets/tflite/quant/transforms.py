@@ -19,10 +19,12 @@ def choose_transforms(model: onnx.ModelProto, calib, holdout, reference, gate, o
     chosen: dict = {}
 
     def evaluate(m: onnx.ModelProto) -> dict:
-        from .pipeline import prepare          # the pipeline imports this module
+        from .pipeline import coarse, prepare          # the pipeline imports this module
         policy = policy_float_nodes(m, options.policy)
         # the first candidate (the baseline) picks the calibration method; the others reuse it
-        low, ranges, method = prepare(m, calib, chosen.get("method", options.method), float_origins=policy)
+        low, ranges, method = prepare(m, calib, chosen.get("method", options.method), float_origins=policy,
+                                      policy=options.policy)
+        policy = policy + [c["node"] for c in coarse(low, ranges, "int8", options.policy)]
         chosen.setdefault("method", method)
         tm = low.finish("int8", ranges=ranges, io=options.io, keep_float=resolve_keep(options.keep_float, low),
                         float_origins=policy)

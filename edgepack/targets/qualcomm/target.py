@@ -83,6 +83,11 @@ class QualcommTarget(Target):
                          "overrides": overrides, "device": device}}
         if mixed:
             extra["qnn"]["mixed_precision"] = mixed
+        if activations == "uint16":
+            from .quantize import eight_bit_sigmoids
+            narrow = eight_bit_sigmoids(qdq)
+            if narrow:       # model outputs a 16-bit Sigmoid's fixed grid cannot resolve (eight_bit_outputs)
+                extra["qnn"]["eight_bit_outputs"] = narrow
         if transforms:
             extra["qnn"]["transforms"] = transforms
         if carried is not None:

@@ -1,3 +1,3 @@
 """Op implementations by family; importing this package fills ``registry.OPS``."""
 from . import (activation, constexpr, conv, elementwise, gather, linear, logic, misc, norm,  # noqa: F401
-               pool, reduce, resize, shape)
+               pool, quant, reduce, resize, shape)

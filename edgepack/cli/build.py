@@ -145,6 +145,12 @@ def build(
                 "; ".join(", ".join(why) for why in f["failed"].values()))
             out_console.print(f"           the fp32 model on inputs moved by half an int8 step: cosine "
                               f"{f['min_cosine']:.6f}, SNR {f['min_snr_db']:.1f} dB ({verdict})")
+        a = t.get("activations")
+        if a:
+            kept = a["fp16_activations"]
+            out_console.print(f"           int8 activations into {a['quantized_ops']} ops (ranges from "
+                              f"{a['calibration_samples']} calibration samples); fp16: "
+                              f"{escape(', '.join(kept)) if kept else 'none'}")
         q = t.get("quantization")
         if q:
             kept = [f["origin"] or f["tensor"] for f in q["float_layers"]]

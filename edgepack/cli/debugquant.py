@@ -39,6 +39,9 @@ def debug_quant(
                                                  "`edgepack build`: NAME=auto|on|off (norms, cle, smooth, adaround, "
                                                  "sum_round, bias_correction, all); auto keeps one only when the held-out figures improve; "
                                                  "all=off shows the plain quantization; repeatable")] = [],
+    device: Annotated[Optional[str], typer.Option(help="a device profile (see devices/) whose OS level and "
+                                                  "accelerator the target builds for, e.g. apple-a17-m3 for "
+                                                  "Core ML w8a8 (iOS17)")] = None,
     top: Annotated[int, typer.Option(help="rows to show, worst first")] = 15,
     order: Annotated[str, typer.Option(help="rank (worst first) | graph (model order)")] = "rank",
     json_out: Annotated[bool, typer.Option("--json", help="print every layer as JSON on stdout")] = False,
@@ -51,13 +54,21 @@ def debug_quant(
     from ..transforms import parse as parse_transforms
     if order not in ("rank", "graph"):
         raise EdgepackError(f"--order '{order}' is not one of rank, graph")
+    chosen = ()
+    if device is not None:
+        from ..devices import profiles
+        known = profiles()
+        if device not in known:
+            raise EdgepackError(f"--device '{device}' is not a device profile",
+                                hint=f"device profiles: {', '.join(sorted(known))}")
+        chosen = (known[device],)
     with json_stdout(json_out), err_console.status("loading the model and calibration data") as status:
         report = run_debug(model, target=target, precision=precision, calibration=calibration,
                            preprocess=preprocess, holdout=holdout, input_shapes=parse_shapes(input_shape),
                            input_values=parse_input_values(input_value),
                            quant=QuantOptions(method=method, keep_float=tuple(keep_float), policy=int8_policy,
                                               transforms=parse_transforms(transform)),
-                           progress=lambda s: status.update(s))
+                           progress=lambda s: status.update(s), profiles=chosen)
     for w in report.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(w)}")
     if json_out:

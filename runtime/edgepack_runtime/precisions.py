@@ -96,7 +96,8 @@ PRECISIONS: dict[str, Precision] = {p.name: p for p in (
     # channel, 8-bit activations per tensor) and is judged like int8. w8a16's 16-bit activations leave mostly the
     # weights' rounding, so its gate and tolerance are tighter; its relative max error (0.2) also catches the
     # detector boxes HTP's 16-bit Sigmoid can push 150 px off on a 640-px image while cosine stays 0.996.
-    Precision("w8a8", "int8 weights per channel, uint8 activations per tensor (Qualcomm HTP, QDQ)",
+    Precision("w8a8", "int8 weights per channel, 8-bit activations per tensor (Qualcomm HTP: QDQ, uint8; Core ML: "
+                      "quantize / dequantize, int8, iOS17+)",
               Gate(0.98, 0.5, min_snr_db=15.0, cosine_over="mean", **MAPS), Tolerance(0.1, 1e-2, 0.98)),
     Precision("w8a16", "int8 weights per channel, uint16 activations per tensor (Qualcomm HTP, QDQ)",
               Gate(0.99, 0.2, min_snr_db=20.0, cosine_over="mean", **MAPS), Tolerance(0.05, 1e-2, 0.99)),

@@ -37,7 +37,7 @@ FALLBACK_OPS = {
     "band_part": "masking by index", "floor_div": "integer arithmetic", "mod": "integer arithmetic",
 }
 # ops that only move data between dtypes or name values; they never decide placement by themselves
-NEUTRAL = {"const", "cast", "identity"}
+NEUTRAL = {"const", "cast", "identity", "quantize", "dequantize"}   # the last two: W8A8's int8 activation pairs
 NON_FLOAT = {"int32", "int16", "int8", "uint8", "uint16", "bool"}
 
 

@@ -83,12 +83,16 @@ MODES: dict[str, Mode] = {
 }
 
 
+OTHER_LEVELS = {"w8a8": 17}     # precisions beyond weight compression: int8 activations need iOS17's quantize
+
+
 def check(precision: str, deployment: str) -> None:
     """EdgepackError when ``precision`` needs a newer deployment target than ``deployment``."""
     mode = MODES.get(precision)
-    if mode is None or level(deployment) >= mode.min_level:
+    min_level = mode.min_level if mode is not None else OTHER_LEVELS.get(precision)
+    if min_level is None or level(deployment) >= min_level:
         return
-    need = LEVEL_NAME[mode.min_level]
+    need = LEVEL_NAME[min_level]
     raise EdgepackError(
         f"Core ML precision '{precision}' needs deployment target {need} or newer; this build targets "
         f"{deployment}", hint=f"build for a device profile whose [os] minimum_deployment_target is {need} "

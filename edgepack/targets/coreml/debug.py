@@ -41,7 +41,13 @@ def debug_layers(model: onnx.ModelProto, job: Job, deployment: str) -> LayerTabl
     ml32 = package(lower(model, deployment), precision="fp32", deployment=deployment, metadata={})
     twin = load(zip_package(ml32))
     mlq = package(lower(model, deployment), precision="fp16", deployment=deployment, metadata={})
-    if job.precision in compress.MODES:
+    if job.precision == "w8a8":          # int8 weights, then int8 activations at the executor's ranges
+        from .activations import quantize_activations, ranges
+        fp16, w8 = mlq, compress.compress(mlq, "w8")
+        stats = ranges(zip_package(w8), model, list(job.calibration.calib or job.calibration.all))
+        mlq = quantize_activations(w8, stats)
+        discard(fp16, w8)
+    elif job.precision in compress.MODES:
         fp16, mlq = mlq, compress.compress(mlq, job.precision)
         discard(fp16)
     q = load(zip_package(mlq))

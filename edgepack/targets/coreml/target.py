@@ -9,7 +9,7 @@ import onnx
 
 from ..base import Converted, Job, Requirement, Target
 
-PRECISIONS = ("fp16", "fp32", "w8", "palettize8", "palettize6", "palettize4", "prune", "w4-block",
+PRECISIONS = ("fp16", "fp32", "w8", "w8a8", "palettize8", "palettize6", "palettize4", "prune", "w4-block",
               "prune-palettize4")
 ANE_SAMPLES = 8           # calibration samples the fp16 range statistics are taken on
 
@@ -62,7 +62,14 @@ class CoreMLTarget(Target):
         extra, info = {}, {"deployment_target": deployment, "compute_precision": compute}
         if qdq is not None:
             info["dequantized"] = qdq.counts
-        if job.precision in compress.MODES:
+        if job.precision == "w8a8":
+            from .activations import w8a8
+            info["fp16_size"] = len(zip_package(mlmodel))
+            quantized, extra["activations"] = w8a8(mlmodel, model, job, _evaluator(model, job))
+            extra["compression"] = compress.summarize(mlmodel._mil_program, quantized._mil_program, "w8")
+            discard(mlmodel)
+            mlmodel = quantized
+        elif job.precision in compress.MODES:
             job.progress(f"compressing weights ({job.precision})")
             info["fp16_size"] = len(zip_package(mlmodel))
             compressed = compress.compress(mlmodel, job.precision)
@@ -85,6 +92,24 @@ class CoreMLTarget(Target):
                           for v, s in zip(model.graph.output, spec.description.output)]}
         file = self.path("model.mlpackage.zip")
         return Converted({file: data}, file, io, info, extra)
+
+
+def _evaluator(model: onnx.ModelProto, job: Job):
+    """``evaluate(zipped package, n)``: the gate figures of the reference executor's outputs on the first ``n``
+    held-out samples (all when None) against the fp32 reference."""
+    from edgepack_runtime.backends.coreml_ref.program import load
+    from edgepack_runtime.compare import compare_runs, summarize
+    names = [o.name for o in model.graph.output]
+
+    def evaluate(data: bytes, n: int | None) -> dict:
+        program = load(data)
+        samples = job.calibration.holdout[:n] if n else job.calibration.holdout
+        got = []
+        for sample in samples:
+            out = program.run({c: sample[v.name] for c, v in zip(program.input_names, model.graph.input)})
+            got.append({o: out[c] for o, c in zip(names, program.output_names)})
+        return summarize(compare_runs(got, job.reference[:len(samples)], names), job.gate)
+    return evaluate
 
 
 def _metadata(model: onnx.ModelProto, job: Job, deployment: str) -> dict:

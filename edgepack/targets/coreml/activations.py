@@ -1,0 +1,177 @@
+"""W8A8 for Core ML (``--precision coreml=w8a8``): int8 weights per channel and int8 activations, for the
+Neural Engine's int8 compute on A17 Pro / M4 class chips (iOS17 / macOS14 and newer).
+
+coremltools' ``linear_quantize_activations`` calibrates by running the model with Core ML, which needs macOS.
+Here the ranges come from the numpy MIL reference executor (``edgepack_runtime.backends.coreml_ref``) run on
+the calibration samples, and coremltools' own passes place the ``quantize`` / ``dequantize`` pairs with them
+(``insert_prefix_quantize_dequantize_pair``, ``insert_suffix_quantize_dequantize_pair`` and the elimination of
+back-to-back pairs): activations entering conv, linear, add and pooling ops, symmetric int8 per tensor over
+the observed min / max (the mode coremltools documents for W8A8). Weights are int8 first (the ``w8`` mode), so
+the ranges are those of the model that runs.
+
+When the gate misses, mixed precision (``edgepack.mixed``) leaves the activations of the ops that lose the
+most in fp16: the executor traces the all-quantized program and its fp16-activation twin on a few held-out
+samples, ranks the quantized ops by the dB they lose, and the shared search picks the set, each candidate
+built by the same passes with those ops configured off and measured by the executor on the held-out samples.
+"""
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+
+from ...errors import ConversionError
+from ...mixed import Trial, search
+from ...verify.layers import rank
+from .convert import discard, zip_package
+
+MODE = "linear_symmetric"
+_SUFFIX = re.compile(r"_cast_fp16$")      # coremltools' fp16 pass renames the translator's ops
+QUANTIZED_OPS = ("conv", "linear", "add", "avg_pool", "max_pool")   # coremltools' activation-quantized ops
+DEBUG_SAMPLES = 8
+MIN_LEVEL = 17          # quantize / dequantize are iOS17 ops
+
+
+def _program(data: bytes):
+    from edgepack_runtime.backends.coreml_ref.program import load
+    return load(data)
+
+
+def _feeds(program, model, sample: dict) -> dict:
+    """ONNX-named sample -> the program's input names (the package keeps the ONNX inputs' order)."""
+    return {name: np.asarray(sample[v.name]) for name, v in zip(program.input_names, model.graph.input)}
+
+
+def ranges(data: bytes, model, samples: list[dict]) -> dict[str, dict]:
+    """{MIL value name: {"rmin", "rmax"}} of every float value of the zipped package ``data`` over ``samples``,
+    traced by the reference executor (the statistics coremltools' passes read)."""
+    program = _program(data)
+    out: dict[str, dict] = {}
+    for sample in samples:
+        for name, value in program.run(_feeds(program, model, sample), keep_all=True).items():
+            v = np.asarray(value)
+            if v.dtype.kind != "f" or v.size == 0:
+                continue
+            v = v[np.isfinite(v)]
+            if v.size == 0:
+                continue
+            lo, hi = float(v.min()), float(v.max())
+            s = out.setdefault(name, {"rmin": lo, "rmax": hi})
+            s["rmin"], s["rmax"] = min(s["rmin"], lo), max(s["rmax"], hi)
+    return out
+
+
+def quantize_activations(mlmodel, stats: dict, skip=()):
+    """A new MLModel with int8 activations placed by coremltools' passes (``skip``: op names left fp16)."""
+    import coremltools as ct
+    from coremltools.converters.mil.frontend.milproto import load as milproto_load
+    from coremltools.converters.mil.mil.passes.graph_pass import PassOption
+    from coremltools.converters.mil.mil.passes.pass_registry import PASS_REGISTRY
+    from coremltools.models import utils as model_utils
+    from coremltools.optimize import coreml as cto
+    config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(mode=MODE),
+                                    op_name_configs={name: None for name in skip} or None)
+    passes = []
+    for name in ("compression::insert_prefix_quantize_dequantize_pair",
+                 "compression::insert_suffix_quantize_dequantize_pair"):
+        p = PASS_REGISTRY[name]
+        p.set_options([PassOption("config", config)])
+        p.set_options([PassOption("activation_stats", stats)])
+        passes.append(p)
+    passes.append(PASS_REGISTRY["common::dequantize_quantize_pair_elimination"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return model_utils._apply_graph_pass(mlmodel, passes, spec_version=ct.target.iOS17,
+                                                 pymil_load_func=milproto_load.load, skip_model_load=True)
+        except Exception as exc:        # the passes' own errors (a value without statistics...)
+            raise ConversionError(f"coremltools could not place the int8 activations: {type(exc).__name__}: "
+                                  f"{exc}", hint="build at --precision coreml=w8 (int8 weights, fp16 "
+                                                 "activations)") from exc
+
+
+def quantized(program) -> list[str]:
+    """Names of the ops whose activation input arrives through a ``dequantize`` (the ones running int8)."""
+    producer = {o.name: op for op in program.functions["main"].operations for o in op.outputs}
+    out = []
+    for op in program.functions["main"].operations:
+        x = op.inputs.get("x") if op.op_type in QUANTIZED_OPS else None
+        if x is not None and producer.get(x.name) is not None and producer[x.name].op_type == "dequantize":
+            out.append(op.name)
+    return out
+
+
+def layer_rows(float_data: bytes, quant_data: bytes, model, samples: list[dict], ops: list[str]) -> list[dict]:
+    """One row per quantized op: its output's SNR against the same value of the fp16-activation program and the
+    dB it loses over its input's (``edgepack.verify.layers.rank`` orders them)."""
+    from edgepack_runtime.compare import snr_db
+    from .convert import load_program
+    _, prog = load_program(quant_data)
+    by_name = {op.name: op for op in prog.functions["main"].operations}
+    producer = {o.name: op for op in prog.functions["main"].operations for o in op.outputs}
+    fa, qa = _program(float_data), _program(quant_data)
+    traces = [(fa.run(_feeds(fa, model, s), keep_all=True), qa.run(_feeds(qa, model, s), keep_all=True))
+              for s in samples]
+
+    def snr(name: str) -> float:
+        pairs = [(f[name], q[name]) for f, q in traces if name in f and name in q]
+        if not pairs:
+            return 100.0
+        return snr_db(np.concatenate([np.ravel(np.asarray(q, np.float64)) for _, q in pairs]),
+                      np.concatenate([np.ravel(np.asarray(f, np.float64)) for f, _ in pairs]))
+
+    rows = []
+    for name in ops:
+        op = by_name[name]
+        deq = producer[op.inputs["x"].name]
+        source = producer.get(deq.inputs["input"].name)
+        before = source.inputs["input"].name if source is not None and source.op_type == "quantize" else None
+        out_snr = snr(op.outputs[0].name)
+        in_snr = snr(before) if before else 100.0
+        rows.append({"tensor": name, "op": op.op_type, "origin": name, "int8": True, "snr_db": out_snr,
+                     "added_db": max(0.0, in_snr - out_snr)})
+    return rows
+
+
+def w8a8(mlmodel, model, job, evaluate) -> tuple[object, dict]:
+    """(the W8A8 MLModel, the manifest's ``activations`` record). ``mlmodel``: the fp16 program's MLModel;
+    ``evaluate(data, n)``: gate figures of a zipped package on the first ``n`` held-out samples (all when
+    None)."""
+    from . import compress
+    job.progress("int8 weights (w8)")
+    weights = compress.compress(mlmodel, "w8")
+    w8_data = zip_package(weights)
+    calib = list(job.calibration.calib or job.calibration.all)
+    job.progress(f"int8 activation ranges: the reference executor on {len(calib)} calibration samples")
+    stats = ranges(w8_data, model, calib)
+
+    def make(keep):
+        m = quantize_activations(weights, stats, keep)
+        try:
+            return zip_package(m)
+        finally:
+            discard(m)
+
+    trial = Trial(make, evaluate, len)
+    job.progress(f"measuring w8a8 on {len(job.calibration.holdout)} held-out samples")
+    data, figures = trial.run([])
+    _, prog = _load(data)
+    ops = quantized(prog)
+    keep: list[str] = []
+    if not figures["passed"] and job.quant.mixed_precision and job.calibration.holdout and ops:
+        job.progress("ranking the int8 activations against their fp16 twins")
+        rows = layer_rows(w8_data, data, model, job.calibration.holdout[:DEBUG_SAMPLES], ops)
+        keep, data, figures = search(trial, [], [], rank(rows), job.quant.max_float_fraction, data, figures,
+                                     job.progress)
+    final = quantize_activations(weights, stats, keep)
+    discard(weights)
+    record = {"mode": MODE, "calibration_samples": len(calib), "quantized_ops": len(ops) - len(keep),
+              "fp16_activations": [_SUFFIX.sub("", n) for n in keep], "passed": figures["passed"],
+              "mixed_precision": {"enabled": job.quant.mixed_precision, "tried": trial.tried}}
+    return final, record
+
+
+def _load(data: bytes):
+    from .convert import load_program
+    return load_program(data)

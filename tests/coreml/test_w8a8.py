@@ -1,0 +1,159 @@
+"""``--precision coreml=w8a8``: int8 weights and int8 activations (iOS17 quantize / dequantize pairs placed by
+coremltools' passes at ranges the reference executor measured), verified in the reference executor, with
+mixed precision leaving the activations that lose most in fp16. Real coremltools, real executor."""
+import numpy as np
+import onnx
+import pytest
+from onnx import helper as h
+
+from edgepack import targets as table
+from edgepack.build import build
+from edgepack.errors import EdgepackError, ParityError
+from edgepack.targets.base import QuantOptions
+from edgepack.targets.coreml.convert import load_program
+from edgepack_runtime import Runtime
+from edgepack_runtime.backends.coreml_ref.ops.quant import dequantize, quantize
+from edgepack_runtime.bundle import Bundle
+
+from .harness import make, weight
+from .kit import heavy_model
+
+
+@pytest.fixture(scope="module")
+def coreml_in_table():
+    added = "coreml" not in table.TABLE
+    if added:
+        table.register("coreml", "edgepack.targets.coreml.target:TARGET")
+    yield
+    if added:
+        table.unregister("coreml")
+
+
+def test_quantize_and_dequantize_follow_the_mil_definition():
+    x = np.array([[-1.0, -0.25, 0.25, 0.75, 1.25, 100.0]], np.float32)
+    q = quantize(x, np.float32(0.5), "int8")
+    assert q.dtype == np.int8 and q.tolist() == [[-2, 0, 0, 2, 2, 127]]        # half to even, clipped
+    u = quantize(x, np.float32(0.5), "uint8", zero_point=np.uint8(128))
+    assert u.dtype == np.uint8 and u.tolist() == [[126, 128, 128, 130, 130, 255]]
+    assert dequantize(u, np.float32(0.5), zero_point=np.uint8(128)).tolist() == [[-1.0, 0, 0, 1.0, 1.0, 63.5]]
+    per = quantize(np.ones((1, 2, 2), np.float32), np.array([0.5, 0.25], np.float32), "int8", axis=1)
+    assert per[0, :, 0].tolist() == [2, 4]
+
+
+def _calib(path, model, n=40, seed=1, spike=None):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 1, 16, 12, 12)).astype(np.float32)
+    if spike is not None:
+        x[:, :, 0] *= spike                      # one input channel far wider than the others
+    np.savez(path, x=x)
+    return path
+
+
+def _build(tmp_path, model, precision="coreml=w8a8,cpu=fp32", spike=None, **kw):
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    return build(path, targets=["apple-a17-m3"], precision=precision,
+                 calibration=_calib(tmp_path / "c.npz", model, spike=spike), holdout=0.4,
+                 out=tmp_path / "m.edgepack", **kw)
+
+
+def test_w8a8_build_quantizes_activations_and_verifies(coreml_in_table, tmp_path):
+    r = _build(tmp_path, heavy_model())
+    entry = next(e for e in r.manifest["targets"] if e["name"] == "coreml")
+    assert entry["precision"] == "w8a8" and entry["info"]["deployment_target"] == "iOS17"
+    p = entry["parity"]
+    assert p["passed"] and p["backend"] == "coreml-reference" and p["min_cosine"] > 0.99, p
+    a = entry["activations"]
+    assert a["mode"] == "linear_symmetric" and a["calibration_samples"] == 24 and a["fp16_activations"] == []
+    assert a["quantized_ops"] == 3        # 2 convs and the linear (the global pool is a reduce_mean)
+    assert entry["compression"]["compressed_ops"] == {"constexpr_affine_dequantize": 3}
+    ops = entry["info"]["mil_ops"]
+    assert ops["quantize"] >= 3 and ops["dequantize"] >= 3
+    assert not [f for f in entry["ane"]["findings"] if f["rule"] == "integer-tensors"]
+    data = Bundle.open(r.path).read(entry["file"])
+    _, program = load_program(data)
+    kinds = [op.op_type for op in program.functions["main"].operations]
+    first_conv = kinds.index("conv")
+    assert kinds[first_conv - 1] == "dequantize"                       # the conv reads int8 activations
+    x = {"x": np.random.default_rng(9).standard_normal((1, 16, 12, 12)).astype(np.float32)}
+    with Runtime.open(r.path, backend="coreml-reference", target="coreml") as rt:
+        assert rt.run(x)["y"].shape == (1, 256) and rt.self_check()["passed"]
+
+
+def test_w8a8_needs_ios17(coreml_in_table, tmp_path):
+    path = tmp_path / "m.onnx"
+    onnx.save(heavy_model(), str(path))
+    with pytest.raises(EdgepackError, match="'w8a8' needs deployment target iOS17 or newer; this build targets "
+                                            "iOS16"):
+        build(path, targets=["coreml"], precision="w8a8", out=tmp_path / "m.edgepack")
+
+
+def outlier_model():
+    """conv -> relu -> conv -> add(skip) -> pool -> linear, whose first conv output has one channel 300x the
+    rest (nothing downstream reads it but the add's per-tensor range): at int8 the add's other 31 channels
+    get under half a step."""
+    rng = np.random.default_rng(0)
+    w1 = (rng.standard_normal((32, 16, 3, 3)) * 0.1).astype(np.float32)
+    w1[0] *= 300.0
+    w2 = (rng.standard_normal((32, 32, 1, 1)) * 0.2).astype(np.float32)
+    w2[:, 0] = 0.0
+    fc = (rng.standard_normal((10, 32)) * 0.3).astype(np.float32)
+    nodes = [h.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]), h.make_node("Relu", ["c1"], ["r1"]),
+             h.make_node("Conv", ["r1", "w2"], ["c2"]), h.make_node("Add", ["c2", "r1"], ["s"]),
+             h.make_node("Mul", ["s", "mask"], ["m"]),
+             h.make_node("GlobalAveragePool", ["m"], ["g"]), h.make_node("Flatten", ["g"], ["f"]),
+             h.make_node("Gemm", ["f", "fc"], ["y"], transB=1)]
+    mask = np.ones((1, 32, 1, 1), np.float32)
+    mask[0, 0] = 0.0                                                     # the wide channel never reaches y
+    inits = [weight("w1", w1.shape, 1, 0.1), weight("w2", w2.shape, 2, 0.1), weight("fc", fc.shape, 3, 0.1)]
+    inits[0] = onnx.numpy_helper.from_array(w1, "w1")
+    inits[1] = onnx.numpy_helper.from_array(w2, "w2")
+    inits[2] = onnx.numpy_helper.from_array(fc, "fc")
+    inits.append(onnx.numpy_helper.from_array(mask, "mask"))
+    return make(nodes, {"x": [1, 16, 12, 12]}, ["y"], inits)
+
+
+def test_mixed_precision_leaves_the_wide_activation_in_fp16(coreml_in_table, tmp_path):
+    gate = dict(min_cosine=0.999, max_rel_error=0.05, cosine_over="min")
+    with pytest.raises(ParityError):
+        _build(tmp_path, outlier_model(), gate_overrides=gate, quant=QuantOptions(mixed_precision=False))
+    r = _build(tmp_path, outlier_model(), gate_overrides=gate, quant=QuantOptions(max_float_fraction=1.0))
+    entry = next(e for e in r.manifest["targets"] if e["name"] == "coreml")
+    a = entry["activations"]
+    assert entry["parity"]["passed"] and a["fp16_activations"], a
+    assert a["quantized_ops"] >= 1 and a["mixed_precision"]["tried"]
+    assert entry["parity"]["min_cosine"] >= 0.999
+
+
+def test_the_build_command_prints_the_activations(coreml_in_table, tmp_path):
+    from typer.testing import CliRunner
+
+    from edgepack.cli.main import app
+    path = tmp_path / "m.onnx"
+    onnx.save(heavy_model(), str(path))
+    result = CliRunner().invoke(app, ["build", str(path), "--target", "apple-a17-m3", "--precision",
+                                      "coreml=w8a8,cpu=fp32", "--calibration",
+                                      str(_calib(tmp_path / "c.npz", None)), "--holdout", "0.4"])
+    assert result.exit_code == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert "coreml mlpackage w8a8" in text
+    assert "int8 activations into 3 ops (ranges from 24 calibration samples); fp16: none" in text
+
+
+def test_debug_quant_examines_w8a8_for_a_device(coreml_in_table, tmp_path):
+    from typer.testing import CliRunner
+
+    from edgepack.cli.main import app
+    path = tmp_path / "m.onnx"
+    onnx.save(heavy_model(), str(path))
+    cal = str(_calib(tmp_path / "c.npz", None))
+    args = ["debug-quant", str(path), "--target", "coreml", "--precision", "w8a8", "--calibration", cal]
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code != 0 and "needs deployment target iOS17" in " ".join(refused.stderr.split())
+    result = CliRunner().invoke(app, args + ["--device", "apple-a17-m3"])
+    assert result.exit_code == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert "coreml w8a8 (w8a8) on" in text and "passes the w8a8 gate" in text
+    assert "Conv_0" in text and "Conv_2" in text and "Gemm_6" in text
+    unknown = CliRunner().invoke(app, args + ["--device", "no-such-phone"])
+    assert unknown.exit_code != 0 and "not a device profile" in unknown.stderr

@@ -23,7 +23,7 @@ def reference_executor():
 def convert(model: onnx.ModelProto, precision: str = "fp32", deployment: str = "iOS16"):
     """(zipped package bytes, spec, MIL program as loaded back and validated)."""
     model = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
-    mlmodel = package(lower(model, deployment), precision=precision, deployment=deployment)
+    mlmodel = package(lower(model, deployment, precision), precision=precision, deployment=deployment)
     data = zip_package(mlmodel)
     discard(mlmodel)
     spec, program = validate(data)

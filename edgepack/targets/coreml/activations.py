@@ -70,6 +70,7 @@ def quantize_activations(mlmodel, stats: dict, skip=()):
     from coremltools.converters.mil.mil.passes.pass_registry import PASS_REGISTRY
     from coremltools.models import utils as model_utils
     from coremltools.optimize import coreml as cto
+    skip = list(skip) + integer_ops(mlmodel._mil_program)
     config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(mode=MODE),
                                     op_name_configs={name: None for name in skip} or None)
     passes = []
@@ -89,6 +90,19 @@ def quantize_activations(mlmodel, stats: dict, skip=()):
             raise ConversionError(f"coremltools could not place the int8 activations: {type(exc).__name__}: "
                                   f"{exc}", hint="build at --precision coreml=w8 (int8 weights, fp16 "
                                                  "activations)") from exc
+
+
+def integer_ops(program) -> list[str]:
+    """Ops of the quantized kinds with a non-float activation input (MiniLM's int32 index ``add``): the passes
+    would look up float statistics for them, and there is nothing to quantize."""
+    from coremltools.converters.mil.mil import types
+    out = []
+    for op in program.functions["main"].operations:
+        if op.op_type in QUANTIZED_OPS and any(
+                v is not None and not types.is_float(getattr(v, "dtype", None) or types.fp32)
+                for k, v in op.inputs.items() if k in ("x", "y")):
+            out.append(op.name)
+    return out
 
 
 def quantized(program) -> list[str]:

@@ -25,11 +25,20 @@ def narrow(dtype) -> np.dtype:
     return np.dtype(NARROW.get(dtype, dtype))
 
 
+FP16_MAX = float(np.finfo(np.float16).max)
+
+
 class Context(NodeContext):
-    def __init__(self, model: onnx.ModelProto):
+    """``fp16``: the program will compute in fp16; float constants beyond fp16's range are clamped to
+    +-65504 (``clamped`` lists them) instead of becoming +-inf in coremltools' fp16 pass, where BERT-style
+    masks (``(1 - mask) * finfo(float32).min``) gave 0 * -inf = NaN on every valid token (MiniLM: NaN outputs)."""
+
+    def __init__(self, model: onnx.ModelProto, fp16: bool = False):
         super().__init__(model)
         self.values: dict = {}              # ONNX tensor name -> MIL Var
         self._uid = 0
+        self.fp16 = fp16
+        self.clamped: list[str] = []
 
     # --- ONNX side ------------------------------------------------------------------------
     def shape(self, name: str) -> tuple[int, ...]:
@@ -58,7 +67,12 @@ class Context(NodeContext):
             return self.values[name]
         if name in self.consts:
             value = self.consts[name]
-            return value.astype(narrow(value.dtype)) if narrow(value.dtype) != value.dtype else value
+            value = value.astype(narrow(value.dtype)) if narrow(value.dtype) != value.dtype else value
+            if self.fp16 and value.dtype.kind == "f" and value.size and np.max(np.abs(value)) > FP16_MAX:
+                if name not in self.clamped:
+                    self.clamped.append(name)
+                value = np.clip(value, -FP16_MAX, FP16_MAX).astype(value.dtype)
+            return value
         raise self.fail(f"tensor '{name}' is used before it is produced")
 
     def set(self, name: str, var) -> None:

@@ -30,15 +30,17 @@ def preflight(model: onnx.ModelProto) -> None:
     COREML.preflight(model.graph, Context(model).opsets, Context(model))
 
 
-def lower(model: onnx.ModelProto, deployment: str = "iOS16"):
-    """The MIL program (coremltools ``Program``) of a normalized ONNX model, for ``deployment``."""
+def lower(model: onnx.ModelProto, deployment: str = "iOS16", compute: str = "fp32"):
+    """The MIL program (coremltools ``Program``) of a normalized ONNX model, for ``deployment``. ``compute``:
+    the precision ``package`` will give it; at fp16, constants beyond fp16's range are clamped to +-65504
+    (``program.edgepack_clamped`` names them; ``Context``)."""
     from coremltools.converters.mil import Builder as mb
     from coremltools.converters.mil.mil import Function, Program
     from coremltools.converters.mil.mil import types
 
     from . import ops  # noqa: F401
     from .registry import COREML
-    ctx = Context(model)
+    ctx = Context(model, fp16=compute == "fp16")
     entries = COREML.preflight(model.graph, ctx.opsets, ctx)
     placeholders = {}
     for v in model.graph.input:
@@ -55,6 +57,7 @@ def lower(model: onnx.ModelProto, deployment: str = "iOS16"):
         fn.set_outputs([_named_output(ctx, o.name, mb) for o in model.graph.output])
     program = Program()
     program.add_function("main", fn)
+    program.edgepack_clamped = list(ctx.clamped)
     return program
 
 

@@ -40,7 +40,7 @@ def debug_layers(model: onnx.ModelProto, job: Job, deployment: str) -> LayerTabl
     from .convert import discard, lower, package, zip_package
     ml32 = package(lower(model, deployment), precision="fp32", deployment=deployment, metadata={})
     twin = load(zip_package(ml32))
-    mlq = package(lower(model, deployment), precision="fp16", deployment=deployment, metadata={})
+    mlq = package(lower(model, deployment, "fp16"), precision="fp16", deployment=deployment, metadata={})
     if job.precision == "w8a8":          # int8 weights, then int8 activations at the executor's ranges
         from .activations import quantize_activations, ranges
         fp16, w8 = mlq, compress.compress(mlq, "w8")

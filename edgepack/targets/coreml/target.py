@@ -55,11 +55,13 @@ class CoreMLTarget(Target):
         compress.check(job.precision, deployment)
         model, qdq = float_view(model)          # QDQ / QOperator in: Core ML gets its float twin
         job.progress(f"translating ONNX to MIL ({deployment})")
-        program = lower(model, deployment)
         compute = "fp32" if job.precision == "fp32" else "fp16"
+        program = lower(model, deployment, compute)
         mlmodel = package(program, precision=compute, deployment=deployment, metadata=_metadata(model, job,
                                                                                                deployment))
         extra, info = {}, {"deployment_target": deployment, "compute_precision": compute}
+        if program.edgepack_clamped:
+            info["fp16_clamped_constants"] = program.edgepack_clamped
         if qdq is not None:
             info["dequantized"] = qdq.counts
         if job.precision == "w8a8":

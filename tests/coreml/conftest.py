@@ -20,3 +20,15 @@ def _quiet_coremltools():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
+
+
+@pytest.fixture(scope="module")
+def coreml_in_table():
+    """The target as one table line (added at run time until the table names it)."""
+    from edgepack import targets as table
+    added = "coreml" not in table.TABLE
+    if added:
+        table.register("coreml", "edgepack.targets.coreml.target:TARGET")
+    yield
+    if added:
+        table.unregister("coreml")

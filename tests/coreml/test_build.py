@@ -5,23 +5,12 @@ import numpy as np
 import onnx
 import pytest
 
-from edgepack import targets as table
 from edgepack.build import build
 from edgepack.errors import EdgepackError
 from edgepack_runtime import Runtime
 
 from .kit import heavy_model
 
-
-@pytest.fixture(scope="module")
-def coreml_in_table():
-    """The target as one table line (added at run time until the table names it)."""
-    added = "coreml" not in table.TABLE
-    if added:
-        table.register("coreml", "edgepack.targets.coreml.target:TARGET")
-    yield
-    if added:
-        table.unregister("coreml")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from onnx import TensorProto as TP
 from onnx import helper as h
 from onnx import numpy_helper as nh
 
-from edgepack import targets as table
 from edgepack.build import build
 
 from .harness import convert, reference_executor, run_onnx
@@ -39,27 +38,20 @@ def test_a_float32_min_mask_runs_in_fp16():
     assert got[0, 4:].tolist() == [0.0, 0.0]
 
 
-def test_fp32_keeps_the_constant_and_the_build_records_the_clamp(tmp_path):
+def test_fp32_keeps_the_constant_and_the_build_records_the_clamp(coreml_in_table, tmp_path):
     from edgepack.targets.coreml.convert import lower
     model = onnx.shape_inference.infer_shapes(masked_softmax())
     assert lower(model, "iOS16", "fp32").edgepack_clamped == []
     assert lower(model, "iOS16", "fp16").edgepack_clamped == ["neg"]
-    added = "coreml" not in table.TABLE
-    if added:
-        table.register("coreml", "edgepack.targets.coreml.target:TARGET")
-    try:
-        path = tmp_path / "m.onnx"
-        onnx.save(masked_softmax(), str(path))
-        rng = np.random.default_rng(0)
-        mask = (rng.random((30, 1, 6)) < 0.7).astype(np.int64)
-        mask[:, :, 0] = 1
-        np.savez(tmp_path / "c.npz", x=rng.standard_normal((30, 1, 6)).astype(np.float32), mask=mask)
-        r = build(path, targets=["coreml"], calibration=tmp_path / "c.npz", out=tmp_path / "m.edgepack")
-        entry = r.manifest["targets"][0]
-        assert entry["parity"]["passed"] and entry["info"]["fp16_clamped_constants"] == ["neg"], entry["parity"]
-    finally:
-        if added:
-            table.unregister("coreml")
+    path = tmp_path / "m.onnx"
+    onnx.save(masked_softmax(), str(path))
+    rng = np.random.default_rng(0)
+    mask = (rng.random((30, 1, 6)) < 0.7).astype(np.int64)
+    mask[:, :, 0] = 1
+    np.savez(tmp_path / "c.npz", x=rng.standard_normal((30, 1, 6)).astype(np.float32), mask=mask)
+    r = build(path, targets=["coreml"], calibration=tmp_path / "c.npz", out=tmp_path / "m.edgepack")
+    entry = r.manifest["targets"][0]
+    assert entry["parity"]["passed"] and entry["info"]["fp16_clamped_constants"] == ["neg"], entry["parity"]
 
 
 def index_model() -> onnx.ModelProto:
@@ -75,19 +67,12 @@ def index_model() -> onnx.ModelProto:
     return h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
 
 
-def test_w8a8_leaves_integer_adds_alone(tmp_path):
-    added = "coreml" not in table.TABLE
-    if added:
-        table.register("coreml", "edgepack.targets.coreml.target:TARGET")
-    try:
-        path = tmp_path / "m.onnx"
-        onnx.save(index_model(), str(path))
-        np.savez(tmp_path / "c.npz", ids=np.random.default_rng(1).integers(0, 50, (30, 1, 8)))
-        r = build(path, targets=["apple-a17-m3"], precision="coreml=w8a8,cpu=fp32", calibration=tmp_path / "c.npz",
-                  out=tmp_path / "m.edgepack")
-        entry = next(e for e in r.manifest["targets"] if e["name"] == "coreml")
-        assert entry["parity"]["passed"] and entry["activations"]["quantized_ops"] >= 1, entry["activations"]
-        assert entry["info"]["mil_ops"]["linear"] == 1, entry["info"]["mil_ops"]
-    finally:
-        if added:
-            table.unregister("coreml")
+def test_w8a8_leaves_integer_adds_alone(coreml_in_table, tmp_path):
+    path = tmp_path / "m.onnx"
+    onnx.save(index_model(), str(path))
+    np.savez(tmp_path / "c.npz", ids=np.random.default_rng(1).integers(0, 50, (30, 1, 8)))
+    r = build(path, targets=["apple-a17-m3"], precision="coreml=w8a8,cpu=fp32", calibration=tmp_path / "c.npz",
+              out=tmp_path / "m.edgepack")
+    entry = next(e for e in r.manifest["targets"] if e["name"] == "coreml")
+    assert entry["parity"]["passed"] and entry["activations"]["quantized_ops"] >= 1, entry["activations"]
+    assert entry["info"]["mil_ops"]["linear"] == 1, entry["info"]["mil_ops"]

@@ -6,7 +6,6 @@ import onnx
 import pytest
 from onnx import helper as h
 
-from edgepack import targets as table
 from edgepack.build import build
 from edgepack.errors import EdgepackError, ParityError
 from edgepack.targets.base import QuantOptions
@@ -18,15 +17,6 @@ from edgepack_runtime.bundle import Bundle
 from .harness import make, weight
 from .kit import heavy_model
 
-
-@pytest.fixture(scope="module")
-def coreml_in_table():
-    added = "coreml" not in table.TABLE
-    if added:
-        table.register("coreml", "edgepack.targets.coreml.target:TARGET")
-    yield
-    if added:
-        table.unregister("coreml")
 
 
 def test_quantize_and_dequantize_follow_the_mil_definition():

@@ -13,13 +13,16 @@ from tests.coreml.kit import heavy_model
 from tests.qualcomm.kit import needs_htp
 
 
-def test_a_w8a8_row_is_judged_on_the_held_out_inputs(tmp_path):
+def _setup(tmp_path):
     path = tmp_path / "m.onnx"
     onnx.save(heavy_model(), str(path))
-    model = load_model(path)
     rng = np.random.default_rng(0)
     samples = [{"x": rng.standard_normal((1, 16, 12, 12)).astype(np.float32)} for _ in range(24)]
-    calib, search, hold = samples[:8], samples[8:16], samples[16:]
+    return load_model(path), samples[:8], samples[8:16], samples[16:]
+
+
+def test_a_w8a8_row_is_judged_on_the_held_out_inputs(tmp_path):
+    model, calib, search, hold = _setup(tmp_path)
     conv = convert(model, (calib, search, reference_outputs(model, search)), "w8a8-issue")
     assert conv.info["deployment_target"] == "iOS17" and conv.extra["activations"]["quantized_ops"] == 3
     got = run_package(conv.files[conv.file], model, hold)
@@ -34,12 +37,7 @@ def test_a_w8a8_row_is_judged_on_the_held_out_inputs(tmp_path):
 
 @needs_htp
 def test_a_qualcomm_row_runs_on_the_htp_simulator(tmp_path):
-    path = tmp_path / "m.onnx"
-    onnx.save(heavy_model(), str(path))
-    model = load_model(path)
-    rng = np.random.default_rng(0)
-    samples = [{"x": rng.standard_normal((1, 16, 12, 12)).astype(np.float32)} for _ in range(24)]
-    calib, search, hold = samples[:8], samples[8:16], samples[16:]
+    model, calib, search, hold = _setup(tmp_path)
     conv = convert(model, (calib, search, reference_outputs(model, search)), "w8a16", "qualcomm")
     assert conv.file.endswith("model.qdq.onnx")
     got = run_package(conv.files[conv.file], model, hold, "qualcomm")

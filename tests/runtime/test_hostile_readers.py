@@ -134,6 +134,7 @@ def _paths(doc, prefix=()):
 
 
 PATHS = [p for p in _paths(MANIFEST) if p]
+_SAME: dict = {}
 
 
 @FUZZ
@@ -141,6 +142,7 @@ PATHS = [p for p in _paths(MANIFEST) if p]
                 min_size=1, max_size=3))
 @example([(("inputs", 0, "dtype"), [])])                          # found: an unhashable dtype was a TypeError
 @example([(("targets", 0, "io", "inputs", 0, "perm"), [True, False, 1, 0])])
+@example([(("created",), _SAME), (("created", "name"), _SAME)])  # found: one {} object twice made a cycle
 def test_manifest_reader_on_mutated_valid_manifests(edits):
     doc = copy.deepcopy(MANIFEST)
     for path, value in edits:
@@ -148,7 +150,7 @@ def test_manifest_reader_on_mutated_valid_manifests(edits):
         try:
             for key in path[:-1]:
                 node = node[key]
-            node[path[-1]] = value
+            node[path[-1]] = copy.deepcopy(value)   # sampled_from hands out one {} object: two edits could nest it
         except (KeyError, IndexError, TypeError):
             continue
     _read_manifest(json.dumps(doc).encode())

@@ -148,9 +148,12 @@ def build(
         a = t.get("activations")
         if a:
             kept = a["fp16_activations"]
+            wide = a.get("wide_inputs") or []
             out_console.print(f"           int8 activations into {a['quantized_ops']} ops (ranges from "
                               f"{a['calibration_samples']} calibration samples); fp16: "
-                              f"{escape(', '.join(kept)) if kept else 'none'}")
+                              f"{escape(', '.join(kept)) if kept else 'none'}"
+                              + (f"; fp16 for inputs beyond +-1e4 (masks, near-overflow values): "
+                                 f"{escape(', '.join(wide))}" if wide else ""))
         q = t.get("quantization")
         if q:
             kept = [f["origin"] or f["tensor"] for f in q["float_layers"]]

@@ -147,3 +147,69 @@ def test_debug_quant_examines_w8a8_for_a_device(coreml_in_table, tmp_path):
     assert "Conv_0" in text and "Conv_2" in text and "Gemm_6" in text
     unknown = CliRunner().invoke(app, args + ["--device", "no-such-phone"])
     assert unknown.exit_code != 0 and "not a device profile" in unknown.stderr
+
+
+def masked_attention():
+    """One attention head with a BERT-style additive mask input: ``(1 - mask) * finfo(float32).min`` (clamped
+    to -65504 at fp16) added to the scores. At int8 over that range the scores' add loses everything."""
+    rng = np.random.default_rng(4)
+
+    def w(name, scale=0.3):
+        return onnx.numpy_helper.from_array((rng.standard_normal((16, 16)) * scale).astype(np.float32), name)
+    def proj(x, name):                                       # MatMul + bias: a MIL linear
+        return [h.make_node("MatMul", [x, "w" + name], [name + "0"]),
+                h.make_node("Add", [name + "0", "b" + name], [name])]
+    nodes = proj("x", "q") + proj("x", "k") + proj("x", "v") + [
+             h.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 1]),
+             h.make_node("MatMul", ["q", "kt"], ["s"]), h.make_node("Mul", ["s", "quarter"], ["s2"]),
+             h.make_node("Sub", ["one", "mask"], ["inv"]), h.make_node("Mul", ["inv", "lowest"], ["bias"]),
+             h.make_node("Add", ["s2", "bias"], ["s3"]), h.make_node("Softmax", ["s3"], ["p"], axis=-1),
+             h.make_node("MatMul", ["p", "v"], ["o"])] + proj("o", "y")
+    consts = [onnx.numpy_helper.from_array(np.array(v, np.float32), n)
+              for n, v in (("quarter", 0.25), ("one", 1.0), ("lowest", np.finfo(np.float32).min))]
+    biases = [onnx.numpy_helper.from_array((rng.standard_normal(16) * 0.1).astype(np.float32), "b" + n)
+              for n in "qkvy"]
+    return make(nodes, {"x": [1, 8, 16], "mask": [1, 1, 8]}, ["y"],
+                [w("wq"), w("wk"), w("wv"), w("wy")] + consts + biases)
+
+
+def _masked_calib(path, n=40):
+    rng = np.random.default_rng(5)
+    mask = np.ones((n, 1, 1, 8), np.float32)
+    for i in range(n):
+        mask[i, ..., 8 - rng.integers(0, 4):] = 0.0              # up to 3 padded positions
+    np.savez(path, x=rng.standard_normal((n, 1, 8, 16)).astype(np.float32), mask=mask)
+    return path
+
+
+def test_an_additive_mask_keeps_its_add_in_fp16(coreml_in_table, tmp_path, monkeypatch):
+    from edgepack.targets.coreml import activations
+    path = tmp_path / "m.onnx"
+    onnx.save(masked_attention(), str(path))
+    common = dict(targets=["apple-a17-m3"], precision="coreml=w8a8,cpu=fp32",
+                  calibration=_masked_calib(tmp_path / "c.npz"), holdout=0.4, out=tmp_path / "m.edgepack",
+                  quant=QuantOptions(mixed_precision=False))
+    monkeypatch.setattr(activations, "WIDE", float("inf"))     # the rule off: the mask's add is int8
+    with pytest.raises(ParityError):
+        build(path, **common)
+    monkeypatch.undo()
+    r = build(path, **common)
+    entry = next(e for e in r.manifest["targets"] if e["name"] == "coreml")
+    a, p = entry["activations"], entry["parity"]
+    assert p["passed"] and p["min_cosine"] > 0.99, p
+    assert len(a["wide_inputs"]) == 1 and "s3" in a["wide_inputs"][0] and a["fp16_activations"] == [], a
+    assert a["quantized_ops"] >= 4                              # the projections still read int8 activations
+
+
+def test_the_build_command_names_the_wide_inputs(coreml_in_table, tmp_path):
+    from typer.testing import CliRunner
+
+    from edgepack.cli.main import app
+    path = tmp_path / "m.onnx"
+    onnx.save(masked_attention(), str(path))
+    result = CliRunner().invoke(app, ["build", str(path), "--target", "apple-a17-m3", "--precision",
+                                      "coreml=w8a8,cpu=fp32", "--calibration",
+                                      str(_masked_calib(tmp_path / "c.npz")), "--holdout", "0.4"])
+    assert result.exit_code == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert "fp16: none; fp16 for inputs beyond +-1e4 (masks, near-overflow values): s3" in text

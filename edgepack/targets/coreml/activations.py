@@ -7,7 +7,8 @@ the calibration samples, and coremltools' own passes place the ``quantize`` / ``
 (``insert_prefix_quantize_dequantize_pair``, ``insert_suffix_quantize_dequantize_pair`` and the elimination of
 back-to-back pairs): activations entering conv, linear, add and pooling ops, symmetric int8 per tensor over
 the observed min / max (the mode coremltools documents for W8A8). Weights are int8 first (the ``w8`` mode), so
-the ranges are those of the model that runs.
+the ranges are those of the model that runs. Ops with an input reaching +-1e4 (masks, near-overflow values)
+keep fp16 activations (``wide_inputs``).
 
 When the gate misses, mixed precision (``edgepack.mixed``) leaves the activations of the ops that lose the
 most in fp16: the executor traces the all-quantized program and its fp16-activation twin on a few held-out
@@ -16,7 +17,6 @@ built by the same passes with those ops configured off and measured by the execu
 """
 from __future__ import annotations
 
-import re
 import warnings
 
 import numpy as np
@@ -24,13 +24,13 @@ import numpy as np
 from ...errors import ConversionError
 from ...mixed import Trial, search
 from ...verify.layers import rank
-from .convert import discard, zip_package
+from .convert import discard, load_program, source_name, zip_package
 
 MODE = "linear_symmetric"
-_SUFFIX = re.compile(r"_cast_fp16$")      # coremltools' fp16 pass renames the translator's ops
 QUANTIZED_OPS = ("conv", "linear", "add", "avg_pool", "max_pool")   # coremltools' activation-quantized ops
 DEBUG_SAMPLES = 8
 MIN_LEVEL = 17          # quantize / dequantize are iOS17 ops
+WIDE = 1e4              # an activation input reaching this magnitude stays fp16 (``wide_inputs``)
 
 
 def _program(data: bytes):
@@ -105,6 +105,28 @@ def integer_ops(program) -> list[str]:
     return out
 
 
+def wide_inputs(program, stats: dict, limit: float | None = None) -> list[str]:
+    """Ops of the quantized kinds with a float activation input whose calibrated range reaches ``limit``.
+
+    Symmetric int8 over +-65504 has a step of 516: such a value is an additive attention mask (BERT exports'
+    ``(1 - mask) * finfo.min``, clamped to fp16's range) or an intermediate that nearly overflows fp16 (magika's
+    cubed GELU argument), and its int8 twin is a different value (every attention score but the mask's rounds
+    to one number; magika reads 0.05 cosine with them int8, 0.71 without). The cpu target keeps additive masks
+    float for the same reason (``policy.additive_masks``)."""
+    limit = WIDE if limit is None else limit
+    out = []
+    for op in program.functions["main"].operations:
+        if op.op_type not in QUANTIZED_OPS:
+            continue
+        for key in ("x", "y"):
+            v = op.inputs.get(key)
+            s = stats.get(v.name) if v is not None else None
+            if s and max(abs(s["rmin"]), abs(s["rmax"])) >= limit:
+                out.append(op.name)
+                break
+    return out
+
+
 def quantized(program) -> list[str]:
     """Names of the ops whose activation input arrives through a ``dequantize`` (the ones running int8)."""
     producer = {o.name: op for op in program.functions["main"].operations for o in op.outputs}
@@ -116,12 +138,11 @@ def quantized(program) -> list[str]:
     return out
 
 
-def layer_rows(float_data: bytes, quant_data: bytes, model, samples: list[dict], ops: list[str]) -> list[dict]:
+def layer_rows(float_data: bytes, quant_data: bytes, prog, model, samples: list[dict], ops: list[str]) -> list[dict]:
     """One row per quantized op: its output's SNR against the same value of the fp16-activation program and the
-    dB it loses over its input's (``edgepack.verify.layers.rank`` orders them)."""
+    dB it loses over its input's (``edgepack.verify.layers.rank`` orders them). ``prog``: ``quant_data``'s
+    parsed MIL program."""
     from edgepack_runtime.compare import snr_db
-    from .convert import load_program
-    _, prog = load_program(quant_data)
     by_name = {op.name: op for op in prog.functions["main"].operations}
     producer = {o.name: op for op in prog.functions["main"].operations for o in op.outputs}
     fa, qa = _program(float_data), _program(quant_data)
@@ -159,9 +180,10 @@ def w8a8(mlmodel, model, job, evaluate) -> tuple[object, dict]:
     calib = list(job.calibration.calib or job.calibration.all)
     job.progress(f"int8 activation ranges: the reference executor on {len(calib)} calibration samples")
     stats = ranges(w8_data, model, calib)
+    wide = wide_inputs(weights._mil_program, stats)
 
     def make(keep):
-        m = quantize_activations(weights, stats, keep)
+        m = quantize_activations(weights, stats, wide + list(keep))
         try:
             return zip_package(m)
         finally:
@@ -170,22 +192,19 @@ def w8a8(mlmodel, model, job, evaluate) -> tuple[object, dict]:
     trial = Trial(make, evaluate, len)
     job.progress(f"measuring w8a8 on {len(job.calibration.holdout)} held-out samples")
     data, figures = trial.run([])
-    _, prog = _load(data)
+    _, prog = load_program(data)
     ops = quantized(prog)
     keep: list[str] = []
     if not figures["passed"] and job.quant.mixed_precision and job.calibration.holdout and ops:
         job.progress("ranking the int8 activations against their fp16 twins")
-        rows = layer_rows(w8_data, data, model, job.calibration.holdout[:DEBUG_SAMPLES], ops)
+        rows = layer_rows(w8_data, data, prog, model, job.calibration.holdout[:DEBUG_SAMPLES], ops)
         keep, data, figures = search(trial, [], [], rank(rows), job.quant.max_float_fraction, data, figures,
                                      job.progress)
-    final = quantize_activations(weights, stats, keep)
+    final = quantize_activations(weights, stats, wide + keep)
     discard(weights)
     record = {"mode": MODE, "calibration_samples": len(calib), "quantized_ops": len(ops) - len(keep),
-              "fp16_activations": [_SUFFIX.sub("", n) for n in keep], "passed": figures["passed"],
+              "fp16_activations": [source_name(n) for n in keep],
+              "wide_inputs": [source_name(n) for n in wide], "passed": figures["passed"],
               "mixed_precision": {"enabled": job.quant.mixed_precision, "tried": trial.tried}}
     return final, record
 
-
-def _load(data: bytes):
-    from .convert import load_program
-    return load_program(data)

@@ -19,6 +19,8 @@ from typing import Callable
 import numpy as np
 import onnx
 
+from .convert import source_name
+
 FP16_MAX = 65504.0
 FP16_MIN_NORMAL = 6.103515625e-05
 MAX_RANK = 5
@@ -62,8 +64,7 @@ def _ops(facts):
 
 
 def _name(op) -> str:
-    """The op's name as the translator gave it (coremltools' fp16 pass appends ``_cast_fp16``)."""
-    return op.name[:-len("_cast_fp16")] if op.name.endswith("_cast_fp16") else op.name
+    return source_name(op.name)
 
 
 def _shape(var):

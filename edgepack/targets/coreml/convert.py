@@ -61,6 +61,11 @@ def lower(model: onnx.ModelProto, deployment: str = "iOS16", compute: str = "fp3
     return program
 
 
+def source_name(name: str) -> str:
+    """An op's name as the translator gave it: coremltools' fp16 pass renames op ``x`` to ``x_cast_fp16``."""
+    return name[:-len("_cast_fp16")] if name.endswith("_cast_fp16") else name
+
+
 def _named_output(ctx: Context, name: str, mb):
     """The graph output ``name`` as a MIL var called ``name`` (an identity when the op is named otherwise)."""
     value = ctx.x(name)

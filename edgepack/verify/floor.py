@@ -8,8 +8,10 @@ one tensor, where an int8 model has hundreds. A gate the float model misses ther
 model's own stability on those samples (PP-OCRv4 rec on rendered lines: same text on 0.84 of them, worst
 cosine 0.93; PP-OCRv4 det: IoU@0.5 0.94). Where the int8 model rounds that input the way the dither moves
 it (a float audio feature), that is a bound; on an 8-bit image, whose int8 rounding is nearly exact, it is
-the model's sensitivity. Integer inputs (token ids, bytes) are not moved; a model with no float input has
-no floor.
+the model's sensitivity. Integer inputs (token ids, bytes) and float inputs holding only 0 and 1 (attention
+masks, flags: an int8 grid over [0, 1] holds both exactly, and a BERT export multiplies ``1 - mask`` by
+-3.4e38, so a moved mask is no rounding-sized change) are not moved; a model with no input to move has no
+floor.
 """
 from __future__ import annotations
 
@@ -22,11 +24,11 @@ STEPS = 255             # an int8 grid spans the input's range in 255 steps
 def dithered(samples: list[dict], span_from: list[dict], seed: int = 0) -> tuple[list[dict], dict[str, float]]:
     """(``samples`` with every float input moved by uniform noise in [-step/2, step/2], {input: step}), the
     step being that input's range (min to max over ``span_from``) over ``STEPS``. Deterministic in
-    ``seed``; integer inputs are the same arrays."""
+    ``seed``; integer inputs and 0 / 1 float inputs (``binary``) are the same arrays."""
     rng = np.random.default_rng(seed)
     steps: dict[str, float] = {}
     for name, value in samples[0].items():
-        if np.asarray(value).dtype.kind == "f":
+        if np.asarray(value).dtype.kind == "f" and not binary([s[name] for s in span_from + samples]):
             values = [np.asarray(s[name], np.float64) for s in span_from]
             lo = min(float(np.nanmin(v)) for v in values)
             hi = max(float(np.nanmax(v)) for v in values)
@@ -39,6 +41,11 @@ def dithered(samples: list[dict], span_from: list[dict], seed: int = 0) -> tuple
             row[name] = (x + rng.uniform(-step / 2, step / 2, x.shape)).astype(x.dtype)
         out.append(row)
     return out, steps
+
+
+def binary(values: list) -> bool:
+    """Whether every value of these arrays is 0 or 1 (a mask or a flag)."""
+    return all(np.isin(np.asarray(v), (0.0, 1.0)).all() for v in values)
 
 
 def input_floor(model: onnx.ModelProto, samples: list[dict], span_from: list[dict],

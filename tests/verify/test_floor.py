@@ -75,3 +75,35 @@ def test_a_model_with_only_integer_inputs_has_no_floor():
     samples = [{"ids": np.array([[1, 2, 3]], np.int64)}]
     assert input_floor(model, samples, samples) is None
     assert input_floor(_steep(1.0), [], samples) is None           # no held-out samples: no floor, no error
+
+
+def test_a_zero_one_float_input_is_a_mask_and_is_not_moved():
+    rng = np.random.default_rng(2)
+    samples = [{"x": rng.uniform(-1, 1, (1, 8)).astype(np.float32),
+                "mask": (rng.random((1, 8)) > 0.3).astype(np.float32)} for _ in range(5)]
+    moved, steps = dithered(samples, samples, seed=1)
+    assert set(steps) == {"x"}
+    assert all(b["mask"] is a["mask"] and not np.array_equal(b["x"], a["x"]) for a, b in zip(samples, moved))
+    # one value off {0, 1} in any sample makes it an input like any other
+    samples[-1]["mask"] = samples[-1]["mask"] * np.float32(0.5)
+    assert set(dithered(samples, samples, seed=1)[1]) == {"x", "mask"}
+
+
+def test_an_additive_masks_floor_is_the_models_not_the_masks():
+    """y = x + (1 - mask) * finfo.min: moving the mask by any amount moves y by 1e36; the floor leaves it."""
+    nodes = [helper.make_node("Sub", ["one", "mask"], ["inv"]), helper.make_node("Mul", ["inv", "low"], ["b"]),
+             helper.make_node("Add", ["x", "b"], ["z"]), helper.make_node("Softmax", ["z"], ["y"], axis=-1)]
+    g = helper.make_graph(nodes, "masked", [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 8])
+                                            for n in ("x", "mask")],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])],
+                          [helper.make_tensor("one", TensorProto.FLOAT, [], [1.0]),
+                           helper.make_tensor("low", TensorProto.FLOAT, [], [float(np.finfo(np.float32).min)])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    rng = np.random.default_rng(0)
+    samples = [{"x": rng.uniform(-1, 1, (1, 8)).astype(np.float32),
+                "mask": np.array([[1] * (8 - k) + [0] * k], np.float32)} for k in range(4)]
+    got, steps = input_floor(model, samples, samples, seed=0)
+    ref = reference_outputs(model, samples)
+    assert set(steps) == {"x"}
+    for g_, r in zip(got, ref):
+        assert np.abs(g_["y"] - r["y"]).max() < 0.01          # moved by a dither of x only

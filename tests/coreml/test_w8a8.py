@@ -213,3 +213,36 @@ def test_the_build_command_names_the_wide_inputs(coreml_in_table, tmp_path):
     assert result.exit_code == 0, result.stderr
     text = " ".join(result.stdout.split())
     assert "fp16: none; fp16 for inputs beyond +-1e4 (masks, near-overflow values): s3" in text
+
+
+def test_the_layer_table_compares_a_rescaled_add_in_the_models_units(coreml_in_table):
+    """coremltools' pipeline rescales a quantized add (its y dequantize gets scale 1, its result is 1 / s_y of
+    the model's); the table that ranks ops for mixed precision compares that value times the factor."""
+    from edgepack.targets.coreml import activations as A
+    from edgepack.targets.coreml import compress
+    from edgepack.targets.coreml.convert import lower, package, zip_package
+    from edgepack_runtime.backends.coreml_ref.program import load
+    from edgepack_runtime.compare import snr_db
+    model = outlier_model()
+    rng = np.random.default_rng(3)
+    samples = [{"x": rng.standard_normal((1, 16, 12, 12)).astype(np.float32)} for _ in range(12)]
+    w8 = compress.compress(package(lower(model, "iOS17", "fp16"), precision="fp16", deployment="iOS17"), "w8")
+    w8_data = zip_package(w8)
+    stats = A.ranges(w8_data, model, samples[:8])
+    data = zip_package(A.quantize_activations(w8, stats))
+    _, prog = load_program(data)
+    add = next(op for op in prog.functions["main"].operations if op.op_type == "add")
+    value = add.outputs[0].name
+    assert add.name in A.quantized(prog)
+    factor = A.gain(prog, stats, value)
+    y_scale = next(v for k, v in add.inputs.items() if k == "y").op.inputs["scale"].val
+    assert float(np.asarray(y_scale)) == 1.0 and abs(factor - 1.0) > 0.5      # the pass did rescale it
+    row = next(r for r in A.layer_rows(w8_data, data, prog, stats, model, samples[8:], [add.name]))
+    assert row["snr_db"] > 20, row
+    f, q = load(w8_data), load(data)
+    raw = [(f.run(A._feeds(f, model, s), keep_all=True)[value], q.run(A._feeds(q, model, s), keep_all=True)[value])
+           for s in samples[8:]]
+    assert snr_db(np.concatenate([np.ravel(b) for _, b in raw]).astype(np.float64),
+                  np.concatenate([np.ravel(a) for a, _ in raw]).astype(np.float64)) < 3    # raw: another value
+    # a value read in the model's own units (the first conv's input) has factor 1
+    assert A.gain(prog, stats, prog.functions["main"].operations[0].outputs[0].name) == 1.0

@@ -246,3 +246,16 @@ def test_the_layer_table_compares_a_rescaled_add_in_the_models_units(coreml_in_t
                   np.concatenate([np.ravel(a) for a, _ in raw]).astype(np.float64)) < 3    # raw: another value
     # a value read in the model's own units (the first conv's input) has factor 1
     assert A.gain(prog, stats, prog.functions["main"].operations[0].outputs[0].name) == 1.0
+
+
+def test_debug_quant_reads_a_rescaled_add_in_the_models_units(coreml_in_table, tmp_path):
+    from edgepack.debug import debug_quant
+    from edgepack.devices import profiles
+    path = tmp_path / "m.onnx"
+    onnx.save(outlier_model(), str(path))
+    report = debug_quant(path, target="coreml", precision="w8a8", calibration=_calib(tmp_path / "c.npz", None),
+                         holdout=0.4, profiles=(profiles()["apple-a17-m3"],))
+    add = next(r for r in report.layers if r["op"] == "add")
+    first = next(r for r in report.layers if r["op"] == "conv")
+    assert report.parity["passed"] is not None and add["snr_db"] > 15, add    # raw, the rescaled add read ~1 dB
+    assert first["snr_db"] > 15

@@ -41,12 +41,19 @@ def debug_layers(model: onnx.ModelProto, job: Job, deployment: str) -> LayerTabl
     ml32 = package(lower(model, deployment), precision="fp32", deployment=deployment, metadata={})
     twin = load(zip_package(ml32))
     mlq = package(lower(model, deployment, "fp16"), precision="fp16", deployment=deployment, metadata={})
+    gain = None
     if job.precision == "w8a8":          # int8 weights, then int8 activations at the executor's ranges
-        from .activations import quantize_activations, ranges
+        from .activations import gain as unit_gain
+        from .activations import quantize_activations, ranges, wide_inputs
+        from .convert import load_program
         fp16, w8 = mlq, compress.compress(mlq, "w8")
         stats = ranges(zip_package(w8), model, list(job.calibration.calib or job.calibration.all))
-        mlq = quantize_activations(w8, stats)
+        mlq = quantize_activations(w8, stats, wide_inputs(w8._mil_program, stats))
         discard(fp16, w8)
+        _, prog = load_program(zip_package(mlq))
+
+        def gain(name: str) -> float:     # a rescaled add's value in the model's units (activations.gain)
+            return unit_gain(prog, stats, name)
     elif job.precision in compress.MODES:
         fp16, mlq = mlq, compress.compress(mlq, job.precision)
         discard(fp16)
@@ -60,11 +67,11 @@ def debug_layers(model: onnx.ModelProto, job: Job, deployment: str) -> LayerTabl
     names = [o.name for o in model.graph.output]
     got = [dict(zip(names, (t[n] for n in q.output_names))) for t in tq]
     figures = dict(summarize(compare_runs(got, job.reference[:len(samples)], names), job.gate), samples=len(samples))
-    rows = _rows(model, q, twin, t32, tq)
+    rows = _rows(model, q, twin, t32, tq, gain)
     return LayerTable(figures, job.precision, rows, rank(rows))
 
 
-def _rows(model, q, twin, t32, tq) -> list[dict]:
+def _rows(model, q, twin, t32, tq, gain=None) -> list[dict]:
     producer = {o: n.name for n in model.graph.node for o in n.output}
     consts, twin_consts = q.constants, twin.constants
     snr_of: dict[str, float] = {}
@@ -75,7 +82,7 @@ def _rows(model, q, twin, t32, tq) -> list[dict]:
             if base not in t32[0] or np.asarray(tq[0][out]).dtype.kind != "f":
                 continue
             ref = np.concatenate([np.ravel(t[base]) for t in t32]).astype(np.float64)
-            val = np.concatenate([np.ravel(t[out]) for t in tq]).astype(np.float64)
+            val = np.concatenate([np.ravel(t[out]) for t in tq]).astype(np.float64) * (gain(out) if gain else 1.0)
             snr_of[out] = snr = snr_db(val, ref)
             before = [snr_of[r] for r in reads if r in snr_of]
             row = {"tensor": base, "op": op, "origin": producer.get(base, ""), "snr_db": snr,

@@ -259,3 +259,40 @@ def test_debug_quant_reads_a_rescaled_add_in_the_models_units(coreml_in_table, t
     first = next(r for r in report.layers if r["op"] == "conv")
     assert report.parity["passed"] is not None and add["snr_db"] > 15, add    # raw, the rescaled add read ~1 dB
     assert first["snr_db"] > 15
+
+
+def test_each_op_is_ranked_by_what_its_int8_input_alone_costs_at_the_output(coreml_in_table):
+    """``isolated_rows``: each of the three ops touching the outlier model's wide tensor (the first conv's
+    output pair, the second conv and the add reading it: one channel 300x the others in a per-tensor range)
+    alone int8 costs the output everything; the final linear alone costs little."""
+    from edgepack.mixed import Trial
+    from edgepack.model.ort import reference_outputs
+    from edgepack.targets.coreml import activations as A
+    from edgepack.targets.coreml import compress
+    from edgepack.targets.coreml.convert import lower, package, zip_package
+    from edgepack.verify.layers import rank
+    from edgepack_runtime.backends.coreml_ref.program import load
+    from edgepack_runtime.compare import compare_runs, summarize
+    from edgepack_runtime.precisions import gate
+    model = outlier_model()
+    rng = np.random.default_rng(3)
+    samples = [{"x": rng.standard_normal((1, 16, 12, 12)).astype(np.float32)} for _ in range(12)]
+    held = samples[8:]
+    ref = reference_outputs(model, held)
+    w8 = compress.compress(package(lower(model, "iOS17", "fp16"), precision="fp16", deployment="iOS17"), "w8")
+    stats = A.ranges(zip_package(w8), model, samples[:8])
+
+    def evaluate(data, n):
+        p = load(data)
+        got = [{"y": p.run(A._feeds(p, model, s))[p.output_names[0]]} for s in held[:n]]
+        return summarize(compare_runs(got, ref[:len(got)], ["y"]), gate("w8a8"))
+    trial = Trial(lambda keep: zip_package(A.quantize_activations(w8, stats, keep)), evaluate, len)
+    _, prog = load_program(trial.make([]))
+    ops = A.quantized(prog)
+    seen = []
+    rows = A.isolated_rows(trial, ops, seen.append)
+    assert len(rows) == len(ops) == 4 and len(seen) == 4 and trial.cheap == 4 and not trial.tried
+    by = {r["tensor"]: r["snr_db"] for r in rows}
+    linear = next(op.name for op in prog.functions["main"].operations if op.op_type == "linear")
+    assert rank(rows)[-1]["tensor"] == linear and by[linear] > 30, by
+    assert all(snr < 5 for name, snr in by.items() if name != linear), by

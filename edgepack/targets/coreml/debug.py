@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import onnx
@@ -51,9 +52,7 @@ def debug_layers(model: onnx.ModelProto, job: Job, deployment: str) -> LayerTabl
         mlq = quantize_activations(w8, stats, wide_inputs(w8._mil_program, stats))
         discard(fp16, w8)
         _, prog = load_program(zip_package(mlq))
-
-        def gain(name: str) -> float:     # a rescaled add's value in the model's units (activations.gain)
-            return unit_gain(prog, stats, name)
+        gain = partial(unit_gain, prog, stats)      # a rescaled add's values in the model's units
     elif job.precision in compress.MODES:
         fp16, mlq = mlq, compress.compress(mlq, job.precision)
         discard(fp16)

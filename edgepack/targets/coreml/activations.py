@@ -143,11 +143,12 @@ def layer_rows(float_data: bytes, quant_data: bytes, prog, stats: dict, model, s
                ops: list[str]) -> list[dict]:
     """One row per quantized op: its output's SNR against the same value of the fp16-activation program and the
     dB it loses over its input's (``edgepack.verify.layers.rank`` orders them). ``prog``: ``quant_data``'s
-    parsed MIL program; ``stats``: the calibrated ranges (``gain``)."""
+    parsed MIL program; ``stats``: the calibrated ranges (``gains``)."""
     from edgepack_runtime.compare import snr_db
     by_name = {op.name: op for op in prog.functions["main"].operations}
     producer = {o.name: op for op in prog.functions["main"].operations for o in op.outputs}
     fa, qa = _program(float_data), _program(quant_data)
+    factor = gains(prog, stats)
     traces = [(fa.run(_feeds(fa, model, s), keep_all=True), qa.run(_feeds(qa, model, s), keep_all=True))
               for s in samples]
 
@@ -155,7 +156,7 @@ def layer_rows(float_data: bytes, quant_data: bytes, prog, stats: dict, model, s
         pairs = [(f[name], q[name]) for f, q in traces if name in f and name in q]
         if not pairs:
             return 100.0
-        g = gain(prog, stats, name)
+        g = factor.get(name, 1.0)
         return snr_db(np.concatenate([np.ravel(np.asarray(q, np.float64)) * g for _, q in pairs]),
                       np.concatenate([np.ravel(np.asarray(f, np.float64)) for f, _ in pairs]))
 
@@ -172,8 +173,9 @@ def layer_rows(float_data: bytes, quant_data: bytes, prog, stats: dict, model, s
     return rows
 
 
-def gain(program, stats: dict, name: str) -> float:
-    """The factor from value ``name`` of a w8a8 program to the same value of its float twin.
+def gains(program, stats: dict) -> dict[str, float]:
+    """{value name: factor} from values of a w8a8 program to the same values of its float twin, for the values
+    whose factor is not 1 (look others up with ``.get(name, 1.0)``).
 
     coremltools' pipeline (``distributive_quantized_binary_op_scale_normalization``) gives the ``y``
     dequantize of a quantized ``add`` scale 1 and divides the ``x`` dequantize's and the output quantize's
@@ -181,15 +183,16 @@ def gain(program, stats: dict, name: str) -> float:
     model's. A value read by a quantize is in the model's units when that quantize's scale is the one its
     calibrated range gives (``max |r| / 127``); otherwise the ratio is the factor. Compared raw, every
     rescaled add read tens of dB off and ranked first for fp16 (MiniLM: -48 dB for an add losing 0.1 dB)."""
-    r = stats.get(name)
-    if not r:
-        return 1.0
+    out: dict[str, float] = {}
     for op in program.functions["main"].operations:
-        if op.op_type == "quantize" and op.inputs["input"].name == name:
-            own = max(abs(r["rmin"]), abs(r["rmax"])) / 127.0
-            ratio = float(own / np.median(np.asarray(op.inputs["scale"].val, np.float64)))
-            return 1.0 if own == 0 or abs(ratio - 1.0) < 0.02 else ratio
-    return 1.0
+        name = op.inputs["input"].name if op.op_type == "quantize" else None
+        r = stats.get(name) if name is not None else None
+        if not r or name in out:
+            continue
+        own = max(abs(r["rmin"]), abs(r["rmax"])) / 127.0
+        ratio = float(own / np.median(np.asarray(op.inputs["scale"].val, np.float64)))
+        out[name] = 1.0 if own == 0 or abs(ratio - 1.0) < 0.02 else ratio
+    return {k: v for k, v in out.items() if v != 1.0}
 
 
 ISOLATE_SAMPLES = 4      # held-out samples per op in ``isolated_rows``
@@ -216,18 +219,24 @@ def isolated_rows(trial, ops: list[str], progress) -> list[dict]:
     return rows
 
 
+def calibrated(mlmodel, model, calib: list[dict], progress=lambda s: None):
+    """(the w8 MLModel, its zipped package, the executor's ranges over ``calib`` on it, the ``wide_inputs``
+    ops): what a w8a8 program is placed from, in the build and in ``debug-quant``."""
+    from . import compress
+    progress("int8 weights (w8)")
+    weights = compress.compress(mlmodel, "w8")
+    w8_data = zip_package(weights)
+    progress(f"int8 activation ranges: the reference executor on {len(calib)} calibration samples")
+    stats = ranges(w8_data, model, calib)
+    return weights, w8_data, stats, wide_inputs(weights._mil_program, stats)
+
+
 def w8a8(mlmodel, model, job, evaluate) -> tuple[object, dict]:
     """(the W8A8 MLModel, the manifest's ``activations`` record). ``mlmodel``: the fp16 program's MLModel;
     ``evaluate(data, n)``: gate figures of a zipped package on the first ``n`` held-out samples (all when
     None)."""
-    from . import compress
-    job.progress("int8 weights (w8)")
-    weights = compress.compress(mlmodel, "w8")
-    w8_data = zip_package(weights)
     calib = list(job.calibration.calib or job.calibration.all)
-    job.progress(f"int8 activation ranges: the reference executor on {len(calib)} calibration samples")
-    stats = ranges(w8_data, model, calib)
-    wide = wide_inputs(weights._mil_program, stats)
+    weights, w8_data, stats, wide = calibrated(mlmodel, model, calib, job.progress)
 
     def make(keep):
         m = quantize_activations(weights, stats, wide + list(keep))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 import onnx
@@ -42,22 +41,24 @@ def debug_layers(model: onnx.ModelProto, job: Job, deployment: str) -> LayerTabl
     ml32 = package(lower(model, deployment), precision="fp32", deployment=deployment, metadata={})
     twin = load(zip_package(ml32))
     mlq = package(lower(model, deployment, "fp16"), precision="fp16", deployment=deployment, metadata={})
-    gain = None
+    stats = None
     if job.precision == "w8a8":          # int8 weights, then int8 activations at the executor's ranges
-        from .activations import gain as unit_gain
-        from .activations import quantize_activations, ranges, wide_inputs
-        from .convert import load_program
-        fp16, w8 = mlq, compress.compress(mlq, "w8")
-        stats = ranges(zip_package(w8), model, list(job.calibration.calib or job.calibration.all))
-        mlq = quantize_activations(w8, stats, wide_inputs(w8._mil_program, stats))
+        from .activations import calibrated, quantize_activations
+        fp16 = mlq
+        w8, _, stats, wide = calibrated(mlq, model, list(job.calibration.calib or job.calibration.all))
+        mlq = quantize_activations(w8, stats, wide)
         discard(fp16, w8)
-        _, prog = load_program(zip_package(mlq))
-        gain = partial(unit_gain, prog, stats)      # a rescaled add's values in the model's units
     elif job.precision in compress.MODES:
         fp16, mlq = mlq, compress.compress(mlq, job.precision)
         discard(fp16)
-    q = load(zip_package(mlq))
+    data = zip_package(mlq)
+    q = load(data)
     discard(ml32, mlq)
+    factor = {}
+    if stats is not None:                 # a rescaled add's values in the model's units
+        from .activations import gains
+        from .convert import load_program
+        factor = gains(load_program(data)[1], stats)
     samples = job.calibration.holdout[:DEBUG_SAMPLES]
     feeds = [dict(zip(q.input_names, (s[i.name] for i in model.graph.input))) for s in samples]
     job.progress(f"running the fp32 twin and the {job.precision} program value by value ({len(samples)} samples)")
@@ -66,11 +67,11 @@ def debug_layers(model: onnx.ModelProto, job: Job, deployment: str) -> LayerTabl
     names = [o.name for o in model.graph.output]
     got = [dict(zip(names, (t[n] for n in q.output_names))) for t in tq]
     figures = dict(summarize(compare_runs(got, job.reference[:len(samples)], names), job.gate), samples=len(samples))
-    rows = _rows(model, q, twin, t32, tq, gain)
+    rows = _rows(model, q, twin, t32, tq, factor)
     return LayerTable(figures, job.precision, rows, rank(rows))
 
 
-def _rows(model, q, twin, t32, tq, gain=None) -> list[dict]:
+def _rows(model, q, twin, t32, tq, factor: dict) -> list[dict]:
     producer = {o: n.name for n in model.graph.node for o in n.output}
     consts, twin_consts = q.constants, twin.constants
     snr_of: dict[str, float] = {}
@@ -81,7 +82,7 @@ def _rows(model, q, twin, t32, tq, gain=None) -> list[dict]:
             if base not in t32[0] or np.asarray(tq[0][out]).dtype.kind != "f":
                 continue
             ref = np.concatenate([np.ravel(t[base]) for t in t32]).astype(np.float64)
-            val = np.concatenate([np.ravel(t[out]) for t in tq]).astype(np.float64) * (gain(out) if gain else 1.0)
+            val = np.concatenate([np.ravel(t[out]) for t in tq]).astype(np.float64) * factor.get(out, 1.0)
             snr_of[out] = snr = snr_db(val, ref)
             before = [snr_of[r] for r in reads if r in snr_of]
             row = {"tensor": base, "op": op, "origin": producer.get(base, ""), "snr_db": snr,
